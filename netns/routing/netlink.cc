@@ -1,0 +1,157 @@
+#include "netns/routing/netlink.h"
+
+#include <libmnl/libmnl.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <cerrno>
+#include <cstring>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+
+namespace pnc::netns {
+namespace {
+
+// Large enough for any dump message the kernel sends (it caps dump skbs well below this).
+constexpr size_t kBufferSize = 64 * 1024;
+
+struct CallbackData {
+  absl::FunctionRef<absl::Status(const nlmsghdr*)>* cb;
+  absl::Status status;
+};
+
+int DataCallback(const nlmsghdr* nlh, void* data) {
+  auto* d = static_cast<CallbackData*>(data);
+  d->status = (*d->cb)(nlh);
+  return d->status.ok() ? MNL_CB_OK : MNL_CB_ERROR;
+}
+
+}  // namespace
+
+absl::Status NetlinkErrno(int err, absl::string_view what) {
+  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
+  switch (err) {
+    case EEXIST:
+      return absl::AlreadyExistsError(msg);
+    case ENOENT:
+    case ESRCH:
+      return absl::NotFoundError(msg);
+    case EPERM:
+    case EACCES:
+      return absl::PermissionDeniedError(msg);
+    case EINVAL:
+    case EOPNOTSUPP:
+      return absl::InvalidArgumentError(msg);
+    case EBUSY:
+      return absl::FailedPreconditionError(msg);
+    default:
+      return absl::InternalError(msg);
+  }
+}
+
+void ForEachAttr(const nlmsghdr* nlh, size_t header_len, absl::FunctionRef<void(const nlattr*)> fn) {
+  const auto* attr = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, header_len));
+  const char* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
+  while (mnl_attr_ok(attr, static_cast<int>(tail - reinterpret_cast<const char*>(attr)))) {
+    fn(attr);
+    attr = mnl_attr_next(attr);
+  }
+}
+
+MnlSocket::MnlSocket(mnl_socket* nl, uint32_t portid)
+    : nl_(nl),
+      portid_(portid),
+      seq_(static_cast<uint32_t>(time(nullptr))),
+      buf_(std::make_unique<std::vector<char>>(kBufferSize)) {}
+
+MnlSocket::MnlSocket(MnlSocket&& o) noexcept
+    : nl_(std::exchange(o.nl_, nullptr)), portid_(o.portid_), seq_(o.seq_), buf_(std::move(o.buf_)) {}
+
+MnlSocket& MnlSocket::operator=(MnlSocket&& o) noexcept {
+  if (this != &o) {
+    if (nl_ != nullptr) mnl_socket_close(nl_);
+    nl_ = std::exchange(o.nl_, nullptr);
+    portid_ = o.portid_;
+    seq_ = o.seq_;
+    buf_ = std::move(o.buf_);
+  }
+  return *this;
+}
+
+MnlSocket::~MnlSocket() {
+  if (nl_ != nullptr) mnl_socket_close(nl_);
+}
+
+absl::StatusOr<MnlSocket> MnlSocket::Open(int bus) {
+  mnl_socket* nl = mnl_socket_open2(bus, SOCK_CLOEXEC);
+  if (nl == nullptr) return NetlinkErrno(errno, absl::StrCat("netlink socket (bus ", bus, ")"));
+  if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+    int err = errno;
+    mnl_socket_close(nl);
+    return NetlinkErrno(err, "netlink bind");
+  }
+  return MnlSocket(nl, mnl_socket_get_portid(nl));
+}
+
+absl::Status MnlSocket::Receive(uint32_t seq, absl::string_view what,
+                                absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
+  CallbackData data{&cb, absl::OkStatus()};
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(nl_, buf_->data(), buf_->size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return NetlinkErrno(errno, absl::StrCat(what, " (recv)"));
+    }
+    int ret = mnl_cb_run(buf_->data(), n, seq, portid_, DataCallback, &data);
+    if (ret == MNL_CB_ERROR) {
+      if (!data.status.ok()) return data.status;
+      return NetlinkErrno(errno, what);
+    }
+    if (ret == MNL_CB_STOP) return absl::OkStatus();
+  }
+}
+
+absl::Status MnlSocket::Request(const nlmsghdr* nlh, absl::string_view what) {
+  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0)
+    return NetlinkErrno(errno, absl::StrCat(what, " (send)"));
+  return Receive(nlh->nlmsg_seq, what, [](const nlmsghdr*) { return absl::OkStatus(); });
+}
+
+absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_seq, absl::string_view what,
+                                    absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
+  if (mnl_socket_sendto(nl_, buf, len) < 0) return NetlinkErrno(errno, absl::StrCat(what, " (send)"));
+  // Replies for earlier messages of a batch carry other sequence numbers; accept any (seq 0 disables libmnl's
+  // check) and stop at the ack of the last one.
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(nl_, buf_->data(), buf_->size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return NetlinkErrno(errno, absl::StrCat(what, " (recv)"));
+    }
+    // Walk messages ourselves: an ack for an intermediate message must not end the wait.
+    const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(buf_->data());
+    int remaining = static_cast<int>(n);
+    while (mnl_nlmsg_ok(nlh, remaining)) {
+      if (nlh->nlmsg_pid != portid_)
+        return absl::InternalError(absl::StrCat(what, ": reply for another port"));
+      if (nlh->nlmsg_type == NLMSG_ERROR) {
+        const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
+        if (err->error != 0) return NetlinkErrno(-err->error, what);
+        if (nlh->nlmsg_seq == last_seq) return absl::OkStatus();
+      } else if (nlh->nlmsg_type >= NLMSG_MIN_TYPE) {
+        if (absl::Status s = cb(nlh); !s.ok()) return s;
+      }
+      nlh = mnl_nlmsg_next(nlh, &remaining);
+    }
+  }
+}
+
+absl::Status MnlSocket::Dump(const nlmsghdr* nlh, absl::string_view what,
+                             absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
+  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0)
+    return NetlinkErrno(errno, absl::StrCat(what, " (send)"));
+  return Receive(nlh->nlmsg_seq, what, cb);
+}
+
+}  // namespace pnc::netns

@@ -1,0 +1,109 @@
+#include "netns/routing/test_util.h"
+
+#include <fcntl.h>
+#include <libmnl/libmnl.h>
+#include <linux/if.h>
+#include <linux/rtnetlink.h>
+#include <sched.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "netns/routing/netlink.h"
+
+extern char** environ;
+
+namespace pnc::netns::testing {
+
+absl::Status BringUpLoopback() {
+  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
+  if (!nl.ok()) return nl.status();
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+  nlh->nlmsg_seq = nl->NextSeq();
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  ifm->ifi_index = 1;  // lo
+  ifm->ifi_flags = IFF_UP;
+  ifm->ifi_change = IFF_UP;
+  return nl->Request(nlh, "ip link set lo up");
+}
+
+absl::Status RunInFreshNetns(absl::FunctionRef<void()> fn) {
+  absl::Status status;
+  std::thread t([&] {
+    if (unshare(CLONE_NEWNET) != 0) {
+      status = absl::PermissionDeniedError(absl::StrCat("unshare(CLONE_NEWNET): ", std::strerror(errno)));
+      return;
+    }
+    status = BringUpLoopback();
+    if (status.ok()) fn();
+  });
+  t.join();
+  return status;
+}
+
+absl::StatusOr<NetnsHandle> NewThrowawayNetns() {
+  std::optional<absl::StatusOr<NetnsHandle>> result;
+  absl::Status s = RunInFreshNetns([&] { result = NetnsHandle::Open("/proc/thread-self/ns/net"); });
+  if (!s.ok()) return s;
+  return std::move(*result);
+}
+
+absl::StatusOr<std::string> RunCapture(const std::vector<std::string>& argv) {
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0) return absl::InternalError("pipe");
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+  posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+  std::vector<char*> args;
+  for (const std::string& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int rc = posix_spawn(&pid, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(out[1]);
+  close(err[1]);
+  auto drain = [](int fd) {
+    std::string s;
+    char b[4096];
+    ssize_t n;
+    while ((n = read(fd, b, sizeof b)) > 0 || (n < 0 && errno == EINTR)) {
+      if (n > 0) s.append(b, n);
+    }
+    close(fd);
+    return s;
+  };
+  if (rc != 0) {
+    close(out[0]);
+    close(err[0]);
+    return absl::InternalError(absl::StrCat("posix_spawn ", argv[0], ": ", std::strerror(rc)));
+  }
+  // Outputs here are small (a rule listing), so reading stdout fully before stderr cannot deadlock in
+  // practice.
+  std::string stdout_text = drain(out[0]);
+  std::string stderr_text = drain(err[0]);
+  int wstatus = 0;
+  while (waitpid(pid, &wstatus, 0) < 0 && errno == EINTR) {
+  }
+  if (!WIFEXITED(wstatus) || WEXITSTATUS(wstatus) != 0) {
+    return absl::InternalError(absl::StrCat(argv[0], " failed (status ", wstatus, "): ", stderr_text));
+  }
+  return stdout_text;
+}
+
+std::string SkipReason(const absl::Status& s) {
+  return absl::StrCat("SKIPPED: cannot create a network namespace here (needs root/CAP_SYS_ADMIN): ",
+                      s.ToString());
+}
+
+}  // namespace pnc::netns::testing
