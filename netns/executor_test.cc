@@ -1,0 +1,137 @@
+#include "netns/executor.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "netns/testing/gtest_sandbox.h"
+#include "netns/testing/sandbox.h"
+
+namespace pnc::netns {
+namespace {
+
+uint64_t ThreadNetnsInode() {
+  struct stat st;
+  if (stat("/proc/thread-self/ns/net", &st) != 0) return 0;
+  return st.st_ino;
+}
+
+class ExecutorTest : public ::testing::Test {
+ protected:
+  void SetUp() override { PNC_SANDBOX_OR_SKIP(sandbox_); }
+  // The namespace stays alive as long as the test fixture (owned_ keeps the bind mounts).
+  const NetnsHandle& NewNetns(const std::string& name) {
+    absl::StatusOr<testing::OwnedNetns> ns = sandbox_->CreateBareNetns(name);
+    if (!ns.ok()) {  // the harness itself is broken: nothing below can be meaningful
+      std::fprintf(stderr, "CreateBareNetns(%s): %s\n", name.c_str(), ns.status().ToString().c_str());
+      std::abort();
+    }
+    owned_.push_back(std::make_unique<testing::OwnedNetns>(*std::move(ns)));
+    return owned_.back()->handle();
+  }
+  testing::Sandbox* sandbox_ = nullptr;
+  std::vector<std::unique_ptr<testing::OwnedNetns>> owned_;
+};
+
+TEST_F(ExecutorTest, RunsInsideTargetOnAnotherThreadAndCallerStaysHome) {
+  const NetnsHandle& ns = NewNetns("exec-a");
+  const uint64_t caller_ns = ThreadNetnsInode();
+  const pid_t caller_tid = gettid();
+  uint64_t inside_ns = 0;
+  pid_t inside_tid = 0;
+  absl::Status s = RunInNetns(ns, [&] {
+    inside_ns = ThreadNetnsInode();
+    inside_tid = gettid();
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(inside_ns, ns.inode());
+  EXPECT_NE(inside_ns, caller_ns);
+  EXPECT_NE(inside_tid, caller_tid);
+  EXPECT_EQ(ThreadNetnsInode(), caller_ns);
+}
+
+TEST_F(ExecutorTest, ReturnsFunctionStatus) {
+  const NetnsHandle& ns = NewNetns("exec-b");
+  absl::Status s = RunInNetns(ns, [] { return absl::AbortedError("from fn"); });
+  EXPECT_EQ(s, absl::AbortedError("from fn"));
+}
+
+TEST_F(ExecutorTest, WorkerReturnsHomeBetweenCalls) {
+  const NetnsHandle& a = NewNetns("exec-c");
+  const NetnsHandle& b = NewNetns("exec-d");
+  // Sequential calls reuse the same idle worker; each must see only its own target.
+  for (int i = 0; i < 50; ++i) {
+    const NetnsHandle& target = (i % 2 == 0) ? a : b;
+    uint64_t seen = 0;
+    ASSERT_TRUE(RunInNetns(target, [&] {
+                  seen = ThreadNetnsInode();
+                  return absl::OkStatus();
+                }).ok());
+    ASSERT_EQ(seen, target.inode()) << "iteration " << i;
+  }
+}
+
+TEST_F(ExecutorTest, RefusesForTestingHandle) {
+  NetnsHandle fake = NetnsHandle::ForTesting("fake-pod", 42);
+  bool ran = false;
+  absl::Status s = RunInNetns(fake, [&] {
+    ran = true;
+    return absl::OkStatus();
+  });
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_FALSE(ran);
+}
+
+TEST_F(ExecutorTest, ConcurrentCallersEachSeeTheirNamespace) {
+  constexpr int kCallers = 8;
+  std::vector<const NetnsHandle*> nss;
+  for (int i = 0; i < kCallers; ++i) nss.push_back(&NewNetns(absl::StrCat("exec-par-", i)));
+  const uint64_t home = ThreadNetnsInode();
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> callers;
+  for (int i = 0; i < kCallers; ++i) {
+    callers.emplace_back([&, i] {
+      for (int k = 0; k < 200; ++k) {
+        uint64_t seen = 0;
+        absl::Status s = RunInNetns(*nss[i], [&] {
+          seen = ThreadNetnsInode();
+          return absl::OkStatus();
+        });
+        if (!s.ok() || seen != nss[i]->inode() || ThreadNetnsInode() != home) ++wrong;
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(wrong.load(), 0);
+}
+
+TEST_F(ExecutorTest, NestedCallIsServedByAnotherWorker) {
+  const NetnsHandle& outer = NewNetns("exec-outer");
+  const NetnsHandle& inner = NewNetns("exec-inner");
+  uint64_t seen_inner = 0, seen_outer_after = 0;
+  absl::Status s = RunInNetns(outer, [&] {
+    absl::Status in = RunInNetns(inner, [&] {
+      seen_inner = ThreadNetnsInode();
+      return absl::OkStatus();
+    });
+    seen_outer_after = ThreadNetnsInode();
+    return in;
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(seen_inner, inner.inode());
+  EXPECT_EQ(seen_outer_after, outer.inode());
+}
+
+}  // namespace
+}  // namespace pnc::netns

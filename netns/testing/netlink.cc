@@ -1,0 +1,159 @@
+#include "netns/testing/netlink.h"
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <linux/if_addr.h>
+#include <linux/if_link.h>
+#include <linux/rtnetlink.h>
+#include <linux/veth.h>
+#include <net/if.h>  // before linux/ headers: they then skip their conflicting copies
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <memory>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace pnc::netns::testing {
+namespace {
+
+struct SocketCloser {
+  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
+};
+using Socket = std::unique_ptr<mnl_socket, SocketCloser>;
+
+absl::Status Errno(int err, const std::string& what) {
+  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
+  if (err == EPERM || err == EACCES) return absl::PermissionDeniedError(msg);
+  if (err == ENODEV || err == ENOENT) return absl::NotFoundError(msg);
+  if (err == EEXIST) return absl::AlreadyExistsError(msg);
+  return absl::InternalError(msg);
+}
+
+// Sends one request with NLM_F_ACK on a fresh NETLINK_ROUTE socket of the calling thread's netns and waits
+// for the kernel's ack. A fresh socket per request keeps this code free of shared state; the harness is not a
+// hot path.
+absl::Status Transact(nlmsghdr* nlh, const std::string& what) {
+  Socket sock(mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC));
+  if (!sock) return Errno(errno, "netlink socket");
+  if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) return Errno(errno, "netlink bind");
+  nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
+  nlh->nlmsg_seq = static_cast<uint32_t>(time(nullptr));
+  if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0)
+    return Errno(errno, absl::StrCat(what, ": send"));
+  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
+  const unsigned portid = mnl_socket_get_portid(sock.get());
+  for (;;) {
+    ssize_t n = mnl_socket_recvfrom(sock.get(), buf.data(), buf.size());
+    if (n < 0) return Errno(errno, absl::StrCat(what, ": recv"));
+    int r = mnl_cb_run(buf.data(), n, nlh->nlmsg_seq, portid, nullptr, nullptr);
+    if (r < 0) return Errno(errno, what);
+    if (r == MNL_CB_STOP) return absl::OkStatus();
+  }
+}
+
+bool ParseAddress(const std::string& text, int* family, in6_addr* out) {
+  if (inet_pton(AF_INET, text.c_str(), out) == 1) {
+    *family = AF_INET;
+    return true;
+  }
+  if (inet_pton(AF_INET6, text.c_str(), out) == 1) {
+    *family = AF_INET6;
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+absl::Status SetLinkUp(int ifindex) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWLINK;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  ifm->ifi_index = ifindex;
+  ifm->ifi_flags = IFF_UP;
+  ifm->ifi_change = IFF_UP;
+  return Transact(nlh, absl::StrCat("set link ", ifindex, " up"));
+}
+
+absl::Status CreateVethPair(const std::string& name, const std::string& peer_name, int peer_netns_fd) {
+  if (name.size() >= IFNAMSIZ || peer_name.size() >= IFNAMSIZ) {
+    return absl::InvalidArgumentError(absl::StrCat("interface name too long: ", name, "/", peer_name));
+  }
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWLINK;
+  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, name.c_str());
+  nlattr* linkinfo = mnl_attr_nest_start(nlh, IFLA_LINKINFO);
+  mnl_attr_put_strz(nlh, IFLA_INFO_KIND, "veth");
+  nlattr* data = mnl_attr_nest_start(nlh, IFLA_INFO_DATA);
+  nlattr* peer = mnl_attr_nest_start(nlh, VETH_INFO_PEER);
+  // The peer's attributes follow its own ifinfomsg header inside VETH_INFO_PEER.
+  auto* peer_ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  peer_ifm->ifi_family = AF_UNSPEC;
+  mnl_attr_put_strz(nlh, IFLA_IFNAME, peer_name.c_str());
+  mnl_attr_put_u32(nlh, IFLA_NET_NS_FD, static_cast<uint32_t>(peer_netns_fd));
+  mnl_attr_nest_end(nlh, peer);
+  mnl_attr_nest_end(nlh, data);
+  mnl_attr_nest_end(nlh, linkinfo);
+  return Transact(nlh, absl::StrCat("create veth ", name, "<->", peer_name));
+}
+
+absl::StatusOr<int> InterfaceIndex(const std::string& name) {
+  unsigned idx = if_nametoindex(name.c_str());  // ioctl on a socket of the calling thread's netns
+  if (idx == 0) return Errno(errno, absl::StrCat("interface ", name));
+  return static_cast<int>(idx);
+}
+
+absl::Status AddAddress(int ifindex, const std::string& address, int prefix_len) {
+  int family;
+  in6_addr addr;
+  if (!ParseAddress(address, &family, &addr))
+    return absl::InvalidArgumentError(absl::StrCat("bad address ", address));
+  const size_t len = family == AF_INET ? sizeof(in_addr) : sizeof(in6_addr);
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWADDR;
+  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifa->ifa_family = family;
+  ifa->ifa_prefixlen = prefix_len;
+  ifa->ifa_flags = family == AF_INET6 ? IFA_F_NODAD : 0;
+  ifa->ifa_scope = RT_SCOPE_UNIVERSE;
+  ifa->ifa_index = ifindex;
+  mnl_attr_put(nlh, IFA_LOCAL, len, &addr);
+  mnl_attr_put(nlh, IFA_ADDRESS, len, &addr);
+  return Transact(nlh, absl::StrCat("add address ", address, "/", prefix_len));
+}
+
+absl::Status AddDefaultRoute(int ifindex, const std::string& gateway) {
+  int family;
+  in6_addr gw;
+  if (!ParseAddress(gateway, &family, &gw))
+    return absl::InvalidArgumentError(absl::StrCat("bad gateway ", gateway));
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_NEWROUTE;
+  nlh->nlmsg_flags = NLM_F_CREATE | NLM_F_EXCL;
+  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  rtm->rtm_family = family;
+  rtm->rtm_dst_len = 0;
+  rtm->rtm_table = RT_TABLE_MAIN;
+  rtm->rtm_protocol = RTPROT_STATIC;
+  rtm->rtm_scope = RT_SCOPE_UNIVERSE;
+  rtm->rtm_type = RTN_UNICAST;
+  mnl_attr_put(nlh, RTA_GATEWAY, family == AF_INET ? sizeof(in_addr) : sizeof(in6_addr), &gw);
+  mnl_attr_put_u32(nlh, RTA_OIF, ifindex);
+  return Transact(nlh, absl::StrCat("add default route via ", gateway));
+}
+
+}  // namespace pnc::netns::testing
