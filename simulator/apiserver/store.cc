@@ -1,0 +1,613 @@
+#include "simulator/apiserver/store.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "simulator/apiserver/api_error.h"
+
+namespace pnc::sim {
+namespace {
+
+using nlohmann::json;
+
+constexpr ResourceInfo kInfos[] = {
+    {"namespaces", "Namespace", false, "ns"},
+    {"pods", "Pod", true, "po"},
+    {"events", "Event", true, "ev"},
+    {"nodes", "Node", false, "no"},
+};
+
+int Index(Resource r) { return static_cast<int>(r); }
+
+// RFC 1123 subdomain, as metadata.name of these resources must be.
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() > 253) return false;
+  for (char c : name) {
+    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
+          c == '-' || c == '.')) {
+      return false;
+    }
+  }
+  return std::isalnum(static_cast<unsigned char>(name.front())) &&
+         std::isalnum(static_cast<unsigned char>(name.back()));
+}
+
+std::string MetaString(const json& obj, const char* field) {
+  auto md = obj.find("metadata");
+  if (md == obj.end() || !md->is_object()) return "";
+  auto it = md->find(field);
+  if (it == md->end() || !it->is_string()) return "";
+  return it->get<std::string>();
+}
+
+std::string KeyOf(Resource r, const std::string& ns, const std::string& name) {
+  return Info(r).namespaced ? absl::StrCat(ns, "/", name) : name;
+}
+
+json WithRv(const json& obj, uint64_t rv) {
+  json out = obj;
+  out["metadata"]["resourceVersion"] = std::to_string(rv);
+  return out;
+}
+
+}  // namespace
+
+const ResourceInfo& Info(Resource r) { return kInfos[Index(r)]; }
+
+std::optional<Resource> ResourceFromPlural(std::string_view plural) {
+  for (Resource r : kAllResources) {
+    if (plural == Info(r).plural) return r;
+  }
+  return std::nullopt;
+}
+
+std::string EncodeWatchLine(const std::string& type, const json& object) {
+  std::string out = absl::StrCat("{\"type\":\"", type, "\",\"object\":");
+  out += object.dump();
+  out += "}\n";
+  return out;
+}
+
+Store::Store(Options options) : options_(std::move(options)), rng_(options_.seed) {
+  absl::MutexLock lock(&mu_);
+  for (const char* ns : {"default", "kube-system", "kube-public", "kube-node-lease"}) {
+    json obj = {{"apiVersion", "v1"}, {"kind", "Namespace"}, {"metadata", {{"name", ns}}}};
+    obj["metadata"]["uid"] = NewUidLocked();
+    obj["metadata"]["creationTimestamp"] = NowLocked();
+    obj["metadata"]["labels"] = {{"kubernetes.io/metadata.name", ns}};
+    obj["spec"] = {{"finalizers", {"kubernetes"}}};
+    obj["status"] = {{"phase", "Active"}};
+    CommitLocked(Resource::kNamespaces, "ADDED", std::move(obj), nullptr);
+  }
+}
+
+Store::~Store() { DropAllWatches(); }
+
+std::string Store::NewUidLocked() {
+  uint64_t a = rng_(), b = rng_();
+  a = (a & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;  // version 4
+  b = (b & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;  // variant 10
+  return absl::StrFormat("%08x-%04x-%04x-%04x-%012x", a >> 32, (a >> 16) & 0xffff, a & 0xffff, b >> 48,
+                         b & 0xffffffffffffULL);
+}
+
+std::string Store::NowLocked() const {
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", options_.clock(), absl::UTCTimeZone());
+}
+
+uint64_t Store::ResourceVersion() const {
+  absl::MutexLock lock(&mu_);
+  return rv_;
+}
+
+size_t Store::WatchCount() const {
+  absl::MutexLock lock(&mu_);
+  return watchers_.size();
+}
+
+uint64_t Store::OldestResumableVersion() const {
+  absl::MutexLock lock(&mu_);
+  return compacted_rv_;
+}
+
+bool Store::WatcherMatches(const Watcher& w, const json& object) const {
+  if (!w.ns.empty() && MetaString(object, "namespace") != w.ns) return false;
+  return w.labels.Matches(object) && w.fields.Matches(object);
+}
+
+ObjectPtr Store::CommitLocked(Resource r, const std::string& type, json object, ObjectPtr prev) {
+  uint64_t rv = ++rv_;
+  object["metadata"]["resourceVersion"] = std::to_string(rv);
+  auto ptr = std::make_shared<const json>(std::move(object));
+  std::string key = KeyOf(r, MetaString(*ptr, "namespace"), MetaString(*ptr, "name"));
+  if (type == "DELETED") {
+    objects_[Index(r)].erase(key);
+  } else {
+    objects_[Index(r)][key] = ptr;
+  }
+  history_.push_back(Event{rv, r, type, ptr, std::move(prev), {}});
+  FanOutLocked(history_.back());
+  while (history_.size() > options_.history_size) {
+    compacted_rv_ = history_.front().rv;
+    history_.pop_front();
+  }
+  return ptr;
+}
+
+void Store::FanOutLocked(const Event& e) {
+  auto deliver = [&](uint64_t id) {
+    auto it = watchers_.find(id);
+    if (it != watchers_.end()) DeliverLocked(it->second, e);
+  };
+  for (uint64_t id : general_[Index(e.resource)]) deliver(id);
+  if (e.resource == Resource::kPods) {
+    std::string node = FieldValue(*e.object, "spec.nodeName");
+    std::string prev_node = e.prev ? FieldValue(*e.prev, "spec.nodeName") : node;
+    auto bucket = [&](const std::string& n) {
+      auto it = by_node_.find(n);
+      if (it == by_node_.end()) return;
+      for (uint64_t id : it->second) deliver(id);
+    };
+    bucket(node);
+    if (prev_node != node) bucket(prev_node);
+  }
+}
+
+void Store::DeliverLocked(Watcher& w, const Event& e) {
+  bool now = WatcherMatches(w, *e.object);
+  bool before = e.prev ? WatcherMatches(w, *e.prev) : false;
+  int slot;
+  std::string type;
+  ObjectPtr obj = e.object;
+  if (e.type == "MODIFIED" && e.prev) {
+    if (now && before) {
+      slot = 0;
+      type = "MODIFIED";
+    } else if (now) {
+      slot = 1;
+      type = "ADDED";
+    } else if (before) {
+      slot = 2;
+      type = "DELETED";
+      obj = std::make_shared<const json>(WithRv(*e.prev, e.rv));
+    } else {
+      return;
+    }
+  } else {
+    if (!now) return;
+    slot = 0;
+    type = e.type;
+  }
+  EventLine line;
+  if (w.sink->WantsLine()) {
+    if (!e.lines[slot]) e.lines[slot] = std::make_shared<const std::string>(EncodeWatchLine(type, *obj));
+    line = e.lines[slot];
+  }
+  w.sink->OnEvent(type, obj, e.rv, line);
+}
+
+void Store::ScheduleLocked(const ObjectPtr& pod) {
+  const auto& nodes = objects_[Index(Resource::kNodes)];
+  if (nodes.empty()) return;
+  auto it = nodes.begin();
+  std::advance(it, next_node_++ % nodes.size());
+  json next = *pod;
+  next["spec"]["nodeName"] = MetaString(*it->second, "name");
+  next["status"]["conditions"] = json::array({{{"type", "PodScheduled"},
+                                               {"status", "True"},
+                                               {"lastProbeTime", nullptr},
+                                               {"lastTransitionTime", NowLocked()}}});
+  CommitLocked(Resource::kPods, "MODIFIED", std::move(next), pod);
+}
+
+absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json object) {
+  const ResourceInfo& info = Info(r);
+  if (!object.is_object()) return BadRequestError("the request body must be a JSON object");
+  if (object.contains("kind") && object["kind"] != info.kind) {
+    return BadRequestError(absl::StrCat("the kind of the provided object (", object["kind"].dump(),
+                                        ") does not match the resource ", info.plural));
+  }
+  object["kind"] = info.kind;
+  object["apiVersion"] = "v1";
+  json& md = object["metadata"];
+  if (!md.is_object()) return BadRequestError("metadata must be an object");
+  absl::MutexLock lock(&mu_);
+  std::string name = MetaString(object, "name");
+  if (name.empty()) {
+    std::string prefix = MetaString(object, "generateName");
+    if (prefix.empty()) {
+      return InvalidError(info.plural, "", "metadata.name: Required value: name or generateName is required");
+    }
+    static constexpr char kAlphabet[] = "bcdfghjklmnpqrstvwxz2456789";
+    name = prefix;
+    for (int i = 0; i < 5; ++i) name += kAlphabet[rng_() % (sizeof(kAlphabet) - 1)];
+    md["name"] = name;
+  }
+  if (!ValidName(name)) {
+    return InvalidError(
+        info.plural, name,
+        absl::StrCat("metadata.name: Invalid value: \"", name,
+                     "\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                     "characters, '-' or '.', and must start and end with an alphanumeric character"));
+  }
+  if (info.namespaced) {
+    std::string body_ns = MetaString(object, "namespace");
+    if (!body_ns.empty() && body_ns != ns) {
+      return BadRequestError(
+          "the namespace of the provided object does not match the namespace sent on the request");
+    }
+    md["namespace"] = ns;
+    if (objects_[Index(Resource::kNamespaces)].count(ns) == 0) return NotFoundError("namespaces", ns);
+  } else {
+    md.erase("namespace");
+  }
+  std::string key = KeyOf(r, ns, name);
+  if (objects_[Index(r)].count(key) > 0) return AlreadyExistsError(info.plural, name);
+  md["uid"] = NewUidLocked();
+  md["creationTimestamp"] = NowLocked();
+  md.erase("resourceVersion");
+  md.erase("deletionTimestamp");
+  switch (r) {
+    case Resource::kPods: {
+      md["generation"] = 1;
+      json& spec = object["spec"];
+      if (!spec.is_object() || !spec.contains("containers") || !spec["containers"].is_array() ||
+          spec["containers"].empty()) {
+        return InvalidError(info.plural, name, "spec.containers: Required value");
+      }
+      for (const auto& c : spec["containers"]) {
+        if (!c.is_object() || !c.contains("name") || !c.contains("image")) {
+          return InvalidError(info.plural, name, "spec.containers: each container needs a name and an image");
+        }
+      }
+      if (!spec.contains("restartPolicy")) spec["restartPolicy"] = "Always";
+      if (!spec.contains("schedulerName")) spec["schedulerName"] = "default-scheduler";
+      if (!spec.contains("terminationGracePeriodSeconds")) spec["terminationGracePeriodSeconds"] = 30;
+      if (!spec.contains("dnsPolicy")) spec["dnsPolicy"] = "ClusterFirst";
+      object["status"] = {{"phase", "Pending"}, {"qosClass", "BestEffort"}};
+      break;
+    }
+    case Resource::kNamespaces:
+      md["labels"]["kubernetes.io/metadata.name"] = name;
+      object["spec"] = {{"finalizers", {"kubernetes"}}};
+      object["status"] = {{"phase", "Active"}};
+      break;
+    case Resource::kNodes:
+    case Resource::kEvents:
+      break;
+  }
+  ObjectPtr created = CommitLocked(r, "ADDED", std::move(object), nullptr);
+  if (r == Resource::kPods && options_.scheduler && FieldValue(*created, "spec.nodeName").empty()) {
+    // The client sees the create response (unbound), watchers then see the binding, like with a real
+    // scheduler.
+    ScheduleLocked(created);
+  }
+  return created;
+}
+
+absl::StatusOr<ObjectPtr> Store::Get(Resource r, const std::string& ns, const std::string& name) const {
+  absl::MutexLock lock(&mu_);
+  auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
+  if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
+  return it->second;
+}
+
+absl::StatusOr<ListResult> Store::List(Resource r, const std::string& ns, const ListOptions& options) const {
+  auto labels = LabelSelector::Parse(options.label_selector);
+  if (!labels.ok()) return BadRequestError(std::string(labels.status().message()));
+  auto fields = FieldSelector::Parse(Info(r).plural, options.field_selector);
+  if (!fields.ok()) return BadRequestError(std::string(fields.status().message()));
+  if (options.limit < 0) return BadRequestError("limit must be non-negative");
+  absl::MutexLock lock(&mu_);
+  ListResult result;
+  result.resource_version = rv_;
+  std::string start;
+  if (!options.continue_token.empty()) {
+    // Token: base64(JSON {"rv": <list RV>, "start": <last key returned>}). Pages after the first are served
+    // from the current state (not a snapshot); a token older than the history window is Expired, as on the
+    // real server.
+    std::string raw;
+    json token;
+    if (!absl::WebSafeBase64Unescape(options.continue_token, &raw) ||
+        !(token = json::parse(raw, nullptr, false)).is_object() || !token.contains("rv") ||
+        !token["rv"].is_number_unsigned() || !token.contains("start") || !token["start"].is_string()) {
+      return BadRequestError(
+          "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    }
+    uint64_t token_rv = token["rv"].get<uint64_t>();
+    if (token_rv < compacted_rv_) {
+      return ExpiredError(
+          "The provided continue parameter is too old to display a consistent list result. You can start a "
+          "new list "
+          "without the continue parameter, or use the continue token in this response to retrieve the "
+          "remainder of "
+          "the results. Continuing with the provided token results in an inconsistent list - objects that "
+          "were "
+          "created, modified, or deleted between the time the first chunk was returned and now may show up "
+          "in the "
+          "list.");
+    }
+    result.resource_version = token_rv;
+    start = token["start"].get<std::string>();
+  }
+  const auto& objs = objects_[Index(r)];
+  auto it = start.empty() ? objs.begin() : objs.upper_bound(start);
+  if (start.empty() && Info(r).namespaced && !ns.empty()) it = objs.lower_bound(ns + "/");
+  int64_t remaining = 0;
+  std::string last_key;
+  for (; it != objs.end(); ++it) {
+    const json& obj = *it->second;
+    if (Info(r).namespaced && !ns.empty()) {
+      if (it->first.compare(0, ns.size() + 1, ns + "/") != 0) break;
+    }
+    if (!labels->Matches(obj) || !fields->Matches(obj)) continue;
+    if (options.limit > 0 && static_cast<int64_t>(result.items.size()) >= options.limit) {
+      ++remaining;
+      continue;
+    }
+    result.items.push_back(it->second);
+    last_key = it->first;
+  }
+  if (remaining > 0) {
+    json token = {{"rv", result.resource_version}, {"start", last_key}};
+    result.continue_token = absl::WebSafeBase64Escape(token.dump());
+    // Like the real server, remainingItemCount is only reported without selectors (exact count is cheap here
+    // anyway).
+    if (labels->empty() && fields->empty()) result.remaining = remaining;
+  }
+  return result;
+}
+
+absl::StatusOr<ObjectPtr> Store::CommitUpdateLocked(Resource r, const ObjectPtr& old, json next,
+                                                    Subresource sub) {
+  const ResourceInfo& info = Info(r);
+  const std::string name = MetaString(*old, "name");
+  if (!next.is_object()) return BadRequestError("the request body must be a JSON object");
+  if (!next["metadata"].is_object()) return BadRequestError("metadata must be an object");
+  if (MetaString(next, "name") != name) {
+    return BadRequestError(absl::StrCat("the name of the object (", MetaString(next, "name"),
+                                        ") does not match the name on the URL (", name, ")"));
+  }
+  if (info.namespaced && MetaString(next, "namespace") != MetaString(*old, "namespace")) {
+    return BadRequestError(
+        "the namespace of the provided object does not match the namespace sent on the request");
+  }
+  std::string uid = MetaString(next, "uid");
+  if (!uid.empty() && uid != MetaString(*old, "uid")) {
+    return ConflictError(info.plural, name,
+                         absl::StrCat("Precondition failed: UID in precondition: ", uid,
+                                      ", UID in object meta: ", MetaString(*old, "uid")));
+  }
+  std::string rv = MetaString(next, "resourceVersion");
+  if (!rv.empty() && rv != MetaString(*old, "resourceVersion")) {
+    return ConflictError(
+        info.plural, name,
+        "the object has been modified; please apply your changes to the latest version and try again");
+  }
+  next["kind"] = info.kind;
+  next["apiVersion"] = "v1";
+  json& md = next["metadata"];
+  for (const char* keep : {"uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp"}) {
+    auto o = old->at("metadata").find(keep);
+    if (o != old->at("metadata").end()) {
+      md[keep] = *o;
+    } else {
+      md.erase(keep);
+    }
+  }
+  if (r != Resource::kEvents) {
+    if (sub == Subresource::kStatus) {
+      // pods/status: spec and ownerReferences come from the stored object; metadata changes are kept.
+      if (old->contains("spec")) {
+        next["spec"] = old->at("spec");
+      } else {
+        next.erase("spec");
+      }
+      if (old->at("metadata").contains("ownerReferences")) {
+        md["ownerReferences"] = old->at("metadata").at("ownerReferences");
+      } else {
+        md.erase("ownerReferences");
+      }
+    } else {
+      if (old->contains("status")) {
+        next["status"] = old->at("status");
+      } else {
+        next.erase("status");
+      }
+      if (r == Resource::kPods && old->contains("spec") && next.contains("spec")) {
+        const json& os = old->at("spec");
+        json& ns_ = next["spec"];
+        if (os.contains("nodeName") && ns_.value("nodeName", "") != os.value("nodeName", "")) {
+          return InvalidError(info.plural, name,
+                              "spec: Forbidden: pod updates may not change fields other than "
+                              "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                              "`spec.activeDeadlineSeconds`, `spec.tolerations`");
+        }
+      }
+      if (next.value("spec", json()) != old->value("spec", json()) && md.contains("generation")) {
+        md["generation"] = md["generation"].get<int64_t>() + 1;
+      }
+    }
+  }
+  // A no-op update keeps the resourceVersion and emits nothing.
+  json cmp = next;
+  cmp["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
+  if (cmp == *old) return old;
+  return CommitLocked(r, "MODIFIED", std::move(next), old);
+}
+
+absl::StatusOr<ObjectPtr> Store::Update(Resource r, const std::string& ns, const std::string& name,
+                                        json object, Subresource sub) {
+  absl::MutexLock lock(&mu_);
+  auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
+  if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
+  if (object.is_object() && object["metadata"].is_object() && Info(r).namespaced &&
+      MetaString(object, "namespace").empty()) {
+    object["metadata"]["namespace"] = ns;
+  }
+  return CommitUpdateLocked(r, it->second, std::move(object), sub);
+}
+
+absl::StatusOr<ObjectPtr> Store::Patch(Resource r, const std::string& ns, const std::string& name,
+                                       PatchType type, const json& patch, Subresource sub) {
+  absl::MutexLock lock(&mu_);
+  auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
+  if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
+  ObjectPtr old = it->second;
+  auto next = ApplyPatch(*old, type, patch);
+  if (!next.ok()) return BadRequestError(std::string(next.status().message()));
+  if (type == PatchType::kJson && next->is_object() && next->contains("metadata") &&
+      (*next)["metadata"].is_object()) {
+    // JSON patch expresses preconditions with "test" ops; a copied stale resourceVersion is not one.
+    (*next)["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
+  }
+  // Merge/strategic patches carry their preconditions in metadata.uid / metadata.resourceVersion; an absent
+  // resourceVersion means "unconditional", so take the stored one.
+  if (next->is_object() && (*next)["metadata"].is_object() && !patch.is_array()) {
+    bool has_rv = patch.contains("metadata") && patch["metadata"].is_object() &&
+                  patch["metadata"].contains("resourceVersion");
+    if (!has_rv) (*next)["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
+  }
+  return CommitUpdateLocked(r, old, *std::move(next), sub);
+}
+
+absl::StatusOr<ObjectPtr> Store::DeleteLocked(Resource r, const Key& key) {
+  auto it = objects_[Index(r)].find(key);
+  ObjectPtr old = it->second;
+  json gone = *old;
+  return CommitLocked(r, "DELETED", std::move(gone), nullptr);
+}
+
+absl::StatusOr<ObjectPtr> Store::Delete(Resource r, const std::string& ns, const std::string& name,
+                                        const Preconditions& pre) {
+  absl::MutexLock lock(&mu_);
+  Key key = KeyOf(r, ns, name);
+  auto it = objects_[Index(r)].find(key);
+  if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
+  const ObjectPtr& old = it->second;
+  if (pre.uid && *pre.uid != MetaString(*old, "uid")) {
+    return ConflictError(Info(r).plural, name,
+                         absl::StrCat("Precondition failed: UID in precondition: ", *pre.uid,
+                                      ", UID in object meta: ", MetaString(*old, "uid")));
+  }
+  if (pre.resource_version && *pre.resource_version != MetaString(*old, "resourceVersion")) {
+    return ConflictError(
+        Info(r).plural, name,
+        absl::StrCat("Precondition failed: ResourceVersion in precondition: ", *pre.resource_version,
+                     ", ResourceVersion in object meta: ", MetaString(*old, "resourceVersion")));
+  }
+  if (r == Resource::kNamespaces) {
+    // No namespace lifecycle controller: the namespace's objects go with it, each with its own DELETED event.
+    for (Resource inner : {Resource::kPods, Resource::kEvents}) {
+      auto& objs = objects_[Index(inner)];
+      std::vector<Key> keys;
+      for (auto o = objs.lower_bound(name + "/"); o != objs.end() && o->first.rfind(name + "/", 0) == 0;
+           ++o) {
+        keys.push_back(o->first);
+      }
+      for (const Key& k : keys) (void)DeleteLocked(inner, k);
+    }
+  }
+  return DeleteLocked(r, key);
+}
+
+absl::StatusOr<uint64_t> Store::Watch(Resource r, const std::string& ns, const WatchOptions& options,
+                                      std::shared_ptr<WatchSink> sink) {
+  auto labels = LabelSelector::Parse(options.label_selector);
+  if (!labels.ok()) return BadRequestError(std::string(labels.status().message()));
+  auto fields = FieldSelector::Parse(Info(r).plural, options.field_selector);
+  if (!fields.ok()) return BadRequestError(std::string(fields.status().message()));
+  uint64_t from = 0;
+  bool initial = options.resource_version.empty() || options.resource_version == "0";
+  if (!initial && !absl::SimpleAtoi(options.resource_version, &from)) {
+    return BadRequestError(absl::StrCat("invalid resource version: ", options.resource_version));
+  }
+  absl::MutexLock lock(&mu_);
+  if (!initial && from < compacted_rv_) {
+    return ExpiredError(absl::StrCat("too old resource version: ", from, " (", compacted_rv_ + 1, ")"));
+  }
+  Watcher w{r,
+            Info(r).namespaced ? ns : "",
+            *std::move(labels),
+            *std::move(fields),
+            std::nullopt,
+            options.bookmarks,
+            std::move(sink)};
+  if (r == Resource::kPods) w.node = w.fields.ExactValue("spec.nodeName");
+  if (initial) {
+    const auto& objs = objects_[Index(r)];
+    for (const auto& [key, obj] : objs) {
+      if (!WatcherMatches(w, *obj)) continue;
+      EventLine line;
+      if (w.sink->WantsLine()) line = std::make_shared<const std::string>(EncodeWatchLine("ADDED", *obj));
+      w.sink->OnEvent("ADDED", obj, rv_, line);
+    }
+  } else {
+    for (const Event& e : history_) {
+      if (e.rv <= from || e.resource != r) continue;
+      DeliverLocked(w, e);
+    }
+  }
+  uint64_t id = next_watch_id_++;
+  if (w.node) {
+    by_node_[*w.node].insert(id);
+  } else {
+    general_[Index(r)].insert(id);
+  }
+  watchers_.emplace(id, std::move(w));
+  return id;
+}
+
+void Store::Unwatch(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = watchers_.find(id);
+  if (it == watchers_.end()) return;
+  if (it->second.node) {
+    auto n = by_node_.find(*it->second.node);
+    if (n != by_node_.end()) {
+      n->second.erase(id);
+      if (n->second.empty()) by_node_.erase(n);
+    }
+  } else {
+    general_[Index(it->second.resource)].erase(id);
+  }
+  watchers_.erase(it);
+}
+
+void Store::Bookmark(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  auto it = watchers_.find(id);
+  if (it == watchers_.end() || !it->second.bookmarks) return;
+  const ResourceInfo& info = Info(it->second.resource);
+  json obj = {{"kind", info.kind},
+              {"apiVersion", "v1"},
+              {"metadata", {{"resourceVersion", std::to_string(rv_)}, {"creationTimestamp", nullptr}}}};
+  auto ptr = std::make_shared<const json>(std::move(obj));
+  EventLine line;
+  if (it->second.sink->WantsLine())
+    line = std::make_shared<const std::string>(EncodeWatchLine("BOOKMARK", *ptr));
+  it->second.sink->OnEvent("BOOKMARK", ptr, rv_, line);
+}
+
+void Store::Compact() {
+  absl::MutexLock lock(&mu_);
+  history_.clear();
+  compacted_rv_ = rv_;
+}
+
+void Store::DropAllWatches() {
+  absl::flat_hash_map<uint64_t, Watcher> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    dropped.swap(watchers_);
+    for (auto& g : general_) g.clear();
+    by_node_.clear();
+  }
+  for (auto& [id, w] : dropped) w.sink->OnClosed();
+}
+
+}  // namespace pnc::sim
