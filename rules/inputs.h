@@ -1,5 +1,6 @@
 // Inputs of the pure rule pipeline: what the controller knows about a pod (from the API server) and its own
-// configuration (from flags). kube/ fills PodFacts from a Pod + its Namespace; rules/ never sees JSON or HTTP.
+// configuration (from flags). kube/ fills PodFacts from a Pod + its Namespace; rules/ never sees JSON or
+// HTTP.
 //
 // Everything in PodFacts is untrusted tenant input: rules/ validates it strictly (see plan.h).
 #ifndef PNC_RULES_INPUTS_H_
@@ -23,7 +24,7 @@ struct ContainerFacts {
   std::optional<int64_t> run_as_user;   // container securityContext.runAsUser
   std::optional<int64_t> run_as_group;  // container securityContext.runAsGroup
   std::vector<ContainerPortFacts> ports;
-  bool restart_policy_always = false;   // init container with restartPolicy: Always (native sidecar)
+  bool restart_policy_always = false;  // init container with restartPolicy: Always (native sidecar)
 };
 
 struct PodFacts {
@@ -49,9 +50,10 @@ struct PlanConfig {
   Distribution distribution = Distribution::kKubernetes;
   uint32_t default_proxy_uid = 1337;
   uint32_t default_proxy_gid = 1337;
-  bool capture_dns = false;  // like Istio's ISTIO_META_DNS_CAPTURE; a pod annotation may not turn it on by itself
-  // Families to program when the pod has no IPs yet: IPv4 always; IPv6 only when the pod has an IPv6 address or this
-  // is set (clusters that are IPv6 single-stack).
+  bool capture_dns =
+      false;  // like Istio's ISTIO_META_DNS_CAPTURE; a pod annotation may not turn it on by itself
+  // Families to program when the pod has no IPs yet: IPv4 always; IPv6 only when the pod has an IPv6 address
+  // or this is set (clusters that are IPv6 single-stack).
   bool assume_ipv6 = false;
 };
 

@@ -1,14 +1,14 @@
 // Ruleset: the netfilter rules of one pod as plain data.
 //
-// This is the contract between rules/ (which builds and renders a Ruleset, no syscalls) and netns/ (whose backends
-// apply a Ruleset inside a pod's network namespace and read it back into a Ruleset). Verification is
-// `ReadBack(netns) == planned`, so every field here must survive a round trip through each backend: keep the model to
-// the matches and targets Istio's redirection needs, with one canonical spelling for each (e.g. a CIDR is stored
-// normalised, a single port is never a range of one).
+// This is the contract between rules/ (which builds and renders a Ruleset, no syscalls) and netns/ (whose
+// backends apply a Ruleset inside a pod's network namespace and read it back into a Ruleset). Verification is
+// `ReadBack(netns) == planned`, so every field here must survive a round trip through each backend: keep the
+// model to the matches and targets Istio's redirection needs, with one canonical spelling for each (e.g. a
+// CIDR is stored normalised, a single port is never a range of one).
 //
-// Layout: a Ruleset holds, per address family, the tables we touch. Each table holds our own chains (all named
-// ISTIO_*) plus the jump rules we insert at the top of built-in chains (PREROUTING, OUTPUT, ...). Chains that are not
-// ours are never represented and never touched.
+// Layout: a Ruleset holds, per address family, the tables we touch. Each table holds our own chains (all
+// named ISTIO_*) plus the jump rules we insert at the top of built-in chains (PREROUTING, OUTPUT, ...).
+// Chains that are not ours are never represented and never touched.
 #ifndef PNC_RULES_RULESET_H_
 #define PNC_RULES_RULESET_H_
 
@@ -79,14 +79,15 @@ struct CtZoneTarget {  // raw: -j CT --zone N
 using Target = std::variant<JumpTarget, ReturnTarget, AcceptTarget, RedirectTarget, TproxyTarget, MarkTarget,
                             ConnmarkTarget, CtZoneTarget>;
 
-// One rule. Unset optionals mean "no such match". Matches are ANDed in the order of the fields below, which is also
-// the order every renderer emits them.
+// One rule. Unset optionals mean "no such match". Matches are ANDed in the order of the fields below, which
+// is also the order every renderer emits them.
 struct Rule {
   std::optional<Protocol> protocol;
   std::optional<Negatable<Cidr>> source;
   std::optional<Negatable<Cidr>> destination;
   std::optional<Negatable<std::string>> in_interface;
   std::optional<Negatable<std::string>> out_interface;
+  std::optional<Negatable<uint16_t>> source_port;  // needs protocol (-m tcp/udp --sport); DNS conntrack zones
   std::optional<Negatable<uint16_t>> destination_port;  // needs protocol
   std::optional<Negatable<uint32_t>> uid_owner;         // -m owner --uid-owner (OUTPUT/POSTROUTING only)
   std::optional<Negatable<uint32_t>> gid_owner;         // -m owner --gid-owner
@@ -108,7 +109,8 @@ struct Chain {
 
 struct TableRules {
   Table table = Table::kNat;
-  std::vector<Chain> chains;  // built-in chains first (fixed order PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING), then ours
+  std::vector<Chain> chains;  // built-in chains first (fixed order PREROUTING, INPUT, FORWARD, OUTPUT,
+                              // POSTROUTING), then ours
   friend bool operator==(const TableRules&, const TableRules&) = default;
 };
 
