@@ -1,0 +1,307 @@
+#include "netns/nft/nft_backend.h"
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_split.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "netns/executor.h"
+#include "netns/routing/test_util.h"
+
+namespace pnc::netns {
+namespace {
+
+using namespace pnc::rules;  // NOLINT: test brevity
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr char kNft[] = "/usr/sbin/nft";
+
+Cidr V4(std::string a, int len) { return Cidr{Family::kIPv4, std::move(a), len}; }
+Cidr V6(std::string a, int len) { return Cidr{Family::kIPv6, std::move(a), len}; }
+
+Rule R(Target t) {
+  Rule r;
+  r.target = std::move(t);
+  return r;
+}
+
+// Istio's default REDIRECT-mode nat rules for one family (shape of istio-iptables output).
+TableRules IstioNat(Family f) {
+  bool v4 = f == Family::kIPv4;
+  Cidr lo_src = v4 ? V4("127.0.0.6", 32) : V6("::6", 128);
+  Cidr localhost = v4 ? V4("127.0.0.1", 32) : V6("::1", 128);
+  TableRules t{.table = Table::kNat};
+  Rule pre = R(JumpTarget{"ISTIO_INBOUND"});
+  pre.protocol = Protocol::kTcp;
+  Rule out = R(JumpTarget{"ISTIO_OUTPUT"});
+  out.protocol = Protocol::kTcp;
+  t.chains.push_back({"PREROUTING", {pre}});
+  t.chains.push_back({"OUTPUT", {out}});
+  Chain inbound{"ISTIO_INBOUND", {}};
+  for (uint16_t p : {15008, 15090, 15021, 15020}) {
+    Rule r = R(ReturnTarget{});
+    r.protocol = Protocol::kTcp;
+    r.destination_port = Negatable<uint16_t>{p};
+    inbound.rules.push_back(r);
+  }
+  Rule in_all = R(JumpTarget{"ISTIO_IN_REDIRECT"});
+  in_all.protocol = Protocol::kTcp;
+  inbound.rules.push_back(in_all);
+  Rule in_redirect = R(RedirectTarget{15006});
+  in_redirect.protocol = Protocol::kTcp;
+  Rule redirect = R(RedirectTarget{15001});
+  redirect.protocol = Protocol::kTcp;
+  Chain output{"ISTIO_OUTPUT", {}};
+  {
+    Rule r = R(ReturnTarget{});
+    r.source = Negatable<Cidr>{lo_src};
+    r.out_interface = Negatable<std::string>{"lo"};
+    output.rules.push_back(r);
+  }
+  for (bool uid : {true, false}) {
+    Rule a = R(JumpTarget{"ISTIO_IN_REDIRECT"});
+    a.protocol = Protocol::kTcp;
+    a.destination = Negatable<Cidr>{localhost, true};
+    a.out_interface = Negatable<std::string>{"lo"};
+    (uid ? a.uid_owner : a.gid_owner) = Negatable<uint32_t>{1337};
+    Rule b = R(ReturnTarget{});
+    b.protocol = Protocol::kTcp;
+    b.out_interface = Negatable<std::string>{"lo"};
+    (uid ? b.uid_owner : b.gid_owner) = Negatable<uint32_t>{1337, true};
+    Rule c = R(ReturnTarget{});
+    (uid ? c.uid_owner : c.gid_owner) = Negatable<uint32_t>{1337};
+    output.rules.insert(output.rules.end(), {a, b, c});
+  }
+  Rule local = R(ReturnTarget{});
+  local.destination = Negatable<Cidr>{localhost};
+  output.rules.push_back(local);
+  Rule excluded = R(ReturnTarget{});
+  excluded.destination = Negatable<Cidr>{v4 ? V4("10.96.0.0", 12) : V6("fd00:10:96::", 112)};
+  output.rules.push_back(excluded);
+  output.rules.push_back(R(JumpTarget{"ISTIO_REDIRECT"}));
+  // Chains of ours in name order, as ReadBack lists them.
+  t.chains.push_back({"ISTIO_INBOUND", inbound.rules});
+  t.chains.push_back({"ISTIO_IN_REDIRECT", {in_redirect}});
+  t.chains.push_back({"ISTIO_OUTPUT", output.rules});
+  t.chains.push_back({"ISTIO_REDIRECT", {redirect}});
+  return t;
+}
+
+Ruleset RedirectRuleset(bool with_v6) {
+  Ruleset rs;
+  rs.families.push_back({Family::kIPv4, {IstioNat(Family::kIPv4)}});
+  if (with_v6) rs.families.push_back({Family::kIPv6, {IstioNat(Family::kIPv6)}});
+  return rs;
+}
+
+// TPROXY mode + DNS conntrack zones: every remaining match and target kind.
+Ruleset TproxyRuleset() {
+  Ruleset rs;
+  TableRules raw{.table = Table::kRaw};
+  {
+    Rule a = R(CtZoneTarget{1});
+    a.protocol = Protocol::kUdp;
+    a.destination_port = Negatable<uint16_t>{53};
+    a.uid_owner = Negatable<uint32_t>{1337};
+    Rule b = R(CtZoneTarget{2});
+    b.protocol = Protocol::kUdp;
+    b.in_interface = Negatable<std::string>{"eth+"};
+    b.source = Negatable<Cidr>{V4("10.0.0.0", 8), true};
+    raw.chains.push_back({"PREROUTING", {b}});
+    raw.chains.push_back({"OUTPUT", {a}});
+  }
+  TableRules mangle{.table = Table::kMangle};
+  {
+    Rule pre = R(JumpTarget{"ISTIO_INBOUND"});
+    pre.protocol = Protocol::kTcp;
+    Rule restore = R(ConnmarkTarget{ConnmarkTarget::Op::kRestore});
+    restore.mark = std::nullopt;
+    restore.connmark = 1337;
+    restore.protocol = Protocol::kTcp;
+    Rule divert = R(JumpTarget{"ISTIO_DIVERT"});
+    divert.protocol = Protocol::kTcp;
+    divert.socket_transparent = true;
+    Rule tproxy = R(TproxyTarget{15006, 1337, 0xffffffff});
+    tproxy.protocol = Protocol::kTcp;
+    tproxy.destination = Negatable<Cidr>{V4("127.0.0.1", 32), true};
+    Rule tproxy_masked = R(TproxyTarget{15006, 0x100, 0xff00});
+    tproxy_masked.protocol = Protocol::kTcp;
+    Rule mark = R(MarkTarget{1337, 0xffffffff});
+    Rule mark_masked = R(MarkTarget{0x20, 0xf0});
+    mark_masked.mark = 7;
+    Rule save = R(ConnmarkTarget{ConnmarkTarget::Op::kSave});
+    Rule accept = R(AcceptTarget{});
+    accept.out_interface = Negatable<std::string>{"veth0", true};
+    accept.gid_owner = Negatable<uint32_t>{0, true};
+    mangle.chains.push_back({"PREROUTING", {pre, restore}});
+    mangle.chains.push_back({"OUTPUT", {accept}});
+    mangle.chains.push_back({"ISTIO_DIVERT", {mark, accept}});
+    mangle.chains.push_back({"ISTIO_INBOUND", {divert, tproxy, tproxy_masked}});
+    mangle.chains.push_back({"ISTIO_TPROXY", {mark_masked, save}});
+  }
+  rs.families.push_back({Family::kIPv4, {raw, mangle}});
+  TableRules mangle6{.table = Table::kMangle};
+  {
+    Rule tproxy = R(TproxyTarget{15006, 1337, 0xffffffff});
+    tproxy.protocol = Protocol::kTcp;
+    tproxy.source = Negatable<Cidr>{V6("2001:db8::", 33)};
+    tproxy.destination_port = Negatable<uint16_t>{15008, true};
+    mangle6.chains.push_back({"PREROUTING", {R(JumpTarget{"ISTIO_INBOUND"})}});
+    mangle6.chains.push_back({"ISTIO_INBOUND", {tproxy}});
+  }
+  rs.families.push_back({Family::kIPv6, {mangle6}});
+  rs.routes = {{Family::kIPv4, 1337, 133}, {Family::kIPv6, 1337, 133}};
+  return rs;
+}
+
+std::string InNetns(const NetnsHandle& ns, std::vector<std::string> argv) {
+  std::string out;
+  absl::Status s = RunInNetns(ns, [&]() -> absl::Status {
+    absl::StatusOr<std::string> r = testing::RunCapture(argv);
+    if (!r.ok()) return r.status();
+    out = *r;
+    return absl::OkStatus();
+  });
+  EXPECT_TRUE(s.ok()) << s;
+  return out;
+}
+
+std::string NftList(const NetnsHandle& ns) { return InNetns(ns, {kNft, "list", "ruleset"}); }
+
+class NftBackendTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<NetnsHandle> ns = testing::NewThrowawayNetns();
+    if (!ns.ok()) GTEST_SKIP() << testing::SkipReason(ns.status());
+    ns_.emplace(std::move(*ns));
+  }
+  std::optional<NetnsHandle> ns_;
+  std::unique_ptr<Backend> backend_ = NewNftBackend();
+};
+
+TEST_F(NftBackendTest, ApplyThenReadBackEqualsPlan) {
+  Ruleset want = RedirectRuleset(true);
+  ASSERT_TRUE(backend_->Apply(*ns_, want).ok());
+  absl::StatusOr<Ruleset> got = backend_->ReadBack(*ns_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, want);
+  EXPECT_TRUE(ApplyAndVerify(*backend_, *ns_, want).ok());
+  // The nft tool sees our tables, hooks and translations.
+  std::string listing = NftList(*ns_);
+  EXPECT_THAT(listing, HasSubstr("table ip istio_pnc_nat"));
+  EXPECT_THAT(listing, HasSubstr("table ip6 istio_pnc_nat"));
+  EXPECT_THAT(listing, HasSubstr("type nat hook output priority -100; policy accept;"));
+  EXPECT_THAT(listing, HasSubstr("tcp dport 15008 return"));
+  EXPECT_THAT(listing, HasSubstr("ip6 saddr ::6 oifname \"lo\" return"));
+  EXPECT_THAT(listing, HasSubstr("meta l4proto tcp ip daddr != 127.0.0.1 oifname \"lo\" meta skuid 1337 jump "
+                                 "ISTIO_IN_REDIRECT"));
+  EXPECT_THAT(listing, HasSubstr("ip daddr 10.96.0.0/12 return"));
+  EXPECT_THAT(listing, HasSubstr("meta l4proto tcp redirect to :15001"));
+}
+
+TEST_F(NftBackendTest, ApplyIsIdempotent) {
+  Ruleset want = RedirectRuleset(true);
+  ASSERT_TRUE(backend_->Apply(*ns_, want).ok());
+  std::string first = NftList(*ns_);
+  ASSERT_TRUE(backend_->Apply(*ns_, want).ok());
+  ASSERT_TRUE(backend_->Apply(*ns_, want).ok());
+  EXPECT_EQ(NftList(*ns_), first);
+  EXPECT_EQ(*backend_->ReadBack(*ns_), want);
+}
+
+TEST_F(NftBackendTest, ChangedRulesetReplacesOursAndKeepsForeignTables) {
+  InNetns(*ns_, {kNft, "add table ip nat"});
+  InNetns(*ns_, {kNft, "add chain ip nat OUTPUT { type nat hook output priority -100; }"});
+  InNetns(*ns_, {kNft, "add rule ip nat OUTPUT tcp dport 9999 counter"});
+  ASSERT_TRUE(backend_->Apply(*ns_, TproxyRuleset()).ok());
+  Ruleset want = RedirectRuleset(false);
+  want.families[0].tables[0].chains.pop_back();           // drop ISTIO_REDIRECT ...
+  want.families[0].tables[0].chains[4].rules.pop_back();  // ... and the jump to it
+  ASSERT_TRUE(backend_->Apply(*ns_, RedirectRuleset(true)).ok());
+  ASSERT_TRUE(backend_->Apply(*ns_, want).ok());
+  absl::StatusOr<Ruleset> got = backend_->ReadBack(*ns_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, want);
+  std::string listing = NftList(*ns_);
+  EXPECT_THAT(listing, Not(HasSubstr("istio_pnc_mangle")));   // stale table gone
+  EXPECT_THAT(listing, Not(HasSubstr("ip6 istio_pnc")));      // stale family gone
+  EXPECT_THAT(listing, Not(HasSubstr("ISTIO_REDIRECT")));     // stale chain gone
+  EXPECT_THAT(listing, HasSubstr("tcp dport 9999 counter"));  // foreign rule untouched
+  EXPECT_TRUE(got->routes.empty());
+}
+
+TEST_F(NftBackendTest, TproxyRoundTripsEveryMatchAndTarget) {
+  Ruleset want = TproxyRuleset();
+  ASSERT_TRUE(backend_->Apply(*ns_, want).ok());
+  absl::StatusOr<Ruleset> got = backend_->ReadBack(*ns_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, want);
+  std::string listing = NftList(*ns_);
+  EXPECT_THAT(listing, HasSubstr("type filter hook prerouting priority mangle; policy accept;"));
+  EXPECT_THAT(listing, HasSubstr("type route hook output priority mangle; policy accept;"));
+  EXPECT_THAT(listing, HasSubstr("type filter hook prerouting priority raw; policy accept;"));
+  EXPECT_THAT(listing, HasSubstr("socket transparent 1 jump ISTIO_DIVERT"));
+  EXPECT_THAT(listing, HasSubstr("tproxy to :15006 meta mark set 0x00000539 accept"));
+  EXPECT_THAT(listing, HasSubstr("ct zone set 1"));
+  EXPECT_THAT(listing, HasSubstr("iifname \"eth*\""));
+  EXPECT_THAT(listing, HasSubstr("ct mark set meta mark"));
+  EXPECT_THAT(listing, HasSubstr("meta mark set ct mark"));
+  EXPECT_THAT(listing, HasSubstr("ip6 saddr 2001:db8::/33"));
+  std::string rules4 = InNetns(*ns_, {"/usr/sbin/ip", "-4", "rule", "show"});
+  EXPECT_THAT(rules4, HasSubstr("fwmark 0x539 lookup 133 proto 154"));
+}
+
+TEST_F(NftBackendTest, RemoveDeletesOnlyOurs) {
+  InNetns(*ns_, {kNft, "add table inet foreign"});
+  ASSERT_TRUE(backend_->Apply(*ns_, TproxyRuleset()).ok());
+  ASSERT_TRUE(backend_->Remove(*ns_).ok());
+  absl::StatusOr<Ruleset> got = backend_->ReadBack(*ns_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, Ruleset{});
+  std::string listing = NftList(*ns_);
+  EXPECT_THAT(listing, Not(HasSubstr("istio_pnc")));
+  EXPECT_THAT(listing, HasSubstr("table inet foreign"));
+  EXPECT_THAT(InNetns(*ns_, {"/usr/sbin/ip", "-4", "rule", "show"}), Not(HasSubstr("proto 154")));
+  EXPECT_TRUE(backend_->Remove(*ns_).ok());  // nothing left: still fine
+}
+
+TEST_F(NftBackendTest, ForeignExpressionInOurTableIsAnError) {
+  ASSERT_TRUE(backend_->Apply(*ns_, RedirectRuleset(false)).ok());
+  InNetns(*ns_, {kNft, "add rule ip istio_pnc_nat ISTIO_OUTPUT counter return"});
+  absl::StatusOr<Ruleset> got = backend_->ReadBack(*ns_);
+  ASSERT_FALSE(got.ok());
+  EXPECT_THAT(got.status().message(), HasSubstr("counter"));
+  // Re-applying repairs it.
+  ASSERT_TRUE(backend_->Apply(*ns_, RedirectRuleset(false)).ok());
+  EXPECT_EQ(*backend_->ReadBack(*ns_), RedirectRuleset(false));
+}
+
+TEST_F(NftBackendTest, InvalidRulesetIsRejectedBeforeAnyChange) {
+  Ruleset bad = RedirectRuleset(false);
+  bad.families[0].tables[0].chains[2].rules[0].target = JumpTarget{"ISTIO_NOPE"};
+  absl::Status s = backend_->Apply(*ns_, bad);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+  Ruleset wrong_family = RedirectRuleset(false);
+  wrong_family.families[0].tables[0].chains[5].rules[0].destination = Negatable<Cidr>{V6("::1", 128)};
+  EXPECT_EQ(backend_->Apply(*ns_, wrong_family).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*backend_->ReadBack(*ns_), Ruleset{});
+}
+
+TEST_F(NftBackendTest, ListTablesIsReadOnly) {
+  InNetns(*ns_, {kNft, "add table ip6 mytable"});
+  std::vector<std::string> tables;
+  ASSERT_TRUE(RunInNetns(*ns_, [&]() -> absl::Status {
+                absl::StatusOr<std::vector<std::string>> t = ListNftTablesInCurrentNetns();
+                if (!t.ok()) return t.status();
+                tables = *t;
+                return absl::OkStatus();
+              }).ok());
+  EXPECT_EQ(tables, std::vector<std::string>{"ip6 mytable"});
+  EXPECT_EQ(InNetns(*ns_, {kNft, "list", "tables"}), "table ip6 mytable\n");
+}
+
+}  // namespace
+}  // namespace pnc::netns
