@@ -4,7 +4,6 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "rules/values.h"
 
@@ -14,7 +13,7 @@ namespace {
 using internal::FormatCidr;
 
 const char* ProtoName(Protocol p) { return p == Protocol::kTcp ? "tcp" : "udp"; }
-std::string Hex(uint32_t v) { return absl::StrFormat("0x%x", v); }
+std::string Hex(uint32_t v) { return absl::StrCat("0x", absl::Hex(v)); }
 const char* Neg(bool n) { return n ? "! " : ""; }
 
 std::string TargetSpec(Family family, const Target& t) {
