@@ -1,0 +1,176 @@
+#include "controller/controller.h"
+
+#include "absl/strings/str_cat.h"
+#include "controller/log.h"
+
+namespace pnc::controller {
+
+Controller::Controller(ControllerOptions options, kube::Client* client, netns::Locator* locator,
+                       netns::Backend* backend, rules::PlanConfig plan_config, Metrics* metrics)
+    : options_(std::move(options)),
+      client_(client),
+      metrics_(metrics),
+      queue_(options_.queue),
+      informer_(Informer::Callbacks{
+          [this](const std::string& uid) {
+            if (!queue_.Add(uid) && !queue_.shutting_down()) {
+              if (metrics_ != nullptr) metrics_->errors.Inc("queue_full");
+              Log(LogLevel::kWarning, "work queue full; pod dropped until resync", {{"pod_uid", uid}});
+            }
+          },
+          [this](const std::string& uid) {
+            reconciler_.Forget(uid);
+            queue_.Forget(uid);
+          }}),
+      reconciler_(Reconciler::Deps{&informer_, client, locator, backend, metrics}, plan_config,
+                  options_.node_name) {
+  if (metrics_ != nullptr) {
+    metrics_->queue_depth = [this] { return static_cast<double>(queue_.Len() + queue_.Delayed()); };
+    metrics_->cached_pods = [this] { return static_cast<double>(informer_.NumPods()); };
+  }
+  auto on_error = [this](const char* what) {
+    return [this, what](const absl::Status& st, const char* phase) {
+      std::string reason = absl::StrCat(what, "_", phase, "_", absl::StatusCodeToString(st.code()));
+      if (metrics_ != nullptr) metrics_->watch_restarts.Inc(reason);
+      Log(st.code() == absl::StatusCode::kOutOfRange ? LogLevel::kInfo : LogLevel::kWarning,
+          absl::StrCat(what, " ", phase, " failed"), {{"error", std::string(st.message())}});
+    };
+  };
+  kube::Reflector<kube::Pod>::Options po;
+  po.field_selector = absl::StrCat("spec.nodeName=", options_.node_name);
+  po.watch_timeout_seconds = options_.watch_timeout_seconds;
+  po.backoff_base = options_.watch_backoff_base;
+  pod_reflector_ = std::make_unique<kube::Reflector<kube::Pod>>(
+      [client](const kube::ListOptions& o) { return client->ListPods(o); },
+      [client](const kube::WatchOptions& o, const kube::WatchHandler<kube::Pod>& h,
+               const std::atomic<bool>& c) { return client->WatchPods(o, h, c); },
+      kube::Reflector<kube::Pod>::Hooks{
+          [this](std::vector<kube::Pod>&& pods, const std::string& rv) {
+            Log(LogLevel::kInfo, "pods listed",
+                {{"count", std::to_string(pods.size())}, {"resource_version", rv}});
+            informer_.ReplacePods(std::move(pods));
+          },
+          [this](kube::EventType t, kube::Pod&& p) { informer_.ApplyPodEvent(t, std::move(p)); },
+          on_error("pods")},
+      po);
+  kube::Reflector<kube::Namespace>::Options no;
+  no.watch_timeout_seconds = options_.watch_timeout_seconds;
+  no.backoff_base = options_.watch_backoff_base;
+  ns_reflector_ = std::make_unique<kube::Reflector<kube::Namespace>>(
+      [client](const kube::ListOptions& o) { return client->ListNamespaces(o); },
+      [client](const kube::WatchOptions& o, const kube::WatchHandler<kube::Namespace>& h,
+               const std::atomic<bool>& c) { return client->WatchNamespaces(o, h, c); },
+      kube::Reflector<kube::Namespace>::Hooks{
+          [this](std::vector<kube::Namespace>&& nss, const std::string&) {
+            informer_.ReplaceNamespaces(std::move(nss));
+          },
+          [this](kube::EventType t, kube::Namespace&& n) { informer_.ApplyNamespaceEvent(t, std::move(n)); },
+          on_error("namespaces")},
+      no);
+}
+
+Controller::~Controller() {
+  if (!stopped_) Stop(absl::Seconds(5));
+}
+
+void Controller::Start() {
+  // Namespaces first so the first pods find their namespace (pods still wait for it if not).
+  threads_.emplace_back([this] { ns_reflector_->Run(); });
+  threads_.emplace_back([this] { pod_reflector_->Run(); });
+  if (options_.resync > absl::ZeroDuration()) threads_.emplace_back([this] { ResyncLoop(); });
+  {
+    absl::MutexLock lock(&mu_);
+    live_workers_ = options_.workers;
+  }
+  for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Worker(); });
+}
+
+bool Controller::Ready() const { return informer_.PodsSynced() && informer_.NamespacesSynced(); }
+
+void Controller::Worker() {
+  std::string uid;
+  while (queue_.Get(&uid)) {
+    {
+      absl::MutexLock lock(&mu_);
+      ++busy_workers_;
+    }
+    ReconcileResult r = reconciler_.Reconcile(uid);
+    switch (r.outcome) {
+      case Outcome::kRetry: {
+        absl::Duration d = queue_.AddRateLimited(uid);
+        Log(LogLevel::kWarning, "reconcile failed; will retry",
+            {{"pod_uid", uid},
+             {"step", r.detail},
+             {"error", std::string(r.status.message())},
+             {"attempt", std::to_string(queue_.NumRequeues(uid))},
+             {"retry_in", absl::FormatDuration(d)}});
+        break;
+      }
+      case Outcome::kSkipped:
+        queue_.Forget(uid);
+        if (r.detail != "done")
+          Log(LogLevel::kDebug, "pod skipped", {{"pod_uid", uid}, {"reason", r.detail}});
+        break;
+      case Outcome::kPermanentError:
+        queue_.Forget(uid);
+        Log(LogLevel::kWarning, "pod has an invalid redirection annotation; not retrying",
+            {{"pod_uid", uid}, {"error", std::string(r.status.message())}, {"detail", r.detail}});
+        break;
+      default:
+        queue_.Forget(uid);
+        Log(LogLevel::kInfo, absl::StrCat("pod ", OutcomeName(r.outcome)),
+            {{"pod_uid", uid}, {"detail", r.detail}});
+        break;
+    }
+    queue_.Done(uid);
+    absl::MutexLock lock(&mu_);
+    --busy_workers_;
+  }
+  absl::MutexLock lock(&mu_);
+  --live_workers_;
+}
+
+void Controller::ResyncLoop() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto stopping = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stopping_; };
+      if (mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.resync)) return;
+    }
+    for (const std::string& uid : informer_.PodUids()) {
+      reconciler_.RequestReverify(uid);
+      queue_.Add(uid);
+    }
+  }
+}
+
+bool Controller::Stop(absl::Duration deadline) {
+  if (stopped_) return true;
+  stopped_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  pod_reflector_->Stop();
+  ns_reflector_->Stop();
+  queue_.ShutDown();
+  bool drained;
+  {
+    absl::MutexLock lock(&mu_);
+    auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return live_workers_ == 0; };
+    drained = mu_.AwaitWithTimeout(absl::Condition(&done), deadline);
+  }
+  for (std::thread& t : workers_) {
+    if (drained) {
+      t.join();
+    } else {
+      t.detach();  // stuck in a syscall; the process is about to exit
+    }
+  }
+  workers_.clear();
+  for (std::thread& t : threads_) t.join();
+  threads_.clear();
+  return drained;
+}
+
+}  // namespace pnc::controller

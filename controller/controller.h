@@ -1,0 +1,72 @@
+// Controller: wires the pod/namespace reflectors, the informer cache, the work queue, N workers running the
+// Reconciler, and a periodic resync. main.cc builds one from flags; tests build one over kube::FakeClient.
+#ifndef PNC_CONTROLLER_CONTROLLER_H_
+#define PNC_CONTROLLER_CONTROLLER_H_
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "controller/informer.h"
+#include "controller/metrics.h"
+#include "controller/queue.h"
+#include "controller/reconciler.h"
+#include "kube/client.h"
+#include "kube/reflector.h"
+
+namespace pnc::controller {
+
+struct ControllerOptions {
+  std::string node_name;
+  int workers = 4;
+  absl::Duration resync = absl::Minutes(5);  // re-verify initialized pods; 0 disables
+  int watch_timeout_seconds = 300;
+  absl::Duration watch_backoff_base = absl::Milliseconds(200);
+  WorkQueue::Options queue;
+};
+
+class Controller {
+ public:
+  Controller(ControllerOptions options, kube::Client* client, netns::Locator* locator,
+             netns::Backend* backend, rules::PlanConfig plan_config, Metrics* metrics);
+  ~Controller();
+
+  void Start();
+  // Ready once pods and namespaces have been listed once.
+  bool Ready() const;
+  // Stops the watches, stops handing out work and waits for in-flight reconciles up to `deadline`. Returns
+  // false if some worker was still busy at the deadline (its thread is detached; the caller should exit
+  // promptly).
+  bool Stop(absl::Duration deadline);
+
+  const Informer& informer() const { return informer_; }
+  WorkQueue& queue() { return queue_; }
+
+ private:
+  void Worker();
+  void ResyncLoop();
+
+  ControllerOptions options_;
+  kube::Client* client_;
+  Metrics* metrics_;
+  WorkQueue queue_;
+  Informer informer_;
+  Reconciler reconciler_;
+  std::unique_ptr<kube::Reflector<kube::Pod>> pod_reflector_;
+  std::unique_ptr<kube::Reflector<kube::Namespace>> ns_reflector_;
+  std::vector<std::thread> threads_;  // reflectors + resync
+  std::vector<std::thread> workers_;
+  absl::Mutex mu_;
+  int busy_workers_ ABSL_GUARDED_BY(mu_) = 0;
+  int live_workers_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  bool stopped_ = false;
+};
+
+}  // namespace pnc::controller
+
+#endif  // PNC_CONTROLLER_CONTROLLER_H_

@@ -1,0 +1,147 @@
+#include "controller/queue.h"
+
+#include <algorithm>
+
+namespace pnc::controller {
+
+WorkQueue::WorkQueue(Options options) : options_(std::move(options)) {}
+
+bool WorkQueue::HasRoomLocked() const { return dirty_.size() + waiting_.size() < options_.max_items; }
+
+bool WorkQueue::AddLocked(const std::string& key) {
+  if (shutting_down_) return false;
+  if (dirty_.count(key)) return true;  // already queued (or queued for after Done)
+  if (!HasRoomLocked()) {
+    ++dropped_;
+    return false;
+  }
+  dirty_.insert(key);
+  if (!processing_.count(key)) queue_.push_back(key);
+  return true;
+}
+
+bool WorkQueue::Add(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  return AddLocked(key);
+}
+
+bool WorkQueue::AddAfter(const std::string& key, absl::Duration delay) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return false;
+  if (delay <= absl::ZeroDuration()) return AddLocked(key);
+  absl::Time ready = options_.now() + delay;
+  auto it = waiting_.find(key);
+  if (it != waiting_.end()) {
+    if (ready < it->second) {  // keep the earliest; the stale by_time_ entry is skipped later
+      it->second = ready;
+      by_time_.emplace(ready, key);
+    }
+    return true;
+  }
+  if (!HasRoomLocked()) {
+    ++dropped_;
+    return false;
+  }
+  waiting_.emplace(key, ready);
+  by_time_.emplace(ready, key);
+  return true;
+}
+
+absl::Duration WorkQueue::AddRateLimited(const std::string& key) {
+  int n;
+  {
+    absl::MutexLock lock(&mu_);
+    n = failures_[key]++;
+  }
+  absl::Duration d = options_.base_delay * (1LL << std::min(n, 30));
+  if (d > options_.max_delay || d < absl::ZeroDuration()) d = options_.max_delay;
+  if (!AddAfter(key, d)) return -absl::Nanoseconds(1);
+  return d;
+}
+
+void WorkQueue::Forget(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  failures_.erase(key);
+}
+
+int WorkQueue::NumRequeues(const std::string& key) const {
+  absl::MutexLock lock(&mu_);
+  auto it = failures_.find(key);
+  return it == failures_.end() ? 0 : it->second;
+}
+
+void WorkQueue::PromoteDueLocked() {
+  absl::Time now = options_.now();
+  while (!by_time_.empty() && by_time_.begin()->first <= now) {
+    auto [t, key] = *by_time_.begin();
+    by_time_.erase(by_time_.begin());
+    auto it = waiting_.find(key);
+    if (it == waiting_.end() || it->second != t) continue;  // stale
+    waiting_.erase(it);
+    if (dirty_.count(key)) continue;
+    dirty_.insert(key);  // room was reserved while it waited
+    if (!processing_.count(key)) queue_.push_back(key);
+  }
+}
+
+bool WorkQueue::PopLocked(std::string* key) {
+  if (queue_.empty()) return false;
+  *key = std::move(queue_.front());
+  queue_.pop_front();
+  dirty_.erase(*key);
+  processing_.insert(*key);
+  return true;
+}
+
+bool WorkQueue::Get(std::string* key) {
+  absl::MutexLock lock(&mu_);
+  while (true) {
+    if (shutting_down_) return false;
+    PromoteDueLocked();
+    if (PopLocked(key)) return true;
+    absl::Duration wait = absl::Seconds(1);
+    if (!by_time_.empty()) wait = std::min(wait, by_time_.begin()->first - options_.now());
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutting_down_ || !queue_.empty(); };
+    mu_.AwaitWithTimeout(absl::Condition(&ready), std::max(wait, absl::Milliseconds(1)));
+  }
+}
+
+bool WorkQueue::TryGet(std::string* key) {
+  absl::MutexLock lock(&mu_);
+  if (shutting_down_) return false;
+  PromoteDueLocked();
+  return PopLocked(key);
+}
+
+void WorkQueue::Done(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  processing_.erase(key);
+  if (dirty_.count(key)) queue_.push_back(key);
+}
+
+void WorkQueue::ShutDown() {
+  absl::MutexLock lock(&mu_);
+  shutting_down_ = true;
+}
+
+bool WorkQueue::shutting_down() const {
+  absl::MutexLock lock(&mu_);
+  return shutting_down_;
+}
+
+size_t WorkQueue::Len() const {
+  absl::MutexLock lock(&mu_);
+  return queue_.size();
+}
+
+size_t WorkQueue::Delayed() const {
+  absl::MutexLock lock(&mu_);
+  return waiting_.size();
+}
+
+uint64_t WorkQueue::dropped() const {
+  absl::MutexLock lock(&mu_);
+  return dropped_;
+}
+
+}  // namespace pnc::controller

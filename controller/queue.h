@@ -1,0 +1,78 @@
+// WorkQueue: the controller's rate-limited, de-duplicating queue of pod UIDs (client-go's workqueue
+// semantics).
+//
+//  - A key is at most once in the queue; adding a key that is queued is a no-op.
+//  - A key being processed (between Get and Done) is never handed to a second worker; adding it meanwhile
+//  marks it
+//    dirty and it is re-queued by Done. This serialises all work on one pod.
+//  - AddRateLimited delays a key by base * 2^(failures so far), capped at max_delay; Forget resets the count.
+//  - The queue is bounded (queued + delayed keys): beyond max_items Add returns false and the key is dropped
+//  (the
+//    periodic resync re-adds it), so a flood of events cannot exhaust memory.
+//  - ShutDown wakes every Get, which then returns false; Done is still accepted.
+#ifndef PNC_CONTROLLER_QUEUE_H_
+#define PNC_CONTROLLER_QUEUE_H_
+
+#include <deque>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+
+namespace pnc::controller {
+
+class WorkQueue {
+ public:
+  struct Options {
+    absl::Duration base_delay = absl::Milliseconds(50);
+    absl::Duration max_delay = absl::Seconds(60);
+    size_t max_items = 100000;
+    std::function<absl::Time()> now = absl::Now;  // injectable for tests
+  };
+  explicit WorkQueue(Options options);
+  WorkQueue() : WorkQueue(Options()) {}
+
+  bool Add(const std::string& key);
+  bool AddAfter(const std::string& key, absl::Duration delay);
+  // Returns the delay chosen (for logs); a negative duration means the key was dropped.
+  absl::Duration AddRateLimited(const std::string& key);
+  void Forget(const std::string& key);
+  int NumRequeues(const std::string& key) const;
+
+  // Blocks until a key is ready (true) or the queue shuts down (false).
+  bool Get(std::string* key);
+  // Non-blocking variant (moves due delayed keys first).
+  bool TryGet(std::string* key);
+  void Done(const std::string& key);
+
+  void ShutDown();
+  bool shutting_down() const;
+  size_t Len() const;      // ready keys
+  size_t Delayed() const;  // waiting keys
+  uint64_t dropped() const;
+
+ private:
+  bool AddLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void PromoteDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool PopLocked(std::string* key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  mutable absl::Mutex mu_;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> dirty_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> processing_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, absl::Time> waiting_ ABSL_GUARDED_BY(mu_);       // key -> ready time (earliest wins)
+  std::multimap<absl::Time, std::string> by_time_ ABSL_GUARDED_BY(mu_);  // may hold stale entries
+  std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
+  bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace pnc::controller
+
+#endif  // PNC_CONTROLLER_QUEUE_H_

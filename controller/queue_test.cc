@@ -1,0 +1,121 @@
+#include "controller/queue.h"
+
+#include <atomic>
+#include <thread>
+
+#include "gtest/gtest.h"
+
+namespace pnc::controller {
+namespace {
+
+struct FakeClock {
+  absl::Time t = absl::FromUnixSeconds(1000);
+  std::function<absl::Time()> fn() {
+    return [this] { return t; };
+  }
+};
+
+TEST(WorkQueue, DeduplicatesQueuedKeys) {
+  WorkQueue q;
+  EXPECT_TRUE(q.Add("a"));
+  EXPECT_TRUE(q.Add("b"));
+  EXPECT_TRUE(q.Add("a"));
+  EXPECT_EQ(q.Len(), 2u);
+  std::string k;
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_EQ(k, "a");
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_EQ(k, "b");
+  EXPECT_FALSE(q.TryGet(&k));
+}
+
+TEST(WorkQueue, KeyInProcessingIsNotHandedOutTwiceButRequeuedOnDone) {
+  WorkQueue q;
+  q.Add("a");
+  std::string k;
+  ASSERT_TRUE(q.TryGet(&k));
+  q.Add("a");  // changed while a worker holds it
+  std::string k2;
+  EXPECT_FALSE(q.TryGet(&k2));
+  q.Done("a");
+  ASSERT_TRUE(q.TryGet(&k2));
+  EXPECT_EQ(k2, "a");
+  q.Done("a");
+  EXPECT_FALSE(q.TryGet(&k2));
+}
+
+TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {
+  FakeClock clock;
+  WorkQueue::Options o;
+  o.base_delay = absl::Milliseconds(10);
+  o.max_delay = absl::Milliseconds(100);
+  o.now = clock.fn();
+  WorkQueue q(o);
+  std::vector<absl::Duration> delays;
+  for (int i = 0; i < 6; ++i) delays.push_back(q.AddRateLimited("a"));
+  EXPECT_EQ(delays, (std::vector<absl::Duration>{absl::Milliseconds(10), absl::Milliseconds(20),
+                                                 absl::Milliseconds(40), absl::Milliseconds(80),
+                                                 absl::Milliseconds(100), absl::Milliseconds(100)}));
+  EXPECT_EQ(q.NumRequeues("a"), 6);
+  EXPECT_EQ(q.AddRateLimited("b"), absl::Milliseconds(10));  // independent per item
+  q.Forget("a");
+  EXPECT_EQ(q.NumRequeues("a"), 0);
+
+  // Delayed keys become ready only when their time comes (earliest delay wins).
+  std::string k;
+  EXPECT_FALSE(q.TryGet(&k));
+  clock.t += absl::Milliseconds(10);
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_EQ(k, "a");  // its earliest pending delay was 10 ms
+  q.Done(k);
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_EQ(k, "b");
+  q.Done(k);
+  clock.t += absl::Seconds(1);
+  EXPECT_FALSE(q.TryGet(&k));  // stale later entries of "a" do not re-add it
+}
+
+TEST(WorkQueue, BoundDropsBeyondMaxItems) {
+  WorkQueue::Options o;
+  o.max_items = 2;
+  WorkQueue q(o);
+  EXPECT_TRUE(q.Add("a"));
+  EXPECT_TRUE(q.AddAfter("b", absl::Hours(1)));
+  EXPECT_FALSE(q.Add("c"));
+  EXPECT_FALSE(q.AddAfter("d", absl::Hours(1)));
+  EXPECT_TRUE(q.Add("a"));  // already there: not a new item
+  EXPECT_EQ(q.dropped(), 2u);
+  std::string k;
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_TRUE(q.Add("c"));  // room again
+}
+
+TEST(WorkQueue, ShutDownWakesBlockedGetters) {
+  WorkQueue q;
+  std::atomic<int> returned{0};
+  std::vector<std::thread> ts;
+  for (int i = 0; i < 3; ++i)
+    ts.emplace_back([&] {
+      std::string k;
+      while (q.Get(&k)) q.Done(k);
+      ++returned;
+    });
+  q.Add("x");
+  q.ShutDown();
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(returned.load(), 3);
+  EXPECT_FALSE(q.Add("y"));
+  std::string k;
+  EXPECT_FALSE(q.Get(&k));
+}
+
+TEST(WorkQueue, BlockingGetSeesDelayedKey) {
+  WorkQueue q;
+  q.AddAfter("late", absl::Milliseconds(20));
+  std::string k;
+  ASSERT_TRUE(q.Get(&k));  // returns once the delay has passed
+  EXPECT_EQ(k, "late");
+}
+
+}  // namespace
+}  // namespace pnc::controller

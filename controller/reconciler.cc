@@ -1,0 +1,197 @@
+#include "controller/reconciler.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "controller/log.h"
+#include "rules/annotations.h"
+#include "rules/membership.h"
+#include "rules/plan.h"
+
+namespace pnc::controller {
+namespace {
+
+double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+}  // namespace
+
+const char* OutcomeName(Outcome o) {
+  switch (o) {
+    case Outcome::kSkipped:
+      return "skipped";
+    case Outcome::kInitialized:
+      return "initialized";
+    case Outcome::kVerified:
+      return "verified";
+    case Outcome::kReapplied:
+      return "reapplied";
+    case Outcome::kPermanentError:
+      return "permanent_error";
+    case Outcome::kRetry:
+      return "retry";
+    case Outcome::kGone:
+      return "gone";
+  }
+  return "?";
+}
+
+Reconciler::Reconciler(Deps deps, rules::PlanConfig config, std::string node_name)
+    : deps_(deps), config_(config), node_name_(std::move(node_name)) {}
+
+void Reconciler::Forget(const std::string& uid) {
+  absl::MutexLock lock(&mu_);
+  state_.erase(uid);
+}
+
+void Reconciler::RequestReverify(const std::string& uid) {
+  absl::MutexLock lock(&mu_);
+  auto it = state_.find(uid);
+  if (it != state_.end() && it->second.done) it->second.reverify = true;
+}
+
+void Reconciler::Error(const char* reason) {
+  if (deps_.metrics != nullptr) deps_.metrics->errors.Inc(reason);
+}
+
+ReconcileResult Reconciler::Finish(ReconcileResult r, const std::string& uid) {
+  if (deps_.metrics != nullptr) deps_.metrics->reconciles.Inc(OutcomeName(r.outcome));
+  absl::MutexLock lock(&mu_);
+  switch (r.outcome) {
+    case Outcome::kInitialized:
+    case Outcome::kVerified:
+    case Outcome::kReapplied:
+      state_[uid] = State{true, false};
+      break;
+    case Outcome::kGone:
+      state_.erase(uid);
+      break;
+    default:
+      break;
+  }
+  return r;
+}
+
+ReconcileResult Reconciler::Permanent(const kube::Pod& pod, const absl::Status& st) {
+  std::string reason(st.message());
+  std::string value = absl::StrCat(rules::kStatusErrorPrefix, reason);
+  auto it = pod.annotations.find(rules::kStatusAnnotation);
+  if (it != pod.annotations.end() && it->second == value) {
+    // Reported already (by us, possibly before a restart): no second Event.
+    return {Outcome::kPermanentError, st, "already reported"};
+  }
+  Error("plan_invalid");
+  kube::EventRecord ev;
+  ev.namespace_name = pod.namespace_name;
+  ev.pod_name = pod.name;
+  ev.pod_uid = pod.uid;
+  ev.reason = "InvalidRedirectAnnotation";
+  ev.message = reason;
+  ev.host = node_name_;
+  if (absl::Status est = deps_.client->CreateEvent(ev); !est.ok()) {
+    Error("event_failed");  // best effort: the annotation is what the waiter reads
+    Log(LogLevel::kWarning, "event create failed",
+        {{"pod_uid", pod.uid}, {"error", std::string(est.message())}});
+  }
+  absl::Status pst = deps_.client->PatchPodStatusAnnotations(pod.namespace_name, pod.name, pod.uid,
+                                                             {{rules::kStatusAnnotation, value}});
+  if (pst.code() == absl::StatusCode::kNotFound || pst.code() == absl::StatusCode::kAborted) {
+    return {Outcome::kGone, pst, "pod gone while reporting the error"};
+  }
+  if (!pst.ok()) {
+    Error("patch_failed");
+    return {Outcome::kRetry, pst, "could not write the error annotation"};
+  }
+  return {Outcome::kPermanentError, st, "invalid annotation"};
+}
+
+ReconcileResult Reconciler::Reconcile(const std::string& uid) {
+  std::optional<CachedPod> cached = deps_.store->GetPod(uid);
+  if (!cached) return Finish({Outcome::kGone, absl::OkStatus(), "not in cache"}, uid);
+  const kube::Pod& pod = cached->pod;
+  if (pod.host_network) return Finish({Outcome::kSkipped, absl::OkStatus(), "hostNetwork"}, uid);
+  if (pod.deleting || pod.phase == "Succeeded" || pod.phase == "Failed") {
+    return Finish({Outcome::kSkipped, absl::OkStatus(), "terminating"}, uid);
+  }
+  bool reverify = false;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = state_.find(uid);
+    if (it != state_.end() && it->second.done) {
+      if (!it->second.reverify) return {Outcome::kSkipped, absl::OkStatus(), "done"};
+      reverify = true;
+    }
+  }
+
+  // select
+  std::optional<kube::Namespace> ns = deps_.store->GetNamespace(pod.namespace_name);
+  if (!ns && !deps_.store->NamespacesSynced()) {
+    return Finish({Outcome::kRetry, absl::UnavailableError("namespace cache not synced"), "namespace"}, uid);
+  }
+  rules::PodFacts facts = kube::ToPodFacts(pod, ns ? &*ns : nullptr);
+  rules::MembershipDecision m = rules::DecideMembership(facts);
+  if (!m.member) return Finish({Outcome::kSkipped, absl::OkStatus(), m.reason}, uid);
+
+  // plan
+  absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, config_);
+  if (!plan.ok()) {
+    if (plan.status().code() == absl::StatusCode::kInvalidArgument)
+      return Finish(Permanent(pod, plan.status()), uid);
+    Error("plan_failed");
+    return Finish({Outcome::kRetry, plan.status(), "plan"}, uid);
+  }
+  rules::Ruleset ruleset = rules::BuildRuleset(*plan);
+
+  // locate
+  absl::StatusOr<netns::NetnsHandle> handle =
+      deps_.locator->Locate(netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips});
+  if (!handle.ok()) {
+    Error(handle.status().code() == absl::StatusCode::kNotFound ? "locate_not_found" : "locate_failed");
+    return Finish({Outcome::kRetry, handle.status(), "locate"}, uid);
+  }
+
+  auto status_it = pod.annotations.find(rules::kStatusAnnotation);
+  bool marked = status_it != pod.annotations.end() && status_it->second == rules::kStatusInitialized;
+
+  if (marked) {
+    // Startup or resync: trust nothing, read back.
+    absl::StatusOr<rules::Ruleset> current = deps_.backend->ReadBack(*handle);
+    if (current.ok() && *current == ruleset)
+      return Finish({Outcome::kVerified, absl::OkStatus(), "verified"}, uid);
+    Log(LogLevel::kWarning, "rules missing or different on an initialized pod; re-applying",
+        {{"pod_uid", uid},
+         {"namespace", pod.namespace_name},
+         {"pod", pod.name},
+         {"readback", current.ok() ? "differs" : std::string(current.status().message())}});
+  }
+
+  // apply + verify
+  absl::Time t0 = absl::Now();
+  absl::Status applied = netns::ApplyAndVerify(*deps_.backend, *handle, ruleset);
+  absl::Time t1 = absl::Now();
+  if (deps_.metrics != nullptr)
+    deps_.metrics->apply_duration.Observe(Seconds(t1 - t0), deps_.backend->Name());
+  if (!applied.ok()) {
+    Error(absl::StrContains(applied.message(), "verification failed") ? "verify_failed" : "apply_failed");
+    return Finish({Outcome::kRetry, applied, "apply"}, uid);
+  }
+  if (marked) {
+    (void)reverify;
+    return Finish({Outcome::kReapplied, absl::OkStatus(), "re-applied"}, uid);
+  }
+  if (deps_.metrics != nullptr) deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached->first_seen));
+
+  // mark
+  absl::Status patched = deps_.client->PatchPodStatusAnnotations(
+      pod.namespace_name, pod.name, pod.uid, {{rules::kStatusAnnotation, rules::kStatusInitialized}});
+  if (patched.code() == absl::StatusCode::kNotFound || patched.code() == absl::StatusCode::kAborted) {
+    return Finish({Outcome::kGone, patched, "pod deleted or replaced before marking"}, uid);
+  }
+  if (!patched.ok()) {
+    Error("patch_failed");
+    return Finish({Outcome::kRetry, patched, "mark"}, uid);
+  }
+  if (deps_.metrics != nullptr) deps_.metrics->applied_to_marked.Observe(Seconds(absl::Now() - t1));
+  return Finish({Outcome::kInitialized, absl::OkStatus(), "initialized"}, uid);
+}
+
+}  // namespace pnc::controller

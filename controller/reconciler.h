@@ -1,0 +1,91 @@
+// Reconciler: one pod UID -> rules in its network namespace, verified, and the pod marked. Implements the
+// data flow of DESIGN.md: select -> plan -> locate -> apply -> verify -> mark.
+//
+// Guarantees:
+//  - Never annotates `initialized` without rules that were read back equal to the plan.
+//  - Idempotent by UID: calling Reconcile again after success is a no-op (until RequestReverify); a crash
+//  between
+//    apply and mark is harmless because apply is idempotent and the next run re-applies, verifies, then
+//    marks.
+//  - A pod already annotated `initialized` (e.g. at controller startup) is verified (ReadBack == plan) and
+//  left
+//    alone; if its rules are gone it is re-applied and verified, but not re-marked.
+//  - A bad annotation (BuildPlan InvalidArgument) is permanent: one Warning Event and `error: <reason>` in
+//  the status
+//    annotation, no retry. If the pod's annotations are fixed later, the next event reconciles it normally.
+//  - Transient failures (sandbox not there yet, runtime or API hiccups, failed verification) return kRetry;
+//  the
+//    caller requeues with backoff.
+//  - A pod that vanished (404) or was recreated under the same name with a new UID (409 on the UID
+//  precondition) is
+//    dropped.
+#ifndef PNC_CONTROLLER_RECONCILER_H_
+#define PNC_CONTROLLER_RECONCILER_H_
+
+#include <map>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "controller/informer.h"
+#include "controller/metrics.h"
+#include "kube/client.h"
+#include "netns/backend.h"
+#include "netns/locator.h"
+#include "rules/inputs.h"
+
+namespace pnc::controller {
+
+enum class Outcome {
+  kSkipped,         // not ours (non-member, hostNetwork, terminating, done already)
+  kInitialized,     // applied, verified, marked
+  kVerified,        // already marked; rules verified present
+  kReapplied,       // already marked; rules were missing/different and were re-applied
+  kPermanentError,  // bad annotation: Event + error annotation, no retry
+  kRetry,           // transient failure: requeue with backoff
+  kGone,            // pod deleted or replaced: drop
+};
+const char* OutcomeName(Outcome o);
+
+struct ReconcileResult {
+  Outcome outcome = Outcome::kSkipped;
+  absl::Status status;  // the error for kRetry / kPermanentError
+  std::string detail;   // short reason for logs
+};
+
+class Reconciler {
+ public:
+  struct Deps {
+    const Store* store = nullptr;
+    kube::Client* client = nullptr;
+    netns::Locator* locator = nullptr;
+    netns::Backend* backend = nullptr;
+    Metrics* metrics = nullptr;  // may be null
+  };
+  Reconciler(Deps deps, rules::PlanConfig config, std::string node_name);
+
+  ReconcileResult Reconcile(const std::string& uid);
+  // The pod is gone from the cache: forget its state.
+  void Forget(const std::string& uid);
+  // Periodic resync: the next Reconcile of this UID re-verifies the rules of an initialized pod.
+  void RequestReverify(const std::string& uid);
+
+ private:
+  struct State {
+    bool done = false;      // initialized (or verified) by us in this process
+    bool reverify = false;  // resync asked for a read-back
+  };
+  ReconcileResult Finish(ReconcileResult r, const std::string& uid);
+  ReconcileResult Permanent(const kube::Pod& pod, const absl::Status& st);
+  void Error(const char* reason);
+
+  Deps deps_;
+  rules::PlanConfig config_;
+  std::string node_name_;
+  absl::Mutex mu_;
+  std::map<std::string, State> state_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace pnc::controller
+
+#endif  // PNC_CONTROLLER_RECONCILER_H_

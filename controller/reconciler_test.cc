@@ -1,0 +1,291 @@
+#include "controller/reconciler.h"
+
+#include <memory>
+
+#include "controller/informer.h"
+#include "controller/log.h"
+#include "controller/metrics.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kube/fake_client.h"
+#include "netns/fake_backend.h"
+#include "netns/fake_locator.h"
+#include "rules/annotations.h"
+
+namespace pnc::controller {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+kube::Pod MemberPod(const std::string& uid, const std::string& name = "web-1") {
+  kube::Pod p;
+  p.uid = uid;
+  p.name = name;
+  p.namespace_name = "shop";
+  p.node_name = "node-a";
+  p.phase = "Pending";
+  p.annotations[rules::kSidecarStatusAnnotation] = R"({"containers":["istio-proxy"]})";
+  kube::Container app;
+  app.name = "app";
+  app.ports.push_back({8080, "TCP"});
+  kube::Container proxy;
+  proxy.name = "istio-proxy";
+  proxy.run_as_user = 1337;
+  p.containers = {app, proxy};
+  return p;
+}
+
+class ReconcilerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SetLogSink([](const std::string&) {});
+    kube::Namespace ns;
+    ns.name = "shop";
+    informer_.ReplaceNamespaces({ns});
+    reconciler_ = NewReconciler();
+  }
+  void TearDown() override { SetLogSink(nullptr); }
+
+  std::unique_ptr<Reconciler> NewReconciler() {  // also "restarts the controller"
+    return std::make_unique<Reconciler>(
+        Reconciler::Deps{&informer_, &client_, &locator_, &backend_, &metrics_}, rules::PlanConfig{},
+        "node-a");
+  }
+  void Add(const kube::Pod& p) {
+    client_.UpsertPod(p);
+    informer_.ApplyPodEvent(kube::EventType::kAdded, kube::Pod(p));
+  }
+  // What the watch would deliver after our patch.
+  void SyncFromServer(const kube::Pod& p) {
+    std::optional<kube::Pod> now = client_.GetPod(p.namespace_name, p.name);
+    ASSERT_TRUE(now.has_value());
+    informer_.ApplyPodEvent(kube::EventType::kModified, *std::move(now));
+  }
+  std::string StatusOf(const kube::Pod& p) {
+    std::optional<kube::Pod> now = client_.GetPod(p.namespace_name, p.name);
+    if (!now) return "<no pod>";
+    auto it = now->annotations.find(rules::kStatusAnnotation);
+    return it == now->annotations.end() ? "<none>" : it->second;
+  }
+
+  Informer informer_{Informer::Callbacks{}};
+  kube::FakeClient client_;
+  netns::FakeLocator locator_;
+  netns::FakeBackend backend_;
+  Metrics metrics_;
+  std::unique_ptr<Reconciler> reconciler_;
+};
+
+TEST_F(ReconcilerTest, MemberIsAppliedVerifiedAndMarkedOnce) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kInitialized) << r.status;
+  EXPECT_TRUE(backend_.Has(101));
+  EXPECT_EQ(StatusOf(p), "initialized");
+  ASSERT_EQ(client_.patches().size(), 1u);
+  EXPECT_EQ(client_.patches()[0].uid, "u1");  // UID precondition
+  EXPECT_EQ(metrics_.event_to_applied.Count(), 1u);
+  EXPECT_EQ(metrics_.applied_to_marked.Count(), 1u);
+  EXPECT_EQ(metrics_.apply_duration.Count("fake"), 1u);
+
+  SyncFromServer(p);  // our own patch comes back as MODIFIED
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  EXPECT_EQ(backend_.apply_calls(), 1);
+  EXPECT_EQ(client_.patches().size(), 1u);
+}
+
+TEST_F(ReconcilerTest, NonMemberIsSkipped) {
+  kube::Pod p = MemberPod("u1");
+  p.containers.pop_back();  // no istio-proxy
+  p.annotations.clear();
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  EXPECT_EQ(locator_.locate_calls(), 0);
+  EXPECT_EQ(backend_.apply_calls(), 0);
+  EXPECT_TRUE(client_.patches().empty());
+}
+
+TEST_F(ReconcilerTest, HostNetworkIsNeverTouched) {
+  kube::Pod p = MemberPod("u1");
+  p.host_network = true;
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kSkipped);
+  EXPECT_EQ(r.detail, "hostNetwork");
+  EXPECT_EQ(locator_.locate_calls(), 0);
+  EXPECT_EQ(backend_.apply_calls(), 0);
+}
+
+TEST_F(ReconcilerTest, TerminatingPodIsSkipped) {
+  kube::Pod p = MemberPod("u1");
+  p.deleting = true;
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  EXPECT_EQ(backend_.apply_calls(), 0);
+}
+
+TEST_F(ReconcilerTest, BadAnnotationGivesEventAndErrorAnnotationOnceWithoutRetry) {
+  kube::Pod p = MemberPod("u1");
+  p.annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = "70000";
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kPermanentError);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(locator_.locate_calls(), 0);
+  EXPECT_EQ(backend_.apply_calls(), 0);
+  ASSERT_EQ(client_.events().size(), 1u);
+  EXPECT_EQ(client_.events()[0].pod_uid, "u1");
+  EXPECT_EQ(client_.events()[0].type, "Warning");
+  EXPECT_EQ(client_.events()[0].host, "node-a");
+  EXPECT_THAT(client_.events()[0].message, HasSubstr("excludeInboundPorts"));
+  EXPECT_THAT(StatusOf(p), StartsWith("error: "));
+  EXPECT_THAT(StatusOf(p), HasSubstr("70000"));
+  EXPECT_EQ(metrics_.errors.Value("plan_invalid"), 1);
+
+  // The patch comes back through the watch; a restarted controller must not report it again.
+  SyncFromServer(p);
+  reconciler_ = NewReconciler();
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kPermanentError);
+  EXPECT_EQ(client_.events().size(), 1u);
+  EXPECT_EQ(client_.patches().size(), 1u);
+
+  // The user fixes the annotation: the pod is processed normally.
+  kube::Pod fixed = *client_.GetPod("shop", "web-1");
+  fixed.annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = "7000";
+  Add(fixed);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(StatusOf(p), "initialized");
+}
+
+TEST_F(ReconcilerTest, SandboxNotYetRetriesThenSucceeds) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  for (int i = 0; i < 3; ++i) {
+    ReconcileResult r = reconciler_->Reconcile("u1");
+    EXPECT_EQ(r.outcome, Outcome::kRetry);
+    EXPECT_EQ(r.status.code(), absl::StatusCode::kNotFound);
+  }
+  locator_.SetError("u1", absl::UnavailableError("runtime restarting"));
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kRetry);
+  locator_.SetError("u1", absl::OkStatus());
+  EXPECT_EQ(StatusOf(p), "<none>");
+  EXPECT_EQ(metrics_.errors.Value("locate_not_found"), 3);
+  locator_.AddSandbox("u1", 7);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(StatusOf(p), "initialized");
+}
+
+TEST_F(ReconcilerTest, VerifyFailureNeverMarks) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  backend_.CorruptReadBack(true);
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kRetry);
+  EXPECT_THAT(std::string(r.status.message()), HasSubstr("verification failed"));
+  EXPECT_EQ(StatusOf(p), "<none>");
+  EXPECT_TRUE(client_.patches().empty());
+  EXPECT_EQ(metrics_.errors.Value("verify_failed"), 1);
+
+  backend_.FailNextApplies(1, absl::InternalError("iptc commit failed"));
+  backend_.CorruptReadBack(false);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kRetry);
+  EXPECT_EQ(metrics_.errors.Value("apply_failed"), 1);
+  EXPECT_TRUE(client_.patches().empty());
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+}
+
+TEST_F(ReconcilerTest, AlreadyInitializedIsVerifiedAndNotRemarked) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  SyncFromServer(p);
+  reconciler_ = NewReconciler();  // controller restart
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kVerified);
+  EXPECT_EQ(backend_.apply_calls(), 1);
+  EXPECT_EQ(client_.patches().size(), 1u);
+}
+
+TEST_F(ReconcilerTest, WipedRulesAreReappliedButNotRemarked) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  SyncFromServer(p);
+  backend_.Wipe(101);
+  reconciler_ = NewReconciler();
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kReapplied);
+  EXPECT_TRUE(backend_.Has(101));
+  EXPECT_EQ(backend_.apply_calls(), 2);
+  EXPECT_EQ(client_.patches().size(), 1u);
+
+  // Resync in the same process: a reverify request reads back again.
+  backend_.Wipe(101);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);  // done, no reverify requested
+  reconciler_->RequestReverify("u1");
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kReapplied);
+  EXPECT_TRUE(backend_.Has(101));
+}
+
+TEST_F(ReconcilerTest, PodDeletedMidFlightIsDropped) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  client_.SetBeforePatchHook([&] { client_.DeletePod("shop", "web-1"); });
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kGone);
+  EXPECT_TRUE(client_.patches().empty());
+}
+
+TEST_F(ReconcilerTest, RecreatedPodWithSameNameIsNotMarkedByTheOldUid) {
+  kube::Pod old_pod = MemberPod("u-old");
+  Add(old_pod);
+  locator_.AddSandbox("u-old", 101);
+  locator_.AddSandbox("u-new", 202);
+  kube::Pod new_pod = MemberPod("u-new");  // same namespace/name
+  client_.SetBeforePatchHook([&] { client_.UpsertPod(new_pod); });
+  EXPECT_EQ(reconciler_->Reconcile("u-old").outcome, Outcome::kGone);  // 409 on the UID precondition
+  EXPECT_TRUE(client_.patches().empty());
+  EXPECT_EQ(StatusOf(new_pod), "<none>");  // the new pod was NOT marked on the strength of the old netns
+
+  client_.SetBeforePatchHook(nullptr);
+  informer_.ApplyPodEvent(kube::EventType::kDeleted, kube::Pod(old_pod));
+  reconciler_->Forget("u-old");
+  informer_.ApplyPodEvent(kube::EventType::kAdded, kube::Pod(new_pod));
+  EXPECT_EQ(reconciler_->Reconcile("u-new").outcome, Outcome::kInitialized);
+  EXPECT_TRUE(backend_.Has(202));
+  EXPECT_EQ(StatusOf(new_pod), "initialized");
+  EXPECT_EQ(reconciler_->Reconcile("u-old").outcome, Outcome::kGone);  // not in the cache any more
+}
+
+TEST_F(ReconcilerTest, PatchServerErrorRetriesAndReappliesIdempotently) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  client_.FailNextPatches(1, absl::UnavailableError("HTTP 503"));
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kRetry);
+  EXPECT_TRUE(backend_.Has(101));  // applied; the crash-between-apply-and-mark case
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(backend_.apply_calls(), 2);
+  EXPECT_EQ(metrics_.errors.Value("patch_failed"), 1);
+}
+
+TEST_F(ReconcilerTest, NamespaceCacheNotSyncedIsTransient) {
+  Informer fresh{Informer::Callbacks{}};
+  Reconciler r(Reconciler::Deps{&fresh, &client_, &locator_, &backend_, &metrics_}, rules::PlanConfig{},
+               "node-a");
+  fresh.ApplyPodEvent(kube::EventType::kAdded, MemberPod("u1"));
+  EXPECT_EQ(r.Reconcile("u1").outcome, Outcome::kRetry);
+}
+
+}  // namespace
+}  // namespace pnc::controller
