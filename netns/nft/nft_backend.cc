@@ -97,13 +97,8 @@ const char* NftFamilyName(uint32_t nfproto) {
   }
 }
 std::string Where(Family f, Table t) {
-  return absl::StrCat(f == Family::kIPv4 ? "ip " : "ip6 ", NftTableName(t));
-}
-
-std::optional<Table> TableFromNftName(const std::string& name) {
-  for (Table t : kTableOrder)
-    if (name == NftTableName(t)) return t;
-  return std::nullopt;
+  return absl::StrCat(f == Family::kIPv4 ? "ip " : "ip6 ", kNftTableName, " (iptables table ",
+                      rules::TableName(t), ")");
 }
 
 // How a built-in chain is hooked, mirroring iptables-nft's built-in tables.
@@ -304,17 +299,14 @@ void WriteMarkSet(ExprWriter& w, uint32_t mark, uint32_t mask) {
 absl::Status WriteRule(nftnl_rule* r, Family family, Table table, const Rule& rule,
                        const std::set<std::string>& table_chains) {
   ExprWriter w(r);
-  if (rule.protocol) {
-    uint8_t proto = *rule.protocol == Protocol::kTcp ? IPPROTO_TCP : IPPROTO_UDP;
-    w.Meta(NFT_META_L4PROTO);
-    w.Cmp(false, &proto, 1);
-  }
+  // Order as rules/render.cc's RenderNftables spells a rule, so `nft list` shows identical text for both.
   if (rule.source) {
     if (absl::Status s = WriteCidr(w, family, SourceField(family), *rule.source, "source"); !s.ok()) return s;
   }
   if (rule.destination) {
-    if (absl::Status s = WriteCidr(w, family, DestField(family), *rule.destination, "destination"); !s.ok())
+    if (absl::Status s = WriteCidr(w, family, DestField(family), *rule.destination, "destination"); !s.ok()) {
       return s;
+    }
   }
   if (rule.in_interface) {
     if (absl::Status s = WriteIfname(w, NFT_META_IIFNAME, *rule.in_interface); !s.ok()) return s;
@@ -322,8 +314,20 @@ absl::Status WriteRule(nftnl_rule* r, Family family, Table table, const Rule& ru
   if (rule.out_interface) {
     if (absl::Status s = WriteIfname(w, NFT_META_OIFNAME, *rule.out_interface); !s.ok()) return s;
   }
+  if (rule.protocol) {
+    uint8_t proto = *rule.protocol == Protocol::kTcp ? IPPROTO_TCP : IPPROTO_UDP;
+    w.Meta(NFT_META_L4PROTO);
+    w.Cmp(false, &proto, 1);
+  }
+  if ((rule.source_port || rule.destination_port) && !rule.protocol) {
+    return absl::InvalidArgumentError("a port match needs a protocol");
+  }
+  if (rule.source_port) {
+    uint16_t port = htons(rule.source_port->value);
+    w.Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 0, 2);
+    w.Cmp(rule.source_port->negate, &port, 2);
+  }
   if (rule.destination_port) {
-    if (!rule.protocol) return absl::InvalidArgumentError("a destination port match needs a protocol");
     uint16_t port = htons(rule.destination_port->value);
     w.Payload(NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2);
     w.Cmp(rule.destination_port->negate, &port, 2);
@@ -357,7 +361,7 @@ absl::Status WriteRule(nftnl_rule* r, Family family, Table table, const Rule& ru
             return absl::InvalidArgumentError(absl::StrCat(
                 "jump to ", t.chain, ", which is not one of our chains in ", Where(family, table)));
           }
-          w.Verdict(NFT_JUMP, t.chain);
+          w.Verdict(NFT_JUMP, NftChainName(table, t.chain));
         } else if constexpr (std::is_same_v<T, ReturnTarget>) {
           w.Verdict(NFT_RETURN);
         } else if constexpr (std::is_same_v<T, AcceptTarget>) {
@@ -482,28 +486,33 @@ uint16_t LoadU16(const std::string& s) {
 }
 
 // Address payload + optional bitwise + cmp -> Cidr. Returns number of expressions consumed or 0.
-size_t ReadCidr(const ExprReader& rd, Family family, AddrField field, std::optional<Negatable<Cidr>>* out) {
-  std::optional<std::pair<std::string, std::string>> mask_xor = rd.BitwiseAt(1, field.len);
+// Address payload (+ bitwise) + cmp -> Cidr. Reads our form (full-length load, bitwise unless a host address)
+// and nft's (a byte-aligned prefix loads only its bytes, e.g. 1 byte for 10.0.0.0/8). `len` is the load
+// length. Returns the number of expressions consumed, 0 if not this shape.
+size_t ReadCidr(const ExprReader& rd, Family family, AddrField field, uint32_t len,
+                std::optional<Negatable<Cidr>>* out) {
+  std::optional<std::pair<std::string, std::string>> mask_xor = rd.BitwiseAt(1, len);
   size_t cmp_at = mask_xor ? 2 : 1;
   std::optional<std::pair<bool, std::string>> cmp = rd.CmpAt(cmp_at);
-  if (!cmp || cmp->second.size() != field.len) return 0;
-  int prefix = static_cast<int>(field.len * 8);
+  if (!cmp || cmp->second.size() != len) return 0;
+  int prefix = static_cast<int>(len * 8);
+  std::vector<uint8_t> mask = PrefixMask(len, prefix);
   if (mask_xor) {
-    const std::string& mask = mask_xor->first;
-    const std::string& x = mask_xor->second;
-    if (mask.size() != field.len) return 0;
-    if (x != std::string(field.len, '\0')) return 0;
-    // Must be a contiguous prefix mask.
+    if (mask_xor->first.size() != len || mask_xor->second != std::string(len, '\0')) return 0;
     prefix = 0;
-    for (unsigned char b : mask) prefix += std::popcount(b);
-    if (std::vector<uint8_t>(mask.begin(), mask.end()) != PrefixMask(field.len, prefix)) return 0;
-    if (prefix == static_cast<int>(field.len * 8)) return 0;  // we never write a full-length mask
+    for (unsigned char b : mask_xor->first) prefix += std::popcount(b);
+    mask = PrefixMask(len, prefix);
+    if (std::vector<uint8_t>(mask_xor->first.begin(), mask_xor->first.end()) != mask)
+      return 0;  // not a prefix
+  }
+  std::array<uint8_t, 16> addr{};
+  for (uint32_t i = 0; i < len; ++i) {
+    addr[i] = static_cast<uint8_t>(cmp->second[i]);
+    if ((addr[i] & ~mask[i]) != 0) return 0;  // could never match: not something we or nft write
   }
   char text[INET6_ADDRSTRLEN];
-  if (inet_ntop(family == Family::kIPv4 ? AF_INET : AF_INET6, cmp->second.data(), text, sizeof text) ==
-      nullptr) {
+  if (inet_ntop(family == Family::kIPv4 ? AF_INET : AF_INET6, addr.data(), text, sizeof text) == nullptr)
     return 0;
-  }
   *out = Negatable<Cidr>{Cidr{family, text, prefix}, cmp->first};
   return cmp_at + 1;
 }
@@ -547,7 +556,7 @@ bool IsVerdict(const ExprReader& rd, size_t k, int verdict) {
          static_cast<int>(ExprReader::U32(rd.At(k), NFTNL_EXPR_IMM_VERDICT).value_or(~0u)) == verdict;
 }
 
-absl::StatusOr<Rule> ReadRule(nftnl_rule* r, Family family, const std::string& where) {
+absl::StatusOr<Rule> ReadRule(nftnl_rule* r, Family family, Table table, const std::string& where) {
   std::vector<const nftnl_expr*> exprs;
   {
     std::unique_ptr<nftnl_expr_iter, ExprIterFree> it(nftnl_expr_iter_create(r));
@@ -574,7 +583,7 @@ absl::StatusOr<Rule> ReadRule(nftnl_rule* r, Family family, const std::string& w
   };
   while (!rd.Done()) {
     size_t used = 0;
-    if (rd.IsMetaLoad(0, NFT_META_L4PROTO) && advance(0)) {
+    if (rd.IsMetaLoad(0, NFT_META_L4PROTO) && advance(4)) {
       auto cmp = rd.CmpAt(1);
       if (!cmp || cmp->first || cmp->second.size() != 1) return unknown();
       uint8_t p = cmp->second[0];
@@ -590,18 +599,22 @@ absl::StatusOr<Rule> ReadRule(nftnl_rule* r, Family family, const std::string& w
       uint32_t off = ExprReader::U32(rd.At(0), NFTNL_EXPR_PAYLOAD_OFFSET).value_or(~0u);
       uint32_t len = ExprReader::U32(rd.At(0), NFTNL_EXPR_PAYLOAD_LEN).value_or(0);
       AddrField src = SourceField(family), dst = DestField(family);
-      if (base == NFT_PAYLOAD_NETWORK_HEADER && off == src.offset && len == src.len && advance(1)) {
-        used = ReadCidr(rd, family, src, &rule.source);
-      } else if (base == NFT_PAYLOAD_NETWORK_HEADER && off == dst.offset && len == dst.len && advance(2)) {
-        used = ReadCidr(rd, family, dst, &rule.destination);
-      } else if (base == NFT_PAYLOAD_TRANSPORT_HEADER && off == 2 && len == 2 && advance(5)) {
+      if (base == NFT_PAYLOAD_NETWORK_HEADER && off == src.offset && len >= 1 && len <= src.len &&
+          advance(0)) {
+        used = ReadCidr(rd, family, src, len, &rule.source);
+      } else if (base == NFT_PAYLOAD_NETWORK_HEADER && off == dst.offset && len >= 1 && len <= dst.len &&
+                 advance(1)) {
+        used = ReadCidr(rd, family, dst, len, &rule.destination);
+      } else if (base == NFT_PAYLOAD_TRANSPORT_HEADER && (off == 0 || off == 2) && len == 2 &&
+                 rule.protocol && advance(off == 0 ? 5 : 6)) {
         auto cmp = rd.CmpAt(1);
         if (!cmp || cmp->second.size() != 2) return unknown();
-        rule.destination_port = Negatable<uint16_t>{ntohs(LoadU16(cmp->second)), cmp->first};
+        (off == 0 ? rule.source_port : rule.destination_port) =
+            Negatable<uint16_t>{ntohs(LoadU16(cmp->second)), cmp->first};
         used = 2;
       }
-    } else if ((rd.IsMetaLoad(0, NFT_META_IIFNAME) && advance(3)) ||
-               (rd.IsMetaLoad(0, NFT_META_OIFNAME) && advance(4))) {
+    } else if ((rd.IsMetaLoad(0, NFT_META_IIFNAME) && advance(2)) ||
+               (rd.IsMetaLoad(0, NFT_META_OIFNAME) && advance(3))) {
       bool in = rd.IsMetaLoad(0, NFT_META_IIFNAME);
       auto cmp = rd.CmpAt(1);
       if (!cmp) return unknown();
@@ -609,24 +622,24 @@ absl::StatusOr<Rule> ReadRule(nftnl_rule* r, Family family, const std::string& w
       if (!name) return unknown();
       (in ? rule.in_interface : rule.out_interface) = *name;
       used = 2;
-    } else if ((rd.IsMetaLoad(0, NFT_META_SKUID) && advance(6)) ||
-               (rd.IsMetaLoad(0, NFT_META_SKGID) && advance(7))) {
+    } else if ((rd.IsMetaLoad(0, NFT_META_SKUID) && advance(7)) ||
+               (rd.IsMetaLoad(0, NFT_META_SKGID) && advance(8))) {
       bool uid = rd.IsMetaLoad(0, NFT_META_SKUID);
       auto cmp = rd.CmpAt(1);
       if (!cmp || cmp->second.size() != 4) return unknown();
       (uid ? rule.uid_owner : rule.gid_owner) = Negatable<uint32_t>{LoadU32(cmp->second), cmp->first};
       used = 2;
-    } else if (rd.IsMetaLoad(0, NFT_META_MARK) && rd.CmpAt(1) && advance(8)) {
+    } else if (rd.IsMetaLoad(0, NFT_META_MARK) && rd.CmpAt(1) && advance(9)) {
       auto cmp = rd.CmpAt(1);
       if (cmp->first || cmp->second.size() != 4) return unknown();
       rule.mark = LoadU32(cmp->second);
       used = 2;
-    } else if (rd.IsCtLoad(0, NFT_CT_MARK) && rd.CmpAt(1) && advance(9)) {
+    } else if (rd.IsCtLoad(0, NFT_CT_MARK) && rd.CmpAt(1) && advance(10)) {
       auto cmp = rd.CmpAt(1);
       if (cmp->first || cmp->second.size() != 4) return unknown();
       rule.connmark = LoadU32(cmp->second);
       used = 2;
-    } else if (rd.NameAt(0) == "socket" && advance(10)) {
+    } else if (rd.NameAt(0) == "socket" && advance(11)) {
       auto cmp = rd.CmpAt(1);
       if (ExprReader::U32(rd.At(0), NFTNL_EXPR_SOCKET_KEY) != NFT_SOCKET_TRANSPARENT ||
           ExprReader::U32(rd.At(0), NFTNL_EXPR_SOCKET_DREG) != kReg || !cmp || cmp->first ||
@@ -646,9 +659,11 @@ absl::StatusOr<Rule> ReadRule(nftnl_rule* r, Family family, const std::string& w
   if (rd.NameAt(0) == "immediate" && ExprReader::U32(rd.At(0), NFTNL_EXPR_IMM_DREG) == NFT_REG_VERDICT) {
     int v = static_cast<int>(ExprReader::U32(rd.At(0), NFTNL_EXPR_IMM_VERDICT).value_or(~0u));
     if (v == NFT_JUMP) {
+      // Jumps stay within one iptables table: "nat_ISTIO_X" from a nat_* chain.
       std::string chain = ExprReader::Str(rd.At(0), NFTNL_EXPR_IMM_CHAIN);
-      if (!absl::StartsWith(chain, "ISTIO_")) return unknown();
-      target = JumpTarget{chain};
+      std::string prefix = absl::StrCat(rules::TableName(table), "_ISTIO_");
+      if (!absl::StartsWith(chain, prefix)) return unknown();
+      target = JumpTarget{chain.substr(prefix.size() - 6)};
     } else if (v == NFT_RETURN) {
       target = ReturnTarget{};
     } else if (v == NF_ACCEPT) {
@@ -729,7 +744,6 @@ class Batch {
   void Next() {
     if (!mnl_nlmsg_batch_next(batch_)) overflow_ = true;
   }
-  bool empty() const { return last_ == nullptr; }
 
   absl::Status Send(absl::string_view what) {
     if (last_ == nullptr) return absl::OkStatus();
@@ -753,13 +767,11 @@ class Batch {
   bool overflow_ = false;
 };
 
-struct TableId {
-  uint32_t nfproto;
-  std::string name;
-  friend bool operator<(const TableId& a, const TableId& b) {
-    return std::tie(a.nfproto, a.name) < std::tie(b.nfproto, b.name);
-  }
-};
+std::optional<Family> FamilyOf(uint32_t nfproto) {
+  if (nfproto == NFPROTO_IPV4) return Family::kIPv4;
+  if (nfproto == NFPROTO_IPV6) return Family::kIPv6;
+  return std::nullopt;
+}
 
 absl::Status DumpObjects(MnlSocket& nl, uint16_t msg, uint16_t family, absl::string_view what,
                          absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
@@ -768,46 +780,36 @@ absl::Status DumpObjects(MnlSocket& nl, uint16_t msg, uint16_t family, absl::str
   return nl.Dump(nlh, what, cb);
 }
 
-absl::StatusOr<std::vector<TableId>> DumpTables(MnlSocket& nl) {
-  std::vector<TableId> out;
+// Every table in the netns as (nfproto, name).
+absl::StatusOr<std::vector<std::pair<uint32_t, std::string>>> DumpTables(MnlSocket& nl) {
+  std::vector<std::pair<uint32_t, std::string>> out;
   absl::Status s =
       DumpObjects(nl, NFT_MSG_GETTABLE, NFPROTO_UNSPEC, "list nftables tables", [&](const nlmsghdr* m) {
         TablePtr t(nftnl_table_alloc());
         if (nftnl_table_nlmsg_parse(m, t.get()) < 0)
           return absl::InternalError("cannot parse an nftables table");
-        out.push_back({nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY),
-                       nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME)});
+        out.emplace_back(nftnl_table_get_u32(t.get(), NFTNL_TABLE_FAMILY),
+                         nftnl_table_get_str(t.get(), NFTNL_TABLE_NAME));
         return absl::OkStatus();
       });
   if (!s.ok()) return s;
   return out;
 }
 
-std::optional<Family> FamilyOf(uint32_t nfproto) {
-  if (nfproto == NFPROTO_IPV4) return Family::kIPv4;
-  if (nfproto == NFPROTO_IPV6) return Family::kIPv6;
-  return std::nullopt;
-}
-
-// Our tables among `all`: (family, Table) pairs. A table named istio_pnc_* that we would never create is an
-// error.
-absl::StatusOr<std::set<std::pair<Family, Table>>> OurTables(const std::vector<TableId>& all) {
-  std::set<std::pair<Family, Table>> ours;
-  for (const TableId& t : all) {
-    if (!absl::StartsWith(t.name, kNftTablePrefix)) continue;
-    std::optional<Family> f = FamilyOf(t.nfproto);
-    std::optional<Table> table = TableFromNftName(t.name);
-    if (!f || !table) {
-      return absl::InternalError(absl::StrCat("unexpected nftables table ", NftFamilyName(t.nfproto), " ",
-                                              t.name, " with our prefix"));
-    }
-    ours.insert({*f, *table});
+// Families in which our table exists.
+absl::StatusOr<std::set<Family>> OurTables(MnlSocket& nl) {
+  absl::StatusOr<std::vector<std::pair<uint32_t, std::string>>> all = DumpTables(nl);
+  if (!all.ok()) return all.status();
+  std::set<Family> ours;
+  for (const auto& [nfproto, name] : *all) {
+    std::optional<Family> f = FamilyOf(nfproto);
+    if (f && name == kNftTableName) ours.insert(*f);
   }
   return ours;
 }
 
 struct ChainInfo {
-  std::string name;
+  std::string nft_name;  // "nat_ISTIO_OUTPUT"
   bool base = false;
   uint32_t hook = 0;
   int32_t priority = 0;
@@ -815,56 +817,67 @@ struct ChainInfo {
   std::optional<uint32_t> policy;
 };
 
-using ChainMap = std::map<std::pair<Family, Table>, std::vector<ChainInfo>>;
-
-absl::StatusOr<ChainMap> DumpOurChains(MnlSocket& nl) {
-  ChainMap out;
+// Our chains per family, in kernel (creation) order.
+absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> DumpOurChains(MnlSocket& nl) {
+  std::map<Family, std::vector<ChainInfo>> out;
   absl::Status s =
       DumpObjects(nl, NFT_MSG_GETCHAIN, NFPROTO_UNSPEC, "list nftables chains", [&](const nlmsghdr* m) {
         ChainPtr c(nftnl_chain_alloc());
         if (nftnl_chain_nlmsg_parse(m, c.get()) < 0)
           return absl::InternalError("cannot parse an nftables chain");
-        std::string table = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE);
         std::optional<Family> f = FamilyOf(nftnl_chain_get_u32(c.get(), NFTNL_CHAIN_FAMILY));
-        std::optional<Table> t = TableFromNftName(table);
-        if (!f || !t) return absl::OkStatus();
-        ChainInfo info{.name = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME)};
+        if (!f || std::string(nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TABLE)) != kNftTableName)
+          return absl::OkStatus();
+        ChainInfo info{.nft_name = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME)};
         if (nftnl_chain_is_set(c.get(), NFTNL_CHAIN_HOOKNUM)) {
           info.base = true;
           info.hook = nftnl_chain_get_u32(c.get(), NFTNL_CHAIN_HOOKNUM);
           info.priority = nftnl_chain_get_s32(c.get(), NFTNL_CHAIN_PRIO);
           if (nftnl_chain_is_set(c.get(), NFTNL_CHAIN_TYPE))
             info.type = nftnl_chain_get_str(c.get(), NFTNL_CHAIN_TYPE);
-          if (nftnl_chain_is_set(c.get(), NFTNL_CHAIN_POLICY))
+          if (nftnl_chain_is_set(c.get(), NFTNL_CHAIN_POLICY)) {
             info.policy = nftnl_chain_get_u32(c.get(), NFTNL_CHAIN_POLICY);
+          }
         }
-        out[{*f, *t}].push_back(std::move(info));
+        out[*f].push_back(std::move(info));
         return absl::OkStatus();
       });
   if (!s.ok()) return s;
   return out;
 }
 
-void PutTable(Batch& b, Family f, Table t, uint16_t type, uint16_t flags) {
+// "nat_ISTIO_OUTPUT" -> (nat, "ISTIO_OUTPUT"); nullopt for names we never create.
+std::optional<std::pair<Table, std::string>> SplitChainName(const std::string& nft_name) {
+  size_t us = nft_name.find('_');
+  if (us == std::string::npos) return std::nullopt;
+  std::string prefix = nft_name.substr(0, us), chain = nft_name.substr(us + 1);
+  for (Table t : kTableOrder) {
+    if (prefix == rules::TableName(t)) {
+      bool builtin = std::find(kBuiltinOrder.begin(), kBuiltinOrder.end(), chain) != kBuiltinOrder.end();
+      if (!builtin && !absl::StartsWith(chain, "ISTIO_")) return std::nullopt;
+      return std::make_pair(t, chain);
+    }
+  }
+  return std::nullopt;
+}
+
+const char* NftFamily(Family f) { return f == Family::kIPv4 ? "ip" : "ip6"; }
+
+void PutTable(Batch& b, Family f, uint16_t type, uint16_t flags) {
   TablePtr table(nftnl_table_alloc());
   nftnl_table_set_u32(table.get(), NFTNL_TABLE_FAMILY, NfProto(f));
-  nftnl_table_set_str(table.get(), NFTNL_TABLE_NAME, NftTableName(t).c_str());
+  nftnl_table_set_str(table.get(), NFTNL_TABLE_NAME, kNftTableName);
   nlmsghdr* nlh = b.Header(type, NfProto(f), flags);
   nftnl_table_nlmsg_build_payload(nlh, table.get());
   b.Next();
 }
 
-ChainPtr NewChainObj(Family f, Table t, const std::string& name) {
+void PutChain(Batch& b, Family f, const std::string& nft_name, uint16_t type, uint16_t flags,
+              const std::optional<BaseChainSpec>& spec) {
   ChainPtr c(nftnl_chain_alloc());
   nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_FAMILY, NfProto(f));
-  nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, NftTableName(t).c_str());
-  nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, name.c_str());
-  return c;
-}
-
-void PutChain(Batch& b, Family f, Table t, const std::string& name, uint16_t type, uint16_t flags,
-              const std::optional<BaseChainSpec>& spec) {
-  ChainPtr c = NewChainObj(f, t, name);
+  nftnl_chain_set_str(c.get(), NFTNL_CHAIN_TABLE, kNftTableName);
+  nftnl_chain_set_str(c.get(), NFTNL_CHAIN_NAME, nft_name.c_str());
   if (spec) {
     nftnl_chain_set_u32(c.get(), NFTNL_CHAIN_HOOKNUM, spec->hook);
     nftnl_chain_set_s32(c.get(), NFTNL_CHAIN_PRIO, spec->priority);
@@ -876,107 +889,130 @@ void PutChain(Batch& b, Family f, Table t, const std::string& name, uint16_t typ
   b.Next();
 }
 
-void FlushChain(Batch& b, Family f, Table t, const std::string& name) {
+// `flush table`: deletes every rule of our table, keeps the chains (no chain/table destruction).
+void FlushTable(Batch& b, Family f) {
   RulePtr r(nftnl_rule_alloc());
   nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NfProto(f));
-  nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, NftTableName(t).c_str());
-  nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, name.c_str());
+  nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, kNftTableName);
   nlmsghdr* nlh = b.Header(NFT_MSG_DELRULE, NfProto(f), 0);
   nftnl_rule_nlmsg_build_payload(nlh, r.get());
   b.Next();
 }
 
-absl::Status ValidateTable(Family f, const TableRules& tr, std::set<std::string>* names,
-                           std::vector<std::optional<BaseChainSpec>>* specs) {
-  for (const Chain& c : tr.chains) {
-    if (!names->insert(c.name).second) {
+// One chain to create: its nft name and, for built-ins, the hook.
+struct WantChain {
+  std::string nft_name;
+  std::optional<BaseChainSpec> spec;
+};
+
+absl::Status PlanFamily(const FamilyRules& fr, std::vector<WantChain>* chains) {
+  std::set<Table> seen_tables;
+  for (const TableRules& tr : fr.tables) {
+    if (!seen_tables.insert(tr.table).second) {
       return absl::InvalidArgumentError(
-          absl::StrCat(Where(f, tr.table), ": chain ", c.name, " listed twice"));
+          absl::StrCat(NftFamily(fr.family), " table ", rules::TableName(tr.table), " listed twice"));
     }
-    if (c.builtin()) {
-      absl::StatusOr<BaseChainSpec> spec = BaseChainFor(tr.table, c.name);
-      if (!spec.ok()) return spec.status();
-      specs->push_back(*spec);
-    } else {
-      if (c.name.size() >= NFT_CHAIN_MAXNAMELEN) return absl::InvalidArgumentError("chain name too long");
-      specs->push_back(std::nullopt);
+    std::set<std::string> names;
+    for (const Chain& c : tr.chains) {
+      if (!names.insert(c.name).second) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(Where(fr.family, tr.table), ": chain ", c.name, " listed twice"));
+      }
+      WantChain w{.nft_name = NftChainName(tr.table, c.name)};
+      if (c.builtin()) {
+        absl::StatusOr<BaseChainSpec> spec = BaseChainFor(tr.table, c.name);
+        if (!spec.ok()) return spec.status();
+        w.spec = *spec;
+      } else if (w.nft_name.size() >= NFT_CHAIN_MAXNAMELEN) {
+        return absl::InvalidArgumentError(absl::StrCat("chain name too long: ", c.name));
+      }
+      chains->push_back(std::move(w));
     }
   }
   return absl::OkStatus();
 }
 
+bool SameHook(const ChainInfo& have, const std::optional<BaseChainSpec>& want) {
+  if (have.base != want.has_value()) return false;
+  if (!want) return true;
+  return have.hook == want->hook && have.priority == want->priority && have.type == want->type &&
+         have.policy.value_or(NF_ACCEPT) == NF_ACCEPT;
+}
+
 absl::Status ApplyHere(const Ruleset& rs) {
-  // Validate the shape before touching anything.
-  std::set<std::pair<Family, Table>> want_tables;
+  // Validate and translate everything before touching the namespace.
+  std::set<Family> want_families;
+  std::map<Family, std::vector<WantChain>> want_chains;
+  for (const FamilyRules& fr : rs.families) {
+    if (!want_families.insert(fr.family).second) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("family ", rules::FamilyName(fr.family), " listed twice"));
+    }
+    if (absl::Status s = PlanFamily(fr, &want_chains[fr.family]); !s.ok()) return s;
+  }
+  std::vector<std::pair<Family, RulePtr>> new_rules;
   for (const FamilyRules& fr : rs.families) {
     for (const TableRules& tr : fr.tables) {
-      if (!want_tables.insert({fr.family, tr.table}).second) {
-        return absl::InvalidArgumentError(absl::StrCat(Where(fr.family, tr.table), " listed twice"));
+      std::set<std::string> names;
+      for (const Chain& c : tr.chains) names.insert(c.name);
+      for (const Chain& c : tr.chains) {
+        for (const Rule& rule : c.rules) {
+          RulePtr r(nftnl_rule_alloc());
+          nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NfProto(fr.family));
+          nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, kNftTableName);
+          nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, NftChainName(tr.table, c.name).c_str());
+          if (absl::Status s = WriteRule(r.get(), fr.family, tr.table, rule, names); !s.ok()) {
+            return absl::InvalidArgumentError(
+                absl::StrCat(Where(fr.family, tr.table), " chain ", c.name, ": ", s.message()));
+          }
+          new_rules.emplace_back(fr.family, std::move(r));
+        }
       }
     }
   }
+
+  // Routes before rules: TPROXY'd packets must find their local route as soon as the rules exist.
   if (absl::Status s = SyncPolicyRoutes(rs.routes); !s.ok()) return s;
 
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::vector<TableId>> tables = DumpTables(*nl);
-  if (!tables.ok()) return tables.status();
-  absl::StatusOr<std::set<std::pair<Family, Table>>> have_tables = OurTables(*tables);
-  if (!have_tables.ok()) return have_tables.status();
-  ChainMap have_chains;
-  if (!have_tables->empty()) {
-    absl::StatusOr<ChainMap> chains = DumpOurChains(*nl);
+  absl::StatusOr<std::set<Family>> have_families = OurTables(*nl);
+  if (!have_families.ok()) return have_families.status();
+  std::map<Family, std::vector<ChainInfo>> have_chains;
+  if (!have_families->empty()) {  // fresh netns: skip this dump
+    absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> chains = DumpOurChains(*nl);
     if (!chains.ok()) return chains.status();
     have_chains = std::move(*chains);
   }
 
   Batch b(*nl);
-  // Stale tables of ours (e.g. mangle after switching from TPROXY to REDIRECT): cold path.
-  for (const auto& [f, t] : *have_tables) {
-    if (!want_tables.count({f, t})) PutTable(b, f, t, NFT_MSG_DELTABLE, 0);
+  for (Family f : *have_families) {
+    if (!want_families.count(f)) PutTable(b, f, NFT_MSG_DELTABLE, 0);  // family dropped: cold path
   }
   for (const FamilyRules& fr : rs.families) {
-    for (const TableRules& tr : fr.tables) {
-      std::set<std::string> names;
-      std::vector<std::optional<BaseChainSpec>> specs;
-      if (absl::Status s = ValidateTable(fr.family, tr, &names, &specs); !s.ok()) return s;
-      PutTable(b, fr.family, tr.table, NFT_MSG_NEWTABLE, NLM_F_CREATE);
-      // Flush whatever of ours exists in this table (drops jumps into stale chains), then drop stale chains.
-      const std::vector<ChainInfo>& existing = have_chains[{fr.family, tr.table}];
-      for (const ChainInfo& c : existing) FlushChain(b, fr.family, tr.table, c.name);
-      for (const ChainInfo& c : existing) {
-        auto it = std::find_if(tr.chains.begin(), tr.chains.end(),
-                               [&](const Chain& w) { return w.name == c.name; });
-        bool keep = it != tr.chains.end();
-        if (keep && c.base) {
-          std::optional<BaseChainSpec> spec = specs[it - tr.chains.begin()];
-          keep = spec && spec->hook == c.hook && spec->priority == c.priority && spec->type == c.type;
-        } else if (keep) {
-          keep = !specs[it - tr.chains.begin()].has_value();
-        }
-        if (!keep) PutChain(b, fr.family, tr.table, c.name, NFT_MSG_DELCHAIN, 0, std::nullopt);
-      }
-      for (size_t i = 0; i < tr.chains.size(); ++i) {
-        PutChain(b, fr.family, tr.table, tr.chains[i].name, NFT_MSG_NEWCHAIN, NLM_F_CREATE, specs[i]);
-      }
-      for (const Chain& c : tr.chains) {
-        for (const Rule& rule : c.rules) {
-          RulePtr r(nftnl_rule_alloc());
-          nftnl_rule_set_u32(r.get(), NFTNL_RULE_FAMILY, NfProto(fr.family));
-          nftnl_rule_set_str(r.get(), NFTNL_RULE_TABLE, NftTableName(tr.table).c_str());
-          nftnl_rule_set_str(r.get(), NFTNL_RULE_CHAIN, c.name.c_str());
-          if (absl::Status s = WriteRule(r.get(), fr.family, tr.table, rule, names); !s.ok()) {
-            return absl::InvalidArgumentError(
-                absl::StrCat(Where(fr.family, tr.table), " chain ", c.name, ": ", s.message()));
-          }
-          nlmsghdr* nlh = b.Header(NFT_MSG_NEWRULE, NfProto(fr.family), NLM_F_CREATE | NLM_F_APPEND);
-          nftnl_rule_nlmsg_build_payload(nlh, r.get());
-          b.Next();
-        }
+    const Family f = fr.family;
+    const std::vector<WantChain>& want = want_chains[f];
+    PutTable(b, f, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+    if (have_families->count(f)) {
+      FlushTable(b, f);  // also drops jumps into chains deleted below
+      for (const ChainInfo& c : have_chains[f]) {
+        auto it = std::find_if(want.begin(), want.end(),
+                               [&](const WantChain& w) { return w.nft_name == c.nft_name; });
+        if (it == want.end() || !SameHook(c, it->spec))
+          PutChain(b, f, c.nft_name, NFT_MSG_DELCHAIN, 0, std::nullopt);
       }
     }
+    // Regular chains before base chains, so jump targets exist before any hook sees traffic in this batch.
+    for (const WantChain& w : want)
+      if (!w.spec) PutChain(b, f, w.nft_name, NFT_MSG_NEWCHAIN, NLM_F_CREATE, std::nullopt);
+    for (const WantChain& w : want)
+      if (w.spec) PutChain(b, f, w.nft_name, NFT_MSG_NEWCHAIN, NLM_F_CREATE, w.spec);
   }
-  if (b.empty()) return absl::OkStatus();
+  for (const auto& [f, r] : new_rules) {
+    nlmsghdr* nlh = b.Header(NFT_MSG_NEWRULE, NfProto(f), NLM_F_CREATE | NLM_F_APPEND);
+    nftnl_rule_nlmsg_build_payload(nlh, r.get());
+    b.Next();
+  }
   return b.Send("nftables batch");
 }
 
@@ -994,64 +1030,71 @@ absl::StatusOr<Ruleset> ReadBackHere() {
 
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::vector<TableId>> tables = DumpTables(*nl);
-  if (!tables.ok()) return tables.status();
-  absl::StatusOr<std::set<std::pair<Family, Table>>> ours = OurTables(*tables);
-  if (!ours.ok()) return ours.status();
-  if (ours->empty()) return rs;
-  absl::StatusOr<ChainMap> chains = DumpOurChains(*nl);
+  absl::StatusOr<std::set<Family>> families = OurTables(*nl);
+  if (!families.ok()) return families.status();
+  if (families->empty()) return rs;
+  absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> chains = DumpOurChains(*nl);
   if (!chains.ok()) return chains.status();
 
-  // Rules per (family, table, chain), in chain order.
-  std::map<std::tuple<Family, Table, std::string>, std::vector<Rule>> rules_by_chain;
+  // Rules per (family, nft chain name), in chain order.
+  std::map<std::pair<Family, std::string>, std::vector<Rule>> rules_by_chain;
   absl::Status s =
       DumpObjects(*nl, NFT_MSG_GETRULE, NFPROTO_UNSPEC, "list nftables rules", [&](const nlmsghdr* m) {
         RulePtr r(nftnl_rule_alloc());
         if (nftnl_rule_nlmsg_parse(m, r.get()) < 0)
           return absl::InternalError("cannot parse an nftables rule");
         std::optional<Family> f = FamilyOf(nftnl_rule_get_u32(r.get(), NFTNL_RULE_FAMILY));
-        std::optional<Table> t = TableFromNftName(nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE));
-        if (!f || !t) return absl::OkStatus();
+        if (!f || std::string(nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) != kNftTableName)
+          return absl::OkStatus();
         std::string chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
-        absl::StatusOr<Rule> rule = ReadRule(r.get(), *f, absl::StrCat(Where(*f, *t), " chain ", chain));
+        std::string where = absl::StrCat(NftFamily(*f), " ", kNftTableName, " chain ", chain);
+        std::optional<std::pair<Table, std::string>> split = SplitChainName(chain);
+        if (!split) return absl::InternalError(absl::StrCat(where, " is not a chain we create"));
+        absl::StatusOr<Rule> rule = ReadRule(r.get(), *f, split->first, where);
         if (!rule.ok()) return rule.status();
-        rules_by_chain[{*f, *t, chain}].push_back(std::move(*rule));
+        rules_by_chain[{*f, chain}].push_back(std::move(*rule));
         return absl::OkStatus();
       });
   if (!s.ok()) return s;
 
   for (Family f : {Family::kIPv4, Family::kIPv6}) {
+    if (!families->count(f)) continue;
+    std::map<Table, std::vector<Chain>> by_table;
+    for (const ChainInfo& c : (*chains)[f]) {
+      std::optional<std::pair<Table, std::string>> split = SplitChainName(c.nft_name);
+      if (!split) {
+        return absl::InternalError(
+            absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name, " is not one we create"));
+      }
+      const auto& [table, name] = *split;
+      std::optional<BaseChainSpec> spec;
+      if (BuiltinRank(name) >= 0) {
+        absl::StatusOr<BaseChainSpec> want = BaseChainFor(table, name);
+        if (want.ok()) spec = *want;
+        if (!want.ok() || !SameHook(c, spec)) {
+          return absl::InternalError(absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name,
+                                                  " is hooked differently than we hook it"));
+        }
+      } else if (c.base) {
+        return absl::InternalError(absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name,
+                                                " should not be a base chain"));
+      }
+      by_table[table].push_back(Chain{name, std::move(rules_by_chain[{f, c.nft_name}])});
+    }
     FamilyRules fr{.family = f};
     for (Table t : kTableOrder) {
-      if (!ours->count({f, t})) continue;
-      TableRules tr{.table = t};
-      std::vector<ChainInfo> infos = (*chains)[{f, t}];
-      for (const ChainInfo& c : infos) {
-        bool builtin = BuiltinRank(c.name) >= 0;
-        if (builtin != c.base || (!builtin && !absl::StartsWith(c.name, "ISTIO_"))) {
-          return absl::InternalError(absl::StrCat(Where(f, t), ": chain ", c.name, " is not one we create"));
-        }
-        if (builtin) {
-          absl::StatusOr<BaseChainSpec> spec = BaseChainFor(t, c.name);
-          if (!spec.ok() || spec->hook != c.hook || spec->priority != c.priority || spec->type != c.type ||
-              c.policy.value_or(NF_ACCEPT) != NF_ACCEPT) {
-            return absl::InternalError(
-                absl::StrCat(Where(f, t), ": base chain ", c.name, " is hooked differently than we hook it"));
-          }
-        }
-      }
-      std::sort(infos.begin(), infos.end(), [](const ChainInfo& a, const ChainInfo& b) {
+      auto it = by_table.find(t);
+      if (it == by_table.end()) continue;
+      std::vector<Chain>& cs = it->second;
+      std::sort(cs.begin(), cs.end(), [](const Chain& a, const Chain& b) {
         int ra = BuiltinRank(a.name), rb = BuiltinRank(b.name);
         if ((ra >= 0) != (rb >= 0)) return ra >= 0;
         if (ra >= 0) return ra < rb;
         return a.name < b.name;
       });
-      for (const ChainInfo& c : infos) {
-        tr.chains.push_back(Chain{c.name, std::move(rules_by_chain[{f, t, c.name}])});
-      }
-      fr.tables.push_back(std::move(tr));
+      fr.tables.push_back(TableRules{t, std::move(cs)});
     }
-    if (!fr.tables.empty()) rs.families.push_back(std::move(fr));
+    rs.families.push_back(std::move(fr));
   }
   return rs;
 }
@@ -1059,13 +1102,11 @@ absl::StatusOr<Ruleset> ReadBackHere() {
 absl::Status RemoveHere() {
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::vector<TableId>> tables = DumpTables(*nl);
-  if (!tables.ok()) return tables.status();
-  absl::StatusOr<std::set<std::pair<Family, Table>>> ours = OurTables(*tables);
-  if (!ours.ok()) return ours.status();
-  if (!ours->empty()) {
+  absl::StatusOr<std::set<Family>> families = OurTables(*nl);
+  if (!families.ok()) return families.status();
+  if (!families->empty()) {
     Batch b(*nl);
-    for (const auto& [f, t] : *ours) PutTable(b, f, t, NFT_MSG_DELTABLE, 0);
+    for (Family f : *families) PutTable(b, f, NFT_MSG_DELTABLE, 0);
     if (absl::Status s = b.Send("delete our nftables tables"); !s.ok()) return s;
   }
   return SyncPolicyRoutes({});
@@ -1099,17 +1140,19 @@ class NftBackend : public Backend {
 
 }  // namespace
 
-std::string NftTableName(Table table) { return absl::StrCat(kNftTablePrefix, rules::TableName(table)); }
+std::string NftChainName(Table table, const std::string& chain) {
+  return absl::StrCat(rules::TableName(table), "_", chain);
+}
 
 std::unique_ptr<Backend> NewNftBackend() { return std::make_unique<NftBackend>(); }
 
 absl::StatusOr<std::vector<std::string>> ListNftTablesInCurrentNetns() {
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::vector<TableId>> tables = DumpTables(*nl);
+  absl::StatusOr<std::vector<std::pair<uint32_t, std::string>>> tables = DumpTables(*nl);
   if (!tables.ok()) return tables.status();
   std::vector<std::string> out;
-  for (const TableId& t : *tables) out.push_back(absl::StrCat(NftFamilyName(t.nfproto), " ", t.name));
+  for (const auto& [nfproto, name] : *tables) out.push_back(absl::StrCat(NftFamilyName(nfproto), " ", name));
   return out;
 }
 

@@ -20,8 +20,9 @@
 // meta iifname/oifname ("eth+" wildcard -> prefix cmp); --dport -> th dport; owner -> meta skuid/skgid; -m
 // mark -> meta mark; -m connmark -> ct mark; -m socket --transparent -> socket transparent 1; REDIRECT ->
 // redirect to :P; TPROXY -> tproxy to :P + meta mark set + accept; MARK -> meta mark set; CONNMARK
-// save/restore -> ct mark set meta mark / meta mark set ct mark; CT --zone -> ct zone set; -j
-// chain/RETURN/ACCEPT -> jump/return/accept. Known nuance shared with iptables-nft: a negated owner match
+// save/restore -> ct mark set meta mark / meta mark set ct mark; --sport -> th sport; CT --zone -> ct zone
+// set; -j chain/RETURN/ACCEPT -> jump/return/accept. Known nuance shared with iptables-nft: a negated owner
+// match
 // (`meta skuid != 1337`) does not match packets without a socket, where xt_owner's `! --uid-owner` would.
 //
 // ReadBack order: families IPv4 then IPv6; tables raw, mangle, nat, filter; built-in chains in the fixed
@@ -40,10 +41,11 @@
 
 namespace pnc::netns {
 
-inline constexpr char kNftTablePrefix[] = "istio_pnc_";
+// Our table's name in families ip and ip6 (equals rules::kNftTableName; a test checks).
+inline constexpr char kNftTableName[] = "istio_pnc";
 
-// "istio_pnc_nat" etc.
-std::string NftTableName(rules::Table table);
+// "nat_ISTIO_OUTPUT", "mangle_PREROUTING".
+std::string NftChainName(rules::Table table, const std::string& chain);
 
 // Thread-safe; enters the target netns with RunInNetns (netns/executor.h).
 std::unique_ptr<Backend> NewNftBackend();

@@ -104,6 +104,7 @@ Ruleset TproxyRuleset() {
   {
     Rule a = R(CtZoneTarget{1});
     a.protocol = Protocol::kUdp;
+    a.source_port = Negatable<uint16_t>{5353, true};
     a.destination_port = Negatable<uint16_t>{53};
     a.uid_owner = Negatable<uint32_t>{1337};
     Rule b = R(CtZoneTarget{2});
@@ -191,13 +192,14 @@ TEST_F(NftBackendTest, ApplyThenReadBackEqualsPlan) {
   EXPECT_TRUE(ApplyAndVerify(*backend_, *ns_, want).ok());
   // The nft tool sees our tables, hooks and translations.
   std::string listing = NftList(*ns_);
-  EXPECT_THAT(listing, HasSubstr("table ip istio_pnc_nat"));
-  EXPECT_THAT(listing, HasSubstr("table ip6 istio_pnc_nat"));
+  EXPECT_THAT(listing, HasSubstr("table ip istio_pnc {"));
+  EXPECT_THAT(listing, HasSubstr("table ip6 istio_pnc {"));
+  EXPECT_THAT(listing, HasSubstr("chain nat_ISTIO_OUTPUT {"));
   EXPECT_THAT(listing, HasSubstr("type nat hook output priority -100; policy accept;"));
   EXPECT_THAT(listing, HasSubstr("tcp dport 15008 return"));
   EXPECT_THAT(listing, HasSubstr("ip6 saddr ::6 oifname \"lo\" return"));
-  EXPECT_THAT(listing, HasSubstr("meta l4proto tcp ip daddr != 127.0.0.1 oifname \"lo\" meta skuid 1337 jump "
-                                 "ISTIO_IN_REDIRECT"));
+  EXPECT_THAT(listing, HasSubstr("ip daddr != 127.0.0.1 oifname \"lo\" meta l4proto tcp meta skuid 1337 jump "
+                                 "nat_ISTIO_IN_REDIRECT"));
   EXPECT_THAT(listing, HasSubstr("ip daddr 10.96.0.0/12 return"));
   EXPECT_THAT(listing, HasSubstr("meta l4proto tcp redirect to :15001"));
 }
@@ -226,10 +228,10 @@ TEST_F(NftBackendTest, ChangedRulesetReplacesOursAndKeepsForeignTables) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(*got, want);
   std::string listing = NftList(*ns_);
-  EXPECT_THAT(listing, Not(HasSubstr("istio_pnc_mangle")));   // stale table gone
-  EXPECT_THAT(listing, Not(HasSubstr("ip6 istio_pnc")));      // stale family gone
-  EXPECT_THAT(listing, Not(HasSubstr("ISTIO_REDIRECT")));     // stale chain gone
-  EXPECT_THAT(listing, HasSubstr("tcp dport 9999 counter"));  // foreign rule untouched
+  EXPECT_THAT(listing, Not(HasSubstr("mangle_")));             // stale iptables table gone
+  EXPECT_THAT(listing, Not(HasSubstr("ip6 istio_pnc")));       // stale family gone
+  EXPECT_THAT(listing, Not(HasSubstr("nat_ISTIO_REDIRECT")));  // stale chain gone
+  EXPECT_THAT(listing, HasSubstr("tcp dport 9999 counter"));   // foreign rule untouched
   EXPECT_TRUE(got->routes.empty());
 }
 
@@ -243,9 +245,9 @@ TEST_F(NftBackendTest, TproxyRoundTripsEveryMatchAndTarget) {
   EXPECT_THAT(listing, HasSubstr("type filter hook prerouting priority mangle; policy accept;"));
   EXPECT_THAT(listing, HasSubstr("type route hook output priority mangle; policy accept;"));
   EXPECT_THAT(listing, HasSubstr("type filter hook prerouting priority raw; policy accept;"));
-  EXPECT_THAT(listing, HasSubstr("socket transparent 1 jump ISTIO_DIVERT"));
+  EXPECT_THAT(listing, HasSubstr("socket transparent 1 jump mangle_ISTIO_DIVERT"));
   EXPECT_THAT(listing, HasSubstr("tproxy to :15006 meta mark set 0x00000539 accept"));
-  EXPECT_THAT(listing, HasSubstr("ct zone set 1"));
+  EXPECT_THAT(listing, HasSubstr("udp sport != 5353 udp dport 53 meta skuid 1337 ct zone set 1"));
   EXPECT_THAT(listing, HasSubstr("iifname \"eth*\""));
   EXPECT_THAT(listing, HasSubstr("ct mark set meta mark"));
   EXPECT_THAT(listing, HasSubstr("meta mark set ct mark"));
@@ -270,7 +272,7 @@ TEST_F(NftBackendTest, RemoveDeletesOnlyOurs) {
 
 TEST_F(NftBackendTest, ForeignExpressionInOurTableIsAnError) {
   ASSERT_TRUE(backend_->Apply(*ns_, RedirectRuleset(false)).ok());
-  InNetns(*ns_, {kNft, "add rule ip istio_pnc_nat ISTIO_OUTPUT counter return"});
+  InNetns(*ns_, {kNft, "add rule ip istio_pnc nat_ISTIO_OUTPUT counter return"});
   absl::StatusOr<Ruleset> got = backend_->ReadBack(*ns_);
   ASSERT_FALSE(got.ok());
   EXPECT_THAT(got.status().message(), HasSubstr("counter"));
