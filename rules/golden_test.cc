@@ -62,9 +62,9 @@ TEST(GoldenTest, MatchesGoldenFiles) {
     ASSERT_TRUE(want.has_value()) << "missing golden " << rel
                                   << "; run: bazel run //rules:golden_test -- --update";
     EXPECT_TRUE(*want == got) << "golden mismatch for " << rel
-                          << " (regenerate: bazel run //rules:golden_test -- "
-                          << "--update)\n"
-                          << testing::LineDiff(*want, got);
+                              << " (regenerate: bazel run //rules:golden_test -- "
+                              << "--update)\n"
+                              << testing::LineDiff(*want, got);
   }
 }
 
