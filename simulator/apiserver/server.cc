@@ -518,7 +518,10 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
       // Like the real watch cache: 200, then a single ERROR event with the Status, then the end of the
       // stream.
       Enqueue(std::make_shared<const std::string>(EncodeWatchLine("ERROR", StatusObject(id.status()))));
-      net::post(stream_.get_executor(), [self = this->shared_from_this()] { self->Finish(); });
+      net::post(stream_.get_executor(), [self = this->shared_from_this()] {
+        self->finishing_ = true;  // drain the ERROR event, then end the stream
+        self->Pump();
+      });
       return;
     }
     watch_id_ = *id;

@@ -111,7 +111,8 @@ TEST(StoreTest, WatchResumesFromResourceVersionAndEncodesOnce) {
 
   auto s1 = std::make_shared<RecordingSink>();
   auto s2 = std::make_shared<RecordingSink>();
-  ASSERT_TRUE(store.Watch(Resource::kPods, "default", {.resource_version = std::to_string(after_a)}, s1).ok());
+  ASSERT_TRUE(
+      store.Watch(Resource::kPods, "default", {.resource_version = std::to_string(after_a)}, s1).ok());
   ASSERT_TRUE(store.Watch(Resource::kPods, "", {.resource_version = std::to_string(after_a)}, s2).ok());
   EXPECT_THAT(Types(s1->Take()), ElementsAre("ADDED:b", "DELETED:a"));
   ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("c")).ok());
@@ -141,16 +142,21 @@ TEST(StoreTest, CompactionMakesOldVersionsExpire) {
   EXPECT_EQ(HttpCode(w.status()), 410);
   EXPECT_EQ(StatusObject(w.status())["reason"], "Expired");
   // Within the window it still works.
-  EXPECT_TRUE(store.Watch(Resource::kPods, "", {.resource_version = std::to_string(store.ResourceVersion() - 2)}, sink)
-                  .ok());
+  EXPECT_TRUE(
+      store
+          .Watch(Resource::kPods, "", {.resource_version = std::to_string(store.ResourceVersion() - 2)}, sink)
+          .ok());
   EXPECT_THAT(Types(sink->Take()), ElementsAre("ADDED:d", "ADDED:e"));
   // The fault hook forgets everything.
   uint64_t now = store.ResourceVersion();
   ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("f")).ok());
   store.Compact();
-  EXPECT_EQ(HttpCode(store.Watch(Resource::kPods, "", {.resource_version = std::to_string(now)}, sink).status()), 410);
+  EXPECT_EQ(
+      HttpCode(store.Watch(Resource::kPods, "", {.resource_version = std::to_string(now)}, sink).status()),
+      410);
   EXPECT_TRUE(
-      store.Watch(Resource::kPods, "", {.resource_version = std::to_string(store.ResourceVersion())}, sink).ok());
+      store.Watch(Resource::kPods, "", {.resource_version = std::to_string(store.ResourceVersion())}, sink)
+          .ok());
 }
 
 TEST(StoreTest, BookmarkCarriesCurrentVersionOnlyWhenAsked) {
@@ -175,11 +181,18 @@ TEST(StoreTest, BookmarkCarriesCurrentVersionOnlyWhenAsked) {
 
 TEST(StoreTest, SchedulerBindsAndNodeWatchSeesPodEnterSelector) {
   Store store;
-  for (auto n : {"node-b", "node-a"}) ASSERT_TRUE(store.Create(Resource::kNodes, "", {{"metadata", {{"name", n}}}}).ok());
+  for (auto n : {"node-b", "node-a"})
+    ASSERT_TRUE(store.Create(Resource::kNodes, "", {{"metadata", {{"name", n}}}}).ok());
   auto on_a = std::make_shared<RecordingSink>();
   auto on_b = std::make_shared<RecordingSink>();
-  ASSERT_TRUE(store.Watch(Resource::kPods, "", {.field_selector = "spec.nodeName=node-a", .resource_version = "0"}, on_a).ok());
-  ASSERT_TRUE(store.Watch(Resource::kPods, "", {.field_selector = "spec.nodeName=node-b", .resource_version = "0"}, on_b).ok());
+  ASSERT_TRUE(store
+                  .Watch(Resource::kPods, "",
+                         {.field_selector = "spec.nodeName=node-a", .resource_version = "0"}, on_a)
+                  .ok());
+  ASSERT_TRUE(store
+                  .Watch(Resource::kPods, "",
+                         {.field_selector = "spec.nodeName=node-b", .resource_version = "0"}, on_b)
+                  .ok());
   auto p1 = store.Create(Resource::kPods, "default", Pod("p1"));
   auto p2 = store.Create(Resource::kPods, "default", Pod("p2"));
   ASSERT_TRUE(p1.ok() && p2.ok());
@@ -195,20 +208,27 @@ TEST(StoreTest, SchedulerBindsAndNodeWatchSeesPodEnterSelector) {
 TEST(StoreTest, LabelSelectorTransitionsProduceAddedAndDeleted) {
   Store store;
   auto sink = std::make_shared<RecordingSink>();
-  ASSERT_TRUE(store.Watch(Resource::kPods, "", {.label_selector = "mesh in (yes),tier!=db", .resource_version = "0"}, sink).ok());
+  ASSERT_TRUE(store
+                  .Watch(Resource::kPods, "",
+                         {.label_selector = "mesh in (yes),tier!=db", .resource_version = "0"}, sink)
+                  .ok());
   ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("p", {{"mesh", "no"}})).ok());
-  ASSERT_TRUE(store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
-                          {{"metadata", {{"labels", {{"mesh", "yes"}}}}}}, Subresource::kNone)
+  ASSERT_TRUE(store
+                  .Patch(Resource::kPods, "default", "p", PatchType::kMerge,
+                         {{"metadata", {{"labels", {{"mesh", "yes"}}}}}}, Subresource::kNone)
                   .ok());
-  ASSERT_TRUE(store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
-                          {{"metadata", {{"annotations", {{"x", "1"}}}}}}, Subresource::kNone)
+  ASSERT_TRUE(store
+                  .Patch(Resource::kPods, "default", "p", PatchType::kMerge,
+                         {{"metadata", {{"annotations", {{"x", "1"}}}}}}, Subresource::kNone)
                   .ok());
-  ASSERT_TRUE(store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
-                          {{"metadata", {{"labels", {{"tier", "db"}}}}}}, Subresource::kNone)
+  ASSERT_TRUE(store
+                  .Patch(Resource::kPods, "default", "p", PatchType::kMerge,
+                         {{"metadata", {{"labels", {{"tier", "db"}}}}}}, Subresource::kNone)
                   .ok());
   auto seen = sink->Take();
   EXPECT_THAT(Types(seen), ElementsAre("ADDED:p", "MODIFIED:p", "DELETED:p"));
-  // The DELETED-by-transition event shows the last matching state at the new resourceVersion (like the watch cache).
+  // The DELETED-by-transition event shows the last matching state at the new resourceVersion (like the watch
+  // cache).
   EXPECT_EQ(seen[2].object["metadata"]["labels"].count("tier"), 0u);
   EXPECT_EQ(seen[2].object["metadata"]["resourceVersion"], std::to_string(store.ResourceVersion()));
 }
@@ -217,16 +237,19 @@ TEST(StoreTest, ListSelectorsAndPagination) {
   Store store;
   ASSERT_TRUE(store.Create(Resource::kNodes, "", {{"metadata", {{"name", "n1"}}}}).ok());
   for (int i = 0; i < 7; ++i) {
-    ASSERT_TRUE(store.Create(Resource::kPods, "default",
-                             Pod("p" + std::to_string(i), {{"app", i % 2 ? "odd" : "even"}}, i < 3 ? "n1" : "n2"))
-                    .ok());
+    ASSERT_TRUE(
+        store
+            .Create(Resource::kPods, "default",
+                    Pod("p" + std::to_string(i), {{"app", i % 2 ? "odd" : "even"}}, i < 3 ? "n1" : "n2"))
+            .ok());
   }
   auto even = store.List(Resource::kPods, "default", {.label_selector = "app=even"});
   ASSERT_TRUE(even.ok());
   EXPECT_EQ(even->items.size(), 4u);
   auto n1 = store.List(Resource::kPods, "", {.field_selector = "spec.nodeName=n1"});
   EXPECT_EQ(n1->items.size(), 3u);
-  auto not_n1 = store.List(Resource::kPods, "", {.field_selector = "spec.nodeName!=n1,metadata.namespace=default"});
+  auto not_n1 =
+      store.List(Resource::kPods, "", {.field_selector = "spec.nodeName!=n1,metadata.namespace=default"});
   EXPECT_EQ(not_n1->items.size(), 4u);
   auto bad = store.List(Resource::kPods, "", {.field_selector = "spec.containers=x"});
   EXPECT_EQ(HttpCode(bad.status()), 400);
@@ -273,7 +296,8 @@ TEST(StoreTest, MergeAndStrategicPatchSemantics) {
   EXPECT_EQ((**m)["metadata"]["labels"], json({{"b", "2"}, {"c", "3"}}));
   // Strategic: containers merge by name.
   auto s = store.Patch(Resource::kPods, "default", "p", PatchType::kStrategicMerge,
-                       {{"spec", {{"containers", {{{"name", "app"}, {"image", "busybox:2"}}}}}}}, Subresource::kNone);
+                       {{"spec", {{"containers", {{{"name", "app"}, {"image", "busybox:2"}}}}}}},
+                       Subresource::kNone);
   ASSERT_TRUE(s.ok()) << s.status();
   ASSERT_EQ((**s)["spec"]["containers"].size(), 2u);
   EXPECT_EQ((**s)["spec"]["containers"][0]["image"], "busybox:2");
@@ -281,13 +305,15 @@ TEST(StoreTest, MergeAndStrategicPatchSemantics) {
   EXPECT_EQ((**s)["metadata"]["generation"], 2);  // spec changed
   // Strategic $patch: delete removes one list element.
   auto d = store.Patch(Resource::kPods, "default", "p", PatchType::kStrategicMerge,
-                       {{"spec", {{"containers", {{{"name", "sidecar"}, {"$patch", "delete"}}}}}}}, Subresource::kNone);
+                       {{"spec", {{"containers", {{{"name", "sidecar"}, {"$patch", "delete"}}}}}}},
+                       Subresource::kNone);
   ASSERT_TRUE(d.ok()) << d.status();
   EXPECT_EQ((**d)["spec"]["containers"].size(), 1u);
   // JSON patch.
-  auto j = store.Patch(Resource::kPods, "default", "p", PatchType::kJson,
-                       json::array({{{"op", "add"}, {"path", "/metadata/annotations"}, {"value", {{"k", "v"}}}}}),
-                       Subresource::kNone);
+  auto j =
+      store.Patch(Resource::kPods, "default", "p", PatchType::kJson,
+                  json::array({{{"op", "add"}, {"path", "/metadata/annotations"}, {"value", {{"k", "v"}}}}}),
+                  Subresource::kNone);
   ASSERT_TRUE(j.ok()) << j.status();
   EXPECT_EQ((**j)["metadata"]["annotations"]["k"], "v");
   auto jbad = store.Patch(Resource::kPods, "default", "p", PatchType::kJson,
@@ -304,18 +330,19 @@ TEST(StoreTest, MergeAndStrategicPatchSemantics) {
 TEST(StoreTest, StatusSubresourceKeepsSpecButTakesAnnotations) {
   Store store;
   ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("p")).ok());
-  auto st = store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
-                        {{"metadata", {{"annotations", {{"pod-network-controller.istio.io/status", "initialized"}}}}},
-                         {"spec", {{"nodeName", "elsewhere"}}},
-                         {"status", {{"phase", "Running"}, {"podIP", "10.0.0.5"}}}},
-                        Subresource::kStatus);
+  auto st = store.Patch(
+      Resource::kPods, "default", "p", PatchType::kMerge,
+      {{"metadata", {{"annotations", {{"pod-network-controller.istio.io/status", "initialized"}}}}},
+       {"spec", {{"nodeName", "elsewhere"}}},
+       {"status", {{"phase", "Running"}, {"podIP", "10.0.0.5"}}}},
+      Subresource::kStatus);
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(FieldValue(**st, "status.phase"), "Running");
   EXPECT_EQ((**st)["metadata"]["annotations"]["pod-network-controller.istio.io/status"], "initialized");
   EXPECT_EQ(FieldValue(**st, "spec.nodeName"), "");
   // The main resource ignores status.
-  auto main = store.Patch(Resource::kPods, "default", "p", PatchType::kMerge, {{"status", {{"phase", "Failed"}}}},
-                          Subresource::kNone);
+  auto main = store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
+                          {{"status", {{"phase", "Failed"}}}}, Subresource::kNone);
   ASSERT_TRUE(main.ok());
   EXPECT_EQ(FieldValue(**main, "status.phase"), "Running");
 }
@@ -325,16 +352,19 @@ TEST(StoreTest, PreconditionsConflict) {
   auto p = store.Create(Resource::kPods, "default", Pod("p"));
   ASSERT_TRUE(p.ok());
   std::string uid = FieldValue(**p, "metadata.uid");
-  auto wrong_uid = store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
-                               {{"metadata", {{"uid", "00000000-0000-4000-8000-000000000000"}, {"annotations", {{"a", "b"}}}}}},
-                               Subresource::kStatus);
+  auto wrong_uid = store.Patch(
+      Resource::kPods, "default", "p", PatchType::kMerge,
+      {{"metadata", {{"uid", "00000000-0000-4000-8000-000000000000"}, {"annotations", {{"a", "b"}}}}}},
+      Subresource::kStatus);
   ASSERT_EQ(HttpCode(wrong_uid.status()), 409);
   EXPECT_EQ(StatusObject(wrong_uid.status())["reason"], "Conflict");
   EXPECT_EQ(StatusObject(wrong_uid.status())["message"],
             "Operation cannot be fulfilled on pods \"p\": Precondition failed: UID in precondition: "
-            "00000000-0000-4000-8000-000000000000, UID in object meta: " + uid);
-  auto right_uid = store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
-                               {{"metadata", {{"uid", uid}, {"annotations", {{"a", "b"}}}}}}, Subresource::kStatus);
+            "00000000-0000-4000-8000-000000000000, UID in object meta: " +
+                uid);
+  auto right_uid =
+      store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
+                  {{"metadata", {{"uid", uid}, {"annotations", {{"a", "b"}}}}}}, Subresource::kStatus);
   ASSERT_TRUE(right_uid.ok()) << right_uid.status();
   auto stale_rv = store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
                               {{"metadata", {{"resourceVersion", Rv(*p)}, {"annotations", {{"a", "c"}}}}}},
@@ -348,7 +378,8 @@ TEST(StoreTest, PreconditionsConflict) {
   stale["metadata"]["resourceVersion"] = Rv(*p);
   auto put_stale = store.Update(Resource::kPods, "default", "p", stale, Subresource::kNone);
   EXPECT_EQ(HttpCode(put_stale.status()), 409);
-  EXPECT_THAT(std::string(put_stale.status().message()), ::testing::HasSubstr("the object has been modified"));
+  EXPECT_THAT(std::string(put_stale.status().message()),
+              ::testing::HasSubstr("the object has been modified"));
   auto put = store.Update(Resource::kPods, "default", "p", body, Subresource::kNone);
   ASSERT_TRUE(put.ok()) << put.status();
   EXPECT_EQ((**put)["metadata"]["labels"]["x"], "y");

@@ -1,0 +1,213 @@
+// The fake API server over HTTP: Status objects, watch streams, faults, auth and TLS, seen by a libcurl
+// client.
+#include "simulator/apiserver/server.h"
+
+#include <curl/curl.h>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "simulator/apiserver/test_client.h"
+
+namespace pnc::sim {
+namespace {
+
+using nlohmann::json;
+using testing::ClientConfig;
+using ::testing::HasSubstr;
+using testing::Request;
+using testing::WatchReader;
+
+const char kPod[] = R"({"metadata":{"name":"%s"},"spec":{"containers":[{"name":"app","image":"busybox"}]}})";
+
+std::string PodJson(const std::string& name) {
+  json p = json::parse(kPod);
+  p["metadata"]["name"] = name;
+  return p.dump();
+}
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override { StartServer({}); }
+  void StartServer(ServerOptions o) {
+    server_.reset();
+    o.bookmark_interval = absl::Milliseconds(200);
+    auto s = ApiServer::Start(&store_, o);
+    ASSERT_TRUE(s.ok()) << s.status();
+    server_ = *std::move(s);
+    cfg_ = {server_->url(), o.token, server_->ca_pem()};
+  }
+  std::string Create(const std::string& name) {
+    auto r = Request(cfg_, "POST", "/api/v1/namespaces/default/pods", PodJson(name));
+    EXPECT_EQ(r.code, 201) << r.body;
+    return r.Json()["metadata"]["resourceVersion"].get<std::string>();
+  }
+
+  Store store_;
+  std::unique_ptr<ApiServer> server_;
+  ClientConfig cfg_;
+};
+
+TEST_F(ServerTest, DiscoveryAndStatusObjects) {
+  auto v = Request(cfg_, "GET", "/version");
+  EXPECT_EQ(v.code, 200);
+  EXPECT_EQ(v.Json()["major"], "1");
+  auto api = Request(cfg_, "GET", "/api/v1");
+  ASSERT_EQ(api.code, 200);
+  EXPECT_EQ(api.Json()["kind"], "APIResourceList");
+  auto nf = Request(cfg_, "GET", "/api/v1/namespaces/default/pods/nope");
+  EXPECT_EQ(nf.code, 404);
+  EXPECT_EQ(nf.Json(), json::parse(R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+      "message":"pods \"nope\" not found","reason":"NotFound","details":{"name":"nope","kind":"pods"},"code":404})"));
+  auto bad = Request(cfg_, "GET", "/api/v1/pods?fieldSelector=spec.foo%3Dbar");
+  EXPECT_EQ(bad.code, 400);
+  EXPECT_EQ(bad.Json()["reason"], "BadRequest");
+  auto garbage = Request(cfg_, "POST", "/api/v1/namespaces/default/pods", "{not json");
+  EXPECT_EQ(garbage.code, 400);
+  // Like the real server, an unsupported patch type is refused before the object is looked up.
+  auto wrong_type =
+      Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/x", "{}", "application/apply-patch+yaml");
+  EXPECT_EQ(wrong_type.code, 415);
+}
+
+TEST_F(ServerTest, ListWithSelectorsAndPagination) {
+  for (auto n : {"a", "b", "c"}) Create(n);
+  auto list = Request(cfg_, "GET", "/api/v1/namespaces/default/pods?limit=2");
+  ASSERT_EQ(list.code, 200);
+  json l = list.Json();
+  EXPECT_EQ(l["kind"], "PodList");
+  EXPECT_EQ(l["items"].size(), 2u);
+  EXPECT_EQ(l["metadata"]["remainingItemCount"], 1);
+  std::string cont = l["metadata"]["continue"];
+  auto rest = Request(cfg_, "GET", "/api/v1/namespaces/default/pods?limit=2&continue=" + cont);
+  EXPECT_EQ(rest.Json()["items"].size(), 1u);
+  EXPECT_EQ(rest.Json()["items"][0]["metadata"]["name"], "c");
+  auto sel = Request(cfg_, "GET", "/api/v1/pods?fieldSelector=metadata.name%3Db");
+  EXPECT_EQ(sel.Json()["items"].size(), 1u);
+}
+
+TEST_F(ServerTest, WatchStreamsResumesAndExpires) {
+  std::string rv = Create("a");
+  Create("b");
+  {
+    WatchReader w(cfg_, "/api/v1/namespaces/default/pods?watch=true&resourceVersion=" + rv);
+    auto e = w.Next(absl::Seconds(5));
+    ASSERT_TRUE(e);
+    EXPECT_EQ((*e)["type"], "ADDED");
+    EXPECT_EQ((*e)["object"]["metadata"]["name"], "b");
+    auto del = Request(cfg_, "DELETE", "/api/v1/namespaces/default/pods/a");
+    EXPECT_EQ(del.code, 200);
+    EXPECT_EQ(del.Json()["metadata"]["name"], "a");
+    e = w.Next(absl::Seconds(5));
+    ASSERT_TRUE(e);
+    EXPECT_EQ((*e)["type"], "DELETED");
+    EXPECT_EQ((*e)["object"]["metadata"]["name"], "a");
+  }
+  store_.Compact();
+  WatchReader old(cfg_, "/api/v1/watch/namespaces/default/pods?resourceVersion=" + rv);
+  auto e = old.Next(absl::Seconds(5));
+  ASSERT_TRUE(e);
+  EXPECT_EQ((*e)["type"], "ERROR");
+  EXPECT_EQ((*e)["object"]["code"], 410);
+  EXPECT_EQ((*e)["object"]["reason"], "Expired");
+  EXPECT_TRUE(old.Ended(absl::Seconds(5)));
+  EXPECT_EQ(old.code(), 200);
+}
+
+TEST_F(ServerTest, BookmarksTimeoutAndDrop) {
+  std::string rv = Create("a");
+  {
+    WatchReader w(cfg_, "/api/v1/pods?watch=1&allowWatchBookmarks=true&resourceVersion=" + rv);
+    auto e = w.Next(absl::Seconds(5));
+    ASSERT_TRUE(e);
+    EXPECT_EQ((*e)["type"], "BOOKMARK");
+    EXPECT_EQ((*e)["object"]["metadata"]["resourceVersion"], std::to_string(store_.ResourceVersion()));
+  }
+  WatchReader timed(cfg_, "/api/v1/pods?watch=1&timeoutSeconds=1&resourceVersion=" + rv);
+  EXPECT_TRUE(timed.Ended(absl::Seconds(10)));
+  WatchReader dropped(cfg_, "/api/v1/pods?watch=1&resourceVersion=" + rv);
+  for (int i = 0; i < 100 && store_.WatchCount() == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+  ASSERT_EQ(store_.WatchCount(), 1u);
+  server_->DropAllWatches();
+  EXPECT_TRUE(dropped.Ended(absl::Seconds(5)));
+}
+
+TEST_F(ServerTest, ClientDisconnectReleasesWatch) {
+  {
+    WatchReader w(cfg_, "/api/v1/pods?watch=1");
+    for (int i = 0; i < 100 && store_.WatchCount() == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+    EXPECT_EQ(store_.WatchCount(), 1u);
+  }
+  for (int i = 0; i < 250 && store_.WatchCount() > 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_EQ(store_.WatchCount(), 0u);
+}
+
+TEST_F(ServerTest, InjectedFailuresAndEventDelay) {
+  server_->FailNextRequests(2, 429);
+  auto r1 = Request(cfg_, "GET", "/api/v1/pods");
+  EXPECT_EQ(r1.code, 429);
+  EXPECT_EQ(r1.Json()["reason"], "TooManyRequests");
+  EXPECT_THAT(r1.headers, HasSubstr("Retry-After: 1"));
+  EXPECT_EQ(Request(cfg_, "GET", "/api/v1/pods").code, 429);
+  EXPECT_EQ(Request(cfg_, "GET", "/api/v1/pods").code, 200);
+  server_->FailNextRequests(1, 500);
+  auto r2 = Request(cfg_, "GET", "/api/v1/pods");
+  EXPECT_EQ(r2.code, 500);
+  EXPECT_EQ(r2.Json()["reason"], "InternalError");
+
+  server_->SetEventDelay(absl::Seconds(2));
+  WatchReader w(cfg_, "/api/v1/pods?watch=1&resourceVersion=" + std::to_string(store_.ResourceVersion()));
+  for (int i = 0; i < 100 && store_.WatchCount() == 0; ++i) absl::SleepFor(absl::Milliseconds(20));
+  Create("late");
+  EXPECT_FALSE(w.Next(absl::Milliseconds(500)));  // held back by the fault
+  auto e = w.Next(absl::Seconds(10));
+  ASSERT_TRUE(e);
+  EXPECT_EQ((*e)["object"]["metadata"]["name"], "late");
+}
+
+TEST_F(ServerTest, StatusSubresourcePatchOverHttp) {
+  Create("p");
+  auto got = Request(cfg_, "GET", "/api/v1/namespaces/default/pods/p").Json();
+  std::string uid = got["metadata"]["uid"];
+  auto conflict =
+      Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/p/status",
+              R"({"metadata":{"uid":"11111111-1111-4111-8111-111111111111","annotations":{"a":"b"}}})",
+              "application/merge-patch+json");
+  EXPECT_EQ(conflict.code, 409);
+  EXPECT_EQ(conflict.Json()["reason"], "Conflict");
+  auto ok = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/p/status",
+                    json{{"metadata", {{"uid", uid}, {"annotations", {{"a", "b"}}}}}}.dump(),
+                    "application/strategic-merge-patch+json");
+  ASSERT_EQ(ok.code, 200) << ok.body;
+  EXPECT_EQ(ok.Json()["metadata"]["annotations"]["a"], "b");
+  json put = ok.Json();
+  put["metadata"]["resourceVersion"] = got["metadata"]["resourceVersion"];
+  EXPECT_EQ(Request(cfg_, "PUT", "/api/v1/namespaces/default/pods/p", put.dump()).code, 409);
+}
+
+TEST_F(ServerTest, TokenAndTls) {
+  ServerOptions o;
+  o.tls = true;
+  o.token = "t0ken";
+  StartServer(o);
+  EXPECT_THAT(cfg_.base_url, HasSubstr("https://"));
+  EXPECT_EQ(Request(cfg_, "GET", "/api/v1/namespaces").code, 200);
+  ClientConfig no_token = cfg_;
+  no_token.token = "";
+  auto denied = Request(no_token, "GET", "/api/v1/namespaces");
+  EXPECT_EQ(denied.code, 401);
+  EXPECT_EQ(denied.Json()["reason"], "Unauthorized");
+  ClientConfig no_ca = cfg_;
+  no_ca.ca_pem = "";
+  EXPECT_EQ(Request(no_ca, "GET", "/api/v1/namespaces").code, 0);  // untrusted certificate: no response
+  EXPECT_THAT(server_->Kubeconfig(), HasSubstr("certificate-authority-data: "));
+  EXPECT_THAT(server_->Kubeconfig(), HasSubstr("token: t0ken"));
+}
+
+}  // namespace
+}  // namespace pnc::sim
+
+int main(int argc, char** argv) {
+  curl_global_init(CURL_GLOBAL_ALL);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}
