@@ -14,14 +14,15 @@ void Informer::ReplacePods(std::vector<kube::Pod>&& pods) {
     std::set<std::string> seen;
     for (kube::Pod& p : pods) {
       if (p.uid.empty()) continue;
-      seen.insert(p.uid);
-      auto it = pods_.find(p.uid);
+      std::string uid = p.uid;  // copy: p is moved below
+      seen.insert(uid);
+      auto it = pods_.find(uid);
       if (it == pods_.end()) {
-        enqueue.push_back(p.uid);
-        pods_.emplace(p.uid, CachedPod{std::move(p), now_()});
+        enqueue.push_back(uid);
+        pods_.emplace(uid, CachedPod{std::move(p), now_()});
       } else {
         // Enqueue every listed pod: a relist is rare and the reconciler's per-UID state makes it cheap.
-        enqueue.push_back(p.uid);
+        enqueue.push_back(uid);
         it->second.pod = std::move(p);
       }
     }

@@ -1,0 +1,195 @@
+// The Controller wired over kube::FakeClient + netns fakes: list, watch, relist on 410, workers, metrics
+// server.
+#include "controller/controller.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "absl/time/clock.h"
+#include "controller/http_server.h"
+#include "controller/log.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kube/fake_client.h"
+#include "netns/fake_backend.h"
+#include "netns/fake_locator.h"
+#include "rules/annotations.h"
+
+namespace pnc::controller {
+namespace {
+
+using ::testing::HasSubstr;
+
+kube::Pod MemberPod(const std::string& uid, const std::string& name, const std::string& node = "node-a") {
+  kube::Pod p;
+  p.uid = uid;
+  p.name = name;
+  p.namespace_name = "shop";
+  p.node_name = node;
+  p.annotations[rules::kSidecarStatusAnnotation] = "{}";
+  kube::Container proxy;
+  proxy.name = "istio-proxy";
+  p.containers = {proxy};
+  return p;
+}
+
+// Waits (not a timing assertion: the bound only keeps a broken build from hanging).
+template <typename F>
+bool Eventually(F f) {
+  absl::Time end = absl::Now() + absl::Seconds(20);
+  while (absl::Now() < end) {
+    if (f()) return true;
+    absl::SleepFor(absl::Milliseconds(2));
+  }
+  return f();
+}
+
+std::string Status(kube::FakeClient& c, const std::string& name) {
+  std::optional<kube::Pod> p = c.GetPod("shop", name);
+  if (!p) return "<gone>";
+  auto it = p->annotations.find(rules::kStatusAnnotation);
+  return it == p->annotations.end() ? "<none>" : it->second;
+}
+
+TEST(Controller, ListWatchRelistAndDrain) {
+  if (!getenv("PNC_TEST_LOGS")) SetLogSink([](const std::string&) {});
+  kube::FakeClient client;
+  netns::FakeLocator locator;
+  netns::FakeBackend backend;
+  Metrics metrics;
+  kube::Namespace ns;
+  ns.name = "shop";
+  client.UpsertNamespace(ns);
+  client.UpsertPod(MemberPod("u1", "a"));
+  client.UpsertPod(MemberPod("u-other", "elsewhere", "node-b"));  // not our node
+  locator.AddSandbox("u1", 1);
+  locator.AddSandbox("u-other", 9);
+
+  ControllerOptions o;
+  o.node_name = "node-a";
+  o.workers = 2;
+  o.resync = absl::ZeroDuration();
+  o.watch_backoff_base = absl::Milliseconds(1);
+  o.queue.base_delay = absl::Milliseconds(1);
+  Controller c(o, &client, &locator, &backend, rules::PlanConfig{}, &metrics);
+  EXPECT_FALSE(c.Ready());
+  c.Start();
+  ASSERT_TRUE(Eventually([&] { return c.Ready(); }));
+  ASSERT_TRUE(Eventually([&] { return Status(client, "a") == "initialized"; }));
+  EXPECT_FALSE(backend.Has(9));  // field selector: other nodes' pods are never seen
+
+  // A pod arrives through the watch before its sandbox exists; it is retried until the sandbox appears.
+  kube::Pod b = MemberPod("u2", "b");
+  client.UpsertPod(b);
+  client.PushPodEvent({kube::EventType::kAdded, b, {}});
+  ASSERT_TRUE(Eventually([&] { return metrics.errors.Value("locate_not_found") >= 2; }));
+  EXPECT_EQ(Status(client, "b"), "<none>");
+  locator.AddSandbox("u2", 2);
+  ASSERT_TRUE(Eventually([&] { return Status(client, "b") == "initialized"; }));
+
+  // 410 on the watch: the controller relists and picks up a pod it never got an event for.
+  int lists_before = client.list_calls();
+  client.UpsertPod(MemberPod("u3", "c"));
+  locator.AddSandbox("u3", 3);
+  kube::WatchEvent<kube::Pod> gone;
+  gone.type = kube::EventType::kError;
+  gone.status.code = 410;
+  client.PushPodEvent(gone);
+  ASSERT_TRUE(Eventually([&] { return Status(client, "c") == "initialized"; }));
+  EXPECT_GT(client.list_calls(), lists_before);
+
+  EXPECT_TRUE(c.Stop(absl::Seconds(5)));
+  EXPECT_EQ(metrics.reconciles.Value("initialized"), 3);
+  std::string text = metrics.Render();
+  EXPECT_THAT(text, HasSubstr("pnc_event_to_applied_seconds_count 3"));
+  EXPECT_THAT(text, HasSubstr("pnc_apply_duration_seconds_bucket{backend=\"fake\",le=\"+Inf\"} "));
+  EXPECT_THAT(text, HasSubstr("pnc_errors_total{reason=\"locate_not_found\"}"));
+  SetLogSink(nullptr);
+}
+
+std::string Get(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return "connect failed";
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  send(fd, req.data(), req.size(), 0);
+  std::string out;
+  char buf[4096];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, n);
+  close(fd);
+  return out;
+}
+
+TEST(HttpServer, ServesHandlerAndRejectsOtherMethods) {
+  bool ready = false;
+  absl::StatusOr<std::unique_ptr<HttpServer>> s =
+      HttpServer::Start("127.0.0.1:0", [&](const std::string&, const std::string& path) -> HttpResponse {
+        if (path == "/healthz") return {200, "text/plain", "ok\n"};
+        if (path == "/readyz")
+          return ready ? HttpResponse{200, "text/plain", "ready\n"}
+                       : HttpResponse{503, "text/plain", "not ready\n"};
+        return {404, "text/plain", "not found\n"};
+      });
+  ASSERT_TRUE(s.ok()) << s.status();
+  int port = (*s)->port();
+  EXPECT_THAT(Get(port, "/healthz"), HasSubstr("HTTP/1.1 200 OK"));
+  EXPECT_THAT(Get(port, "/readyz"), HasSubstr("HTTP/1.1 503"));
+  ready = true;
+  EXPECT_THAT(Get(port, "/readyz?verbose"), HasSubstr("ready\n"));
+  EXPECT_THAT(Get(port, "/x"), HasSubstr("HTTP/1.1 404"));
+  EXPECT_FALSE(HttpServer::Start("not-an-ip:80", nullptr).ok());
+}
+
+}  // namespace
+}  // namespace pnc::controller
+
+namespace pnc::controller {
+namespace {
+
+TEST(Informer, RelistDiffReportsVanishedPodsAndNamespaceChangesEnqueuePods) {
+  std::vector<std::string> enq, del;
+  Informer inf(Informer::Callbacks{[&](const std::string& u) { enq.push_back(u); },
+                                   [&](const std::string& u) { del.push_back(u); }});
+  EXPECT_FALSE(inf.PodsSynced());
+  inf.ReplacePods({MemberPod("u1", "a"), MemberPod("u2", "b")});
+  EXPECT_TRUE(inf.PodsSynced());
+  EXPECT_EQ(enq, (std::vector<std::string>{"u1", "u2"}));
+  enq.clear();
+  inf.ApplyPodEvent(kube::EventType::kModified, MemberPod("u2", "b"));
+  inf.ApplyPodEvent(kube::EventType::kBookmark, kube::Pod{});
+  EXPECT_EQ(enq, (std::vector<std::string>{"u2"}));
+  enq.clear();
+  // u1 vanished while the watch was down; u3 appeared.
+  inf.ReplacePods({MemberPod("u2", "b"), MemberPod("u3", "c")});
+  EXPECT_EQ(del, (std::vector<std::string>{"u1"}));
+  EXPECT_FALSE(inf.GetPod("u1").has_value());
+  EXPECT_TRUE(inf.GetPod("u3").has_value());
+  inf.ApplyPodEvent(kube::EventType::kDeleted, MemberPod("u2", "b"));
+  EXPECT_EQ(del, (std::vector<std::string>{"u1", "u2"}));
+  EXPECT_EQ(inf.NumPods(), 1u);
+
+  enq.clear();
+  kube::Namespace ns;
+  ns.name = "shop";
+  inf.ReplaceNamespaces({ns});  // first sync: every pod gets another chance
+  EXPECT_EQ(enq, (std::vector<std::string>{"u3"}));
+  enq.clear();
+  inf.ApplyNamespaceEvent(kube::EventType::kModified, kube::Namespace(ns));  // unchanged: nothing
+  EXPECT_TRUE(enq.empty());
+  ns.labels["istio-injection"] = "enabled";
+  inf.ApplyNamespaceEvent(kube::EventType::kModified, kube::Namespace(ns));
+  EXPECT_EQ(enq, (std::vector<std::string>{"u3"}));
+  EXPECT_EQ(inf.GetNamespace("shop")->labels.at("istio-injection"), "enabled");
+}
+
+}  // namespace
+}  // namespace pnc::controller
