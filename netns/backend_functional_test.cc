@@ -21,6 +21,8 @@
 #include "netns/exec.h"
 #include "netns/executor.h"
 #include "netns/functional_backends.h"
+#include "netns/iptc_backend.h"
+#include "netns/restore_backend.h"
 #include "netns/testing/fixtures.h"
 #include "netns/testing/gtest_sandbox.h"
 #include "netns/testing/run_as.h"
@@ -364,6 +366,44 @@ INSTANTIATE_TEST_SUITE_P(Backends, BackendTest, ::testing::ValuesIn(FunctionalBa
                          [](const ::testing::TestParamInfo<FunctionalBackend>& info) {
                            return info.param.name;
                          });
+
+}  // namespace
+}  // namespace pnc::netns
+
+namespace pnc::netns {
+namespace {
+
+// libiptc writes binary entries, the restore backend writes text and reads `iptables-legacy-save` through
+// rules/iptables_save: each backend reading back what the other wrote checks both encodings independently.
+TEST(CrossBackendTest, IptcAndRestoreReadEachOthersRules) {
+  testing::Sandbox* sandbox = nullptr;
+  PNC_SANDBOX_OR_SKIP(sandbox);
+  std::unique_ptr<Backend> iptc = NewIptcBackend();
+  std::unique_ptr<Backend> restore = NewRestoreBackend();
+  const testing::FixtureOptions fixtures[] = {
+      {}, {.tproxy = true}, {.dns = true, .exclude_inbound_ports = {8081}, .exclude_outbound_ports = {9090}}};
+  int i = 0;
+  for (const auto& fx : fixtures) {
+    SCOPED_TRACE(absl::StrCat("fixture ", i));
+    const rules::Ruleset rs = testing::IstioLikeRuleset(fx);
+    for (auto [writer, reader] :
+         {std::pair{iptc.get(), restore.get()}, std::pair{restore.get(), iptc.get()}}) {
+      SCOPED_TRACE(absl::StrCat(writer->Name(), " -> ", reader->Name()));
+      absl::StatusOr<testing::PodNetns> pod = sandbox->CreatePodNetns(absl::StrCat("cross-", i++));
+      ASSERT_TRUE(pod.ok()) << pod.status();
+      ASSERT_TRUE(writer->Apply(pod->handle(), rs).ok());
+      absl::StatusOr<rules::Ruleset> got = reader->ReadBack(pod->handle());
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, rs);
+      // The reader can take over: replace with another set, then remove everything.
+      ASSERT_TRUE(ApplyAndVerify(*reader, pod->handle(), testing::IstioLikeRuleset({.ipv6 = false})).ok());
+      ASSERT_TRUE(reader->Remove(pod->handle()).ok());
+      got = writer->ReadBack(pod->handle());
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, rules::Ruleset{});
+    }
+  }
+}
 
 }  // namespace
 }  // namespace pnc::netns

@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "netns/iptc_backend.h"
+#include "netns/restore_backend.h"
 
 namespace pnc::netns {
 namespace {
@@ -34,6 +35,7 @@ FunctionalBackend Legacy(std::string name, std::function<std::unique_ptr<Backend
 std::vector<FunctionalBackend> FunctionalBackends() {
   std::vector<FunctionalBackend> out;
   out.push_back(Legacy("iptc", [] { return NewIptcBackend(); }));
+  out.push_back(Legacy("restore", [] { return NewRestoreBackend(); }));
   return out;
 }
 

@@ -154,6 +154,11 @@ const auto& Ip(const typename F::Entry* e) {
 }
 
 // ---- Model -> entry ----
+//
+// Revisions: iptables' tools print a rule only if it uses the revision of the extension they would pick themselves
+// (the highest both they and the kernel support), else "[unsupported revision]". So we write exactly those revisions
+// (iptables 1.8.9 on Linux >= 4.x): tcp/udp 0, owner 1, mark 1, connmark 1, socket 3, REDIRECT 0, TPROXY 1, MARK 2,
+// CONNMARK 2, CT 2. ReadBack accepts the older revisions too.
 
 // An entry under construction: the fixed header, then matches, then the target, each XT_ALIGNed.
 template <typename F>
@@ -272,19 +277,24 @@ absl::Status BuildEntry(const Rule& rule, EntryBuilder<F>& b) {
     SetInterface(rule.out_interface->value, ip.outiface, ip.outiface_mask);
     if (rule.out_interface->negate) ip.invflags |= F::kInvOut;
   }
-  if (rule.destination_port) {
-    if (!rule.protocol) return absl::InvalidArgumentError("destination port without protocol in ruleset");
-    const uint16_t port = rule.destination_port->value;
+  if (rule.source_port || rule.destination_port) {
+    if (!rule.protocol) return absl::InvalidArgumentError("port match without protocol in ruleset");
+    // One tcp/udp match carries both ports, as iptables builds it ("-m tcp --sport A --dport B").
+    uint16_t spts[2] = {0, 0xffff}, dpts[2] = {0, 0xffff};
+    bool inv_s = false, inv_d = false;
+    if (rule.source_port) spts[0] = spts[1] = rule.source_port->value, inv_s = rule.source_port->negate;
+    if (rule.destination_port)
+      dpts[0] = dpts[1] = rule.destination_port->value, inv_d = rule.destination_port->negate;
     if (*rule.protocol == rules::Protocol::kTcp) {
       auto* tcp = b.template AddMatch<xt_tcp>("tcp", 0);
-      tcp->spts[1] = 0xffff;
-      tcp->dpts[0] = tcp->dpts[1] = port;
-      if (rule.destination_port->negate) tcp->invflags |= XT_TCP_INV_DSTPT;
+      std::memcpy(tcp->spts, spts, sizeof(spts));
+      std::memcpy(tcp->dpts, dpts, sizeof(dpts));
+      tcp->invflags = (inv_s ? XT_TCP_INV_SRCPT : 0) | (inv_d ? XT_TCP_INV_DSTPT : 0);
     } else {
       auto* udp = b.template AddMatch<xt_udp>("udp", 0);
-      udp->spts[1] = 0xffff;
-      udp->dpts[0] = udp->dpts[1] = port;
-      if (rule.destination_port->negate) udp->invflags |= XT_UDP_INV_DSTPT;
+      std::memcpy(udp->spts, spts, sizeof(spts));
+      std::memcpy(udp->dpts, dpts, sizeof(dpts));
+      udp->invflags = (inv_s ? XT_UDP_INV_SRCPT : 0) | (inv_d ? XT_UDP_INV_DSTPT : 0);
     }
   }
   if (rule.uid_owner || rule.gid_owner) {
@@ -311,7 +321,7 @@ absl::Status BuildEntry(const Rule& rule, EntryBuilder<F>& b) {
     m->mask = 0xffffffff;
   }
   if (rule.socket_transparent) {
-    auto* m = b.template AddMatch<xt_socket_mtinfo1>("socket", 1);
+    auto* m = b.template AddMatch<xt_socket_mtinfo3>("socket", 3);
     m->flags = XT_SOCKET_TRANSPARENT;
   }
 
@@ -342,11 +352,11 @@ absl::Status BuildEntry(const Rule& rule, EntryBuilder<F>& b) {
           r->mark = t.mark;
           r->mask = t.mask;
         } else if constexpr (std::is_same_v<T, rules::ConnmarkTarget>) {
-          auto* r = b.template SetTarget<xt_connmark_tginfo1>("CONNMARK", 1);
+          auto* r = b.template SetTarget<xt_connmark_tginfo2>("CONNMARK", 2);
           r->ctmask = r->nfmask = 0xffffffff;
           r->mode = t.op == rules::ConnmarkTarget::Op::kSave ? XT_CONNMARK_SAVE : XT_CONNMARK_RESTORE;
         } else if constexpr (std::is_same_v<T, rules::CtZoneTarget>) {
-          auto* r = b.template SetTarget<xt_ct_target_info>("CT", 0);
+          auto* r = b.template SetTarget<xt_ct_target_info_v1>("CT", 2);
           r->zone = t.zone;
         }
         return absl::OkStatus();
@@ -449,30 +459,30 @@ absl::StatusOr<Rule> TranslateEntry(const typename F::Entry* e, xtc_handle* h) {
       }
       const uint16_t* spts;
       const uint16_t* dpts;
-      uint8_t inv;
+      bool inv_s, inv_d;
       if (tcp) {
         const auto* t = static_cast<const xt_tcp*>(data);
         if (t->option != 0 || t->flg_mask != 0) return absl::InternalError("tcp option/flag match");
-        spts = t->spts;
-        dpts = t->dpts;
-        inv = t->invflags;
-        if (inv & ~XT_TCP_INV_DSTPT) return absl::InternalError("unsupported tcp inversion");
+        if (t->invflags & ~(XT_TCP_INV_SRCPT | XT_TCP_INV_DSTPT)) return absl::InternalError("tcp inversion");
+        spts = t->spts, dpts = t->dpts;
+        inv_s = t->invflags & XT_TCP_INV_SRCPT, inv_d = t->invflags & XT_TCP_INV_DSTPT;
       } else {
         const auto* u = static_cast<const xt_udp*>(data);
-        spts = u->spts;
-        dpts = u->dpts;
-        inv = u->invflags;
-        if (inv & ~XT_UDP_INV_DSTPT) return absl::InternalError("unsupported udp inversion");
+        if (u->invflags & ~(XT_UDP_INV_SRCPT | XT_UDP_INV_DSTPT)) return absl::InternalError("udp inversion");
+        spts = u->spts, dpts = u->dpts;
+        inv_s = u->invflags & XT_UDP_INV_SRCPT, inv_d = u->invflags & XT_UDP_INV_DSTPT;
       }
-      if (spts[0] != 0 || spts[1] != 0xffff) return absl::InternalError("source port match");
-      if (dpts[0] != dpts[1]) {
-        if (dpts[0] == 0 && dpts[1] == 0xffff && inv == 0) {  // "-m tcp" without --dport
-          off += m->u.match_size;
-          continue;
-        }
-        return absl::InternalError("port range");
-      }
-      rule.destination_port = rules::Negatable<uint16_t>{dpts[0], inv != 0};
+      // A full range 0:65535 (not inverted) is "no port match"; a single port is the model's port; anything
+      // else (a real range) is not ours.
+      auto port = [](const uint16_t* pts, bool inv,
+                     std::optional<rules::Negatable<uint16_t>>* out) -> absl::Status {
+        if (pts[0] == 0 && pts[1] == 0xffff && !inv) return absl::OkStatus();
+        if (pts[0] != pts[1]) return absl::InternalError("port range");
+        *out = rules::Negatable<uint16_t>{pts[0], inv};
+        return absl::OkStatus();
+      };
+      if (absl::Status s = port(spts, inv_s, &rule.source_port); !s.ok()) return s;
+      if (absl::Status s = port(dpts, inv_d, &rule.destination_port); !s.ok()) return s;
     } else if (name == "owner" && rev == 1) {
       const auto* o = static_cast<const xt_owner_match_info*>(data);
       if (o->match & ~(XT_OWNER_UID | XT_OWNER_GID)) return absl::InternalError("unsupported owner match");

@@ -54,6 +54,10 @@ rules::FamilyRules Build(Family f, const FixtureOptions& o) {
     Rule app = Udp(rules::CtZoneTarget{2}, 53);
     app.uid_owner = Negatable<uint32_t>{o.proxy_uid, true};
     c.rules.push_back(app);
+    Rule reply = R(rules::CtZoneTarget{2});  // the DNS proxy's answers to the app
+    reply.protocol = Protocol::kUdp;
+    reply.source_port = Negatable<uint16_t>{15053, false};
+    c.rules.push_back(reply);
     raw.chains.push_back(std::move(c));
     fr.tables.push_back(std::move(raw));
   }
