@@ -1,0 +1,55 @@
+#include "netns/cri/chain_locator.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace pnc::netns {
+namespace {
+
+// Higher = more informative for the caller deciding what to do next.
+int Rank(absl::StatusCode code) {
+  if (code == absl::StatusCode::kFailedPrecondition) return 3;  // found something that must not be touched
+  if (code == absl::StatusCode::kNotFound) return 1;            // not there yet
+  return 2;                                                     // transient or unexpected
+}
+
+class ChainLocator : public Locator {
+ public:
+  explicit ChainLocator(std::vector<std::unique_ptr<Locator>> locators) : locators_(std::move(locators)) {
+    std::vector<std::string> names;
+    for (const auto& l : locators_) names.push_back(l->Name());
+    name_ = absl::StrCat("chain(", absl::StrJoin(names, ","), ")");
+  }
+  std::string Name() const override { return name_; }
+
+  absl::StatusOr<NetnsHandle> Locate(const PodRef& pod) override {
+    if (locators_.empty()) return absl::FailedPreconditionError("no locator configured");
+    std::vector<std::string> messages;
+    absl::StatusCode worst = absl::StatusCode::kNotFound;
+    int worst_rank = 0;
+    for (const auto& l : locators_) {
+      absl::StatusOr<NetnsHandle> h = l->Locate(pod);
+      if (h.ok()) return h;
+      messages.push_back(absl::StrCat(l->Name(), ": ", h.status().ToString()));
+      if (Rank(h.status().code()) > worst_rank) {
+        worst_rank = Rank(h.status().code());
+        worst = h.status().code();
+      }
+    }
+    return absl::Status(worst, absl::StrJoin(messages, "; "));
+  }
+
+ private:
+  std::vector<std::unique_ptr<Locator>> locators_;
+  std::string name_;
+};
+
+}  // namespace
+
+std::unique_ptr<Locator> NewChainLocator(std::vector<std::unique_ptr<Locator>> locators) {
+  return std::make_unique<ChainLocator>(std::move(locators));
+}
+
+}  // namespace pnc::netns

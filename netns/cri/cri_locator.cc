@@ -1,0 +1,188 @@
+#include "netns/cri/cri_locator.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "netns/cri/cri_api.grpc.pb.h"
+
+namespace pnc::netns {
+namespace {
+
+constexpr char kUidLabel[] = "io.kubernetes.pod.uid";
+constexpr size_t kMaxUnixPath = 107;
+
+absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
+  std::string msg = absl::StrCat("CRI ", what, ": ", s.error_message());
+  switch (s.error_code()) {
+    case grpc::StatusCode::NOT_FOUND:
+      return absl::NotFoundError(msg);
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return absl::DeadlineExceededError(msg);
+    case grpc::StatusCode::UNAVAILABLE:
+      return absl::UnavailableError(msg);
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return absl::PermissionDeniedError(msg);
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return absl::UnimplementedError(msg);
+    default:
+      return absl::UnknownError(absl::StrCat(msg, " (grpc code ", s.error_code(), ")"));
+  }
+}
+
+// Extracts the netns path (or the pid fallback) from containerd's / CRI-O's verbose info JSON. Untrusted
+// input: parse without exceptions, check every type.
+absl::StatusOr<std::string> NetnsPathFromInfo(const std::string& info) {
+  nlohmann::json j = nlohmann::json::parse(info, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) return absl::InternalError("CRI verbose info is not a JSON object");
+  auto spec = j.find("runtimeSpec");
+  if (spec != j.end() && spec->is_object()) {
+    auto linux_it = spec->find("linux");
+    if (linux_it != spec->end() && linux_it->is_object()) {
+      auto ns = linux_it->find("namespaces");
+      if (ns != linux_it->end() && ns->is_array()) {
+        for (const auto& n : *ns) {
+          if (!n.is_object()) continue;
+          auto type = n.find("type");
+          auto path = n.find("path");
+          if (type != n.end() && type->is_string() && *type == "network" && path != n.end() &&
+              path->is_string() && !path->get<std::string>().empty()) {
+            std::string p = path->get<std::string>();
+            if (p.front() != '/')
+              return absl::InternalError(absl::StrCat("CRI netns path is not absolute: ", p));
+            return p;
+          }
+        }
+      }
+    }
+  }
+  auto pid = j.find("pid");
+  if (pid != j.end() && pid->is_number_integer() && pid->get<int64_t>() > 0 &&
+      pid->get<int64_t>() < (1 << 30)) {
+    return absl::StrCat("/proc/", pid->get<int64_t>(), "/ns/net");
+  }
+  return absl::InternalError("CRI verbose info has neither a network namespace path nor a pid");
+}
+
+class CriLocator : public Locator {
+ public:
+  CriLocator(std::shared_ptr<grpc::Channel> channel, absl::Duration timeout, std::string endpoint)
+      : stub_(runtime::v1::RuntimeService::NewStub(channel)),
+        timeout_(timeout),
+        endpoint_(std::move(endpoint)) {}
+
+  std::string Name() const override { return "cri"; }
+
+  absl::StatusOr<NetnsHandle> Locate(const PodRef& pod) override {
+    if (pod.uid.empty()) return absl::InvalidArgumentError("pod uid is empty");
+    runtime::v1::ListPodSandboxRequest list_req;
+    (*list_req.mutable_filter()->mutable_label_selector())[kUidLabel] = pod.uid;
+    list_req.mutable_filter()->mutable_state()->set_state(runtime::v1::SANDBOX_READY);
+    runtime::v1::ListPodSandboxResponse list_resp;
+    {
+      grpc::ClientContext ctx;
+      SetDeadline(ctx);
+      grpc::Status s = stub_->ListPodSandbox(&ctx, list_req, &list_resp);
+      if (!s.ok()) return FromGrpc(s, absl::StrCat("ListPodSandbox at ", endpoint_));
+    }
+    // The newest ready sandbox of this pod (a restarted sandbox has a higher attempt). Re-check what the
+    // runtime's filter should have done: never trust a sandbox of another pod.
+    const runtime::v1::PodSandbox* best = nullptr;
+    for (const auto& item : list_resp.items()) {
+      if (item.metadata().uid() != pod.uid || item.state() != runtime::v1::SANDBOX_READY) continue;
+      if (best == nullptr || item.created_at() > best->created_at()) best = &item;
+    }
+    if (best == nullptr) {
+      return absl::NotFoundError(absl::StrCat("CRI: no ready sandbox for pod uid ", pod.uid, " yet"));
+    }
+    if ((!pod.name.empty() && best->metadata().name() != pod.name) ||
+        (!pod.namespace_name.empty() && best->metadata().namespace_() != pod.namespace_name)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "CRI: sandbox ", best->id(), " of uid ", pod.uid, " is ", best->metadata().namespace_(), "/",
+          best->metadata().name(), ", expected ", pod.namespace_name, "/", pod.name));
+    }
+
+    runtime::v1::PodSandboxStatusRequest st_req;
+    st_req.set_pod_sandbox_id(best->id());
+    st_req.set_verbose(true);
+    runtime::v1::PodSandboxStatusResponse st_resp;
+    {
+      grpc::ClientContext ctx;
+      SetDeadline(ctx);
+      grpc::Status s = stub_->PodSandboxStatus(&ctx, st_req, &st_resp);
+      if (!s.ok()) return FromGrpc(s, absl::StrCat("PodSandboxStatus ", best->id()));
+    }
+    const std::string& runtime_ip = st_resp.status().network().ip();
+    if (!runtime_ip.empty() && !pod.ips.empty() &&
+        std::find(pod.ips.begin(), pod.ips.end(), runtime_ip) == pod.ips.end()) {
+      return absl::FailedPreconditionError(absl::StrCat("CRI: sandbox ", best->id(), " has IP ", runtime_ip,
+                                                        " but the pod has ", absl::StrJoin(pod.ips, ",")));
+    }
+    auto info = st_resp.info().find("info");
+    if (info == st_resp.info().end()) {
+      return absl::InternalError(absl::StrCat("CRI: PodSandboxStatus(verbose) of ", best->id(),
+                                              " has no info[\"info\"]; runtime not supported"));
+    }
+    absl::StatusOr<std::string> path = NetnsPathFromInfo(info->second);
+    if (!path.ok()) return path.status();
+    absl::StatusOr<NetnsHandle> handle = NetnsHandle::Open(*path);
+    if (!handle.ok()) {
+      return absl::Status(handle.status().code(),
+                          absl::StrCat("CRI: sandbox ", best->id(), ": ", handle.status().message()));
+    }
+    return handle;
+  }
+
+ private:
+  void SetDeadline(grpc::ClientContext& ctx) const {
+    ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
+  }
+
+  std::unique_ptr<runtime::v1::RuntimeService::Stub> stub_;
+  absl::Duration timeout_;
+  std::string endpoint_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Locator>> NewCriLocator(const std::string& endpoint,
+                                                       absl::Duration call_timeout) {
+  std::string target;
+  if (absl::StartsWith(endpoint, "unix-abstract:")) {
+    target = endpoint;
+  } else {
+    std::string path = endpoint;
+    if (absl::StartsWith(path, "unix://")) {
+      path = path.substr(7);
+    } else if (absl::StartsWith(path, "unix:")) {
+      path = path.substr(5);
+    }
+    if (path.empty() || path.front() != '/') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "CRI endpoint must be an absolute unix socket path or unix-abstract:NAME, got ", endpoint));
+    }
+    if (path.size() > kMaxUnixPath) {
+      return absl::InvalidArgumentError(absl::StrCat("CRI socket path longer than 107 bytes: ", path));
+    }
+    target = absl::StrCat("unix:", path);
+  }
+  if (call_timeout <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("CRI call timeout must be positive");
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(16 << 20);  // verbose info can be large; runtimes cap their own
+  // A restarted runtime must be reachable again within seconds, not after gRPC's default 2-minute backoff
+  // cap.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
+  std::shared_ptr<grpc::Channel> channel =
+      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+  return std::unique_ptr<Locator>(new CriLocator(std::move(channel), call_timeout, target));
+}
+
+}  // namespace pnc::netns

@@ -1,0 +1,237 @@
+#include "netns/cri/cri_locator.h"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "gtest/gtest.h"
+#include "netns/cri/fake_cri_server.h"
+#include "netns/routing/test_util.h"
+
+namespace pnc::netns {
+namespace {
+
+constexpr char kUid[] = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+
+std::string UniqueAbstractEndpoint() {
+  static std::atomic<int> n{0};
+  return absl::StrCat("unix-abstract:pnc-cri-test-", getpid(), "-", n++);
+}
+
+// A thread parked in its own new netns, so /proc/<tid>/ns/net names a live, non-host namespace.
+class NetnsThread {
+ public:
+  NetnsThread() {
+    thread_ = std::thread([this] {
+      if (unshare(CLONE_NEWNET) == 0) tid_ = static_cast<int>(syscall(SYS_gettid));
+      started_.Notify();
+      done_.WaitForNotification();
+    });
+    started_.WaitForNotification();
+  }
+  ~NetnsThread() {
+    done_.Notify();
+    thread_.join();
+  }
+  int tid() const { return tid_; }  // 0 when unshare failed (not root)
+  std::string path() const { return absl::StrCat("/proc/", tid_, "/ns/net"); }
+
+ private:
+  int tid_ = 0;
+  absl::Notification started_, done_;
+  std::thread thread_;
+};
+
+class CriLocatorTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    absl::StatusOr<std::unique_ptr<FakeCriServer>> server = FakeCriServer::Start(UniqueAbstractEndpoint());
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    absl::StatusOr<std::unique_ptr<Locator>> locator =
+        NewCriLocator(server_->endpoint(), absl::Milliseconds(500));
+    ASSERT_TRUE(locator.ok()) << locator.status();
+    locator_ = std::move(*locator);
+  }
+  // The fake sandbox's netns: a parked thread in a fresh netns (skips the test when namespaces are
+  // unavailable).
+  bool MakeNetns() {
+    ns_ = std::make_unique<NetnsThread>();
+    return ns_->tid() != 0;
+  }
+  FakeSandbox Sandbox() {
+    FakeSandbox s;
+    s.pod_uid = kUid;
+    s.pod_name = "web-0";
+    s.pod_namespace = "shop";
+    s.netns_path = ns_->path();
+    s.pid = ns_->tid();
+    s.ips = {"10.244.1.7", "fd00::7"};
+    return s;
+  }
+  PodRef Pod() { return PodRef{kUid, "shop", "web-0", {"10.244.1.7", "fd00::7"}}; }
+  uint64_t Inode(const std::string& path) {
+    struct stat st;
+    EXPECT_EQ(stat(path.c_str(), &st), 0);
+    return st.st_ino;
+  }
+
+  std::unique_ptr<FakeCriServer> server_;
+  std::unique_ptr<Locator> locator_;
+  std::unique_ptr<NetnsThread> ns_;
+};
+
+#define REQUIRE_NETNS() \
+  if (!MakeNetns()) GTEST_SKIP() << "SKIPPED: unshare(CLONE_NEWNET) not permitted here (needs root)"
+
+TEST_F(CriLocatorTest, FindsTheSandboxNetnsByPath) {
+  REQUIRE_NETNS();
+  server_->Upsert(Sandbox());
+  absl::StatusOr<NetnsHandle> h = locator_->Locate(Pod());
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->inode(), Inode(ns_->path()));
+  EXPECT_EQ(h->path(), ns_->path());
+  EXPECT_EQ(locator_->Name(), "cri");
+}
+
+TEST_F(CriLocatorTest, FallsBackToPidWhenSpecHasNoPath) {
+  REQUIRE_NETNS();
+  FakeSandbox s = Sandbox();
+  s.netns_path.clear();
+  server_->Upsert(s);
+  absl::StatusOr<NetnsHandle> h = locator_->Locate(Pod());
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->path(), absl::StrCat("/proc/", ns_->tid(), "/ns/net"));
+  EXPECT_EQ(h->inode(), Inode(ns_->path()));
+}
+
+TEST_F(CriLocatorTest, NotFoundUntilTheSandboxIsReady) {
+  REQUIRE_NETNS();
+  EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+  FakeSandbox s = Sandbox();
+  s.ready = false;
+  server_->Upsert(s);
+  EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+  // Another pod's ready sandbox is never picked.
+  FakeSandbox other = Sandbox();
+  other.pod_uid = "11111111-2222-3333-4444-555555555555";
+  server_->Upsert(other);
+  EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+  s.ready = true;
+  server_->Upsert(s);
+  EXPECT_TRUE(locator_->Locate(Pod()).ok());
+}
+
+TEST_F(CriLocatorTest, PicksTheNewestReadySandbox) {
+  REQUIRE_NETNS();
+  NetnsThread old_ns;
+  FakeSandbox old = Sandbox();
+  old.attempt = 0;
+  old.netns_path = old_ns.path();
+  old.created_at_ns = 1000;
+  FakeSandbox fresh = Sandbox();
+  fresh.attempt = 1;
+  fresh.created_at_ns = 2000;
+  server_->Upsert(old);
+  server_->Upsert(fresh);
+  absl::StatusOr<NetnsHandle> h = locator_->Locate(Pod());
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->inode(), Inode(ns_->path()));
+}
+
+TEST_F(CriLocatorTest, IpMismatchIsFailedPrecondition) {
+  REQUIRE_NETNS();
+  FakeSandbox s = Sandbox();
+  s.ips = {"10.244.9.9"};
+  server_->Upsert(s);
+  absl::Status st = locator_->Locate(Pod()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("10.244.9.9"), std::string::npos);
+  // Unknown IPs on either side skip the check.
+  PodRef early = Pod();
+  early.ips.clear();
+  EXPECT_TRUE(locator_->Locate(early).ok());
+}
+
+TEST_F(CriLocatorTest, NameMismatchIsFailedPrecondition) {
+  REQUIRE_NETNS();
+  server_->Upsert(Sandbox());
+  PodRef p = Pod();
+  p.name = "web-1";
+  EXPECT_EQ(locator_->Locate(p).status().code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(CriLocatorTest, HostNetnsIsRefused) {
+  REQUIRE_NETNS();
+  FakeSandbox s = Sandbox();
+  s.netns_path = "/proc/1/ns/net";
+  server_->Upsert(s);
+  absl::Status st = locator_->Locate(Pod()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("host network namespace"), std::string::npos) << st;
+}
+
+TEST_F(CriLocatorTest, VanishedNetnsIsNotFound) {
+  REQUIRE_NETNS();
+  FakeSandbox s = Sandbox();
+  s.netns_path = "/var/run/netns/cni-does-not-exist-4711";
+  server_->Upsert(s);
+  EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+}
+
+TEST_F(CriLocatorTest, StalledRuntimeHitsTheDeadline) {
+  REQUIRE_NETNS();
+  server_->Upsert(Sandbox());
+  server_->SetStall(absl::Seconds(5));
+  absl::Time start = absl::Now();
+  absl::Status st = locator_->Locate(Pod()).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kDeadlineExceeded) << st;
+  EXPECT_LT(absl::Now() - start, absl::Seconds(4));  // bounded by the 500 ms call timeout, not the stall
+  server_->SetStall(absl::ZeroDuration());
+}
+
+TEST_F(CriLocatorTest, RuntimeErrorsAreUnavailable) {
+  REQUIRE_NETNS();
+  server_->Upsert(Sandbox());
+  server_->FailNext(1);
+  EXPECT_TRUE(absl::IsUnavailable(locator_->Locate(Pod()).status()));
+  EXPECT_TRUE(locator_->Locate(Pod()).ok());
+}
+
+TEST(CriLocatorStandaloneTest, NoServerIsUnavailable) {
+  absl::StatusOr<std::unique_ptr<Locator>> l =
+      NewCriLocator("/tmp/pnc-no-such-cri.sock", absl::Milliseconds(300));
+  ASSERT_TRUE(l.ok());
+  absl::Status st = (*l)->Locate(PodRef{kUid, "shop", "web-0", {}}).status();
+  EXPECT_TRUE(absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) << st;
+}
+
+TEST(CriLocatorStandaloneTest, UnixSocketPathEndpoint) {
+  std::string path = absl::StrCat("/tmp/pnc-cri-", getpid(), ".sock");
+  unlink(path.c_str());
+  absl::StatusOr<std::unique_ptr<FakeCriServer>> server = FakeCriServer::Start(path);
+  ASSERT_TRUE(server.ok()) << server.status();
+  for (std::string endpoint : {path, absl::StrCat("unix://", path), absl::StrCat("unix:", path)}) {
+    absl::StatusOr<std::unique_ptr<Locator>> l = NewCriLocator(endpoint);
+    ASSERT_TRUE(l.ok()) << endpoint;
+    EXPECT_TRUE(absl::IsNotFound((*l)->Locate(PodRef{kUid, "", "", {}}).status())) << endpoint;
+  }
+  EXPECT_GE((*server)->calls(), 3);
+  server->reset();
+  unlink(path.c_str());
+}
+
+TEST(CriLocatorStandaloneTest, RejectsBadEndpoints) {
+  EXPECT_EQ(NewCriLocator("relative.sock").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(NewCriLocator("tcp://1.2.3.4:5").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(NewCriLocator("/" + std::string(120, 'x')).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(NewCriLocator("/run/x.sock", absl::ZeroDuration()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace pnc::netns
