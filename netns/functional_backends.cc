@@ -3,6 +3,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_split.h"
 #include "netns/iptc_backend.h"
+#include "netns/nft/nft_backend.h"
 #include "netns/restore_backend.h"
 
 namespace pnc::netns {
@@ -36,6 +37,23 @@ std::vector<FunctionalBackend> FunctionalBackends() {
   std::vector<FunctionalBackend> out;
   out.push_back(Legacy("iptc", [] { return NewIptcBackend(); }));
   out.push_back(Legacy("restore", [] { return NewRestoreBackend(); }));
+  const std::string nft = "/usr/sbin/nft";
+  out.push_back(FunctionalBackend{
+      .name = "nft",
+      .make = [] { return NewNftBackend(); },
+      .dump_argv = {nft, "list", "ruleset", "ip"},  // IPv4 only, like iptables-legacy-save
+      .istio_output_jump_line = "jump nat_ISTIO_OUTPUT",
+      .add_foreign_argvs = {{nft, "add", "table", "ip", "foreign"},
+                            {nft, "add", "chain", "ip", "foreign", "out",
+                             "{ type nat hook output priority -100 ; }"},
+                            {nft, "add", "rule", "ip", "foreign", "out", "tcp", "dport", "9999", "accept"},
+                            {nft, "add", "table", "ip", "filter"},
+                            {nft, "add", "chain", "ip", "filter", "output",
+                             "{ type filter hook output priority 0 ; }"},
+                            {nft, "add", "rule", "ip", "filter", "output", "udp", "dport", "9997", "accept"}},
+      .foreign_needles = {"table ip foreign", "tcp dport 9999 accept", "table ip filter",
+                          "udp dport 9997 accept"},
+  });
   return out;
 }
 
