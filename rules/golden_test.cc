@@ -77,16 +77,7 @@ TEST(GoldenTest, EveryCaseRoundTripsThroughSaveSpelling) {
     ASSERT_TRUE(plan.ok()) << plan.status();
     Ruleset rs = BuildRuleset(*plan);
     for (const auto& fr : rs.families) {
-      std::string save;
-      for (const auto& t : fr.tables) {
-        absl::StrAppend(&save, "*", TableName(t.table), "\n");
-        for (const auto& ch : t.chains)
-          if (!ch.builtin()) absl::StrAppend(&save, ":", ch.name, " - [0:0]\n");
-        for (const auto& ch : t.chains)
-          for (const auto& r : ch.rules)
-            absl::StrAppend(&save, "-A ", ch.name, " ", RenderIptablesRuleSpec(fr.family, r), "\n");
-        absl::StrAppend(&save, "COMMIT\n");
-      }
+      std::string save = RenderIptablesSave(fr);
       auto back = ParseIptablesSave(fr.family, save);
       ASSERT_TRUE(back.ok()) << back.status();
       EXPECT_TRUE(*back == fr) << save;

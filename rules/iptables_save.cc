@@ -20,6 +20,15 @@ constexpr size_t kMaxLineBytes = 4096;
 
 bool IsOurs(absl::string_view chain) { return chain.size() > 6 && chain.substr(0, 6) == "ISTIO_"; }
 
+// iptables chain names are at most 28 bytes; ours only ever use [A-Z0-9_], accept the usual [A-Za-z0-9_-].
+bool IsValidOwnChainName(absl::string_view chain) {
+  if (!IsOurs(chain) || chain.size() > 28) return false;
+  for (char c : chain)
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+      return false;
+  return true;
+}
+
 int BuiltinRank(absl::string_view name) {
   static constexpr absl::string_view kOrder[] = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"};
   for (int i = 0; i < 5; ++i)
@@ -235,6 +244,7 @@ struct Parser {
       return absl::OkStatus();
     };
     if (IsOurs(name)) {
+      if (!IsValidOwnChainName(name)) return Err("invalid chain name", name);
       if (auto s = only({}); !s.ok()) return s;
       return Target(JumpTarget{std::string(name)});
     }
@@ -343,6 +353,7 @@ absl::StatusOr<FamilyRules> ParseIptablesSave(Family family, absl::string_view t
       absl::string_view chain =
           line.substr(1, sp == absl::string_view::npos ? absl::string_view::npos : sp - 1);
       if (IsOurs(chain)) {
+        if (!IsValidOwnChainName(chain)) return err("invalid chain name", line);
         ts.declared_ours[std::string(chain)] = true;
         ts.ours[std::string(chain)];
       }

@@ -141,6 +141,20 @@ std::string RenderIptablesRestoreCleanup(const FamilyRules& current) {
   return RenderIptablesRestoreReplacing(none, current);
 }
 
+std::string RenderIptablesSave(const FamilyRules& rules) {
+  std::string out;
+  for (const auto& t : rules.tables) {
+    absl::StrAppend(&out, "*", TableName(t.table), "\n");
+    for (const auto& c : t.chains)
+      absl::StrAppend(&out, ":", c.name, c.builtin() ? " ACCEPT" : " -", " [0:0]\n");
+    for (const auto& c : t.chains)
+      for (const auto& r : c.rules)
+        absl::StrAppend(&out, "-A ", c.name, " ", RenderIptablesRuleSpec(rules.family, r), "\n");
+    absl::StrAppend(&out, "COMMIT\n");
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // nftables
 

@@ -45,6 +45,12 @@ std::string RenderIptablesRestoreCleanup(const FamilyRules& current);
 // One rule as iptables-save prints it, without "-A CHAIN " (e.g. "-p tcp -m tcp --dport 15008 -j RETURN").
 std::string RenderIptablesRuleSpec(Family family, const Rule& rule);
 
+// What `iptables-save` prints (tables raw, mangle, nat, filter; built-in chains declared with ACCEPT policy,
+// ours with "-"; ours sorted by name; rules as -A) for a netns that holds exactly `rules`. Used by tests, the
+// fuzzer and fake backends; ParseIptablesSave(family, RenderIptablesSave(r)) == r for every BuildRuleset
+// output.
+std::string RenderIptablesSave(const FamilyRules& rules);
+
 // The nft script for every family in `ruleset`.
 std::string RenderNftables(const Ruleset& ruleset);
 // The nft table name used for every family ("istio_pnc"); families are `ip` and `ip6`.
