@@ -1,0 +1,145 @@
+#include "controller/waiter/wait.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/inotify.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <optional>
+
+#include "controller/waiter/downward_api.h"
+
+namespace pnc::waiter {
+namespace {
+
+constexpr size_t kMaxFile =
+    4u << 20;  // annotations are limited to 256 KiB in total; be generous, not unbounded
+constexpr uint32_t kDirEvents = IN_CREATE | IN_MOVED_TO | IN_MOVED_FROM | IN_CLOSE_WRITE | IN_MODIFY |
+                                IN_DELETE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR;
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// nullopt: file missing or unreadable right now (it may appear later).
+std::optional<std::string> ReadFile(const std::string& path) {
+  Fd f;
+  f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (f.fd < 0) return std::nullopt;
+  std::string out;
+  char buf[16384];
+  while (out.size() < kMaxFile) {
+    ssize_t n = ::read(f.fd, buf, sizeof buf);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return std::nullopt;
+    }
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+std::string DirOf(const std::string& file) {
+  size_t slash = file.rfind('/');
+  if (slash == std::string::npos) return ".";
+  if (slash == 0) return "/";
+  return file.substr(0, slash);
+}
+
+}  // namespace
+
+WaitResult WaitForAnnotation(const WaitOptions& o, const std::atomic<bool>* cancel) {
+  WaitResult r;
+  std::string dir = DirOf(o.file);
+  Fd in;
+  in.fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (in.fd < 0) {
+    r.message = std::string("inotify_init1: ") + std::strerror(errno);
+    return r;
+  }
+  // Watch first, then read: a swap between the two is then never missed.
+  if (inotify_add_watch(in.fd, dir.c_str(), kDirEvents) < 0) {
+    r.message = "cannot watch directory " + dir + ": " + std::strerror(errno);
+    return r;
+  }
+  const int64_t deadline = NowMs() + o.timeout_ms;
+  std::string last_seen = "file not found";
+  alignas(inotify_event) char evbuf[8192];
+  while (true) {
+    std::optional<std::string> text = ReadFile(o.file);
+    ++r.reads;
+    if (text) {
+      std::map<std::string, std::string> ann = ParseAnnotations(*text);
+      auto it = ann.find(o.key);
+      if (it == ann.end()) {
+        last_seen = "annotation " + o.key + " not set";
+      } else if (it->second == o.value) {
+        r.outcome = WaitOutcome::kReady;
+        r.message = it->second;
+        return r;
+      } else if (!o.error_prefix.empty() &&
+                 it->second.compare(0, o.error_prefix.size(), o.error_prefix) == 0) {
+        r.outcome = WaitOutcome::kError;
+        r.message = it->second.substr(o.error_prefix.size());
+        return r;
+      } else {
+        last_seen = "annotation " + o.key + "=\"" + it->second.substr(0, 200) + "\"";
+      }
+    } else {
+      last_seen = "file " + o.file + " not readable yet";
+    }
+    // Sleep until something changes in the directory.
+    while (true) {
+      int64_t left = deadline - NowMs();
+      if (left <= 0) {
+        r.outcome = WaitOutcome::kTimeout;
+        r.message = last_seen;
+        return r;
+      }
+      if (cancel != nullptr) {
+        if (cancel->load()) {
+          r.outcome = WaitOutcome::kTimeout;
+          r.message = "cancelled";
+          return r;
+        }
+        if (left > 100) left = 100;
+      }
+      pollfd p{in.fd, POLLIN, 0};
+      int rc = ::poll(&p, 1, static_cast<int>(left));
+      if (rc < 0 && errno != EINTR) {
+        r.message = std::string("poll: ") + std::strerror(errno);
+        return r;
+      }
+      if (rc <= 0) continue;
+      bool dir_gone = false;
+      ssize_t n;
+      while ((n = ::read(in.fd, evbuf, sizeof evbuf)) > 0) {  // drain: one re-read per burst of events
+        for (char* ptr = evbuf; ptr < evbuf + n;) {
+          auto* ev = reinterpret_cast<inotify_event*>(ptr);
+          if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) dir_gone = true;
+          ptr += sizeof(inotify_event) + ev->len;
+        }
+      }
+      if (dir_gone) {
+        r.message = "directory " + dir + " was removed or moved";
+        return r;
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace pnc::waiter

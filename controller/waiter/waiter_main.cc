@@ -1,0 +1,159 @@
+// waiter: the pod's init container. Blocks until the istio-pod-network-controller has marked this pod, by
+// watching the Downward API annotations file. Runs as non-root with no capabilities on a read-only root fs;
+// links statically.
+//
+// Exit codes: 0 initialized (and probe passed, if asked); 1 the controller reported an error (reason on
+// stderr); 2 timeout; 3 usage or I/O error; 4 probe failed.
+//
+// Flags: hand-parsed (no absl, to stay static and tiny). Accepted spellings: --name=value, --name value,
+// -name=value, and for the 2018 tool's names both dashes and underscores (--annotation-key ==
+// --annotation_key).
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+
+#include "controller/waiter/probe.h"
+#include "controller/waiter/wait.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "waiter: init container that waits until istio-pod-network-controller has installed this pod's traffic\n"
+    "redirection, by watching the Downward API annotations file with inotify.\n"
+    "\n"
+    "Usage: waiter [flags]\n"
+    "  --file=PATH              Downward API annotations file (default /etc/podinfo/pod_annotations)\n"
+    "  --annotation_key=KEY     annotation to wait for (default pod-network-controller.istio.io/status)\n"
+    "                           (also --annotation-key, the 2018 spelling)\n"
+    "  --annotation_value=VAL   value meaning success (default initialized) (also --annotation-value)\n"
+    "  --timeout=DURATION       give up after this long: 300, 300s, 5m, 1500ms (default 300s)\n"
+    "  --probe                  after success, verify from inside the pod that outbound traffic is "
+    "redirected:\n"
+    "                           listen on --probe_capture_port, connect to --probe_target, expect the "
+    "listener to\n"
+    "                           get it with SO_ORIGINAL_DST = target. Needs includeOutboundIPRanges to cover "
+    "the\n"
+    "                           target (the default '*' does).\n"
+    "  --probe_capture_port=N   default 15001 (Envoy's outbound capture port)\n"
+    "  --probe_target=IP:PORT   default 192.0.2.1:15002 (TEST-NET-1, never routed)\n"
+    "  --probe_timeout=DURATION default 3s\n"
+    "  --help                   this text\n"
+    "Exit codes: 0 initialized, 1 the controller reported an error, 2 timeout, 3 usage/I/O error, 4 probe "
+    "failed.\n";
+
+// "300" (seconds), "300s", "5m", "1500ms", "1h". Returns -1 if malformed.
+int64_t ParseDurationMs(const std::string& s) {
+  if (s.empty()) return -1;
+  size_t i = 0;
+  int64_t v = 0;
+  while (i < s.size() && s[i] >= '0' && s[i] <= '9') {
+    v = v * 10 + (s[i] - '0');
+    if (v > 100000000) return -1;
+    ++i;
+  }
+  if (i == 0) return -1;
+  std::string unit = s.substr(i);
+  if (unit.empty() || unit == "s") return v * 1000;
+  if (unit == "ms") return v;
+  if (unit == "m") return v * 60000;
+  if (unit == "h") return v * 3600000;
+  return -1;
+}
+
+int Usage(const std::string& err) {
+  std::fprintf(stderr, "waiter: %s\n\n%s", err.c_str(), kUsage);
+  return 3;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  pnc::waiter::WaitOptions wo;
+  pnc::waiter::ProbeOptions po;
+  bool probe = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg.size() < 2 || arg[0] != '-') return Usage("unexpected argument " + arg);
+    std::string name = arg.substr(arg[1] == '-' ? 2 : 1);
+    std::string value;
+    bool has_value = false;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+      has_value = true;
+    }
+    for (char& c : name)
+      if (c == '-') c = '_';  // the 2018 tool's --annotation-key etc.
+    if (name == "help" || name == "h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (name == "probe") {
+      if (has_value && value != "true" && value != "false") return Usage("--probe takes true or false");
+      probe = !has_value || value == "true";
+      continue;
+    }
+    if (!has_value) {
+      if (i + 1 >= argc) return Usage("--" + name + " needs a value");
+      value = argv[++i];
+    }
+    if (name == "file") {
+      wo.file = value;
+    } else if (name == "annotation_key") {
+      wo.key = value;
+    } else if (name == "annotation_value") {
+      wo.value = value;
+    } else if (name == "timeout") {
+      wo.timeout_ms = ParseDurationMs(value);
+      if (wo.timeout_ms < 0) return Usage("bad --timeout " + value);
+    } else if (name == "probe_capture_port") {
+      int p = std::atoi(value.c_str());
+      if (p <= 0 || p > 65535) return Usage("bad --probe_capture_port");
+      po.capture_port = static_cast<uint16_t>(p);
+    } else if (name == "probe_target") {
+      size_t colon = value.rfind(':');
+      int p = colon == std::string::npos ? 0 : std::atoi(value.c_str() + colon + 1);
+      if (colon == std::string::npos || p <= 0 || p > 65535)
+        return Usage("bad --probe_target (want IPv4:PORT)");
+      po.target_ip = value.substr(0, colon);
+      po.target_port = static_cast<uint16_t>(p);
+    } else if (name == "probe_timeout") {
+      int64_t ms = ParseDurationMs(value);
+      if (ms <= 0 || ms > 600000) return Usage("bad --probe_timeout");
+      po.timeout_ms = static_cast<int>(ms);
+    } else {
+      return Usage("unknown flag --" + name);
+    }
+  }
+  if (wo.file.empty() || wo.key.empty()) return Usage("--file and --annotation_key must not be empty");
+
+  pnc::waiter::WaitResult r = pnc::waiter::WaitForAnnotation(wo);
+  switch (r.outcome) {
+    case pnc::waiter::WaitOutcome::kReady:
+      std::fprintf(stderr, "waiter: %s=%s\n", wo.key.c_str(), r.message.c_str());
+      break;
+    case pnc::waiter::WaitOutcome::kError:
+      std::fprintf(
+          stderr,
+          "waiter: istio-pod-network-controller could not set up this pod's traffic redirection: %s\n",
+          r.message.c_str());
+      return 1;
+    case pnc::waiter::WaitOutcome::kTimeout:
+      std::fprintf(stderr,
+                   "waiter: timed out after %lld ms waiting for %s=%s in %s (last seen: %s). Is "
+                   "istio-pod-network-controller running on this node?\n",
+                   static_cast<long long>(wo.timeout_ms), wo.key.c_str(), wo.value.c_str(), wo.file.c_str(),
+                   r.message.c_str());
+      return 2;
+    case pnc::waiter::WaitOutcome::kFailure:
+      std::fprintf(stderr, "waiter: %s\n", r.message.c_str());
+      return 3;
+  }
+  if (probe) {
+    pnc::waiter::ProbeResult pr = pnc::waiter::RunProbe(po);
+    std::fprintf(stderr, "waiter: %s\n", pr.message.c_str());
+    if (!pr.ok) return 4;
+  }
+  return 0;
+}
