@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <linux/nsfs.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -49,6 +52,10 @@ absl::StatusOr<NetnsHandle> NetnsHandle::Open(const std::string& path) {
   if (fstatfs(fd, &fs) != 0) return ErrnoStatus(errno, absl::StrCat("statfs ", path));
   if (fs.f_type != NSFS_MAGIC) {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a namespace file (not on nsfs)"));
+  }
+  // nsfs also holds mount, uts, pid, ... namespaces: insist on a network namespace.
+  if (int type = ioctl(fd, NS_GET_NSTYPE); type != CLONE_NEWNET) {
+    return absl::FailedPreconditionError(absl::StrCat(path, " is not a network namespace"));
   }
   struct stat st;
   if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
