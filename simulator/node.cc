@@ -1,0 +1,489 @@
+#include "simulator/node.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "netns/testing/run_as.h"
+#include "netns/testing/sandbox.h"
+#include "netns/testing/sockets.h"
+#include "simulator/downward.h"
+#include "simulator/process.h"
+
+namespace pnc::sim {
+
+using nlohmann::json;
+namespace nt = pnc::netns::testing;
+
+namespace {
+
+constexpr char kStatusAnnotation[] = "pod-network-controller.istio.io/status";
+constexpr char kNodeIp[] = "10.249.0.1";
+
+std::atomic<int> g_netns_counter{0};  // netns names must be unique per process (several nodes share the sandbox)
+
+std::string Rfc3339(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()); }
+
+std::map<std::string, std::string> Annotations(const json& pod) {
+  std::map<std::string, std::string> out;
+  auto md = pod.find("metadata");
+  if (md == pod.end() || !md->contains("annotations") || !(*md)["annotations"].is_object()) return out;
+  for (auto it = (*md)["annotations"].begin(); it != (*md)["annotations"].end(); ++it) {
+    if (it.value().is_string()) out[it.key()] = it.value().get<std::string>();
+  }
+  return out;
+}
+
+bool HasWaiter(const json& pod) {
+  if (!pod.contains("spec") || !pod["spec"].contains("initContainers")) return false;
+  for (const auto& c : pod["spec"]["initContainers"]) {
+    if (c.value("name", "") == kWaiterContainer) return true;
+  }
+  return false;
+}
+
+bool HasProxy(const json& pod) {
+  if (!pod.contains("spec") || !pod["spec"].contains("containers")) return false;
+  for (const auto& c : pod["spec"]["containers"]) {
+    if (c.value("name", "") == "istio-proxy") return true;
+  }
+  return false;
+}
+
+std::string LastLine(const std::string& path) {
+  std::ifstream f(path);
+  std::string line, last;
+  while (std::getline(f, line)) {
+    if (!absl::StripAsciiWhitespace(line).empty()) last = line;
+  }
+  if (last.size() > 400) last = last.substr(0, 400);
+  return last;
+}
+
+json Condition(const char* type, bool ok, absl::Time t, const std::string& reason = "") {
+  json c = {{"type", type}, {"status", ok ? "True" : "False"}, {"lastProbeTime", nullptr},
+            {"lastTransitionTime", Rfc3339(t)}};
+  if (!reason.empty()) c["reason"] = reason;
+  return c;
+}
+
+json ContainerStatuses(const json& pod, const char* list, const json& state, bool ready) {
+  json out = json::array();
+  if (!pod.contains("spec") || !pod["spec"].contains(list)) return out;
+  for (const auto& c : pod["spec"][list]) {
+    out.push_back({{"name", c.value("name", "")},
+                   {"image", c.value("image", "")},
+                   {"imageID", ""},
+                   {"ready", ready},
+                   {"restartCount", 0},
+                   {"started", ready},
+                   {"state", state}});
+  }
+  return out;
+}
+
+}  // namespace
+
+struct FakeNode::Pod {
+  std::string uid, namespace_name, name;
+  absl::Mutex mu;
+  ObjectPtr latest ABSL_GUARDED_BY(mu);
+  std::map<std::string, std::string> annotations ABSL_GUARDED_BY(mu);
+  std::unique_ptr<DownwardVolume> volume ABSL_GUARDED_BY(mu);
+  pid_t waiter_pid ABSL_GUARDED_BY(mu) = -1;
+  bool deleted ABSL_GUARDED_BY(mu) = false;
+  std::thread worker;
+  std::atomic<bool> done{false};
+};
+
+class FakeNode::Sink : public WatchSink {
+ public:
+  explicit Sink(FakeNode* node) : node_(node) {}
+  void OnEvent(const std::string& type, const ObjectPtr& obj, uint64_t, const EventLine&) override {
+    if (type == "BOOKMARK") return;
+    absl::MutexLock l(&node_->mu_);
+    node_->events_.emplace_back(type, obj);
+  }
+  void OnClosed() override {}
+  bool WantsLine() const override { return false; }
+
+ private:
+  FakeNode* node_;
+};
+
+FakeNode::FakeNode(Store* store, Recorder* recorder, NodeOptions options, nt::Sandbox* sandbox,
+                   SandboxListener* listener)
+    : store_(store), recorder_(recorder), options_(std::move(options)), sandbox_(sandbox), listener_(listener) {}
+
+FakeNode::~FakeNode() { Stop(); }
+
+absl::Status FakeNode::Start() {
+  if (!options_.lightweight && sandbox_ == nullptr) {
+    return absl::FailedPreconditionError("netns mode needs the netns sandbox");
+  }
+  if (!options_.state_dir.empty()) ::mkdir(options_.state_dir.c_str(), 0755);
+  json node = {{"metadata", {{"name", options_.name}, {"labels", {{"kubernetes.io/hostname", options_.name}}}}},
+               {"status",
+                {{"addresses", {{{"type", "InternalIP"}, {"address", kNodeIp}}}},
+                 {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}}}};
+  auto created = store_->Create(Resource::kNodes, "", node);
+  if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) return created.status();
+  sink_ = std::make_shared<Sink>(this);
+  auto id = store_->Watch(Resource::kPods, "",
+                          {.field_selector = absl::StrCat("spec.nodeName=", options_.name), .resource_version = "0"},
+                          sink_);
+  if (!id.ok()) return id.status();
+  watch_id_ = *id;
+  dispatcher_ = std::thread([this] { Dispatch(); });
+  return absl::OkStatus();
+}
+
+void FakeNode::Stop() {
+  {
+    absl::MutexLock l(&mu_);
+    if (stopping_) return;
+    stopping_ = true;
+  }
+  if (watch_id_ != 0) store_->Unwatch(watch_id_);
+  if (dispatcher_.joinable()) dispatcher_.join();
+}
+
+int FakeNode::busy() const {
+  absl::MutexLock l(&mu_);
+  int n = 0;
+  for (const auto& [uid, p] : pods_) n += p->done ? 0 : 1;
+  return n;
+}
+
+void FakeNode::Dispatch() {
+  while (true) {
+    std::deque<std::pair<std::string, ObjectPtr>> batch;
+    {
+      absl::MutexLock l(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty() || stopping_; };
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
+      batch.swap(events_);
+      if (stopping_ && batch.empty()) break;
+    }
+    for (auto& [type, obj] : batch) OnPodEvent(type, obj);
+    // Reap finished workers.
+    absl::MutexLock l(&mu_);
+    for (auto it = pods_.begin(); it != pods_.end();) {
+      if (it->second->done && it->second->worker.joinable()) {
+        it->second->worker.join();
+        it = pods_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  // Shutdown: every pod is torn down.
+  std::map<std::string, std::shared_ptr<Pod>> pods;
+  {
+    absl::MutexLock l(&mu_);
+    pods.swap(pods_);
+  }
+  for (auto& [uid, p] : pods) {
+    {
+      absl::MutexLock l(&p->mu);
+      p->deleted = true;
+      if (p->waiter_pid > 0) ::kill(p->waiter_pid, SIGKILL);
+    }
+    if (p->worker.joinable()) p->worker.join();
+  }
+}
+
+void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
+  std::string uid = FieldValue(*obj, "metadata.uid");
+  std::shared_ptr<Pod> pod;
+  {
+    absl::MutexLock l(&mu_);
+    auto it = pods_.find(uid);
+    if (it != pods_.end()) pod = it->second;
+  }
+  auto annotations = Annotations(*obj);
+  if (auto a = annotations.find(kStatusAnnotation); a != annotations.end()) {
+    recorder_->Update(uid, [&](PodRecord& r) {
+      if (r.annotated == absl::InfinitePast() || r.status_annotation != a->second) r.annotated = absl::Now();
+      r.status_annotation = a->second;
+    });
+  }
+  if (type == "DELETED") {
+    recorder_->Update(uid, [](PodRecord& r) { r.deleted = true; });
+    if (pod) {
+      absl::MutexLock l(&pod->mu);
+      pod->deleted = true;
+      if (pod->waiter_pid > 0) ::kill(pod->waiter_pid, SIGKILL);
+    }
+    return;
+  }
+  if (pod) {
+    absl::MutexLock l(&pod->mu);
+    pod->latest = obj;
+    if (annotations != pod->annotations) {
+      pod->annotations = annotations;
+      if (pod->volume) {
+        if (auto s = pod->volume->Update({{"pod_annotations", FormatDownwardMap(annotations)}}); !s.ok()) {
+          std::fprintf(stderr, "node %s: downward update %s: %s\n", options_.name.c_str(), pod->name.c_str(),
+                       s.ToString().c_str());
+        }
+      }
+    }
+    return;
+  }
+  // A pod new to this node.
+  pod = std::make_shared<Pod>();
+  pod->uid = uid;
+  pod->namespace_name = FieldValue(*obj, "metadata.namespace");
+  pod->name = FieldValue(*obj, "metadata.name");
+  {
+    absl::MutexLock l(&pod->mu);
+    pod->latest = obj;
+    pod->annotations = annotations;
+  }
+  recorder_->Update(uid, [&](PodRecord& r) {
+    r.node = options_.name;
+    r.namespace_name = pod->namespace_name;
+    r.name = pod->name;
+  });
+  {
+    absl::MutexLock l(&mu_);
+    pods_[uid] = pod;
+  }
+  pod->worker = std::thread([this, pod] {
+    RunPod(pod);
+    pod->done = true;
+  });
+}
+
+void FakeNode::PublishStatus(const Pod& pod, const json& status) {
+  // The UID precondition keeps a late status write from landing on a recreated pod with the same name.
+  json patch = {{"metadata", {{"uid", pod.uid}}}, {"status", status}};
+  auto r = store_->Patch(Resource::kPods, pod.namespace_name, pod.name, PatchType::kMerge, patch, Subresource::kStatus);
+  (void)r;  // NotFound/Conflict: the pod is gone or replaced; nothing to report
+}
+
+void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
+  ObjectPtr spec_obj;
+  {
+    absl::MutexLock l(&pod->mu);
+    spec_obj = pod->latest;
+  }
+  const json& podj = *spec_obj;
+  absl::Time start = absl::Now();
+  bool host_network = podj.contains("spec") && podj["spec"].value("hostNetwork", false);
+  bool waiter = HasWaiter(podj);
+  auto settle = [&](const std::string& phase, const json& status) {
+    PublishStatus(*pod, status);
+    recorder_->Update(pod->uid, [&](PodRecord& r) {
+      r.phase = phase;
+      r.settled = true;
+      r.settled_at = absl::Now();
+    });
+  };
+  auto running_status = [&](const std::string& ip, absl::Time init_done) {
+    json terminated = {{"terminated",
+                        {{"exitCode", 0}, {"reason", "Completed"}, {"startedAt", Rfc3339(start)},
+                         {"finishedAt", Rfc3339(init_done)}}}};
+    json running = {{"running", {{"startedAt", Rfc3339(absl::Now())}}}};
+    return json{{"phase", "Running"},
+                {"hostIP", kNodeIp},
+                {"podIP", ip},
+                {"podIPs", {{{"ip", ip}}}},
+                {"startTime", Rfc3339(start)},
+                {"conditions",
+                 {Condition("PodScheduled", true, start), Condition("Initialized", true, init_done),
+                  Condition("ContainersReady", true, absl::Now()), Condition("Ready", true, absl::Now())}},
+                {"initContainerStatuses", ContainerStatuses(podj, "initContainers", terminated, false)},
+                {"containerStatuses", ContainerStatuses(podj, "containers", running, true)}};
+  };
+  auto wait_deleted = [&] {
+    absl::MutexLock l(&pod->mu);
+    auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pod->mu) { return pod->deleted; };
+    pod->mu.Await(absl::Condition(&gone));
+  };
+
+  if (options_.lightweight || host_network) {
+    std::string ip = host_network ? kNodeIp : absl::StrCat("10.248.", (next_ip_ >> 8) & 0xff, ".", next_ip_ & 0xff);
+    ++next_ip_;
+    settle("Running", running_status(ip, absl::Now()));
+    wait_deleted();
+    return;
+  }
+
+  // 1. Sandbox.
+  auto netns = sandbox_->CreatePodNetns(absl::StrCat("pod", g_netns_counter.fetch_add(1)));
+  if (!netns.ok()) {
+    settle("Failed", {{"phase", "Failed"}, {"reason", "SandboxFailed"}, {"message", netns.status().ToString()}});
+    wait_deleted();
+    return;
+  }
+  const std::string ip = netns->pod_ipv4;
+  SandboxInfo sandbox_info{absl::StrCat("sb-", pod->uid), pod->uid, pod->namespace_name, pod->name,
+                           netns->netns.path(), ip};
+  if (listener_) listener_->SandboxReady(sandbox_info);
+  json waiting = {{"waiting", {{"reason", "PodInitializing"}}}};
+  PublishStatus(*pod, {{"phase", "Pending"},
+                       {"hostIP", kNodeIp},
+                       {"podIP", ip},
+                       {"podIPs", {{{"ip", ip}}}},
+                       {"startTime", Rfc3339(start)},
+                       {"conditions",
+                        {Condition("PodScheduled", true, start),
+                         Condition("Initialized", false, start, "ContainersNotInitialized"),
+                         Condition("ContainersReady", false, start, "ContainersNotReady"),
+                         Condition("Ready", false, start, "ContainersNotReady")}},
+                       {"initContainerStatuses", ContainerStatuses(podj, "initContainers", waiting, false)},
+                       {"containerStatuses", ContainerStatuses(podj, "containers", waiting, false)}});
+  recorder_->Update(pod->uid, [](PodRecord& r) { r.sandbox_ready = absl::Now(); });
+
+  // 2. Downward API volume.
+  std::string pod_dir = absl::StrCat(options_.state_dir, "/", pod->uid);
+  ::mkdir(pod_dir.c_str(), 0755);
+  {
+    absl::MutexLock l(&pod->mu);
+    pod->volume = std::make_unique<DownwardVolume>(pod_dir + "/podinfo");
+    if (auto s = pod->volume->Update({{"pod_annotations", FormatDownwardMap(pod->annotations)}}); !s.ok()) {
+      std::fprintf(stderr, "downward volume for %s: %s\n", pod->name.c_str(), s.ToString().c_str());
+    }
+  }
+
+  auto teardown = [&] {
+    wait_deleted();
+    if (listener_) listener_->SandboxRemoved(sandbox_info);
+    absl::MutexLock l(&pod->mu);
+    if (pod->volume) pod->volume->Remove();
+  };
+
+  // 3. Init container: the real waiter, in the pod netns, as a non-root uid.
+  absl::Time init_done = absl::Now();
+  if (waiter) {
+    std::string log = pod_dir + "/waiter.log";
+    SpawnOptions so;
+    so.argv = {options_.waiter_binary, absl::StrCat("--file=", pod_dir, "/podinfo/pod_annotations"),
+               absl::StrCat("--timeout=", absl::ToInt64Seconds(options_.waiter_timeout), "s")};
+    so.netns_fd = netns->handle().fd();
+    so.uid = options_.app_uid;
+    so.gid = options_.app_uid;
+    so.log_path = log;
+    int code;
+    std::string message;
+    {
+      absl::StatusOr<ChildProcess> child = absl::UnavailableError("not started");
+      {
+        absl::MutexLock l(&pod->mu);
+        if (!pod->deleted) {
+          child = options_.waiter_binary.empty() ? absl::FailedPreconditionError("no --waiter_binary")
+                                                 : ChildProcess::Spawn(so);
+          if (child.ok()) pod->waiter_pid = child->pid();
+        }
+      }
+      if (!child.ok()) {
+        code = 127;
+        message = child.status().ToString();
+      } else {
+        code = child->Wait();
+        absl::MutexLock l(&pod->mu);
+        pod->waiter_pid = -1;
+      }
+    }
+    if (message.empty()) message = LastLine(log);
+    init_done = absl::Now();
+    recorder_->Update(pod->uid, [&](PodRecord& r) {
+      r.waiter_exit = code;
+      r.waiter_message = message;
+      r.waiter_exited = init_done;
+    });
+    bool deleted;
+    {
+      absl::MutexLock l(&pod->mu);
+      deleted = pod->deleted;
+    }
+    if (deleted) {
+      teardown();
+      return;
+    }
+    if (code != 0) {
+      json term = {{"terminated",
+                    {{"exitCode", code}, {"reason", "Error"}, {"message", message}, {"startedAt", Rfc3339(start)},
+                     {"finishedAt", Rfc3339(init_done)}}}};
+      settle("Failed", {{"phase", "Failed"},
+                        {"reason", "InitContainerFailed"},
+                        {"message", absl::StrCat("init container ", kWaiterContainer, " exited with ", code, ": ",
+                                                 message)},
+                        {"podIP", ip},
+                        {"podIPs", {{{"ip", ip}}}},
+                        {"conditions",
+                         {Condition("PodScheduled", true, start),
+                          Condition("Initialized", false, init_done, "ContainersNotInitialized"),
+                          Condition("Ready", false, init_done, "PodFailed")}},
+                        {"initContainerStatuses", ContainerStatuses(podj, "initContainers", term, false)}});
+      teardown();
+      return;
+    }
+  }
+
+  // 4. Containers: sidecar stand-in (mesh pods) and the app's outbound check.
+  nt::UniqueFd outbound_listener, inbound_listener;
+  bool mesh = waiter || HasProxy(podj);
+  if (mesh) {
+    absl::Status s = nt::RunAs(options_.proxy_uid, options_.proxy_uid, &netns->handle(), [&]() -> absl::Status {
+      auto l1 = nt::TcpListen("0.0.0.0", 15001);
+      if (!l1.ok()) return l1.status();
+      auto l2 = nt::TcpListen("0.0.0.0", 15006);
+      if (!l2.ok()) return l2.status();
+      outbound_listener = std::move(*l1);
+      inbound_listener = std::move(*l2);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) std::fprintf(stderr, "sidecar stand-in for %s: %s\n", pod->name.c_str(), s.ToString().c_str());
+  }
+  nt::UniqueFd conn;
+  absl::Status connect = nt::RunAs(options_.app_uid, options_.app_uid, &netns->handle(), [&]() -> absl::Status {
+    auto c = nt::TcpConnect(options_.test_net_ip, options_.test_net_port,
+                            mesh ? absl::Seconds(2) : options_.no_redirect_timeout);
+    if (!c.ok()) return c.status();
+    conn = std::move(*c);
+    return absl::OkStatus();
+  });
+  bool intercepted = false;
+  std::string detail;
+  if (!connect.ok()) {
+    detail = absl::IsDeadlineExceeded(connect)
+                 ? "connect timed out: not redirected (the node peer forwards nothing)"
+                 : absl::StrCat("connect failed: ", connect.ToString(), " (redirected but no listener?)");
+  } else if (!outbound_listener.valid()) {
+    detail = "connect succeeded without a sidecar: something answered for the TEST-NET address";
+  } else {
+    auto accepted = nt::Accept(outbound_listener.get(), absl::Seconds(2));
+    if (!accepted.ok()) {
+      detail = absl::StrCat("connected but nothing reached 15001: ", accepted.status().ToString());
+    } else {
+      auto dst = nt::OriginalDst(accepted->get());
+      if (!dst.ok()) {
+        detail = absl::StrCat("SO_ORIGINAL_DST: ", dst.status().ToString());
+      } else if (dst->ip == options_.test_net_ip && dst->port == options_.test_net_port) {
+        intercepted = true;
+        detail = absl::StrCat("redirected to 15001, original destination ", dst->ToString());
+      } else {
+        detail = absl::StrCat("redirected to 15001 but original destination is ", dst->ToString());
+      }
+    }
+  }
+  recorder_->Update(pod->uid, [&](PodRecord& r) {
+    r.interception_checked = true;
+    r.intercepted = intercepted;
+    r.interception_detail = detail;
+    if (intercepted) r.intercepted_at = absl::Now();
+  });
+  settle("Running", running_status(ip, init_done));
+  conn = nt::UniqueFd();
+  teardown();
+}
+
+}  // namespace pnc::sim

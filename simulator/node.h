@@ -1,0 +1,111 @@
+// FakeNode: kubelet + container runtime for the pods bound to one node, driven by an in-process watch on the Store.
+//
+// Lightweight mode: a pod gets a fake IP and goes Running at once (benchmarks; nodes without a controller).
+// Netns mode (needs the netns sandbox), per pod, on its own thread, like kubelet's pod workers:
+//   1. sandbox: a veth-linked network namespace from //netns/testing:sandbox; status.podIP/podIPs published
+//      (phase Pending, init containers waiting); the sandbox is announced to the SandboxListener (fake CRI).
+//   2. Downward API volume <state>/pods/<uid>/podinfo with pod_annotations, rewritten with kubelet's atomic ..data
+//      swap whenever the pod's annotations change.
+//   3. init container: when the pod has an init container named kWaiterContainer, the REAL waiter binary runs inside
+//      the pod netns as uid 1000 (non-root); its exit code and last output line go to initContainerStatuses.
+//   4. containers: a stand-in sidecar (listeners on 15001 and 15006 as uid 1337, for mesh pods) and the app (uid
+//      1000) that connects to a TEST-NET-1 address (192.0.2.10:80). Intercepted = the connection landed on 15001
+//      with SO_ORIGINAL_DST 192.0.2.10:80. Without rules the SYN goes to the node peer, which forwards nothing, so
+//      the connect times out (short timeout); with rules but no listener it is refused.
+//   5. status: phase Running (or Failed when the waiter failed: no init retries here), podIP(s), conditions,
+//      init/container statuses.
+//   On DELETED: the waiter is killed, listeners closed, the netns and volume removed, the sandbox withdrawn.
+// hostNetwork pods never get a netns: they report the node's IP and go Running.
+#ifndef PNC_SIMULATOR_NODE_H_
+#define PNC_SIMULATOR_NODE_H_
+
+#include <sys/types.h>
+
+#include <deque>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "simulator/apiserver/store.h"
+#include "simulator/recorder.h"
+
+namespace pnc::netns::testing {
+class Sandbox;
+}
+
+namespace pnc::sim {
+
+inline constexpr char kWaiterContainer[] = "pnc-waiter";
+
+// What a container runtime knows about a sandbox (for the fake CRI server).
+struct SandboxInfo {
+  std::string id;  // sandbox id
+  std::string pod_uid, pod_namespace, pod_name;
+  std::string netns_path;
+  std::string ip;
+};
+
+class SandboxListener {
+ public:
+  virtual ~SandboxListener() = default;
+  virtual void SandboxReady(const SandboxInfo& info) = 0;
+  virtual void SandboxRemoved(const SandboxInfo& info) = 0;
+};
+
+struct NodeOptions {
+  std::string name;
+  bool lightweight = false;
+  std::string state_dir;      // per-node directory for Downward API volumes and logs
+  std::string waiter_binary;  // required in netns mode for pods with a kWaiterContainer init container
+  absl::Duration waiter_timeout = absl::Seconds(60);
+  uid_t app_uid = 1000;
+  uid_t proxy_uid = 1337;
+  std::string test_net_ip = "192.0.2.10";
+  uint16_t test_net_port = 80;
+  absl::Duration no_redirect_timeout = absl::Milliseconds(300);
+};
+
+class FakeNode {
+ public:
+  // `sandbox` may be null in lightweight mode; `listener` may be null.
+  FakeNode(Store* store, Recorder* recorder, NodeOptions options, netns::testing::Sandbox* sandbox,
+           SandboxListener* listener);
+  ~FakeNode();  // Stop()
+
+  // Creates the Node object and starts watching pods with spec.nodeName=<name>.
+  absl::Status Start();
+  void Stop();
+  const std::string& name() const { return options_.name; }
+  // Pods whose worker is still running (not yet settled or not yet torn down).
+  int busy() const;
+
+  struct Pod;
+
+ private:
+  class Sink;
+  void Dispatch();
+  void OnPodEvent(const std::string& type, const ObjectPtr& pod);
+  void RunPod(std::shared_ptr<Pod> pod);
+  void PublishStatus(const Pod& pod, const nlohmann::json& status);
+
+  Store* store_;
+  Recorder* recorder_;
+  NodeOptions options_;
+  netns::testing::Sandbox* sandbox_;
+  SandboxListener* listener_;
+  std::shared_ptr<Sink> sink_;
+  uint64_t watch_id_ = 0;
+  mutable absl::Mutex mu_;
+  std::deque<std::pair<std::string, ObjectPtr>> events_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::map<std::string, std::shared_ptr<Pod>> pods_;  // by uid; dispatcher thread only
+  std::thread dispatcher_;
+  int next_ip_ = 2;
+};
+
+}  // namespace pnc::sim
+
+#endif  // PNC_SIMULATOR_NODE_H_

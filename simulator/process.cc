@@ -1,0 +1,136 @@
+#include "simulator/process.h"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace pnc::sim {
+
+absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
+  if (options.argv.empty()) return absl::InvalidArgumentError("empty argv");
+  // Everything the child needs is prepared before fork: after fork only async-signal-safe calls.
+  std::vector<char*> argv;
+  for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  int log_fd = -1;
+  if (!options.log_path.empty()) {
+    log_fd = ::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log_fd < 0) return absl::InternalError(absl::StrCat("open ", options.log_path, ": ", std::strerror(errno)));
+  }
+  // A pipe reports exec failures (errno) back to the parent.
+  int err_pipe[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) return absl::InternalError("pipe2");
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    if (log_fd >= 0) ::close(log_fd);
+    return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
+  }
+  if (pid == 0) {
+    auto fail = [&](int step) {
+      int e = errno;
+      int msg[2] = {step, e};
+      (void)!::write(err_pipe[1], msg, sizeof(msg));
+      ::_exit(127);
+    };
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);
+    sigset_t all;
+    sigemptyset(&all);
+    ::sigprocmask(SIG_SETMASK, &all, nullptr);
+    if (log_fd >= 0) {
+      if (::dup2(log_fd, 1) < 0 || ::dup2(log_fd, 2) < 0) fail(1);
+    }
+    int devnull = ::open("/dev/null", O_RDONLY);
+    if (devnull >= 0) ::dup2(devnull, 0);
+    if (options.netns_fd >= 0 && ::setns(options.netns_fd, CLONE_NEWNET) != 0) fail(2);
+    if (options.gid || options.uid) {
+      if (::setgroups(0, nullptr) != 0) fail(3);
+    }
+    if (options.gid && ::setresgid(*options.gid, *options.gid, *options.gid) != 0) fail(4);
+    if (options.uid && ::setresuid(*options.uid, *options.uid, *options.uid) != 0) fail(5);
+    ::execv(argv[0], argv.data());
+    fail(6);
+  }
+  ::close(err_pipe[1]);
+  if (log_fd >= 0) ::close(log_fd);
+  int msg[2];
+  ssize_t n = ::read(err_pipe[0], msg, sizeof(msg));
+  ::close(err_pipe[0]);
+  ChildProcess child(pid);
+  if (n == sizeof(msg)) {
+    child.Wait();
+    static const char* kSteps[] = {"", "dup2", "setns", "setgroups", "setresgid", "setresuid", "execv"};
+    return absl::InternalError(absl::StrCat("spawn ", options.argv[0], ": ", kSteps[msg[0] % 7], ": ",
+                                            std::strerror(msg[1])));
+  }
+  return child;
+}
+
+ChildProcess::ChildProcess(ChildProcess&& o) noexcept : pid_(o.pid_), exit_code_(o.exit_code_) { o.pid_ = -1; }
+
+ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
+  if (this != &o) {
+    this->~ChildProcess();
+    pid_ = o.pid_;
+    exit_code_ = o.exit_code_;
+    o.pid_ = -1;
+  }
+  return *this;
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !exit_code_) {
+    ::kill(pid_, SIGKILL);
+    Wait();
+  }
+}
+
+void ChildProcess::Signal(int sig) {
+  if (pid_ > 0 && !exit_code_) ::kill(pid_, sig);
+}
+
+static int Decode(int status) {
+  if (WIFEXITED(status)) return WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+  return -1;
+}
+
+int ChildProcess::Wait() {
+  if (exit_code_) return *exit_code_;
+  if (pid_ <= 0) return -1;
+  int status = 0;
+  while (::waitpid(pid_, &status, 0) < 0) {
+    if (errno != EINTR) return -1;
+  }
+  exit_code_ = Decode(status);
+  return *exit_code_;
+}
+
+std::optional<int> ChildProcess::WaitFor(absl::Duration timeout) {
+  if (exit_code_) return exit_code_;
+  absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    int status = 0;
+    pid_t r = ::waitpid(pid_, &status, WNOHANG);
+    if (r == pid_) {
+      exit_code_ = Decode(status);
+      return exit_code_;
+    }
+    if (r < 0 && errno != EINTR) return -1;
+    if (absl::Now() >= deadline) return std::nullopt;
+    absl::SleepFor(absl::Milliseconds(5));
+  }
+}
+
+}  // namespace pnc::sim

@@ -1,0 +1,63 @@
+// Recorder: the per-pod timeline the report is built from, filled by the scenario runner and the fake nodes.
+#ifndef PNC_SIMULATOR_RECORDER_H_
+#define PNC_SIMULATOR_RECORDER_H_
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace pnc::sim {
+
+struct PodRecord {
+  std::string uid, namespace_name, name, template_name, node;
+  absl::Time created = absl::InfinitePast();       // create committed
+  absl::Time sandbox_ready = absl::InfinitePast(); // netns + IP ready, status.podIP published
+  absl::Time annotated = absl::InfinitePast();     // controller's status annotation reached the API server
+  absl::Time waiter_exited = absl::InfinitePast();
+  absl::Time intercepted_at = absl::InfinitePast();
+  absl::Time settled_at = absl::InfinitePast();    // final phase published
+  std::string status_annotation;                   // last value of pod-network-controller.istio.io/status
+  std::optional<int> waiter_exit;
+  std::string waiter_message;  // last line of the waiter's output
+  bool interception_checked = false;
+  bool intercepted = false;
+  std::string interception_detail;
+  std::string phase = "Pending";
+  bool settled = false;
+  bool deleted = false;
+};
+
+class Recorder {
+ public:
+  void Update(const std::string& uid, const std::function<void(PodRecord&)>& fn) {
+    absl::MutexLock l(&mu_);
+    PodRecord& r = pods_[uid];
+    r.uid = uid;
+    fn(r);
+  }
+  std::optional<PodRecord> Get(const std::string& uid) const {
+    absl::MutexLock l(&mu_);
+    auto it = pods_.find(uid);
+    if (it == pods_.end()) return std::nullopt;
+    return it->second;
+  }
+  std::vector<PodRecord> Snapshot() const {
+    absl::MutexLock l(&mu_);
+    std::vector<PodRecord> out;
+    for (const auto& [uid, r] : pods_) out.push_back(r);
+    return out;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::map<std::string, PodRecord> pods_;
+};
+
+}  // namespace pnc::sim
+
+#endif  // PNC_SIMULATOR_RECORDER_H_

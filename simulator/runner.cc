@@ -1,0 +1,563 @@
+#include "simulator/runner.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <memory>
+#include <random>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/text_format.h"
+#include "netns/cri/fake_cri_server.h"
+#include "netns/testing/sandbox.h"
+#include "simulator/apiserver/server.h"
+#include "simulator/apiserver/store.h"
+#include "simulator/node.h"
+#include "simulator/process.h"
+#include "simulator/recorder.h"
+
+namespace pnc::sim {
+
+using nlohmann::json;
+namespace nt = pnc::netns::testing;
+
+namespace {
+
+constexpr char kSidecarStatus[] =
+    R"({"initContainers":["pnc-waiter"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","podinfo"],"imagePullSecrets":null,"revision":"default"})";
+
+// The fake CRI server of one node, fed by the node's sandboxes.
+class CriListener : public SandboxListener {
+ public:
+  explicit CriListener(std::unique_ptr<netns::FakeCriServer> server) : server_(std::move(server)) {}
+  void SandboxReady(const SandboxInfo& info) override {
+    netns::FakeSandbox sb;
+    sb.id = info.id;
+    sb.pod_uid = info.pod_uid;
+    sb.pod_name = info.pod_name;
+    sb.pod_namespace = info.pod_namespace;
+    sb.netns_path = info.netns_path;
+    sb.ips = {info.ip};
+    server_->Upsert(sb);
+  }
+  void SandboxRemoved(const SandboxInfo& info) override { server_->RemovePod(info.pod_uid); }
+  const std::string& endpoint() const { return server_->endpoint(); }
+
+ private:
+  std::unique_ptr<netns::FakeCriServer> server_;
+};
+
+json PodFromTemplate(const proto::PodTemplate& t, const std::string& ns, const std::string& name,
+                     const std::string& node) {
+  json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", {{"name", name}, {"namespace", ns}, {"labels", {{"app", t.name()}}}}},
+              {"spec",
+               {{"containers",
+                 {{{"name", "app"},
+                   {"image", "registry.example/app:1"},
+                   {"ports", {{{"containerPort", 8080}, {"protocol", "TCP"}}}},
+                   {"securityContext", {{"runAsUser", 1000}, {"runAsNonRoot", true}}}}}}}}};
+  json& md = pod["metadata"];
+  json& spec = pod["spec"];
+  for (const auto& [k, v] : t.labels()) md["labels"][k] = v;
+  if (t.mesh() != proto::PodTemplate::NONE) {
+    spec["containers"].push_back({{"name", "istio-proxy"},
+                                  {"image", "docker.io/istio/proxyv2:1.22.0"},
+                                  {"securityContext", {{"runAsUser", 1337}, {"runAsGroup", 1337}}}});
+    spec["initContainers"] = {{{"name", kWaiterContainer},
+                               {"image", "registry.example/pnc-waiter:1"},
+                               {"securityContext", {{"runAsUser", 1000}, {"runAsNonRoot", true}}},
+                               {"volumeMounts", {{{"name", "podinfo"}, {"mountPath", "/etc/podinfo"}}}}}};
+    spec["volumes"] = {{{"name", "podinfo"},
+                        {"downwardAPI",
+                         {{"items",
+                           {{{"path", "pod_annotations"}, {"fieldRef", {{"fieldPath", "metadata.annotations"}}}}}}}}}};
+  }
+  if (t.mesh() == proto::PodTemplate::ISTIO_INJECTED) {
+    md["annotations"]["sidecar.istio.io/status"] = kSidecarStatus;
+  } else if (t.mesh() == proto::PodTemplate::LEGACY_2018) {
+    md["annotations"]["istio-pod-network-controller/initialize"] = "true";
+  }
+  for (const auto& [k, v] : t.annotations()) md["annotations"][k] = v;
+  if (t.host_network()) spec["hostNetwork"] = true;
+  if (!node.empty()) spec["nodeName"] = node;
+  return pod;
+}
+
+double Ms(absl::Time from, absl::Time to) {
+  if (from == absl::InfinitePast() || to == absl::InfinitePast()) return -1;
+  return absl::ToDoubleMilliseconds(to - from);
+}
+
+std::string FmtMs(double ms) { return ms < 0 ? "-" : absl::StrFormat("%.0f", ms); }
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return -1;
+  std::sort(v.begin(), v.end());
+  size_t idx = static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1;
+  return v[std::min(idx, v.size() - 1)];
+}
+
+struct Created {
+  std::string uid, ns, name, template_name;
+};
+
+class Run {
+ public:
+  Run(const proto::Scenario& s, const RunnerOptions& o) : scenario_(s), options_(o) {}
+
+  absl::StatusOr<Report> Execute();
+
+ private:
+  absl::Status Setup();
+  absl::Status StartController(size_t node_index);
+  void StopController(size_t node_index);
+  absl::Status Step(const proto::Step& step);
+  absl::Status CreatePod(const std::string& template_name, const std::string& ns, const std::string& name,
+                         const std::string& node);
+  bool AllSettled();
+  Report BuildReport();
+  void Teardown();
+  void Log(const std::string& msg) {
+    if (options_.verbose) std::fprintf(stderr, "[sim %s] %s\n", absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::LocalTimeZone()).c_str(), msg.c_str());
+  }
+
+  const proto::Scenario& scenario_;
+  RunnerOptions options_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<ApiServer> server_;
+  Recorder recorder_;
+  std::vector<std::unique_ptr<CriListener>> cri_;
+  std::vector<std::unique_ptr<FakeNode>> nodes_;
+  std::vector<std::optional<ChildProcess>> controllers_;
+  std::vector<int> controller_starts_;
+  std::string kubeconfig_path_;
+  std::vector<Created> created_;
+  std::map<std::string, std::string> template_of_;  // ns/name -> template
+  absl::Time start_;
+  absl::Time end_;
+  std::vector<std::string> step_log_;
+};
+
+absl::Status Run::Setup() {
+  ::mkdir(options_.work_dir.c_str(), 0755);
+  bool need_netns = false;
+  for (const auto& n : scenario_.nodes()) need_netns |= !n.lightweight();
+  nt::Sandbox* sandbox = nullptr;
+  if (need_netns) {
+    auto sb = nt::Sandbox::Get();
+    if (!sb.ok()) return absl::FailedPreconditionError(absl::StrCat("network namespace sandbox: ", sb.status().ToString()));
+    sandbox = *sb;
+  }
+  Store::Options so;
+  so.seed = scenario_.seed() == 0 ? 1 : scenario_.seed();
+  store_ = std::make_unique<Store>(so);
+  ServerOptions sopt;
+  sopt.tls = options_.tls;
+  if (options_.tls) sopt.token = absl::StrCat("pnc-sim-", so.seed);
+  sopt.bookmark_interval = absl::Seconds(2);
+  auto server = ApiServer::Start(store_.get(), sopt);
+  if (!server.ok()) return server.status();
+  server_ = *std::move(server);
+  kubeconfig_path_ = options_.work_dir + "/kubeconfig";
+  {
+    std::ofstream f(kubeconfig_path_, std::ios::trunc);
+    f << server_->Kubeconfig();
+    if (!f.good()) return absl::InternalError("cannot write " + kubeconfig_path_);
+  }
+  Log(absl::StrCat("API server at ", server_->url(), ", kubeconfig ", kubeconfig_path_));
+  for (const auto& ns : scenario_.namespaces()) {
+    json obj = {{"metadata", {{"name", ns.name()}}}};
+    for (const auto& [k, v] : ns.labels()) obj["metadata"]["labels"][k] = v;
+    for (const auto& [k, v] : ns.annotations()) obj["metadata"]["annotations"][k] = v;
+    auto r = store_->Create(Resource::kNamespaces, "", obj);
+    if (!r.ok()) return r.status();
+  }
+  for (size_t i = 0; i < static_cast<size_t>(scenario_.nodes_size()); ++i) {
+    const auto& n = scenario_.nodes(i);
+    SandboxListener* listener = nullptr;
+    if (!n.lightweight()) {
+      auto cri = netns::FakeCriServer::Start(absl::StrCat("unix-abstract:pnc-sim-", ::getpid(), "-", i));
+      if (!cri.ok()) return cri.status();
+      cri_.push_back(std::make_unique<CriListener>(*std::move(cri)));
+      listener = cri_.back().get();
+    } else {
+      cri_.push_back(nullptr);
+    }
+    NodeOptions no;
+    no.name = n.name();
+    no.lightweight = n.lightweight();
+    no.state_dir = absl::StrCat(options_.work_dir, "/", n.name());
+    no.waiter_binary = options_.waiter_binary;
+    no.waiter_timeout = absl::Milliseconds(std::max<uint32_t>(scenario_.expect().settle_timeout_ms(), 10000));
+    nodes_.push_back(std::make_unique<FakeNode>(store_.get(), &recorder_, no, sandbox, listener));
+    if (auto s = nodes_.back()->Start(); !s.ok()) return s;
+  }
+  controllers_.resize(nodes_.size());
+  controller_starts_.resize(nodes_.size());
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    const auto& n = scenario_.nodes(i);
+    bool want = n.has_controller() ? n.controller() : !n.lightweight();
+    if (!want) continue;
+    if (options_.controller_binary.empty()) {
+      return absl::InvalidArgumentError(absl::StrCat("node ", n.name(), " needs a controller: pass --controller_binary"));
+    }
+    if (auto s = StartController(i); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Run::StartController(size_t i) {
+  const auto& n = scenario_.nodes(i);
+  SpawnOptions so;
+  so.argv = {options_.controller_binary, absl::StrCat("--kubeconfig=", kubeconfig_path_),
+             absl::StrCat("--node_name=", n.name()), absl::StrCat("--backend=", options_.backend),
+             "--metrics_address=127.0.0.1:0"};
+  if (cri_[i]) {
+    so.argv.push_back("--locator=cri");
+    so.argv.push_back(absl::StrCat("--cri_endpoint=", cri_[i]->endpoint()));
+  }
+  for (const auto& a : options_.controller_extra_args) so.argv.push_back(a);
+  so.log_path = absl::StrCat(options_.work_dir, "/controller-", n.name(), ".log");
+  auto child = ChildProcess::Spawn(so);
+  if (!child.ok()) return child.status();
+  controllers_[i].emplace(*std::move(child));
+  ++controller_starts_[i];
+  Log(absl::StrCat("controller for ", n.name(), " started (pid ", controllers_[i]->pid(), "): ",
+                   absl::StrJoin(so.argv, " ")));
+  return absl::OkStatus();
+}
+
+void Run::StopController(size_t i) {
+  if (!controllers_[i]) return;
+  controllers_[i]->Signal(SIGTERM);
+  if (!controllers_[i]->WaitFor(absl::Seconds(10))) {
+    controllers_[i]->Signal(SIGKILL);
+    controllers_[i]->Wait();
+  }
+  Log(absl::StrCat("controller for ", scenario_.nodes(i).name(), " stopped"));
+  controllers_[i].reset();
+}
+
+absl::Status Run::CreatePod(const std::string& template_name, const std::string& ns, const std::string& name,
+                            const std::string& node) {
+  const proto::PodTemplate* t = nullptr;
+  for (const auto& tt : scenario_.templates()) {
+    if (tt.name() == template_name) t = &tt;
+  }
+  if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown template ", template_name));
+  auto created = store_->Create(Resource::kPods, ns, PodFromTemplate(*t, ns, name, node));
+  if (!created.ok()) return created.status();
+  std::string uid = FieldValue(**created, "metadata.uid");
+  absl::Time now = absl::Now();
+  recorder_.Update(uid, [&](PodRecord& r) {
+    r.created = now;
+    r.namespace_name = ns;
+    r.name = name;
+    r.template_name = template_name;
+  });
+  created_.push_back({uid, ns, name, template_name});
+  template_of_[ns + "/" + name] = template_name;
+  return absl::OkStatus();
+}
+
+absl::Status Run::Step(const proto::Step& step) {
+  if (step.after_ms() > 0) absl::SleepFor(absl::Milliseconds(step.after_ms()));
+  switch (step.action_case()) {
+    case proto::Step::kCreate: {
+      const auto& c = step.create();
+      uint32_t count = c.count() == 0 ? 1 : c.count();
+      std::string prefix = c.name_prefix().empty() ? c.template_() : c.name_prefix();
+      absl::Time t0 = absl::Now();
+      for (uint32_t k = 0; k < count; ++k) {
+        if (c.rate_per_second() > 0) {
+          absl::Time due = t0 + absl::Seconds(k / c.rate_per_second());
+          if (absl::Now() < due) absl::SleepFor(due - absl::Now());
+        }
+        std::string name = count == 1 && c.name_prefix().empty() ? prefix : absl::StrCat(prefix, "-", c.start_index() + k);
+        if (auto s = CreatePod(c.template_(), c.namespace_(), name, c.node()); !s.ok()) return s;
+      }
+      step_log_.push_back(absl::StrCat("create ", count, " x ", c.template_(), " in ", c.namespace_()));
+      break;
+    }
+    case proto::Step::kDelete: {
+      const auto& d = step.delete_();
+      auto r = store_->Delete(Resource::kPods, d.namespace_(), d.name(), {});
+      if (!r.ok()) return r.status();
+      step_log_.push_back(absl::StrCat("delete ", d.namespace_(), "/", d.name(), d.recreate() ? " and recreate" : ""));
+      if (d.recreate()) {
+        std::string t = d.template_().empty() ? template_of_[d.namespace_() + "/" + d.name()] : d.template_();
+        if (auto s = CreatePod(t, d.namespace_(), d.name(), ""); !s.ok()) return s;
+      }
+      break;
+    }
+    case proto::Step::kRestartController: {
+      const auto& rc = step.restart_controller();
+      for (size_t i = 0; i < nodes_.size(); ++i) {
+        if (!rc.node().empty() && rc.node() != scenario_.nodes(i).name()) continue;
+        if (!controllers_[i]) continue;
+        StopController(i);
+        if (rc.down_ms() > 0) absl::SleepFor(absl::Milliseconds(rc.down_ms()));
+        if (auto s = StartController(i); !s.ok()) return s;
+      }
+      step_log_.push_back(absl::StrCat("restart controller ", rc.node().empty() ? "(all)" : rc.node()));
+      break;
+    }
+    case proto::Step::kFault: {
+      const auto& f = step.fault();
+      switch (f.kind_case()) {
+        case proto::Fault::kDropWatches:
+          server_->DropAllWatches();
+          step_log_.push_back("fault: drop all watches");
+          break;
+        case proto::Fault::kCompact:
+          store_->Compact();
+          step_log_.push_back("fault: compact history (resumes get 410)");
+          break;
+        case proto::Fault::kFailRequests429:
+          server_->FailNextRequests(f.fail_requests_429(), 429);
+          step_log_.push_back(absl::StrCat("fault: next ", f.fail_requests_429(), " requests -> 429"));
+          break;
+        case proto::Fault::kFailRequests500:
+          server_->FailNextRequests(f.fail_requests_500(), 500);
+          step_log_.push_back(absl::StrCat("fault: next ", f.fail_requests_500(), " requests -> 500"));
+          break;
+        case proto::Fault::kDelayEventsMs:
+          server_->SetEventDelay(absl::Milliseconds(f.delay_events_ms()));
+          step_log_.push_back(absl::StrCat("fault: delay watch events by ", f.delay_events_ms(), " ms"));
+          break;
+        default:
+          return absl::InvalidArgumentError("empty fault");
+      }
+      break;
+    }
+    case proto::Step::kWaitSettled: {
+      absl::Time deadline = absl::Now() + absl::Milliseconds(step.wait_settled().timeout_ms());
+      while (!AllSettled() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
+      step_log_.push_back(absl::StrCat("wait settled: ", AllSettled() ? "yes" : "TIMED OUT"));
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("empty step");
+  }
+  Log(step_log_.back());
+  return absl::OkStatus();
+}
+
+bool Run::AllSettled() {
+  for (const auto& c : created_) {
+    auto r = recorder_.Get(c.uid);
+    if (!r) return false;
+    if (r->deleted) continue;
+    if (!r->settled) return false;
+  }
+  return true;
+}
+
+Report Run::BuildReport() {
+  Report report;
+  std::map<std::string, const proto::PodTemplate*> templates;
+  for (const auto& t : scenario_.templates()) templates[t.name()] = &t;
+  absl::Duration limit = absl::Milliseconds(scenario_.expect().settle_timeout_ms() == 0
+                                                ? 60000
+                                                : scenario_.expect().settle_timeout_ms());
+  std::vector<double> to_intercept, to_annotated, to_waiter;
+  int failures = 0, deleted = 0, checked = 0;
+  absl::Time first_created = absl::InfiniteFuture(), last_intercepted = absl::InfinitePast();
+  json pods = json::array();
+  std::ostringstream table;
+  table << absl::StrFormat("%-22s %-8s %-7s %-11s %8s %9s %8s %9s  %-6s %s\n", "POD", "TEMPLATE", "NODE", "EXPECT",
+                           "SANDBOX", "ANNOTATED", "WAITER", "INTERCEPT", "RESULT", "DETAIL");
+  for (const auto& c : created_) {
+    PodRecord r = recorder_.Get(c.uid).value_or(PodRecord{});
+    const proto::PodTemplate* t = templates[c.template_name];
+    std::string expect = proto::PodTemplate::Outcome_Name(t->expect());
+    std::string result = "ok";
+    std::string why;
+    if (r.deleted) {
+      result = "gone";
+      why = "deleted by the timeline";
+      ++deleted;
+    } else {
+      ++checked;
+      switch (t->expect()) {
+        case proto::PodTemplate::INTERCEPTED:
+          if (!r.settled) {
+            why = "never settled";
+          } else if (r.phase != "Running") {
+            why = absl::StrCat("phase ", r.phase, "; waiter: ", r.waiter_message);
+          } else if (!r.intercepted) {
+            why = absl::StrCat("not intercepted: ", r.interception_detail);
+          } else if (r.intercepted_at - r.created > limit) {
+            why = absl::StrCat("intercepted after ", FmtMs(Ms(r.created, r.intercepted_at)), " ms > limit");
+          }
+          break;
+        case proto::PodTemplate::UNTOUCHED:
+          if (!r.settled) {
+            why = "never settled";
+          } else if (r.phase != "Running") {
+            why = absl::StrCat("phase ", r.phase);
+          } else if (r.annotated != absl::InfinitePast()) {
+            why = absl::StrCat("annotated by the controller: ", r.status_annotation);
+          } else if (r.intercepted) {
+            why = "traffic was intercepted";
+          } else if (r.interception_checked && !absl::StrContains(r.interception_detail, "not redirected")) {
+            why = absl::StrCat("rules present? ", r.interception_detail);
+          }
+          break;
+        case proto::PodTemplate::FAILED:
+          if (!r.settled) {
+            why = "never settled";
+          } else if (r.phase != "Failed" || !r.waiter_exit || *r.waiter_exit == 0) {
+            why = absl::StrCat("expected a failed init container, got phase ", r.phase);
+          } else if (!t->expect_failure_contains().empty() &&
+                     !absl::StrContains(r.status_annotation, t->expect_failure_contains()) &&
+                     !absl::StrContains(r.waiter_message, t->expect_failure_contains())) {
+            why = absl::StrCat("failure reason lacks \"", t->expect_failure_contains(), "\": ", r.status_annotation);
+          }
+          break;
+        default:
+          break;
+      }
+      if (!why.empty()) {
+        result = "FAIL";
+        ++failures;
+      }
+    }
+    if (r.intercepted) {
+      to_intercept.push_back(Ms(r.created, r.intercepted_at));
+      last_intercepted = std::max(last_intercepted, r.intercepted_at);
+    }
+    if (r.annotated != absl::InfinitePast() && r.created != absl::InfinitePast()) to_annotated.push_back(Ms(r.created, r.annotated));
+    if (r.waiter_exited != absl::InfinitePast()) to_waiter.push_back(Ms(r.created, r.waiter_exited));
+    if (r.created != absl::InfinitePast()) first_created = std::min(first_created, r.created);
+    std::string detail = why.empty() ? (r.status_annotation.empty() ? r.interception_detail
+                                                                      : absl::StrCat("status=", r.status_annotation))
+                                     : why;
+    if (detail.size() > 90) detail = detail.substr(0, 87) + "...";
+    table << absl::StrFormat("%-22s %-8s %-7s %-11s %8s %9s %8s %9s  %-6s %s\n", c.ns + "/" + c.name,
+                             c.template_name, r.node, expect, FmtMs(Ms(r.created, r.sandbox_ready)),
+                             FmtMs(Ms(r.created, r.annotated)), FmtMs(Ms(r.created, r.waiter_exited)),
+                             FmtMs(Ms(r.created, r.intercepted_at)), result, detail);
+    json p = {{"namespace", c.ns}, {"name", c.name}, {"uid", c.uid}, {"template", c.template_name},
+              {"node", r.node}, {"expect", expect}, {"result", result}, {"reason", why},
+              {"phase", r.phase}, {"status_annotation", r.status_annotation},
+              {"waiter_exit", r.waiter_exit ? json(*r.waiter_exit) : json()}, {"waiter_message", r.waiter_message},
+              {"intercepted", r.intercepted}, {"interception_detail", r.interception_detail},
+              {"ms_created_to_sandbox", Ms(r.created, r.sandbox_ready)},
+              {"ms_created_to_annotated", Ms(r.created, r.annotated)},
+              {"ms_created_to_waiter_exit", Ms(r.created, r.waiter_exited)},
+              {"ms_created_to_intercepted", Ms(r.created, r.intercepted_at)}};
+    pods.push_back(p);
+  }
+  double pods_per_s = -1;
+  if (!to_intercept.empty() && last_intercepted > first_created) {
+    pods_per_s = to_intercept.size() / absl::ToDoubleSeconds(last_intercepted - first_created);
+  }
+  int restarts = 0;
+  for (int s : controller_starts_) restarts += std::max(0, s - 1);
+  report.passed = failures == 0 && checked > 0;
+  std::ostringstream out;
+  out << "scenario " << scenario_.name() << " (seed " << scenario_.seed() << "): " << created_.size()
+      << " pods created, " << deleted << " deleted by the timeline, " << checked << " checked, " << failures
+      << " failed; controller restarts: " << restarts << "\n";
+  out << "timeline:\n";
+  for (const auto& s : step_log_) out << "  - " << s << "\n";
+  out << "\nper pod (ms after creation):\n" << table.str() << "\n";
+  out << absl::StrFormat("created -> annotated:   p50 %s ms  p99 %s ms  (n=%d)\n", FmtMs(Percentile(to_annotated, 50)),
+                         FmtMs(Percentile(to_annotated, 99)), to_annotated.size());
+  out << absl::StrFormat("created -> waiter exit: p50 %s ms  p99 %s ms  (n=%d)\n", FmtMs(Percentile(to_waiter, 50)),
+                         FmtMs(Percentile(to_waiter, 99)), to_waiter.size());
+  out << absl::StrFormat("created -> intercepted: p50 %s ms  p99 %s ms  (n=%d)\n", FmtMs(Percentile(to_intercept, 50)),
+                         FmtMs(Percentile(to_intercept, 99)), to_intercept.size());
+  out << absl::StrFormat("throughput: %s pods/s (intercepted pods / (last interception - first creation))\n",
+                         pods_per_s < 0 ? "-" : absl::StrFormat("%.1f", pods_per_s));
+  out << (report.passed ? "RESULT: PASS" : "RESULT: FAIL") << "\n";
+  report.text = out.str();
+  report.json = {{"scenario", scenario_.name()},
+                 {"seed", scenario_.seed()},
+                 {"passed", report.passed},
+                 {"pods_created", created_.size()},
+                 {"pods_deleted", deleted},
+                 {"pods_checked", checked},
+                 {"failures", failures},
+                 {"controller_restarts", restarts},
+                 {"timeline", step_log_},
+                 {"latency_ms",
+                  {{"created_to_annotated", {{"p50", Percentile(to_annotated, 50)}, {"p99", Percentile(to_annotated, 99)}}},
+                   {"created_to_waiter_exit", {{"p50", Percentile(to_waiter, 50)}, {"p99", Percentile(to_waiter, 99)}}},
+                   {"created_to_intercepted",
+                    {{"p50", Percentile(to_intercept, 50)}, {"p99", Percentile(to_intercept, 99)}}}}},
+                 {"pods_per_second", pods_per_s},
+                 {"pods", pods}};
+  return report;
+}
+
+void Run::Teardown() {
+  for (size_t i = 0; i < controllers_.size(); ++i) StopController(i);
+  for (auto& n : nodes_) n->Stop();
+  nodes_.clear();
+  if (server_) server_->Stop();
+  cri_.clear();
+}
+
+absl::StatusOr<Report> Run::Execute() {
+  if (auto s = Setup(); !s.ok()) {
+    Teardown();
+    return s;
+  }
+  start_ = absl::Now();
+  absl::Status status;
+  for (const auto& step : scenario_.timeline()) {
+    status = Step(step);
+    if (!status.ok()) break;
+  }
+  // Controllers that died are a failure of their own.
+  std::vector<std::string> died;
+  for (size_t i = 0; i < controllers_.size(); ++i) {
+    if (controllers_[i] && controllers_[i]->WaitFor(absl::ZeroDuration())) {
+      died.push_back(absl::StrCat(scenario_.nodes(i).name(), " (exit ", *controllers_[i]->WaitFor(absl::ZeroDuration()), ")"));
+    }
+  }
+  Report report = BuildReport();
+  Teardown();
+  if (!status.ok()) return status;
+  if (!died.empty()) {
+    report.passed = false;
+    report.text += absl::StrCat("controller exited unexpectedly on: ", absl::StrJoin(died, ", "), "\nRESULT: FAIL\n");
+    report.json["passed"] = false;
+    report.json["controllers_died"] = died;
+  }
+  report.text += absl::StrCat("logs: ", options_.work_dir, "\n");
+  return report;
+}
+
+}  // namespace
+
+absl::StatusOr<proto::Scenario> LoadScenario(const std::string& path) {
+  std::ifstream f(path);
+  if (!f) return absl::NotFoundError(absl::StrCat("cannot open ", path));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  proto::Scenario s;
+  if (!google::protobuf::TextFormat::ParseFromString(ss.str(), &s)) {
+    return absl::InvalidArgumentError(absl::StrCat("cannot parse ", path, " as a pnc.sim.proto.Scenario text proto"));
+  }
+  return s;
+}
+
+absl::StatusOr<Report> RunScenario(const proto::Scenario& scenario, const RunnerOptions& options) {
+  Run run(scenario, options);
+  return run.Execute();
+}
+
+}  // namespace pnc::sim
