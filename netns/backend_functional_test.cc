@@ -28,6 +28,9 @@
 #include "netns/testing/run_as.h"
 #include "netns/testing/sandbox.h"
 #include "netns/testing/sockets.h"
+#include "rules/golden_cases.h"
+#include "rules/plan.h"
+#include "rules/test_util.h"
 
 namespace pnc::netns {
 namespace {
@@ -403,6 +406,40 @@ TEST(CrossBackendTest, IptcAndRestoreReadEachOthersRules) {
       EXPECT_EQ(*got, rules::Ruleset{});
     }
   }
+}
+
+}  // namespace
+}  // namespace pnc::netns
+
+namespace pnc::netns {
+namespace {
+
+// Every golden case of the planner (rules/golden_cases) goes through every backend and reads back equal.
+TEST_P(BackendTest, EveryPlannedGoldenCaseAppliesAndVerifies) {
+  for (const auto& c : rules::testing::GoldenCases()) {
+    SCOPED_TRACE(c.name);
+    absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(c.pod, c.config);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    PodNetns pod = NewPod();
+    ApplyAndExpectReadBack(pod, rules::BuildRuleset(*plan));
+  }
+}
+
+// The planner's default injected dual-stack pod, end to end with sockets.
+TEST_P(BackendTest, PlannedDefaultPodRedirectsBothWays) {
+  rules::PodFacts facts = rules::testing::InjectedPod();
+  PodNetns pod = NewPod();
+  facts.pod_ips = {pod.pod_ipv4, pod.pod_ipv6};
+  absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, rules::PlanConfig{});
+  ASSERT_TRUE(plan.ok()) << plan.status();
+  ASSERT_TRUE(plan->ipv4 && plan->ipv6);
+  ApplyAndExpectReadBack(pod, rules::BuildRuleset(*plan));
+  ExpectOutboundRedirect(pod, "0.0.0.0", "10.1.2.3");
+  ExpectOutboundRedirect(pod, "::", pod.peer_ipv6);
+  ExpectProxyBypass(pod, "0.0.0.0", pod.peer_ipv4);
+  ExpectProxyBypass(pod, "::", pod.peer_ipv6);
+  ExpectInboundRedirect(pod, "0.0.0.0", pod.pod_ipv4);
+  ExpectInboundRedirect(pod, "::", pod.pod_ipv6);
 }
 
 }  // namespace

@@ -3,9 +3,8 @@
 //   "iptc"    libiptc, legacy x_tables in process (iptc_backend.h)
 //   "nft"     nftables over netlink (nft/nft_backend.h)
 //   "restore" iptables-legacy-restore exec fallback (restore_backend.h)
-//   "auto"    per namespace: DetectBackend(ns, "iptc") (detect.h) picks iptc or nft from what the namespace
-//   already
-//             holds (iptc for an empty one) and refuses a namespace that holds both; Name() is "auto".
+//   "auto"    per namespace, DetectBackend(ns, "iptc") (detect.h) picks iptc or nft from what the
+//             namespace already holds (iptc for an empty one) and refuses one that holds both. Name() "auto".
 #ifndef PNC_NETNS_BACKENDS_H_
 #define PNC_NETNS_BACKENDS_H_
 

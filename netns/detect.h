@@ -3,11 +3,9 @@
 // Legacy x_tables and nf_tables can both hold rules in the same netns, and for the same hook the two run one
 // after the other with no knowledge of each other (netfilter-facts.md): adding our rules to one while the
 // pod's traffic is already steered by the other gives a setup nobody can reason about. So:
-//   legacy in use  <=> /proc/thread-self/net/ip_tables_names or ip6_tables_names lists a table (read inside
-//   the netns;
-//                      a table only exists once something used it: an iptables-legacy command, libiptc, us);
-//   nft in use     <=> the nf_tables GETTABLE dump (ListNftTablesInCurrentNetns) returns any table (ours
-//   included).
+//  - legacy in use: /proc/thread-self/net/ip_tables_names or ip6_tables_names (read inside the netns)
+//    lists a table; a table only exists once something used it (an iptables-legacy command, libiptc, us);
+//  - nft in use: the nf_tables GETTABLE dump (ListNftTablesInCurrentNetns) returns any table, ours included.
 // Neither: `preferred`. Only legacy: `preferred` if it is a legacy backend ("iptc"/"restore"), else "iptc".
 // Only nft: "nft". Both: FailedPrecondition naming the tables found on each side. Nothing is created or
 // loaded: no iptc_init, no `iptables-save -t` (both would instantiate a table).

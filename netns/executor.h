@@ -4,8 +4,8 @@
 // the caller's thread would leave that thread (a controller worker, a gRPC poller, ...) in a pod's namespace
 // if anything went wrong, and every socket it opened afterwards would live there. So the switch happens only
 // on threads of a small process-wide pool that do nothing else:
-//   worker: setns(target) -> fn() -> setns(home) ; if the return to `home` fails, the worker thread exits and
-//   is never reused (a fresh one is started for the next call).
+//   worker: setns(target) -> fn() -> setns(home)
+// and if the return to `home` fails, the worker thread exits and is never reused (a fresh one is started).
 // `home` is the network namespace of the thread that made the first RunInNetns call in this process; every
 // worker enters it when it starts, so a worker started while another call is inside a pod namespace is still
 // clean.

@@ -4,8 +4,7 @@
 // per table (the kernel swaps the whole table atomically, so other processes never observe a half-applied
 // state):
 //   1. delete our jumps (rules of built-in chains whose target is an ISTIO_* chain),
-//   2. flush every ISTIO_* chain, delete the ISTIO_* chains the new ruleset no longer has, create the missing
-//   ones,
+//   2. flush every ISTIO_* chain, delete the ones the new ruleset no longer has, create the missing ones,
 //   3. append our chains' rules, insert our jumps at the top of the built-in chains (in ruleset order),
 //   4. commit.
 // Every other chain and rule of the table is left exactly as found, so a second Apply with the same ruleset

@@ -6,12 +6,10 @@
 // cannot see.
 //
 // Apply(ns, ruleset), inside `ns` (the child process inherits the RunInNetns worker's netns), per family:
-//   1. read what is ours: `<save>` (all EXISTING tables; skipped when /proc/thread-self/net/ip*_tables_names
-//   is
-//      empty, i.e. in a fresh netns) parsed by rules/iptables_save.h;
+//   1. read what is ours: `<save>` of all EXISTING tables, parsed by rules/iptables_save.h (skipped when
+//      /proc/thread-self/net/ip*_tables_names is empty, i.e. in a fresh netns);
 //   2. `<restore> --noflush --wait 5` fed rules::RenderIptablesRestoreReplacing(desired, current): per table
-//   one
-//      atomic COMMIT that deletes our old jumps exactly as read back, flushes/creates our chains, deletes
+//      one atomic COMMIT that deletes our old jumps exactly as read back, flushes/creates our chains, deletes
 //      stale ones, re-inserts our jumps and rules. Foreign rules are never mentioned, so they survive; a
 //      family without desired rules gets RenderIptablesRestoreCleanup(current).
 //   3. TPROXY policy routes via netns/routing (in the same worker).

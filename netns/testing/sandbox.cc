@@ -105,7 +105,8 @@ absl::Status WriteMaps(pid_t target, uid_t uid, gid_t gid, const std::optional<S
                        const std::optional<SubidRange>& subgid) {
   const std::string pid = std::to_string(target);
   if (uid == 0) {
-    const std::string map = absl::StrCat("0 0 ", kIds, "\n");
+    // Root maps every id (as the initial namespace does), so OpenShift-style proxy uids (1000650000) work too.
+    const std::string map = "0 0 4294967295\n";
     if (!WriteFile(absl::StrCat("/proc/", pid, "/uid_map"), map)) return Errno(errno, "write uid_map");
     if (!WriteFile(absl::StrCat("/proc/", pid, "/gid_map"), map)) return Errno(errno, "write gid_map");
     return absl::OkStatus();

@@ -1,32 +1,30 @@
-// Sandbox: a private network world for tests, benchmarks and the simulator's fake nodes, without touching the
-// host.
+// Sandbox: a private network world for tests, benchmarks and the simulator's fake nodes, without touching
+// the host.
 //
 // Sandbox::Get() moves the WHOLE PROCESS, once, into
-//   - a new user namespace whose uid/gid maps cover 0..65535 (so uid 1337, Istio's proxy uid, is mapped: the
-//   kernel's
-//     xt_owner check rejects `--uid-owner N` for unmapped N, see shared/notes/netfilter-facts.md). As root
-//     the maps are written directly (0..65535 -> 0..65535) by a short-lived helper child left in the original
-//     user namespace; as a normal user the helper runs newuidmap/newgidmap (package uidmap) with argv only,
-//     mapping inner 0 to the user and 1..65535 to the first range of /etc/subuid and /etc/subgid;
-//   - a new network namespace (only loopback, up): the sandbox's "host"; NetnsHandle::Open refuses it like
-//   the real
-//     host namespace;
-//   - a new mount namespace with a private tmpfs (dir()) that holds the bind-mounted namespace files.
-// It also sets XTABLES_LOCKFILE to a file in dir(), which legacy iptables tools need when run in a user
-// namespace.
+//  - a new user namespace whose uid/gid maps cover at least 0..65535, so uid 1337 (Istio's proxy) is mapped:
+//    the kernel's xt_owner check rejects `--uid-owner N` for an unmapped N (shared/notes/netfilter-facts.md).
+//    As root, a short-lived helper child left in the original user namespace writes identity maps over ALL
+//    ids (like the initial namespace; OpenShift-range uids such as 1000650000 work too). As a normal user
+//    the helper runs newuidmap/newgidmap (package uidmap) with argv only, mapping inner 0 to the user and
+//    1..65535 to the first range of /etc/subuid and /etc/subgid;
+//  - a new network namespace (only loopback, up): the sandbox's "host"; NetnsHandle::Open refuses it like
+//    the real host namespace;
+//  - a new mount namespace with a private tmpfs (dir()) that holds the bind-mounted namespace files.
+// It also sets XTABLES_LOCKFILE to a file in dir(), which legacy iptables tools need in a user namespace.
 //
 // Call it while the process is still single-threaded (the kernel refuses unshare(CLONE_NEWUSER|CLONE_NEWNS)
 // otherwise): early in main(), or in a test's SetUp before anything starts threads. The first call decides;
 // later calls return the same sandbox or the same error. When user namespaces are not available (sysctl,
-// seccomp, no subordinate ids, ...) it returns FailedPrecondition/Unavailable with the reason: tests must
-// GTEST_SKIP with it, never pass silently.
+// seccomp, no subordinate ids, ...) it returns FailedPrecondition with the reason: tests must GTEST_SKIP
+// with it (see gtest_sandbox.h), never pass silently.
 //
 // Topology: one "peer" namespace (think: the node's side of the pod network) and any number of pod
-// namespaces, each linked to the peer by a veth pair:
-//   pod k:  eth0 = 10.250.0.0 + 4k + 2 /30 (pod_ipv4),  fd00:250:0:<k hex>::2/64 (pod_ipv6), default routes
-//   via the peer peer:   v<k> = 10.250.0.0 + 4k + 1 /30 (peer_ipv4), fd00:250:0:<k hex>::1/64 (peer_ipv6)
-// for k = 1, 2, ... (at most 16383 pods per process), so every pod has unique addresses; IPv6 addresses skip
-// DAD. Loopback is up everywhere. Packets only ever travel between namespaces of this sandbox.
+// namespaces, each linked to the peer by a veth pair; for k = 1, 2, ... (at most 16383 per process):
+//   pod k, eth0:   10.250.0.0 + 4k + 2 /30 (pod_ipv4)    fd00:250:0:<k hex>::2/64 (pod_ipv6)
+//   peer, v<k>:    10.250.0.0 + 4k + 1 /30 (peer_ipv4)   fd00:250:0:<k hex>::1/64 (peer_ipv6)
+// The pod's default routes (v4, v6) point at the peer end. IPv6 addresses skip DAD. Loopback is up
+// everywhere. Packets only ever travel between namespaces of this sandbox.
 //
 // Thread safety: CreatePodNetns / CreateBareNetns may be called from several threads.
 #ifndef PNC_NETNS_TESTING_SANDBOX_H_
