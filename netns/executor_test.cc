@@ -1,6 +1,8 @@
 #include "netns/executor.h"
 
+#include <linux/capability.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -131,6 +133,38 @@ TEST_F(ExecutorTest, NestedCallIsServedByAnotherWorker) {
   ASSERT_TRUE(s.ok()) << s;
   EXPECT_EQ(seen_inner, inner.inode());
   EXPECT_EQ(seen_outer_after, outer.inode());
+}
+
+TEST_F(ExecutorTest, WorkerThatCannotReturnHomeIsDiscarded) {
+  const NetnsHandle& ns = NewNetns("exec-discard");
+  // fn drops this worker thread's effective capabilities (capset acts on the calling thread only), so the
+  // worker's setns() back home fails with EPERM: it must be discarded, and fn's status still returned.
+  pid_t broken_tid = 0;
+  absl::Status s = RunInNetns(ns, [&]() -> absl::Status {
+    broken_tid = gettid();
+    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2] = {};
+    if (syscall(SYS_capget, &hdr, data) != 0) return absl::InternalError("capget");
+    data[0].effective = data[1].effective = 0;
+    if (syscall(SYS_capset, &hdr, data) != 0) return absl::InternalError("capset");
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  // The broken thread is gone (it exits right after reporting); later calls run on healthy workers.
+  for (int i = 0; i < 20; ++i) {
+    pid_t tid = 0;
+    uint64_t seen = 0;
+    ASSERT_TRUE(RunInNetns(ns, [&] {
+                  tid = gettid();
+                  seen = ThreadNetnsInode();
+                  return absl::OkStatus();
+                }).ok());
+    EXPECT_NE(tid, broken_tid);
+    EXPECT_EQ(seen, ns.inode());
+  }
+  const std::string task = absl::StrCat("/proc/self/task/", broken_tid);
+  for (int i = 0; i < 100 && access(task.c_str(), F_OK) == 0; ++i) usleep(1000);
+  EXPECT_NE(access(task.c_str(), F_OK), 0) << "discarded worker thread still alive";
 }
 
 }  // namespace
