@@ -65,15 +65,33 @@ std::string GoQuote(const std::string& s) {
       continue;
     }
     switch (cp) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\a': out += "\\a"; break;
-      case '\b': out += "\\b"; break;
-      case '\f': out += "\\f"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      case '\v': out += "\\v"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\a':
+        out += "\\a";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\v':
+        out += "\\v";
+        break;
       default:
         if (cp < 0x20 || cp == 0x7f) {
           absl::StrAppendFormat(&out, "\\x%02x", cp);
@@ -127,7 +145,8 @@ absl::Status DownwardVolume::Update(const std::map<std::string, std::string>& fi
     std::string link = absl::StrCat(dir_, "/", name);
     struct stat st;
     if (::lstat(link.c_str(), &st) != 0) {
-      if (::symlink(absl::StrCat("..data/", name).c_str(), link.c_str()) != 0) return Errno("symlink " + link);
+      if (::symlink(absl::StrCat("..data/", name).c_str(), link.c_str()) != 0)
+        return Errno("symlink " + link);
     }
   }
   if (!current_.empty()) {

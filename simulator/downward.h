@@ -1,11 +1,11 @@
-// Downward API volume files written the way kubelet's AtomicWriter does, so that the waiter's inotify logic meets
-// the real sequence of filesystem events:
+// Downward API volume files written the way kubelet's AtomicWriter does, so that the waiter's inotify logic
+// meets the real sequence of filesystem events:
 //   <dir>/..<timestamp>/<file>       the payload, in a fresh directory per update
 //   <dir>/..data -> ..<timestamp>    swapped atomically: symlink ..data_tmp, then rename(..data_tmp, ..data)
 //   <dir>/<file> -> ..data/<file>    created once
 // then the previous ..<timestamp> directory is removed.
-// Annotation files use kubelet's format: one `key="value"` line per key, sorted by key, values quoted with Go's
-// strconv.Quote rules.
+// Annotation files use kubelet's format: one `key="value"` line per key, sorted by key, values quoted with
+// Go's strconv.Quote rules.
 #ifndef PNC_SIMULATOR_DOWNWARD_H_
 #define PNC_SIMULATOR_DOWNWARD_H_
 
@@ -26,7 +26,8 @@ class DownwardVolume {
  public:
   // `dir` is created (0755) if missing.
   explicit DownwardVolume(std::string dir) : dir_(std::move(dir)) {}
-  // Publishes a new version of all files ({name -> content}) atomically. Files are 0644 so a non-root waiter reads them.
+  // Publishes a new version of all files ({name -> content}) atomically. Files are 0644 so a non-root waiter
+  // reads them.
   absl::Status Update(const std::map<std::string, std::string>& files);
   // Removes the whole directory.
   void Remove();

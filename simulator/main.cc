@@ -1,10 +1,12 @@
 // The simulator: runs a scenario against the real controller and waiter and prints the report.
 //
 //   bazel run //simulator -- --scenario=simulator/scenarios/smoke.textproto \
-//       --controller_binary=$PWD/bazel-bin/controller/controller --waiter_binary=$PWD/bazel-bin/controller/waiter/waiter
+//       --controller_binary=$PWD/bazel-bin/controller/controller
+//       --waiter_binary=$PWD/bazel-bin/controller/waiter/waiter
 //
-// Needs root or unprivileged user namespaces (each fake pod is a real network namespace inside a private sandbox;
-// nothing touches the host's network). Exit code: 0 when every expectation held, 1 otherwise, 2 on setup errors.
+// Needs root or unprivileged user namespaces (each fake pod is a real network namespace inside a private
+// sandbox; nothing touches the host's network). Exit code: 0 when every expectation held, 1 otherwise, 2 on
+// setup errors.
 #include <unistd.h>
 
 #include <cstdio>
@@ -21,10 +23,11 @@
 ABSL_FLAG(std::string, scenario, "", "scenario text proto (simulator/scenarios/*.textproto)");
 ABSL_FLAG(std::string, controller_binary, "", "the controller binary (one child process per fake node)");
 ABSL_FLAG(std::string, waiter_binary, "", "the waiter binary (the init container of mesh pods)");
-ABSL_FLAG(std::string, backend, "auto", "--backend passed to the controller");
+ABSL_FLAG(std::string, backend, "iptc", "--backend passed to the controller");
 ABSL_FLAG(std::vector<std::string>, controller_args, {}, "extra controller flags (comma-separated)");
 ABSL_FLAG(std::string, report_json, "", "also write the report as JSON here");
-ABSL_FLAG(std::string, work_dir, "", "logs, kubeconfig and Downward API volumes (default /tmp/pnc-sim-<pid>)");
+ABSL_FLAG(std::string, work_dir, "",
+          "logs, kubeconfig and Downward API volumes (default /tmp/pnc-sim-<pid>)");
 ABSL_FLAG(bool, tls, true, "serve the API over HTTPS with a bearer token");
 ABSL_FLAG(bool, verbose, false, "log every timeline step");
 
@@ -46,7 +49,8 @@ std::string Resolve(const std::string& path) {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Runs a simulator scenario (fake API server, fake nodes on real network namespaces, the real controller and "
+      "Runs a simulator scenario (fake API server, fake nodes on real network namespaces, the real "
+      "controller and "
       "waiter) and prints a per-pod report.");
   absl::ParseCommandLine(argc, argv);
   auto scenario = pnc::sim::LoadScenario(Resolve(absl::GetFlag(FLAGS_scenario)));
@@ -60,8 +64,10 @@ int main(int argc, char** argv) {
     // Before any thread exists: the sandbox unshares the user namespace of the whole process.
     auto sb = pnc::netns::testing::Sandbox::Get();
     if (!sb.ok()) {
-      std::fprintf(stderr, "simulator: cannot create the network namespace sandbox (needs root or user namespaces): %s\n",
-                   sb.status().ToString().c_str());
+      std::fprintf(
+          stderr,
+          "simulator: cannot create the network namespace sandbox (needs root or user namespaces): %s\n",
+          sb.status().ToString().c_str());
       return 2;
     }
   }

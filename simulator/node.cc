@@ -25,7 +25,8 @@ namespace {
 constexpr char kStatusAnnotation[] = "pod-network-controller.istio.io/status";
 constexpr char kNodeIp[] = "10.249.0.1";
 
-std::atomic<int> g_netns_counter{0};  // netns names must be unique per process (several nodes share the sandbox)
+std::atomic<int> g_netns_counter{
+    0};  // netns names must be unique per process (several nodes share the sandbox)
 
 std::string Rfc3339(absl::Time t) { return absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()); }
 
@@ -66,7 +67,9 @@ std::string LastLine(const std::string& path) {
 }
 
 json Condition(const char* type, bool ok, absl::Time t, const std::string& reason = "") {
-  json c = {{"type", type}, {"status", ok ? "True" : "False"}, {"lastProbeTime", nullptr},
+  json c = {{"type", type},
+            {"status", ok ? "True" : "False"},
+            {"lastProbeTime", nullptr},
             {"lastTransitionTime", Rfc3339(t)}};
   if (!reason.empty()) c["reason"] = reason;
   return c;
@@ -118,7 +121,11 @@ class FakeNode::Sink : public WatchSink {
 
 FakeNode::FakeNode(Store* store, Recorder* recorder, NodeOptions options, nt::Sandbox* sandbox,
                    SandboxListener* listener)
-    : store_(store), recorder_(recorder), options_(std::move(options)), sandbox_(sandbox), listener_(listener) {}
+    : store_(store),
+      recorder_(recorder),
+      options_(std::move(options)),
+      sandbox_(sandbox),
+      listener_(listener) {}
 
 FakeNode::~FakeNode() { Stop(); }
 
@@ -127,16 +134,17 @@ absl::Status FakeNode::Start() {
     return absl::FailedPreconditionError("netns mode needs the netns sandbox");
   }
   if (!options_.state_dir.empty()) ::mkdir(options_.state_dir.c_str(), 0755);
-  json node = {{"metadata", {{"name", options_.name}, {"labels", {{"kubernetes.io/hostname", options_.name}}}}},
-               {"status",
-                {{"addresses", {{{"type", "InternalIP"}, {"address", kNodeIp}}}},
-                 {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}}}};
+  json node = {
+      {"metadata", {{"name", options_.name}, {"labels", {{"kubernetes.io/hostname", options_.name}}}}},
+      {"status",
+       {{"addresses", {{{"type", "InternalIP"}, {"address", kNodeIp}}}},
+        {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}}}};
   auto created = store_->Create(Resource::kNodes, "", node);
   if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) return created.status();
   sink_ = std::make_shared<Sink>(this);
-  auto id = store_->Watch(Resource::kPods, "",
-                          {.field_selector = absl::StrCat("spec.nodeName=", options_.name), .resource_version = "0"},
-                          sink_);
+  auto id = store_->Watch(
+      Resource::kPods, "",
+      {.field_selector = absl::StrCat("spec.nodeName=", options_.name), .resource_version = "0"}, sink_);
   if (!id.ok()) return id.status();
   watch_id_ = *id;
   dispatcher_ = std::thread([this] { Dispatch(); });
@@ -264,7 +272,8 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
 void FakeNode::PublishStatus(const Pod& pod, const json& status) {
   // The UID precondition keeps a late status write from landing on a recreated pod with the same name.
   json patch = {{"metadata", {{"uid", pod.uid}}}, {"status", status}};
-  auto r = store_->Patch(Resource::kPods, pod.namespace_name, pod.name, PatchType::kMerge, patch, Subresource::kStatus);
+  auto r = store_->Patch(Resource::kPods, pod.namespace_name, pod.name, PatchType::kMerge, patch,
+                         Subresource::kStatus);
   (void)r;  // NotFound/Conflict: the pod is gone or replaced; nothing to report
 }
 
@@ -288,7 +297,9 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
   };
   auto running_status = [&](const std::string& ip, absl::Time init_done) {
     json terminated = {{"terminated",
-                        {{"exitCode", 0}, {"reason", "Completed"}, {"startedAt", Rfc3339(start)},
+                        {{"exitCode", 0},
+                         {"reason", "Completed"},
+                         {"startedAt", Rfc3339(start)},
                          {"finishedAt", Rfc3339(init_done)}}}};
     json running = {{"running", {{"startedAt", Rfc3339(absl::Now())}}}};
     return json{{"phase", "Running"},
@@ -309,7 +320,8 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
   };
 
   if (options_.lightweight || host_network) {
-    std::string ip = host_network ? kNodeIp : absl::StrCat("10.248.", (next_ip_ >> 8) & 0xff, ".", next_ip_ & 0xff);
+    std::string ip =
+        host_network ? kNodeIp : absl::StrCat("10.248.", (next_ip_ >> 8) & 0xff, ".", next_ip_ & 0xff);
     ++next_ip_;
     settle("Running", running_status(ip, absl::Now()));
     wait_deleted();
@@ -319,13 +331,14 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
   // 1. Sandbox.
   auto netns = sandbox_->CreatePodNetns(absl::StrCat("pod", g_netns_counter.fetch_add(1)));
   if (!netns.ok()) {
-    settle("Failed", {{"phase", "Failed"}, {"reason", "SandboxFailed"}, {"message", netns.status().ToString()}});
+    settle("Failed",
+           {{"phase", "Failed"}, {"reason", "SandboxFailed"}, {"message", netns.status().ToString()}});
     wait_deleted();
     return;
   }
   const std::string ip = netns->pod_ipv4;
   SandboxInfo sandbox_info{absl::StrCat("sb-", pod->uid), pod->uid, pod->namespace_name, pod->name,
-                           netns->netns.path(), ip};
+                           netns->netns.path(),           ip};
   if (listener_) listener_->SandboxReady(sandbox_info);
   json waiting = {{"waiting", {{"reason", "PodInitializing"}}}};
   PublishStatus(*pod, {{"phase", "Pending"},
@@ -355,9 +368,11 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
 
   auto teardown = [&] {
     wait_deleted();
+    {
+      absl::MutexLock l(&pod->mu);
+      if (pod->volume) pod->volume->Remove();
+    }
     if (listener_) listener_->SandboxRemoved(sandbox_info);
-    absl::MutexLock l(&pod->mu);
-    if (pod->volume) pod->volume->Remove();
   };
 
   // 3. Init container: the real waiter, in the pod netns, as a non-root uid.
@@ -410,12 +425,15 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
     }
     if (code != 0) {
       json term = {{"terminated",
-                    {{"exitCode", code}, {"reason", "Error"}, {"message", message}, {"startedAt", Rfc3339(start)},
+                    {{"exitCode", code},
+                     {"reason", "Error"},
+                     {"message", message},
+                     {"startedAt", Rfc3339(start)},
                      {"finishedAt", Rfc3339(init_done)}}}};
       settle("Failed", {{"phase", "Failed"},
                         {"reason", "InitContainerFailed"},
-                        {"message", absl::StrCat("init container ", kWaiterContainer, " exited with ", code, ": ",
-                                                 message)},
+                        {"message", absl::StrCat("init container ", kWaiterContainer, " exited with ", code,
+                                                 ": ", message)},
                         {"podIP", ip},
                         {"podIPs", {{{"ip", ip}}}},
                         {"conditions",
@@ -432,25 +450,28 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
   nt::UniqueFd outbound_listener, inbound_listener;
   bool mesh = waiter || HasProxy(podj);
   if (mesh) {
-    absl::Status s = nt::RunAs(options_.proxy_uid, options_.proxy_uid, &netns->handle(), [&]() -> absl::Status {
-      auto l1 = nt::TcpListen("0.0.0.0", 15001);
-      if (!l1.ok()) return l1.status();
-      auto l2 = nt::TcpListen("0.0.0.0", 15006);
-      if (!l2.ok()) return l2.status();
-      outbound_listener = std::move(*l1);
-      inbound_listener = std::move(*l2);
-      return absl::OkStatus();
-    });
-    if (!s.ok()) std::fprintf(stderr, "sidecar stand-in for %s: %s\n", pod->name.c_str(), s.ToString().c_str());
+    absl::Status s =
+        nt::RunAs(options_.proxy_uid, options_.proxy_uid, &netns->handle(), [&]() -> absl::Status {
+          auto l1 = nt::TcpListen("0.0.0.0", 15001);
+          if (!l1.ok()) return l1.status();
+          auto l2 = nt::TcpListen("0.0.0.0", 15006);
+          if (!l2.ok()) return l2.status();
+          outbound_listener = std::move(*l1);
+          inbound_listener = std::move(*l2);
+          return absl::OkStatus();
+        });
+    if (!s.ok())
+      std::fprintf(stderr, "sidecar stand-in for %s: %s\n", pod->name.c_str(), s.ToString().c_str());
   }
   nt::UniqueFd conn;
-  absl::Status connect = nt::RunAs(options_.app_uid, options_.app_uid, &netns->handle(), [&]() -> absl::Status {
-    auto c = nt::TcpConnect(options_.test_net_ip, options_.test_net_port,
-                            mesh ? absl::Seconds(2) : options_.no_redirect_timeout);
-    if (!c.ok()) return c.status();
-    conn = std::move(*c);
-    return absl::OkStatus();
-  });
+  absl::Status connect =
+      nt::RunAs(options_.app_uid, options_.app_uid, &netns->handle(), [&]() -> absl::Status {
+        auto c = nt::TcpConnect(options_.test_net_ip, options_.test_net_port,
+                                mesh ? absl::Seconds(2) : options_.no_redirect_timeout);
+        if (!c.ok()) return c.status();
+        conn = std::move(*c);
+        return absl::OkStatus();
+      });
   bool intercepted = false;
   std::string detail;
   if (!connect.ok()) {

@@ -1,17 +1,21 @@
-// FakeNode: kubelet + container runtime for the pods bound to one node, driven by an in-process watch on the Store.
+// FakeNode: kubelet + container runtime for the pods bound to one node, driven by an in-process watch on the
+// Store.
 //
 // Lightweight mode: a pod gets a fake IP and goes Running at once (benchmarks; nodes without a controller).
 // Netns mode (needs the netns sandbox), per pod, on its own thread, like kubelet's pod workers:
 //   1. sandbox: a veth-linked network namespace from //netns/testing:sandbox; status.podIP/podIPs published
 //      (phase Pending, init containers waiting); the sandbox is announced to the SandboxListener (fake CRI).
-//   2. Downward API volume <state>/pods/<uid>/podinfo with pod_annotations, rewritten with kubelet's atomic ..data
+//   2. Downward API volume <state>/pods/<uid>/podinfo with pod_annotations, rewritten with kubelet's atomic
+//   ..data
 //      swap whenever the pod's annotations change.
-//   3. init container: when the pod has an init container named kWaiterContainer, the REAL waiter binary runs inside
+//   3. init container: when the pod has an init container named kWaiterContainer, the REAL waiter binary runs
+//   inside
 //      the pod netns as uid 1000 (non-root); its exit code and last output line go to initContainerStatuses.
-//   4. containers: a stand-in sidecar (listeners on 15001 and 15006 as uid 1337, for mesh pods) and the app (uid
-//      1000) that connects to a TEST-NET-1 address (192.0.2.10:80). Intercepted = the connection landed on 15001
-//      with SO_ORIGINAL_DST 192.0.2.10:80. Without rules the SYN goes to the node peer, which forwards nothing, so
-//      the connect times out (short timeout); with rules but no listener it is refused.
+//   4. containers: a stand-in sidecar (listeners on 15001 and 15006 as uid 1337, for mesh pods) and the app
+//   (uid
+//      1000) that connects to a TEST-NET-1 address (192.0.2.10:80). Intercepted = the connection landed on
+//      15001 with SO_ORIGINAL_DST 192.0.2.10:80. Without rules the SYN goes to the node peer, which forwards
+//      nothing, so the connect times out (short timeout); with rules but no listener it is refused.
 //   5. status: phase Running (or Failed when the waiter failed: no init retries here), podIP(s), conditions,
 //      init/container statuses.
 //   On DELETED: the waiter is killed, listeners closed, the netns and volume removed, the sandbox withdrawn.

@@ -25,7 +25,8 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
   int log_fd = -1;
   if (!options.log_path.empty()) {
     log_fd = ::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log_fd < 0) return absl::InternalError(absl::StrCat("open ", options.log_path, ": ", std::strerror(errno)));
+    if (log_fd < 0)
+      return absl::InternalError(absl::StrCat("open ", options.log_path, ": ", std::strerror(errno)));
   }
   // A pipe reports exec failures (errno) back to the parent.
   int err_pipe[2];
@@ -71,13 +72,15 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
   if (n == sizeof(msg)) {
     child.Wait();
     static const char* kSteps[] = {"", "dup2", "setns", "setgroups", "setresgid", "setresuid", "execv"};
-    return absl::InternalError(absl::StrCat("spawn ", options.argv[0], ": ", kSteps[msg[0] % 7], ": ",
-                                            std::strerror(msg[1])));
+    return absl::InternalError(
+        absl::StrCat("spawn ", options.argv[0], ": ", kSteps[msg[0] % 7], ": ", std::strerror(msg[1])));
   }
   return child;
 }
 
-ChildProcess::ChildProcess(ChildProcess&& o) noexcept : pid_(o.pid_), exit_code_(o.exit_code_) { o.pid_ = -1; }
+ChildProcess::ChildProcess(ChildProcess&& o) noexcept : pid_(o.pid_), exit_code_(o.exit_code_) {
+  o.pid_ = -1;
+}
 
 ChildProcess& ChildProcess::operator=(ChildProcess&& o) noexcept {
   if (this != &o) {

@@ -1,6 +1,6 @@
-// ChildProcess: fork+exec with an argv vector (never a shell), optionally inside a network namespace and as another
-// uid/gid, with stdout+stderr appended to a log file. The child gets PR_SET_PDEATHSIG(SIGKILL) so nothing outlives
-// the simulator. Used for the real waiter (init container) and the real controller.
+// ChildProcess: fork+exec with an argv vector (never a shell), optionally inside a network namespace and as
+// another uid/gid, with stdout+stderr appended to a log file. The child gets PR_SET_PDEATHSIG(SIGKILL) so
+// nothing outlives the simulator. Used for the real waiter (init container) and the real controller.
 #ifndef PNC_SIMULATOR_PROCESS_H_
 #define PNC_SIMULATOR_PROCESS_H_
 
@@ -20,7 +20,7 @@ struct SpawnOptions {
   int netns_fd = -1;              // setns() into it before exec
   std::optional<uid_t> uid;       // drop to this uid/gid (and no supplementary groups) before exec
   std::optional<gid_t> gid;
-  std::string log_path;           // stdout+stderr appended here; empty: inherit
+  std::string log_path;  // stdout+stderr appended here; empty: inherit
 };
 
 class ChildProcess {

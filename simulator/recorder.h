@@ -15,13 +15,13 @@ namespace pnc::sim {
 
 struct PodRecord {
   std::string uid, namespace_name, name, template_name, node;
-  absl::Time created = absl::InfinitePast();       // create committed
-  absl::Time sandbox_ready = absl::InfinitePast(); // netns + IP ready, status.podIP published
-  absl::Time annotated = absl::InfinitePast();     // controller's status annotation reached the API server
+  absl::Time created = absl::InfinitePast();        // create committed
+  absl::Time sandbox_ready = absl::InfinitePast();  // netns + IP ready, status.podIP published
+  absl::Time annotated = absl::InfinitePast();      // controller's status annotation reached the API server
   absl::Time waiter_exited = absl::InfinitePast();
   absl::Time intercepted_at = absl::InfinitePast();
-  absl::Time settled_at = absl::InfinitePast();    // final phase published
-  std::string status_annotation;                   // last value of pod-network-controller.istio.io/status
+  absl::Time settled_at = absl::InfinitePast();  // final phase published
+  std::string status_annotation;                 // last value of pod-network-controller.istio.io/status
   std::optional<int> waiter_exit;
   std::string waiter_message;  // last line of the waiter's output
   bool interception_checked = false;

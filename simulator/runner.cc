@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -77,10 +78,11 @@ json PodFromTemplate(const proto::PodTemplate& t, const std::string& ns, const s
                                {"image", "registry.example/pnc-waiter:1"},
                                {"securityContext", {{"runAsUser", 1000}, {"runAsNonRoot", true}}},
                                {"volumeMounts", {{{"name", "podinfo"}, {"mountPath", "/etc/podinfo"}}}}}};
-    spec["volumes"] = {{{"name", "podinfo"},
-                        {"downwardAPI",
-                         {{"items",
-                           {{{"path", "pod_annotations"}, {"fieldRef", {{"fieldPath", "metadata.annotations"}}}}}}}}}};
+    spec["volumes"] = {
+        {{"name", "podinfo"},
+         {"downwardAPI",
+          {{"items",
+            {{{"path", "pod_annotations"}, {"fieldRef", {{"fieldPath", "metadata.annotations"}}}}}}}}}};
   }
   if (t.mesh() == proto::PodTemplate::ISTIO_INJECTED) {
     md["annotations"]["sidecar.istio.io/status"] = kSidecarStatus;
@@ -128,7 +130,9 @@ class Run {
   Report BuildReport();
   void Teardown();
   void Log(const std::string& msg) {
-    if (options_.verbose) std::fprintf(stderr, "[sim %s] %s\n", absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::LocalTimeZone()).c_str(), msg.c_str());
+    if (options_.verbose)
+      std::fprintf(stderr, "[sim %s] %s\n",
+                   absl::FormatTime("%H:%M:%E3S", absl::Now(), absl::LocalTimeZone()).c_str(), msg.c_str());
   }
 
   const proto::Scenario& scenario_;
@@ -150,13 +154,28 @@ class Run {
 
 absl::Status Run::Setup() {
   ::mkdir(options_.work_dir.c_str(), 0755);
+  ::chmod(options_.work_dir.c_str(), 0755);
   bool need_netns = false;
   for (const auto& n : scenario_.nodes()) need_netns |= !n.lightweight();
   nt::Sandbox* sandbox = nullptr;
   if (need_netns) {
     auto sb = nt::Sandbox::Get();
-    if (!sb.ok()) return absl::FailedPreconditionError(absl::StrCat("network namespace sandbox: ", sb.status().ToString()));
+    if (!sb.ok())
+      return absl::FailedPreconditionError(
+          absl::StrCat("network namespace sandbox: ", sb.status().ToString()));
     sandbox = *sb;
+  }
+  if (!options_.waiter_binary.empty()) {
+    // The waiter runs as a non-root uid: give it a copy it can execute (Bazel's output tree is root-only).
+    std::string bin_dir = options_.work_dir + "/bin";
+    ::mkdir(bin_dir.c_str(), 0755);
+    std::string copy = bin_dir + "/waiter";
+    std::error_code ec;
+    std::filesystem::copy_file(options_.waiter_binary, copy,
+                               std::filesystem::copy_options::overwrite_existing, ec);
+    if (ec) return absl::InternalError(absl::StrCat("copy waiter to ", copy, ": ", ec.message()));
+    ::chmod(copy.c_str(), 0755);
+    options_.waiter_binary = copy;
   }
   Store::Options so;
   so.seed = scenario_.seed() == 0 ? 1 : scenario_.seed();
@@ -209,7 +228,8 @@ absl::Status Run::Setup() {
     bool want = n.has_controller() ? n.controller() : !n.lightweight();
     if (!want) continue;
     if (options_.controller_binary.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat("node ", n.name(), " needs a controller: pass --controller_binary"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("node ", n.name(), " needs a controller: pass --controller_binary"));
     }
     if (auto s = StartController(i); !s.ok()) return s;
   }
@@ -232,8 +252,8 @@ absl::Status Run::StartController(size_t i) {
   if (!child.ok()) return child.status();
   controllers_[i].emplace(*std::move(child));
   ++controller_starts_[i];
-  Log(absl::StrCat("controller for ", n.name(), " started (pid ", controllers_[i]->pid(), "): ",
-                   absl::StrJoin(so.argv, " ")));
+  Log(absl::StrCat("controller for ", n.name(), " started (pid ", controllers_[i]->pid(),
+                   "): ", absl::StrJoin(so.argv, " ")));
   return absl::OkStatus();
 }
 
@@ -283,7 +303,8 @@ absl::Status Run::Step(const proto::Step& step) {
           absl::Time due = t0 + absl::Seconds(k / c.rate_per_second());
           if (absl::Now() < due) absl::SleepFor(due - absl::Now());
         }
-        std::string name = count == 1 && c.name_prefix().empty() ? prefix : absl::StrCat(prefix, "-", c.start_index() + k);
+        std::string name =
+            count == 1 && c.name_prefix().empty() ? prefix : absl::StrCat(prefix, "-", c.start_index() + k);
         if (auto s = CreatePod(c.template_(), c.namespace_(), name, c.node()); !s.ok()) return s;
       }
       step_log_.push_back(absl::StrCat("create ", count, " x ", c.template_(), " in ", c.namespace_()));
@@ -293,7 +314,8 @@ absl::Status Run::Step(const proto::Step& step) {
       const auto& d = step.delete_();
       auto r = store_->Delete(Resource::kPods, d.namespace_(), d.name(), {});
       if (!r.ok()) return r.status();
-      step_log_.push_back(absl::StrCat("delete ", d.namespace_(), "/", d.name(), d.recreate() ? " and recreate" : ""));
+      step_log_.push_back(
+          absl::StrCat("delete ", d.namespace_(), "/", d.name(), d.recreate() ? " and recreate" : ""));
       if (d.recreate()) {
         std::string t = d.template_().empty() ? template_of_[d.namespace_() + "/" + d.name()] : d.template_();
         if (auto s = CreatePod(t, d.namespace_(), d.name(), ""); !s.ok()) return s;
@@ -367,16 +389,15 @@ Report Run::BuildReport() {
   Report report;
   std::map<std::string, const proto::PodTemplate*> templates;
   for (const auto& t : scenario_.templates()) templates[t.name()] = &t;
-  absl::Duration limit = absl::Milliseconds(scenario_.expect().settle_timeout_ms() == 0
-                                                ? 60000
-                                                : scenario_.expect().settle_timeout_ms());
+  absl::Duration limit = absl::Milliseconds(
+      scenario_.expect().settle_timeout_ms() == 0 ? 60000 : scenario_.expect().settle_timeout_ms());
   std::vector<double> to_intercept, to_annotated, to_waiter;
   int failures = 0, deleted = 0, checked = 0;
   absl::Time first_created = absl::InfiniteFuture(), last_intercepted = absl::InfinitePast();
   json pods = json::array();
   std::ostringstream table;
-  table << absl::StrFormat("%-22s %-8s %-7s %-11s %8s %9s %8s %9s  %-6s %s\n", "POD", "TEMPLATE", "NODE", "EXPECT",
-                           "SANDBOX", "ANNOTATED", "WAITER", "INTERCEPT", "RESULT", "DETAIL");
+  table << absl::StrFormat("%-22s %-8s %-7s %-11s %8s %9s %8s %9s  %-6s %s\n", "POD", "TEMPLATE", "NODE",
+                           "EXPECT", "SANDBOX", "ANNOTATED", "WAITER", "INTERCEPT", "RESULT", "DETAIL");
   for (const auto& c : created_) {
     PodRecord r = recorder_.Get(c.uid).value_or(PodRecord{});
     const proto::PodTemplate* t = templates[c.template_name];
@@ -422,7 +443,8 @@ Report Run::BuildReport() {
           } else if (!t->expect_failure_contains().empty() &&
                      !absl::StrContains(r.status_annotation, t->expect_failure_contains()) &&
                      !absl::StrContains(r.waiter_message, t->expect_failure_contains())) {
-            why = absl::StrCat("failure reason lacks \"", t->expect_failure_contains(), "\": ", r.status_annotation);
+            why = absl::StrCat("failure reason lacks \"", t->expect_failure_contains(),
+                               "\": ", r.status_annotation);
           }
           break;
         default:
@@ -437,22 +459,33 @@ Report Run::BuildReport() {
       to_intercept.push_back(Ms(r.created, r.intercepted_at));
       last_intercepted = std::max(last_intercepted, r.intercepted_at);
     }
-    if (r.annotated != absl::InfinitePast() && r.created != absl::InfinitePast()) to_annotated.push_back(Ms(r.created, r.annotated));
+    if (r.annotated != absl::InfinitePast() && r.created != absl::InfinitePast())
+      to_annotated.push_back(Ms(r.created, r.annotated));
     if (r.waiter_exited != absl::InfinitePast()) to_waiter.push_back(Ms(r.created, r.waiter_exited));
     if (r.created != absl::InfinitePast()) first_created = std::min(first_created, r.created);
-    std::string detail = why.empty() ? (r.status_annotation.empty() ? r.interception_detail
-                                                                      : absl::StrCat("status=", r.status_annotation))
-                                     : why;
+    std::string detail = why.empty()
+                             ? (r.status_annotation.empty() ? r.interception_detail
+                                                            : absl::StrCat("status=", r.status_annotation))
+                             : why;
     if (detail.size() > 90) detail = detail.substr(0, 87) + "...";
     table << absl::StrFormat("%-22s %-8s %-7s %-11s %8s %9s %8s %9s  %-6s %s\n", c.ns + "/" + c.name,
                              c.template_name, r.node, expect, FmtMs(Ms(r.created, r.sandbox_ready)),
                              FmtMs(Ms(r.created, r.annotated)), FmtMs(Ms(r.created, r.waiter_exited)),
                              FmtMs(Ms(r.created, r.intercepted_at)), result, detail);
-    json p = {{"namespace", c.ns}, {"name", c.name}, {"uid", c.uid}, {"template", c.template_name},
-              {"node", r.node}, {"expect", expect}, {"result", result}, {"reason", why},
-              {"phase", r.phase}, {"status_annotation", r.status_annotation},
-              {"waiter_exit", r.waiter_exit ? json(*r.waiter_exit) : json()}, {"waiter_message", r.waiter_message},
-              {"intercepted", r.intercepted}, {"interception_detail", r.interception_detail},
+    json p = {{"namespace", c.ns},
+              {"name", c.name},
+              {"uid", c.uid},
+              {"template", c.template_name},
+              {"node", r.node},
+              {"expect", expect},
+              {"result", result},
+              {"reason", why},
+              {"phase", r.phase},
+              {"status_annotation", r.status_annotation},
+              {"waiter_exit", r.waiter_exit ? json(*r.waiter_exit) : json()},
+              {"waiter_message", r.waiter_message},
+              {"intercepted", r.intercepted},
+              {"interception_detail", r.interception_detail},
               {"ms_created_to_sandbox", Ms(r.created, r.sandbox_ready)},
               {"ms_created_to_annotated", Ms(r.created, r.annotated)},
               {"ms_created_to_waiter_exit", Ms(r.created, r.waiter_exited)},
@@ -473,32 +506,37 @@ Report Run::BuildReport() {
   out << "timeline:\n";
   for (const auto& s : step_log_) out << "  - " << s << "\n";
   out << "\nper pod (ms after creation):\n" << table.str() << "\n";
-  out << absl::StrFormat("created -> annotated:   p50 %s ms  p99 %s ms  (n=%d)\n", FmtMs(Percentile(to_annotated, 50)),
-                         FmtMs(Percentile(to_annotated, 99)), to_annotated.size());
-  out << absl::StrFormat("created -> waiter exit: p50 %s ms  p99 %s ms  (n=%d)\n", FmtMs(Percentile(to_waiter, 50)),
-                         FmtMs(Percentile(to_waiter, 99)), to_waiter.size());
-  out << absl::StrFormat("created -> intercepted: p50 %s ms  p99 %s ms  (n=%d)\n", FmtMs(Percentile(to_intercept, 50)),
-                         FmtMs(Percentile(to_intercept, 99)), to_intercept.size());
+  out << absl::StrFormat("created -> annotated:   p50 %s ms  p99 %s ms  (n=%d)\n",
+                         FmtMs(Percentile(to_annotated, 50)), FmtMs(Percentile(to_annotated, 99)),
+                         to_annotated.size());
+  out << absl::StrFormat("created -> waiter exit: p50 %s ms  p99 %s ms  (n=%d)\n",
+                         FmtMs(Percentile(to_waiter, 50)), FmtMs(Percentile(to_waiter, 99)),
+                         to_waiter.size());
+  out << absl::StrFormat("created -> intercepted: p50 %s ms  p99 %s ms  (n=%d)\n",
+                         FmtMs(Percentile(to_intercept, 50)), FmtMs(Percentile(to_intercept, 99)),
+                         to_intercept.size());
   out << absl::StrFormat("throughput: %s pods/s (intercepted pods / (last interception - first creation))\n",
                          pods_per_s < 0 ? "-" : absl::StrFormat("%.1f", pods_per_s));
   out << (report.passed ? "RESULT: PASS" : "RESULT: FAIL") << "\n";
   report.text = out.str();
-  report.json = {{"scenario", scenario_.name()},
-                 {"seed", scenario_.seed()},
-                 {"passed", report.passed},
-                 {"pods_created", created_.size()},
-                 {"pods_deleted", deleted},
-                 {"pods_checked", checked},
-                 {"failures", failures},
-                 {"controller_restarts", restarts},
-                 {"timeline", step_log_},
-                 {"latency_ms",
-                  {{"created_to_annotated", {{"p50", Percentile(to_annotated, 50)}, {"p99", Percentile(to_annotated, 99)}}},
-                   {"created_to_waiter_exit", {{"p50", Percentile(to_waiter, 50)}, {"p99", Percentile(to_waiter, 99)}}},
-                   {"created_to_intercepted",
-                    {{"p50", Percentile(to_intercept, 50)}, {"p99", Percentile(to_intercept, 99)}}}}},
-                 {"pods_per_second", pods_per_s},
-                 {"pods", pods}};
+  report.json = {
+      {"scenario", scenario_.name()},
+      {"seed", scenario_.seed()},
+      {"passed", report.passed},
+      {"pods_created", created_.size()},
+      {"pods_deleted", deleted},
+      {"pods_checked", checked},
+      {"failures", failures},
+      {"controller_restarts", restarts},
+      {"timeline", step_log_},
+      {"latency_ms",
+       {{"created_to_annotated",
+         {{"p50", Percentile(to_annotated, 50)}, {"p99", Percentile(to_annotated, 99)}}},
+        {"created_to_waiter_exit", {{"p50", Percentile(to_waiter, 50)}, {"p99", Percentile(to_waiter, 99)}}},
+        {"created_to_intercepted",
+         {{"p50", Percentile(to_intercept, 50)}, {"p99", Percentile(to_intercept, 99)}}}}},
+      {"pods_per_second", pods_per_s},
+      {"pods", pods}};
   return report;
 }
 
@@ -525,7 +563,8 @@ absl::StatusOr<Report> Run::Execute() {
   std::vector<std::string> died;
   for (size_t i = 0; i < controllers_.size(); ++i) {
     if (controllers_[i] && controllers_[i]->WaitFor(absl::ZeroDuration())) {
-      died.push_back(absl::StrCat(scenario_.nodes(i).name(), " (exit ", *controllers_[i]->WaitFor(absl::ZeroDuration()), ")"));
+      died.push_back(absl::StrCat(scenario_.nodes(i).name(), " (exit ",
+                                  *controllers_[i]->WaitFor(absl::ZeroDuration()), ")"));
     }
   }
   Report report = BuildReport();
@@ -533,7 +572,8 @@ absl::StatusOr<Report> Run::Execute() {
   if (!status.ok()) return status;
   if (!died.empty()) {
     report.passed = false;
-    report.text += absl::StrCat("controller exited unexpectedly on: ", absl::StrJoin(died, ", "), "\nRESULT: FAIL\n");
+    report.text +=
+        absl::StrCat("controller exited unexpectedly on: ", absl::StrJoin(died, ", "), "\nRESULT: FAIL\n");
     report.json["passed"] = false;
     report.json["controllers_died"] = died;
   }
@@ -550,7 +590,8 @@ absl::StatusOr<proto::Scenario> LoadScenario(const std::string& path) {
   ss << f.rdbuf();
   proto::Scenario s;
   if (!google::protobuf::TextFormat::ParseFromString(ss.str(), &s)) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot parse ", path, " as a pnc.sim.proto.Scenario text proto"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("cannot parse ", path, " as a pnc.sim.proto.Scenario text proto"));
   }
   return s;
 }

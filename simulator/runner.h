@@ -1,6 +1,6 @@
 // Runs a Scenario: fake API server + fake nodes + the real controller (one child process per node) + the real
-// waiter, plays the timeline (creations, deletions, recreations, controller restarts, faults), then checks the
-// expectations and builds the report.
+// waiter, plays the timeline (creations, deletions, recreations, controller restarts, faults), then checks
+// the expectations and builds the report.
 #ifndef PNC_SIMULATOR_RUNNER_H_
 #define PNC_SIMULATOR_RUNNER_H_
 
@@ -16,21 +16,21 @@ namespace pnc::sim {
 struct RunnerOptions {
   std::string controller_binary;  // empty: no controller (only lightweight nodes make sense then)
   std::string waiter_binary;
-  std::string backend = "auto";   // --backend for the controller
+  std::string backend = "iptc";  // --backend for the controller
   std::vector<std::string> controller_extra_args;
-  std::string work_dir;           // logs, kubeconfig, Downward API volumes; created if missing
-  bool tls = true;                // the controller talks HTTPS with a bearer token, like in a cluster
+  std::string work_dir;  // logs, kubeconfig, Downward API volumes; created if missing
+  bool tls = true;       // the controller talks HTTPS with a bearer token, like in a cluster
   bool verbose = false;
 };
 
 struct Report {
   bool passed = false;
-  std::string text;    // human-readable table + summary
+  std::string text;  // human-readable table + summary
   nlohmann::json json;
 };
 
-// Needs the netns sandbox for non-lightweight nodes: call netns::testing::Sandbox::Get() first, while the process is
-// still single-threaded (RunScenario does it, but only works if nothing started threads before).
+// Needs the netns sandbox for non-lightweight nodes: call netns::testing::Sandbox::Get() first, while the
+// process is still single-threaded (RunScenario does it, but only works if nothing started threads before).
 absl::StatusOr<Report> RunScenario(const proto::Scenario& scenario, const RunnerOptions& options);
 
 absl::StatusOr<proto::Scenario> LoadScenario(const std::string& path);
