@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# e2e: one scenario with the real controller and waiter on real network namespaces; the simulator's exit code says
+# whether every expectation held, and the JSON report is checked independently here.
+set -euo pipefail
+scenario="$1"
+shift
+out="${TEST_UNDECLARED_OUTPUTS_DIR:-$TEST_TMPDIR}"
+work="$(mktemp -d /tmp/pnc-e2e-XXXXXX)"
+trap 'rm -rf "$work"' EXIT
+status=0
+"$(dirname "$0")/run_scenario.sh" "$scenario" --work_dir="$work" --report_json="$out/report.json" "$@" || status=$?
+# Keep the logs next to the report (controller JSON logs, waiter output) for CI artifacts.
+cp "$work"/controller-*.log "$out/" 2>/dev/null || true
+if [[ $status -ne 0 ]]; then
+  echo "FAIL: simulator exited with $status; controller log tail:" >&2
+  tail -n 30 "$work"/controller-*.log >&2 || true
+  exit 1
+fi
+python3 - "$out/report.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["passed"] is True, "report says failed"
+assert r["failures"] == 0, r["failures"]
+checked = [p for p in r["pods"] if p["result"] != "gone"]
+assert checked, "no pod was checked"
+for p in checked:
+    assert p["result"] == "ok", p
+    if p["expect"] == "INTERCEPTED":
+        assert p["intercepted"] and p["waiter_exit"] == 0 and p["status_annotation"] == "initialized", p
+    if p["expect"] == "UNTOUCHED":
+        assert not p["intercepted"] and p["status_annotation"] == "", p
+    if p["expect"] == "FAILED":
+        assert p["waiter_exit"] not in (None, 0) and p["status_annotation"].startswith("error: "), p
+print("report OK:", len(checked), "pods checked,", r["pods_deleted"], "deleted by the timeline")
+PY
