@@ -83,6 +83,8 @@ std::vector<Case> GoldenCases() {
       With({{kExcludeInterfacesAnnotation, "eth1, net1"}}));
   add("reroute_interfaces", "VM traffic from tap0 / k6t-eth0 goes to the outbound capture",
       With({{kRerouteVirtualInterfacesAnnotation, "tap0,k6t-eth0"}}));
+  add("tproxy_reroute_interfaces", "TPROXY leaves rerouted VM interfaces to the nat outbound capture",
+      With({{kInterceptionModeAnnotation, "TPROXY"}, {kRerouteVirtualInterfacesAnnotation, "tap0"}}));
   add("kubevirt_interfaces_legacy", "older kubevirtInterfaces spelling",
       With({{kKubevirtInterfacesAnnotation, "tap0"}}));
   add("status_port", "status port 15030 excluded inbound", With({{kStatusPortAnnotation, "15030"}}));

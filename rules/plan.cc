@@ -515,6 +515,9 @@ FamilyRules BuildFamily(const RedirectPlan& plan, Family f) {
   // Inbound capture rules (shared shape for nat/REDIRECT and mangle/TPROXY).
   auto inbound_chain = [&](std::vector<Rule>& chain) {
     for (const auto& i : plan.exclude_interfaces) chain.push_back(R().in(i).ret());
+    // TPROXY runs in mangle, before nat's PREROUTING reroute jump: leave rerouted (VM) traffic to it.
+    if (tproxy)
+      for (const auto& i : plan.reroute_interfaces) chain.push_back(R().in(i).ret());
     if (plan.capture_all_inbound) {
       chain.push_back(R().tcp().dport(kHboneTunnelPort).ret());
       for (uint16_t p : plan.exclude_inbound_ports) chain.push_back(R().tcp().dport(p).ret());

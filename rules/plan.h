@@ -94,6 +94,32 @@ struct RedirectPlan {
 // Validates and combines pod input and controller config. Pure and deterministic.
 absl::StatusOr<RedirectPlan> BuildPlan(const PodFacts& pod, const PlanConfig& config);
 
+// Rule layout (per family; goldens in rules/testdata/golden show every variant):
+//   nat     PREROUTING -> [reroute: -i IF -p tcp -> ISTIO_REDIRECT] [REDIRECT mode: -p tcp -> ISTIO_INBOUND]
+//           OUTPUT -> [DNS: ISTIO_OUTPUT_DNS] ISTIO_OUTPUT
+//           ISTIO_INBOUND: excluded interfaces, 15008 + excluded ports RETURN, rest (or listed ports) ->
+//             ISTIO_IN_REDIRECT (REDIRECT 15006)
+//           ISTIO_OUTPUT: Istio's order (spec note): excluded interfaces/ports, 127.0.0.6 on lo, proxy uid
+//           then gid
+//             (lo -> ISTIO_IN_REDIRECT, lo non-proxy RETURN, proxy RETURN), 127.0.0.1, excluded CIDRs,
+//             included ports, included CIDRs / everything -> ISTIO_REDIRECT (REDIRECT 15001)
+//           ISTIO_OUTPUT_DNS (DNS): excluded interfaces + proxy uid/gid RETURN, udp/tcp dport 53 -> REDIRECT
+//           15053
+//   mangle  (TPROXY) PREROUTING -p tcp -> ISTIO_INBOUND (socket --transparent -> ISTIO_DIVERT (MARK 1337,
+//   ACCEPT),
+//           else ISTIO_TPROXY: TPROXY 15006 mark 1337), mark 1337 -> ISTIO_SAVE_MARK (CONNMARK save);
+//           OUTPUT connmark 1337 -> ISTIO_RESTORE_MARK (CONNMARK restore); plus Ruleset.routes fwmark 1337 ->
+//           table 133
+//   raw     (DNS) OUTPUT -p udp -> ISTIO_OUTPUT_DNS (ct zone 1 for proxy<->upstream, 2 for app<->proxy; xt_CT
+//   keeps
+//           the first zone set, so proxy rules come first), PREROUTING -p udp -> ISTIO_PRERT (sport 53 ->
+//           zone 1)
+// Differences from istio-iptables, all so that built-in chains hold nothing but jumps into ISTIO_* chains
+// (exact cleanup and read-back): excluded interfaces are RETURNs inside our chains instead of rules in
+// PREROUTING/OUTPUT, and the CONNMARK rules live in ISTIO_SAVE_MARK / ISTIO_RESTORE_MARK. DNS capture is
+// controller-wide (PlanConfig.capture_dns) and is off for pods that exclude outbound port 53. In TPROXY mode,
+// rerouted interfaces RETURN from mangle ISTIO_INBOUND so their traffic reaches nat's outbound capture.
+//
 // Pure and deterministic: chains of each table are built-ins first (fixed order), then ours sorted by name
 // (the order iptables-save prints them in, so a read-back compares equal). Built-in chains only ever hold
 // jumps to ISTIO_* chains. The default REDIRECT plan for IPv4 gives 20 rules in the nat table (see
