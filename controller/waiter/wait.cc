@@ -61,20 +61,39 @@ std::string DirOf(const std::string& file) {
 
 }  // namespace
 
+AnnotationWatcher::AnnotationWatcher(WaitOptions options) : o_(std::move(options)) {
+  fd_ = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  if (fd_ < 0) {
+    setup_error_ = std::string("inotify_init1: ") + std::strerror(errno);
+    return;
+  }
+  // Watch first, then read (in Wait): a swap between the two is then never missed.
+  std::string dir = DirOf(o_.file);
+  if (inotify_add_watch(fd_, dir.c_str(), kDirEvents) < 0) {
+    setup_error_ = "cannot watch directory " + dir + ": " + std::strerror(errno);
+  }
+}
+
+AnnotationWatcher::~AnnotationWatcher() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
 WaitResult WaitForAnnotation(const WaitOptions& o, const std::atomic<bool>* cancel) {
+  AnnotationWatcher w(o);
+  return w.Wait(cancel);
+}
+
+WaitResult AnnotationWatcher::Wait(const std::atomic<bool>* cancel) {
+  const WaitOptions& o = o_;
   WaitResult r;
+  if (!setup_error_.empty()) {
+    r.message = setup_error_;
+    return r;
+  }
   std::string dir = DirOf(o.file);
-  Fd in;
-  in.fd = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  if (in.fd < 0) {
-    r.message = std::string("inotify_init1: ") + std::strerror(errno);
-    return r;
-  }
-  // Watch first, then read: a swap between the two is then never missed.
-  if (inotify_add_watch(in.fd, dir.c_str(), kDirEvents) < 0) {
-    r.message = "cannot watch directory " + dir + ": " + std::strerror(errno);
-    return r;
-  }
+  struct {
+    int fd;
+  } in{fd_};
   const int64_t deadline = NowMs() + o.timeout_ms;
   std::string last_seen = "file not found";
   alignas(inotify_event) char evbuf[8192];

@@ -128,7 +128,10 @@ int main(int argc, char** argv) {
   }
   if (wo.file.empty() || wo.key.empty()) return Usage("--file and --annotation_key must not be empty");
 
-  pnc::waiter::WaitResult r = pnc::waiter::WaitForAnnotation(wo);
+  // The watcher is never destroyed: closing an inotify fd waits for a kernel grace period; exit does it for
+  // us.
+  auto* watcher = new pnc::waiter::AnnotationWatcher(wo);
+  pnc::waiter::WaitResult r = watcher->Wait();
   switch (r.outcome) {
     case pnc::waiter::WaitOutcome::kReady:
       std::fprintf(stderr, "waiter: %s=%s\n", wo.key.c_str(), r.message.c_str());
