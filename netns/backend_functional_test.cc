@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -416,12 +417,25 @@ namespace {
 
 // Every golden case of the planner (rules/golden_cases) goes through every backend and reads back equal.
 TEST_P(BackendTest, EveryPlannedGoldenCaseAppliesAndVerifies) {
+  std::vector<std::string> not_run;
   for (const auto& c : rules::testing::GoldenCases()) {
     SCOPED_TRACE(c.name);
     absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(c.pod, c.config);
     ASSERT_TRUE(plan.ok()) << plan.status();
+    // Legacy xt_owner refuses unmapped ids; as a normal user the sandbox maps only 0..65535 (OpenShift uids
+    // like 1000650000 need root). nft does not check at load time.
+    if (GetParam().name != "nft" &&
+        (!testing::Sandbox::MapsUid(plan->proxy_uid) || !testing::Sandbox::MapsUid(plan->proxy_gid))) {
+      not_run.push_back(
+          absl::StrCat(c.name, " (proxy uid ", plan->proxy_uid, " not mapped in this sandbox)"));
+      continue;
+    }
     PodNetns pod = NewPod();
     ApplyAndExpectReadBack(pod, rules::BuildRuleset(*plan));
+  }
+  if (!not_run.empty()) {
+    ASSERT_FALSE(testing::Sandbox::Required()) << "as root every id is mapped; nothing may be left out";
+    GTEST_SKIP() << "cases not run: " << absl::StrJoin(not_run, "; ");
   }
 }
 

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 
 namespace pnc::netns::testing {
 namespace {
@@ -68,7 +69,57 @@ bool ParseAddress(const std::string& text, int* family, in6_addr* out) {
   return false;
 }
 
+int OperStateAttr(const nlattr* attr, void* data) {
+  if (mnl_attr_get_type(attr) == IFLA_OPERSTATE && mnl_attr_validate(attr, MNL_TYPE_U8) >= 0) {
+    *static_cast<int*>(data) = mnl_attr_get_u8(attr);
+  }
+  return MNL_CB_OK;
+}
+
+int OperStateMsg(const nlmsghdr* nlh, void* data) {
+  mnl_attr_parse(nlh, sizeof(ifinfomsg), OperStateAttr, data);
+  return MNL_CB_OK;
+}
+
+// IFLA_OPERSTATE of one link (IF_OPER_*), or -1 if the kernel did not report it.
+absl::StatusOr<int> OperState(int ifindex) {
+  Socket sock(mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC));
+  if (!sock) return Errno(errno, "netlink socket");
+  if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) return Errno(errno, "netlink bind");
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = RTM_GETLINK;
+  nlh->nlmsg_flags = NLM_F_REQUEST;
+  nlh->nlmsg_seq = static_cast<uint32_t>(time(nullptr));
+  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
+  ifm->ifi_family = AF_UNSPEC;
+  ifm->ifi_index = ifindex;
+  if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) return Errno(errno, "get link: send");
+  ssize_t n = mnl_socket_recvfrom(sock.get(), buf, sizeof(buf));
+  if (n < 0) return Errno(errno, "get link: recv");
+  int state = -1;
+  if (mnl_cb_run(buf, n, nlh->nlmsg_seq, mnl_socket_get_portid(sock.get()), OperStateMsg, &state) < 0) {
+    return Errno(errno, "get link");
+  }
+  return state;
+}
+
 }  // namespace
+
+absl::Status WaitOperUp(int ifindex, absl::Duration timeout) {
+  constexpr int kOperUp = 6;  // IF_OPER_UP (linux/if.h, which clashes with net/if.h)
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    absl::StatusOr<int> state = OperState(ifindex);
+    if (!state.ok()) return state.status();
+    if (*state == kOperUp) return absl::OkStatus();
+    if (absl::Now() > deadline) {
+      return absl::DeadlineExceededError(absl::StrCat("link ", ifindex, " not operationally up (state ",
+                                                      *state, ") after ", absl::FormatDuration(timeout)));
+    }
+    absl::SleepFor(absl::Microseconds(200));
+  }
+}
 
 absl::Status SetLinkUp(int ifindex) {
   char buf[MNL_SOCKET_BUFFER_SIZE];

@@ -9,6 +9,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 
 namespace pnc::netns::testing {
 
@@ -25,6 +26,11 @@ absl::StatusOr<int> InterfaceIndex(const std::string& name);
 // Adds `address`/`prefix_len` (IPv4 or IPv6 text) to the interface. IPv6 addresses are added with IFA_F_NODAD
 // so they are usable at once (no duplicate address detection delay).
 absl::Status AddAddress(int ifindex, const std::string& address, int prefix_len);
+
+// Waits until the link's operational state is UP. The kernel attaches a device's real qdisc only when it
+// processes the carrier change (linkwatch, which may lag by up to a second); until then packets sent on it
+// are dropped, e.g. the first SYN of a test, which then costs a 1 s retransmission.
+absl::Status WaitOperUp(int ifindex, absl::Duration timeout);
 
 // Adds a default route (0.0.0.0/0 or ::/0, by the gateway's family) via `gateway` out of `ifindex`.
 absl::Status AddDefaultRoute(int ifindex, const std::string& gateway);

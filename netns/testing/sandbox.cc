@@ -105,7 +105,8 @@ absl::Status WriteMaps(pid_t target, uid_t uid, gid_t gid, const std::optional<S
                        const std::optional<SubidRange>& subgid) {
   const std::string pid = std::to_string(target);
   if (uid == 0) {
-    // Root maps every id (as the initial namespace does), so OpenShift-style proxy uids (1000650000) work too.
+    // Root maps every id (as the initial namespace does), so OpenShift-style proxy uids (1000650000) work
+    // too.
     const std::string map = "0 0 4294967295\n";
     if (!WriteFile(absl::StrCat("/proc/", pid, "/uid_map"), map)) return Errno(errno, "write uid_map");
     if (!WriteFile(absl::StrCat("/proc/", pid, "/gid_map"), map)) return Errno(errno, "write gid_map");
@@ -170,6 +171,15 @@ absl::StatusOr<Sandbox*> Sandbox::Get() {
     return new absl::StatusOr<Sandbox*>(sandbox);
   }();
   return *result;
+}
+
+bool Sandbox::MapsUid(uint32_t uid) {
+  std::ifstream in("/proc/self/uid_map");
+  uint64_t inner, outer, count;
+  while (in >> inner >> outer >> count) {
+    if (uid >= inner && uid - inner < count) return true;
+  }
+  return false;
 }
 
 bool Sandbox::Required() {
@@ -301,6 +311,15 @@ absl::StatusOr<OwnedNetns> Sandbox::NewNetns(const std::string& name) {
       return;
     }
     if (status = SetLinkUp(1); !status.ok()) return;
+    // No IPv6 duplicate address detection on links created later (the veth's link-local addresses): tentative
+    // addresses can delay the first neighbour exchange by a second. /proc/sys/net is the opener's netns.
+    for (const char* knob :
+         {"/proc/sys/net/ipv6/conf/default/accept_dad", "/proc/sys/net/ipv6/conf/all/accept_dad"}) {
+      if (!WriteFile(knob, "0")) {
+        status = Errno(errno, absl::StrCat("write ", knob));
+        return;
+      }
+    }
     if (mount("/proc/thread-self/ns/net", path.c_str(), nullptr, MS_BIND, nullptr) != 0) {
       status = Errno(errno, absl::StrCat("bind-mount netns on ", path));
     }
@@ -355,7 +374,15 @@ absl::StatusOr<PodNetns> Sandbox::CreatePodNetns(const std::string& name) {
     if (absl::Status s = AddAddress(*idx, pod.pod_ipv6, 64); !s.ok()) return s;
     if (absl::Status s = SetLinkUp(*idx); !s.ok()) return s;
     if (absl::Status s = AddDefaultRoute(*idx, pod.peer_ipv4); !s.ok()) return s;
-    return AddDefaultRoute(*idx, pod.peer_ipv6);
+    if (absl::Status s = AddDefaultRoute(*idx, pod.peer_ipv6); !s.ok()) return s;
+    return WaitOperUp(*idx, absl::Seconds(5));
+  });
+  if (!s.ok()) return s;
+  // Both ends must carry traffic before the caller sends the first packet (see WaitOperUp).
+  s = RunInNetns(peer(), [&]() -> absl::Status {
+    absl::StatusOr<int> idx = InterfaceIndex(pod.peer_interface);
+    if (!idx.ok()) return idx.status();
+    return WaitOperUp(*idx, absl::Seconds(5));
   });
   if (!s.ok()) return s;
   return pod;

@@ -30,6 +30,7 @@
 #ifndef PNC_NETNS_TESTING_SANDBOX_H_
 #define PNC_NETNS_TESTING_SANDBOX_H_
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -85,6 +86,10 @@ class Sandbox {
   // unavailable, so tests must FAIL (not skip) when Get() fails. (Inside Bazel's linux-sandbox, root is
   // mapped alone in a user namespace and uid 1337 cannot be mapped: such tests need tags = ["no-sandbox"].)
   static bool Required();
+
+  // Whether `uid` is mapped in the current user namespace (inside the sandbox: [0, 65536) at least, every id
+  // when root). Legacy iptables refuses `--uid-owner N` for an unmapped N.
+  static bool MapsUid(uint32_t uid);
 
   // The namespace every pod's veth leads to.
   const NetnsHandle& peer() const { return peer_->handle(); }
