@@ -773,6 +773,28 @@ std::optional<Family> FamilyOf(uint32_t nfproto) {
   return std::nullopt;
 }
 
+// Closing ANY nf_tables netlink socket blocks while the kernel's global list of objects awaiting RCU-deferred
+// destruction is non-empty (nft_rcv_nl_event flushes it on NETLINK_URELEASE): after a re-apply or a remove,
+// that is 10-18 ms, and it hits the next read-back's socket too. So every socket of this backend is closed by
+// the background closer (started by NewNftBackend).
+class NfSocket {
+ public:
+  static absl::StatusOr<NfSocket> Open() {
+    absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
+    if (!nl.ok()) return nl.status();
+    return NfSocket(std::move(*nl));
+  }
+  NfSocket(NfSocket&&) = default;
+  ~NfSocket() {
+    if (nl_) MnlSocket::CloseInBackground(std::move(*nl_));
+  }
+  MnlSocket& operator*() { return *nl_; }
+
+ private:
+  explicit NfSocket(MnlSocket nl) : nl_(std::move(nl)) {}
+  std::optional<MnlSocket> nl_;
+};
+
 absl::Status DumpObjects(MnlSocket& nl, uint16_t msg, uint16_t family, absl::string_view what,
                          absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
@@ -939,6 +961,109 @@ bool SameHook(const ChainInfo& have, const std::optional<BaseChainSpec>& want) {
          have.policy.value_or(NF_ACCEPT) == NF_ACCEPT;
 }
 
+int BuiltinRank(const std::string& name) {
+  for (size_t i = 0; i < kBuiltinOrder.size(); ++i)
+    if (name == kBuiltinOrder[i]) return static_cast<int>(i);
+  return -1;
+}
+
+// Our tables' content in the Ruleset model (no routes), given the families holding our table and their
+// chains.
+absl::StatusOr<std::vector<FamilyRules>> ReadFamilies(MnlSocket& nl, const std::set<Family>& families,
+                                                      std::map<Family, std::vector<ChainInfo>>& chains) {
+  std::vector<FamilyRules> out;
+  if (families.empty()) return out;
+
+  // Rules per (family, nft chain name), in chain order.
+  std::map<std::pair<Family, std::string>, std::vector<Rule>> rules_by_chain;
+  absl::Status s =
+      DumpObjects(nl, NFT_MSG_GETRULE, NFPROTO_UNSPEC, "list nftables rules", [&](const nlmsghdr* m) {
+        RulePtr r(nftnl_rule_alloc());
+        if (nftnl_rule_nlmsg_parse(m, r.get()) < 0)
+          return absl::InternalError("cannot parse an nftables rule");
+        std::optional<Family> f = FamilyOf(nftnl_rule_get_u32(r.get(), NFTNL_RULE_FAMILY));
+        if (!f || std::string(nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) != kNftTableName)
+          return absl::OkStatus();
+        std::string chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
+        std::string where = absl::StrCat(NftFamily(*f), " ", kNftTableName, " chain ", chain);
+        std::optional<std::pair<Table, std::string>> split = SplitChainName(chain);
+        if (!split) return absl::InternalError(absl::StrCat(where, " is not a chain we create"));
+        absl::StatusOr<Rule> rule = ReadRule(r.get(), *f, split->first, where);
+        if (!rule.ok()) return rule.status();
+        rules_by_chain[{*f, chain}].push_back(std::move(*rule));
+        return absl::OkStatus();
+      });
+  if (!s.ok()) return s;
+
+  for (Family f : {Family::kIPv4, Family::kIPv6}) {
+    if (!families.count(f)) continue;
+    std::map<Table, std::vector<Chain>> by_table;
+    for (const ChainInfo& c : chains[f]) {
+      std::optional<std::pair<Table, std::string>> split = SplitChainName(c.nft_name);
+      if (!split) {
+        return absl::InternalError(
+            absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name, " is not one we create"));
+      }
+      const auto& [table, name] = *split;
+      std::optional<BaseChainSpec> spec;
+      if (BuiltinRank(name) >= 0) {
+        absl::StatusOr<BaseChainSpec> want = BaseChainFor(table, name);
+        if (want.ok()) spec = *want;
+        if (!want.ok() || !SameHook(c, spec)) {
+          return absl::InternalError(absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name,
+                                                  " is hooked differently than we hook it"));
+        }
+      } else if (c.base) {
+        return absl::InternalError(absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name,
+                                                " should not be a base chain"));
+      }
+      by_table[table].push_back(Chain{name, std::move(rules_by_chain[{f, c.nft_name}])});
+    }
+    FamilyRules fr{.family = f};
+    for (Table t : kTableOrder) {
+      auto it = by_table.find(t);
+      if (it == by_table.end()) continue;
+      std::vector<Chain>& cs = it->second;
+      std::sort(cs.begin(), cs.end(), [](const Chain& a, const Chain& b) {
+        int ra = BuiltinRank(a.name), rb = BuiltinRank(b.name);
+        if ((ra >= 0) != (rb >= 0)) return ra >= 0;
+        if (ra >= 0) return ra < rb;
+        return a.name < b.name;
+      });
+      fr.tables.push_back(TableRules{t, std::move(cs)});
+    }
+    out.push_back(std::move(fr));
+  }
+  return out;
+}
+
+absl::StatusOr<Ruleset> ReadBackHere() {
+  Ruleset rs;
+  absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes();
+  if (!routes.ok()) return routes.status();
+  rs.routes = std::move(*routes);
+  absl::StatusOr<NfSocket> nl = NfSocket::Open();
+  if (!nl.ok()) return nl.status();
+  absl::StatusOr<std::set<Family>> families = OurTables(**nl);
+  if (!families.ok()) return families.status();
+  std::map<Family, std::vector<ChainInfo>> chains;
+  if (!families->empty()) {
+    absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> c = DumpOurChains(**nl);
+    if (!c.ok()) return c.status();
+    chains = std::move(*c);
+  }
+  absl::StatusOr<std::vector<FamilyRules>> fams = ReadFamilies(**nl, *families, chains);
+  if (!fams.ok()) return fams.status();
+  rs.families = std::move(*fams);
+  return rs;
+}
+
+absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Family>& want_families,
+                            std::map<Family, std::vector<WantChain>>& want_chains,
+                            const std::set<Family>& have_families,
+                            std::map<Family, std::vector<ChainInfo>>& have_chains,
+                            const std::vector<std::pair<Family, RulePtr>>& new_rules);
+
 absl::Status ApplyHere(const Ruleset& rs) {
   // Validate and translate everything before touching the namespace.
   std::set<Family> want_families;
@@ -974,26 +1099,40 @@ absl::Status ApplyHere(const Ruleset& rs) {
   // Routes before rules: TPROXY'd packets must find their local route as soon as the rules exist.
   if (absl::Status s = SyncPolicyRoutes(rs.routes); !s.ok()) return s;
 
-  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
+  absl::StatusOr<NfSocket> nl = NfSocket::Open();
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::set<Family>> have_families = OurTables(*nl);
+  absl::StatusOr<std::set<Family>> have_families = OurTables(**nl);
   if (!have_families.ok()) return have_families.status();
   std::map<Family, std::vector<ChainInfo>> have_chains;
   if (!have_families->empty()) {  // fresh netns: skip this dump
-    absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> chains = DumpOurChains(*nl);
+    absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> chains = DumpOurChains(**nl);
     if (!chains.ok()) return chains.status();
     have_chains = std::move(*chains);
+    // Re-apply of what is already there (a restarted controller, a retry): change nothing, destroy nothing.
+    // Unreadable content (tampered) falls through to the rewrite below.
+    absl::StatusOr<std::vector<FamilyRules>> current = ReadFamilies(**nl, *have_families, have_chains);
+    if (current.ok() && *current == rs.families) return absl::OkStatus();
   }
 
-  Batch b(*nl);
-  for (Family f : *have_families) {
+  absl::Status sent =
+      SendApplyBatch(**nl, rs, want_families, want_chains, *have_families, have_chains, new_rules);
+  return sent;
+}
+
+absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Family>& want_families,
+                            std::map<Family, std::vector<WantChain>>& want_chains,
+                            const std::set<Family>& have_families,
+                            std::map<Family, std::vector<ChainInfo>>& have_chains,
+                            const std::vector<std::pair<Family, RulePtr>>& new_rules) {
+  Batch b(nl);
+  for (Family f : have_families) {
     if (!want_families.count(f)) PutTable(b, f, NFT_MSG_DELTABLE, 0);  // family dropped: cold path
   }
   for (const FamilyRules& fr : rs.families) {
     const Family f = fr.family;
     const std::vector<WantChain>& want = want_chains[f];
     PutTable(b, f, NFT_MSG_NEWTABLE, NLM_F_CREATE);
-    if (have_families->count(f)) {
+    if (have_families.count(f)) {
       FlushTable(b, f);  // also drops jumps into chains deleted below
       for (const ChainInfo& c : have_chains[f]) {
         auto it = std::find_if(want.begin(), want.end(),
@@ -1016,98 +1155,19 @@ absl::Status ApplyHere(const Ruleset& rs) {
   return b.Send("nftables batch");
 }
 
-int BuiltinRank(const std::string& name) {
-  for (size_t i = 0; i < kBuiltinOrder.size(); ++i)
-    if (name == kBuiltinOrder[i]) return static_cast<int>(i);
-  return -1;
-}
-
-absl::StatusOr<Ruleset> ReadBackHere() {
-  Ruleset rs;
-  absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes();
-  if (!routes.ok()) return routes.status();
-  rs.routes = std::move(*routes);
-
-  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
-  if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::set<Family>> families = OurTables(*nl);
-  if (!families.ok()) return families.status();
-  if (families->empty()) return rs;
-  absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> chains = DumpOurChains(*nl);
-  if (!chains.ok()) return chains.status();
-
-  // Rules per (family, nft chain name), in chain order.
-  std::map<std::pair<Family, std::string>, std::vector<Rule>> rules_by_chain;
-  absl::Status s =
-      DumpObjects(*nl, NFT_MSG_GETRULE, NFPROTO_UNSPEC, "list nftables rules", [&](const nlmsghdr* m) {
-        RulePtr r(nftnl_rule_alloc());
-        if (nftnl_rule_nlmsg_parse(m, r.get()) < 0)
-          return absl::InternalError("cannot parse an nftables rule");
-        std::optional<Family> f = FamilyOf(nftnl_rule_get_u32(r.get(), NFTNL_RULE_FAMILY));
-        if (!f || std::string(nftnl_rule_get_str(r.get(), NFTNL_RULE_TABLE)) != kNftTableName)
-          return absl::OkStatus();
-        std::string chain = nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN);
-        std::string where = absl::StrCat(NftFamily(*f), " ", kNftTableName, " chain ", chain);
-        std::optional<std::pair<Table, std::string>> split = SplitChainName(chain);
-        if (!split) return absl::InternalError(absl::StrCat(where, " is not a chain we create"));
-        absl::StatusOr<Rule> rule = ReadRule(r.get(), *f, split->first, where);
-        if (!rule.ok()) return rule.status();
-        rules_by_chain[{*f, chain}].push_back(std::move(*rule));
-        return absl::OkStatus();
-      });
-  if (!s.ok()) return s;
-
-  for (Family f : {Family::kIPv4, Family::kIPv6}) {
-    if (!families->count(f)) continue;
-    std::map<Table, std::vector<Chain>> by_table;
-    for (const ChainInfo& c : (*chains)[f]) {
-      std::optional<std::pair<Table, std::string>> split = SplitChainName(c.nft_name);
-      if (!split) {
-        return absl::InternalError(
-            absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name, " is not one we create"));
-      }
-      const auto& [table, name] = *split;
-      std::optional<BaseChainSpec> spec;
-      if (BuiltinRank(name) >= 0) {
-        absl::StatusOr<BaseChainSpec> want = BaseChainFor(table, name);
-        if (want.ok()) spec = *want;
-        if (!want.ok() || !SameHook(c, spec)) {
-          return absl::InternalError(absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name,
-                                                  " is hooked differently than we hook it"));
-        }
-      } else if (c.base) {
-        return absl::InternalError(absl::StrCat(NftFamily(f), " ", kNftTableName, ": chain ", c.nft_name,
-                                                " should not be a base chain"));
-      }
-      by_table[table].push_back(Chain{name, std::move(rules_by_chain[{f, c.nft_name}])});
-    }
-    FamilyRules fr{.family = f};
-    for (Table t : kTableOrder) {
-      auto it = by_table.find(t);
-      if (it == by_table.end()) continue;
-      std::vector<Chain>& cs = it->second;
-      std::sort(cs.begin(), cs.end(), [](const Chain& a, const Chain& b) {
-        int ra = BuiltinRank(a.name), rb = BuiltinRank(b.name);
-        if ((ra >= 0) != (rb >= 0)) return ra >= 0;
-        if (ra >= 0) return ra < rb;
-        return a.name < b.name;
-      });
-      fr.tables.push_back(TableRules{t, std::move(cs)});
-    }
-    rs.families.push_back(std::move(fr));
-  }
-  return rs;
-}
-
 absl::Status RemoveHere() {
-  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
+  absl::StatusOr<NfSocket> nl = NfSocket::Open();
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::set<Family>> families = OurTables(*nl);
+  absl::StatusOr<std::set<Family>> families = OurTables(**nl);
   if (!families.ok()) return families.status();
   if (!families->empty()) {
-    Batch b(*nl);
-    for (Family f : *families) PutTable(b, f, NFT_MSG_DELTABLE, 0);
-    if (absl::Status s = b.Send("delete our nftables tables"); !s.ok()) return s;
+    absl::Status sent;
+    {
+      Batch b(**nl);
+      for (Family f : *families) PutTable(b, f, NFT_MSG_DELTABLE, 0);
+      sent = b.Send("delete our nftables tables");
+    }
+    if (!sent.ok()) return sent;
   }
   return SyncPolicyRoutes({});
 }
@@ -1144,12 +1204,15 @@ std::string NftChainName(Table table, const std::string& chain) {
   return absl::StrCat(rules::TableName(table), "_", chain);
 }
 
-std::unique_ptr<Backend> NewNftBackend() { return std::make_unique<NftBackend>(); }
+std::unique_ptr<Backend> NewNftBackend() {
+  MnlSocket::StartBackgroundCloser();  // here, on the caller's thread, never inside a pod's netns
+  return std::make_unique<NftBackend>();
+}
 
 absl::StatusOr<std::vector<std::string>> ListNftTablesInCurrentNetns() {
-  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
+  absl::StatusOr<NfSocket> nl = NfSocket::Open();
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::vector<std::pair<uint32_t, std::string>>> tables = DumpTables(*nl);
+  absl::StatusOr<std::vector<std::pair<uint32_t, std::string>>> tables = DumpTables(**nl);
   if (!tables.ok()) return tables.status();
   std::vector<std::string> out;
   for (const auto& [nfproto, name] : *tables) out.push_back(absl::StrCat(NftFamilyName(nfproto), " ", name));

@@ -4,11 +4,15 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <deque>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace pnc::netns {
 namespace {
@@ -27,7 +31,55 @@ int DataCallback(const nlmsghdr* nlh, void* data) {
   return d->status.ok() ? MNL_CB_OK : MNL_CB_ERROR;
 }
 
+// One thread that closes sockets handed to it. Leaked on purpose (like absl::NoDestructor): it must outlive
+// every caller, and at process exit an idle thread blocked on its queue needs no cleanup.
+class BackgroundCloser {
+ public:
+  static BackgroundCloser* Started() { return started_.load(std::memory_order_acquire); }
+  static void Start() {
+    static BackgroundCloser* closer = [] {
+      auto* c = new BackgroundCloser();
+      started_.store(c, std::memory_order_release);
+      return c;
+    }();
+    (void)closer;
+  }
+  void Close(mnl_socket* nl) {
+    absl::MutexLock l(&mu_);
+    queue_.push_back(nl);
+  }
+
+ private:
+  BackgroundCloser() {
+    std::thread([this] {
+      for (;;) {
+        mnl_socket* nl;
+        {
+          absl::MutexLock l(&mu_);
+          mu_.Await(absl::Condition(
+              +[](std::deque<mnl_socket*>* q) { return !q->empty(); }, &queue_));
+          nl = queue_.front();
+          queue_.pop_front();
+        }
+        mnl_socket_close(nl);
+      }
+    }).detach();
+  }
+  static std::atomic<BackgroundCloser*> started_;
+  absl::Mutex mu_;
+  std::deque<mnl_socket*> queue_ ABSL_GUARDED_BY(mu_);
+};
+std::atomic<BackgroundCloser*> BackgroundCloser::started_{nullptr};
+
 }  // namespace
+
+void MnlSocket::StartBackgroundCloser() { BackgroundCloser::Start(); }
+
+void MnlSocket::CloseInBackground(MnlSocket socket) {
+  BackgroundCloser* closer = BackgroundCloser::Started();
+  if (socket.nl_ == nullptr || closer == nullptr) return;  // ~MnlSocket closes inline
+  closer->Close(std::exchange(socket.nl_, nullptr));
+}
 
 absl::Status NetlinkErrno(int err, absl::string_view what) {
   std::string msg = absl::StrCat(what, ": ", std::strerror(err));

@@ -47,6 +47,17 @@ class MnlSocket {
   absl::Status SendAndWait(const void* buf, size_t len, uint32_t last_seq, absl::string_view what,
                            absl::FunctionRef<absl::Status(const nlmsghdr*)> cb);
 
+  // Closes `socket` on a process-wide background thread instead of the caller's. Closing a NETLINK_NETFILTER
+  // socket after a batch that destroyed nf_tables objects (flushed rules, deleted chains) blocks in close()
+  // until the kernel's deferred destruction has passed an RCU grace period (measured 10-18 ms); nothing the
+  // caller does next depends on that. The socket keeps its netns referenced until it is closed (a few ms
+  // later).
+  // The closer thread must be started beforehand by StartBackgroundCloser() (from a thread in the process's
+  // own netns: a thread inherits its creator's netns and would otherwise pin a pod's netns forever); until
+  // then this closes inline.
+  static void CloseInBackground(MnlSocket socket);
+  static void StartBackgroundCloser();  // idempotent, thread-safe
+
   // Sends a dump request (NLM_F_DUMP set by the caller) and calls `cb` for every reply message.
   absl::Status Dump(const nlmsghdr* nlh, absl::string_view what,
                     absl::FunctionRef<absl::Status(const nlmsghdr*)> cb);
