@@ -1,33 +1,36 @@
 // Native nftables backend: programs a Ruleset over netlink (libnftnl + libmnl), one atomic batch per Apply.
 //
-// Layout in the pod's netns: one nftables table per (address family, iptables table) of the Ruleset, named
-// `<ip|ip6> istio_pnc_<raw|mangle|nat|filter>`. Inside it, chains carry exactly the Ruleset's names: the
-// built-in ones (PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING) are base chains hooked like iptables-nft's
-// (type nat at dstnat/srcnat priority, mangle -150 (OUTPUT: type route), raw -300, filter 0; policy accept),
-// the ISTIO_* ones are regular chains. Separate tables keep every name identical to the iptables view
-// (ISTIO_INBOUND exists in both nat and mangle in TPROXY mode) and make our part of the ruleset trivially
-// identifiable: tables named istio_pnc_*.
+// Layout in the pod's netns (the same as rules/render.h's RenderNftables script, checked by a test): one
+// table per address family, `ip istio_pnc` / `ip6 istio_pnc`. An iptables table maps to a chain-name prefix:
+// chain ISTIO_X of table nat is `nat_ISTIO_X`; built-in chain PREROUTING of nat is the base chain
+// `nat_PREROUTING`, hooked like iptables-nft's (type nat at -100 prerouting/output and 100 input/postrouting;
+// mangle -150 with OUTPUT as type route; raw -300; filter 0; policy accept). Everything in those two tables
+// is ours; nothing outside them is touched.
 //
-// Apply: one GETTABLE dump (plus a GETCHAIN dump if tables of ours already exist), then one batch: add tables
-// and chains (idempotent adds), flush our pre-existing chains, delete our stale chains/tables, append all
-// rules. A first apply into a fresh netns deletes nothing, so it does not pay the ~13 ms close() wait that
-// nf_tables imposes after destroying objects (netfilter-facts.md); a re-apply over existing rules does. Then
-// the TPROXY policy routes (routing.h). ReadBack dumps our tables/chains/rules and translates expressions
-// back into the Ruleset model exactly; any expression we do not write ourselves yields an Internal error.
-// Remove deletes our tables (cold path) and our policy routes.
+// Apply: one GETTABLE dump; in a fresh netns then one batch: add table and chains (idempotent adds), append
+// all rules. Nothing is destroyed, so this hot path never waits on nf_tables' RCU-deferred destruction
+// (netfilter-facts.md: ~13 ms). If our table exists: GETCHAIN + GETRULE dumps; when they already equal the
+// plan, nothing is sent; otherwise one batch flushes our table's rules, deletes our stale chains (and the
+// table of a family no longer planned), re-adds chains and rules. Every nf_tables socket is closed on a
+// background thread, because close() blocks 10-18 ms after any destruction (the kernel flushes its
+// deferred-destroy work on socket release, holding the netns' commit mutex). Policy routes (routing.h) are
+// synced first, so TPROXY'd packets find their route as soon as the rules exist. ReadBack dumps our
+// tables/chains/rules and translates the expressions back into the Ruleset model exactly; any expression we
+// do not write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. Remove
+// deletes our tables (cold path) and our policy routes.
 //
-// Translation (iptables -> nft): -p -> meta l4proto; -s/-d -> payload load + bitwise (prefix) + cmp; -i/-o ->
-// meta iifname/oifname ("eth+" wildcard -> prefix cmp); --dport -> th dport; owner -> meta skuid/skgid; -m
-// mark -> meta mark; -m connmark -> ct mark; -m socket --transparent -> socket transparent 1; REDIRECT ->
-// redirect to :P; TPROXY -> tproxy to :P + meta mark set + accept; MARK -> meta mark set; CONNMARK
-// save/restore -> ct mark set meta mark / meta mark set ct mark; --sport -> th sport; CT --zone -> ct zone
-// set; -j chain/RETURN/ACCEPT -> jump/return/accept. Known nuance shared with iptables-nft: a negated owner
-// match
-// (`meta skuid != 1337`) does not match packets without a socket, where xt_owner's `! --uid-owner` would.
+// Translation (iptables -> nft), in the expression order RenderNftables prints: -s/-d -> ip[6] saddr/daddr
+// (payload + bitwise for a prefix + cmp); -i/-o -> meta iifname/oifname ("eth+" -> prefix cmp, shown "eth*");
+// -p -> meta l4proto; --sport/--dport -> th sport/dport; owner -> meta skuid/skgid; -m mark -> meta mark;
+// -m connmark -> ct mark; -m socket --transparent -> socket transparent 1; REDIRECT -> redirect to :P; TPROXY
+// -> tproxy to :P + meta mark set + accept; MARK -> meta mark set; CONNMARK save/restore -> ct mark set meta
+// mark / meta mark set ct mark; CT --zone -> ct zone set; -j chain/RETURN/ACCEPT -> jump/return/accept. Known
+// nuance shared with iptables-nft: a negated owner match (`meta skuid != 1337`) does not match packets
+// without a socket, where xt_owner's `! --uid-owner` does.
 //
 // ReadBack order: families IPv4 then IPv6; tables raw, mangle, nat, filter; built-in chains in the fixed
 // order PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING, then ISTIO_* chains sorted by name (as libiptc lists
-// them); policy routes as routing.h orders them.
+// them and rules/plan.h builds them); policy routes in routing.h's order.
 #ifndef PNC_NETNS_NFT_NFT_BACKEND_H_
 #define PNC_NETNS_NFT_NFT_BACKEND_H_
 
@@ -50,7 +53,7 @@ std::string NftChainName(rules::Table table, const std::string& chain);
 // Thread-safe; enters the target netns with RunInNetns (netns/executor.h).
 std::unique_ptr<Backend> NewNftBackend();
 
-// Every nftables table in the CALLING THREAD's netns as "<family> <name>" ("ip nat", "ip6 istio_pnc_nat",
+// Every nftables table in the CALLING THREAD's netns as "<family> <name>" ("ip nat", "ip6 istio_pnc",
 // "inet filter"), for backend detection. Read-only: one GETTABLE dump, creates nothing.
 absl::StatusOr<std::vector<std::string>> ListNftTablesInCurrentNetns();
 
