@@ -1,0 +1,182 @@
+// Runs the real //controller:controller binary against an in-test API server through a kubeconfig: it must
+// list and watch (node-scoped), become ready, expose metrics, retry a pod whose sandbox cannot be found (the
+// cgroup locator scans an empty fake /proc, so no network namespace is ever touched), and exit 0 on SIGTERM.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "kube/test_http_server.h"
+
+extern char** environ;
+
+namespace pnc::controller {
+namespace {
+
+using kube::testing::HttpConn;
+using kube::testing::HttpRequest;
+using kube::testing::TestHttpServer;
+using ::testing::HasSubstr;
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string Get(int port, const std::string& path) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return "";
+  }
+  std::string req = "GET " + path + " HTTP/1.1\r\n\r\n";
+  send(fd, req.data(), req.size(), MSG_NOSIGNAL);
+  std::string out;
+  char buf[8192];
+  ssize_t n;
+  while ((n = recv(fd, buf, sizeof buf, 0)) > 0) out.append(buf, n);
+  close(fd);
+  return out;
+}
+
+constexpr char kPods[] =
+    R"({"kind":"PodList","metadata":{"resourceVersion":"100"},"items":[)"
+    R"({"metadata":{"name":"member","namespace":"shop","uid":"11111111-2222-3333-4444-555555555555",)"
+    R"("resourceVersion":"99","annotations":{"sidecar.istio.io/status":"{}"}},)"
+    R"("spec":{"nodeName":"node-a","containers":[{"name":"app"},{"name":"istio-proxy"}]},)"
+    R"("status":{"phase":"Pending","podIPs":[{"ip":"10.1.2.3"}]}},)"
+    R"({"metadata":{"name":"plain","namespace":"shop","uid":"u-plain","resourceVersion":"98"},)"
+    R"("spec":{"nodeName":"node-a","containers":[{"name":"app"}]}}]})";
+constexpr char kNamespaces[] =
+    R"({"kind":"NamespaceList","metadata":{"resourceVersion":"100"},"items":[{"metadata":{"name":"shop"}}]})";
+
+TEST(ControllerBinary, ListsWatchesBecomesReadyRetriesAndStopsOnSigterm) {
+  TestHttpServer api([&](const HttpRequest& req, HttpConn& conn) {
+    bool watch = absl::StrContains(req.target, "watch=true");
+    if (watch) {
+      conn.StartChunked();
+      conn.Chunk(R"({"type":"BOOKMARK","object":{"kind":"Pod","metadata":{"resourceVersion":"101"}}})"
+                 "\n");
+      while (!api.stopping() && !conn.WaitPeerClosed(50)) {
+      }
+      return;
+    }
+    if (absl::StartsWith(req.target, "/api/v1/pods")) {
+      conn.Respond(200, kPods);
+    } else if (absl::StartsWith(req.target, "/api/v1/namespaces?")) {
+      conn.Respond(200, kNamespaces);
+    } else {
+      conn.Respond(404, R"({"kind":"Status","code":404})");
+    }
+  });
+
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string dir = std::string(tmp ? tmp : "/tmp") + "/ctrlbin";
+  mkdir(dir.c_str(), 0755);
+  mkdir((dir + "/proc").c_str(), 0755);  // an empty fake /proc: the cgroup locator finds nothing
+  std::string kubeconfig = dir + "/kubeconfig";
+  std::ofstream(kubeconfig) << "apiVersion: v1\nkind: Config\ncurrent-context: sim\n"
+                            << "clusters:\n- name: sim\n  cluster:\n    server: " << api.url() << "\n"
+                            << "contexts:\n- name: sim\n  context:\n    cluster: sim\n    user: u\n"
+                            << "users:\n- name: u\n  user:\n    token: test-token\n";
+  int mport = FreePort();
+  std::vector<std::string> args = {"controller/controller",
+                                   "--kubeconfig=" + kubeconfig,
+                                   "--node_name=node-a",
+                                   "--locator=cgroup",
+                                   "--proc_root=" + dir + "/proc",
+                                   "--backend=auto",
+                                   "--metrics_address=127.0.0.1:" + std::to_string(mport),
+                                   "--workers=2",
+                                   "--shutdown_grace=5s"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int errp[2];
+  ASSERT_EQ(pipe2(errp, O_CLOEXEC), 0);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+  pid_t pid;
+  ASSERT_EQ(posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ), 0);
+  posix_spawn_file_actions_destroy(&fa);
+  close(errp[1]);
+  fcntl(errp[0], F_SETFL, O_NONBLOCK);
+  std::string logs;
+  auto drain = [&] {
+    char buf[8192];
+    ssize_t n;
+    while ((n = read(errp[0], buf, sizeof buf)) > 0) logs.append(buf, n);
+  };
+
+  // Wait for readiness and for the member pod to have been retried (its sandbox cannot be found).
+  std::string metrics;
+  bool ready = false, retried = false;
+  for (absl::Time end = absl::Now() + absl::Seconds(30); absl::Now() < end && !(ready && retried);) {
+    absl::SleepFor(absl::Milliseconds(50));
+    drain();
+    ready = absl::StrContains(Get(mport, "/readyz"), "200 OK");
+    metrics = Get(mport, "/metrics");
+    retried = absl::StrContains(metrics, "pnc_errors_total{reason=\"locate_not_found\"}");
+  }
+  EXPECT_TRUE(ready) << logs;
+  EXPECT_TRUE(retried) << metrics << logs;
+  EXPECT_THAT(Get(mport, "/healthz"), HasSubstr("200 OK"));
+  EXPECT_THAT(metrics, HasSubstr("pnc_reconciles_total{outcome=\"skipped\"}"));  // the non-member
+
+  ASSERT_EQ(kill(pid, SIGTERM), 0);
+  int status = -1;
+  for (absl::Time end = absl::Now() + absl::Seconds(20); absl::Now() < end;) {
+    if (waitpid(pid, &status, WNOHANG) == pid) break;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  if (status == -1) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    ADD_FAILURE() << "controller did not exit after SIGTERM";
+  }
+  drain();
+  close(errp[0]);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << logs;
+  EXPECT_THAT(logs, HasSubstr("\"msg\":\"shutting down\""));
+  EXPECT_THAT(logs, ::testing::Not(HasSubstr("test-token")));  // never log secrets
+
+  bool node_scoped = false;
+  for (const HttpRequest& r : api.requests()) {
+    if (absl::StartsWith(r.target, "/api/v1/pods")) {
+      EXPECT_THAT(r.target, HasSubstr("fieldSelector=spec.nodeName%3Dnode-a"));
+      node_scoped = true;
+    }
+    EXPECT_EQ(r.headers.count("authorization") ? r.headers.at("authorization") : "", "Bearer test-token");
+    EXPECT_NE(r.method, "PATCH");  // nothing may be marked: no rules were applied
+  }
+  EXPECT_TRUE(node_scoped);
+}
+
+}  // namespace
+}  // namespace pnc::controller
