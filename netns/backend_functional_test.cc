@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -251,6 +252,38 @@ TEST_P(BackendTest, RemoveLeavesNothingOfOurs) {
   ASSERT_OK(server.status());
   ASSERT_OK(ConnectAs(kAppUid, pod, pod.peer_ipv4, 80).status());
   ASSERT_OK(testing::Accept(server->get(), kTimeout).status());
+}
+
+TEST_P(BackendTest, TamperedChainFailsVerificationAndReapplyRepairs) {
+  PodNetns pod = NewPod();
+  const rules::Ruleset rs = IstioLikeRuleset({.ipv6 = false});
+  ApplyAndExpectReadBack(pod, rs);
+  ASSERT_OK(RunIn(pod.handle(), GetParam().tamper_argv).status());
+  absl::StatusOr<rules::Ruleset> got = backend_->ReadBack(pod.handle());
+  // Either the read-back refuses what it does not understand, or it differs: never equal.
+  EXPECT_FALSE(got.ok() && *got == rs) << "tampering went unnoticed";
+  ApplyAndExpectReadBack(pod, rs);  // our chains are flushed and refilled: the foreign rule is gone
+}
+
+TEST_P(BackendTest, ConcurrentAppliesIntoManyPods) {
+  constexpr int kThreads = 4, kPodsPerThread = 4;
+  std::vector<PodNetns> pods;
+  for (int i = 0; i < kThreads * kPodsPerThread; ++i) pods.push_back(NewPod());
+  const rules::Ruleset rs = IstioLikeRuleset({.dns = true});
+  std::vector<absl::Status> results(pods.size());
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int k = 0; k < kPodsPerThread; ++k) {
+        const size_t i = t * kPodsPerThread + k;
+        results[i] = ApplyAndVerify(*backend_, pods[i].handle(), rs);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  for (size_t i = 0; i < results.size(); ++i)
+    EXPECT_TRUE(results[i].ok()) << "pod " << i << ": " << results[i];
+  ExpectOutboundRedirect(pods.back(), "0.0.0.0", pods.back().peer_ipv4);
 }
 
 TEST_P(BackendTest, RefusesFakeHandle) {

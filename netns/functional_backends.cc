@@ -24,6 +24,8 @@ FunctionalBackend Legacy(std::string name, std::function<std::unique_ptr<Backend
                              "FOREIGN_CHAIN"},
                             {ipt, "-w", "-t", "mangle", "-A", "OUTPUT", "-p", "udp", "--dport", "9997", "-j",
                              "ACCEPT"}},
+      .tamper_argv = {ipt, "-w", "-t", "nat", "-A", "ISTIO_OUTPUT", "-p", "tcp", "-m", "multiport",
+                      "--dports", "1:2", "-j", "RETURN"},
       .foreign_needles = {"-A OUTPUT -p tcp -m tcp --dport 9999 -j ACCEPT", ":FOREIGN_CHAIN",
                           "-A FOREIGN_CHAIN -j RETURN",
                           "-A PREROUTING -p tcp -m tcp --dport 9998 -j FOREIGN_CHAIN",
@@ -51,6 +53,7 @@ std::vector<FunctionalBackend> FunctionalBackends() {
                             {nft, "add", "chain", "ip", "filter", "output",
                              "{ type filter hook output priority 0 ; }"},
                             {nft, "add", "rule", "ip", "filter", "output", "udp", "dport", "9997", "accept"}},
+      .tamper_argv = {nft, "add", "rule", "ip", "istio_pnc", "nat_ISTIO_OUTPUT", "counter"},
       .foreign_needles = {"table ip foreign", "tcp dport 9999 accept", "table ip filter",
                           "udp dport 9997 accept"},
   });

@@ -4,8 +4,8 @@
 #define PNC_NETNS_FUNCTIONAL_BACKENDS_H_
 
 #include <functional>
-#include <ostream>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -19,7 +19,8 @@ struct FunctionalBackend {
   std::vector<std::string> dump_argv;  // prints the netns's ruleset (legacy save / nft list)
   std::string istio_output_jump_line;  // how our nat OUTPUT -> ISTIO_OUTPUT jump prints, trimmed
   std::vector<std::vector<std::string>> add_foreign_argvs;  // plant rules that are not ours
-  std::vector<std::string> foreign_needles;                 // substrings of dump output proving they survived
+  std::vector<std::string> tamper_argv;      // appends a rule we never write to our nat ISTIO_OUTPUT chain
+  std::vector<std::string> foreign_needles;  // substrings of dump output proving they survived
 };
 
 std::vector<FunctionalBackend> FunctionalBackends();

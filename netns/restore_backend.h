@@ -13,6 +13,10 @@
 //      stale ones, re-inserts our jumps and rules. Foreign rules are never mentioned, so they survive; a
 //      family without desired rules gets RenderIptablesRestoreCleanup(current).
 //   3. TPROXY policy routes via netns/routing (in the same worker).
+// Repair: when our chains hold a rule outside the model (tampering), step 1 cannot describe our old state, so
+// step 2 instead deletes our jumps by their exact save spelling, flushes and deletes our chains, and installs
+// RenderIptablesRestore(desired) afresh, still in one COMMIT per table. ReadBack reports such a state as an
+// InvalidArgument error (verification fails, never passes on a partial understanding).
 // ReadBack = step 1 + ReadPolicyRoutes. `iptables-legacy-save -t <table>` would CREATE a missing table, so
 // the save call never names a table: it dumps only tables that exist. Remove = Apply of an empty ruleset.
 //
