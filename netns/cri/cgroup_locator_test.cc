@@ -121,7 +121,7 @@ TEST(CurrentNetnsHasAnyAddressTest, SeesLoopbackOnly) {
     EXPECT_FALSE(*CurrentNetnsHasAnyAddress({}));
     EXPECT_EQ(CurrentNetnsHasAnyAddress({"not-an-ip"}).status().code(), absl::StatusCode::kInvalidArgument);
   });
-  if (!setup.ok()) GTEST_SKIP() << testing::SkipReason(setup);
+  PNC_NETNS_OR_SKIP(setup);
 }
 
 absl::Status AddAddress(const NetnsHandle& ns, const std::string& cidr) {
@@ -132,7 +132,7 @@ absl::Status AddAddress(const NetnsHandle& ns, const std::string& cidr) {
 
 TEST(CgroupLocatorTest, LocatesThroughAFakeProcTree) {
   absl::StatusOr<NetnsHandle> ns = testing::NewThrowawayNetns();
-  if (!ns.ok()) GTEST_SKIP() << testing::SkipReason(ns.status());
+  PNC_NETNS_OR_SKIP(ns.status());
   FakeProc proc;
   // pid 5 is the oldest but has exited (no ns/net); pid 6 holds the sandbox netns.
   proc.Add(5, CgroupfsV1(kUid), 10);
@@ -189,7 +189,7 @@ TEST(CgroupLocatorTest, RealProcessInNewNetns) {
       waitpid(pid, nullptr, 0);
     }
   } reaper{child};
-  if (!ok) GTEST_SKIP() << "SKIPPED: unshare(CLONE_NEWNET) not permitted here (needs root)";
+  if (!ok) PNC_NETNS_OR_SKIP(absl::PermissionDeniedError("unshare(CLONE_NEWNET) in a child failed"));
 
   FakeProc proc;
   std::string dir = absl::StrCat(proc.root(), "/", child);

@@ -86,7 +86,7 @@ class CriLocatorTest : public ::testing::Test {
 };
 
 #define REQUIRE_NETNS() \
-  if (!MakeNetns()) GTEST_SKIP() << "SKIPPED: unshare(CLONE_NEWNET) not permitted here (needs root)"
+  if (!MakeNetns()) PNC_NETNS_OR_SKIP(absl::PermissionDeniedError("unshare(CLONE_NEWNET) failed"))
 
 TEST_F(CriLocatorTest, FindsTheSandboxNetnsByPath) {
   REQUIRE_NETNS();

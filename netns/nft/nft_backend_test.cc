@@ -176,7 +176,7 @@ class NftBackendTest : public ::testing::Test {
  protected:
   void SetUp() override {
     absl::StatusOr<NetnsHandle> ns = testing::NewThrowawayNetns();
-    if (!ns.ok()) GTEST_SKIP() << testing::SkipReason(ns.status());
+    PNC_NETNS_OR_SKIP(ns.status());
     ns_.emplace(std::move(*ns));
   }
   std::optional<NetnsHandle> ns_;

@@ -79,7 +79,7 @@ TEST(NftRenderCrossCheck, BackendMatchesRenderedScript) {
   for (const Case& c : Cases()) {
     SCOPED_TRACE(c.name);
     absl::StatusOr<NetnsHandle> a = testing::NewThrowawayNetns();
-    if (!a.ok()) GTEST_SKIP() << testing::SkipReason(a.status());
+    PNC_NETNS_OR_SKIP(a.status());
     absl::StatusOr<NetnsHandle> b = testing::NewThrowawayNetns();
     ASSERT_TRUE(b.ok()) << b.status();
     Ruleset rs = BuildRuleset(c.plan);

@@ -39,7 +39,7 @@ int CountLines(const std::string& text, const std::string& needle) {
 #define IN_FRESH_NETNS(...)                                               \
   do {                                                                    \
     absl::Status setup_ = testing::RunInFreshNetns([&] { __VA_ARGS__; }); \
-    if (!setup_.ok()) GTEST_SKIP() << testing::SkipReason(setup_);        \
+    PNC_NETNS_OR_SKIP(setup_);                                            \
   } while (0)
 
 TEST(RoutingTest, InstallsRuleAndLocalRouteBothFamilies) {

@@ -14,7 +14,9 @@
 #include <optional>
 #include <thread>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "netns/routing/netlink.h"
 
 extern char** environ;
@@ -99,6 +101,24 @@ absl::StatusOr<std::string> RunCapture(const std::vector<std::string>& argv) {
     return absl::InternalError(absl::StrCat(argv[0], " failed (status ", wstatus, "): ", stderr_text));
   }
   return stdout_text;
+}
+
+bool NamespacesRequired() {
+  if (geteuid() != 0) return false;
+  absl::StatusOr<std::string> map = []() -> absl::StatusOr<std::string> {
+    int fd = open("/proc/self/uid_map", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return absl::NotFoundError("uid_map");
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    return std::string(buf, n > 0 ? n : 0);
+  }();
+  // The initial user namespace maps the whole range: "0 0 4294967295".
+  if (!map.ok()) return false;
+  std::vector<std::string> fields;
+  for (absl::string_view f : absl::StrSplit(*map, ' ', absl::SkipWhitespace())) fields.emplace_back(f);
+  return fields.size() >= 3 && fields[0] == "0" && fields[1] == "0" &&
+         absl::StripAsciiWhitespace(fields[2]) == "4294967295";
 }
 
 std::string SkipReason(const absl::Status& s) {

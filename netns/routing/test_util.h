@@ -31,6 +31,25 @@ absl::StatusOr<std::string> RunCapture(const std::vector<std::string>& argv);
 // Message for GTEST_SKIP when namespaces cannot be created here (not root, no CAP_SYS_ADMIN).
 std::string SkipReason(const absl::Status& s);
 
+// True when this process is root in the initial user namespace (CI): namespace tests must run there, so a
+// setup failure is a test failure, never a skip.
+bool NamespacesRequired();
+
 }  // namespace pnc::netns::testing
+
+// In a gtest body: if `status_expr` (the netns setup) failed, FAIL when namespaces are required (root, CI),
+// else GTEST_SKIP with the reason, so an unprivileged run reports a visible skip, never a silent pass.
+#define PNC_NETNS_OR_SKIP(status_expr)                                                            \
+  do {                                                                                            \
+    const ::absl::Status pnc_netns_status_ = (status_expr);                                       \
+    if (!pnc_netns_status_.ok()) {                                                                \
+      if (::pnc::netns::testing::NamespacesRequired()) {                                          \
+        FAIL() << "running as root but cannot create a network namespace: " << pnc_netns_status_; \
+      }                                                                                           \
+      GTEST_SKIP() << ::pnc::netns::testing::SkipReason(pnc_netns_status_);                       \
+    }                                                                                             \
+  } while (0)
+
+namespace pnc::netns::testing {}  // namespace pnc::netns::testing
 
 #endif  // PNC_NETNS_ROUTING_TEST_UTIL_H_
