@@ -279,6 +279,20 @@ TEST_F(ReconcilerTest, PatchServerErrorRetriesAndReappliesIdempotently) {
   EXPECT_EQ(metrics_.errors.Value("patch_failed"), 1);
 }
 
+TEST_F(ReconcilerTest, NamespaceOptInReachesMembership) {
+  kube::Pod p = MemberPod("u1");
+  p.containers.pop_back();  // not Istio-injected: only the 2018 namespace opt-in can make it a member
+  p.annotations.clear();
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  kube::Namespace ns;
+  ns.name = "shop";
+  ns.annotations[rules::kLegacyInitializeAnnotation] = "true";
+  informer_.ApplyNamespaceEvent(kube::EventType::kModified, std::move(ns));
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+}
+
 TEST_F(ReconcilerTest, NamespaceCacheNotSyncedIsTransient) {
   Informer fresh{Informer::Callbacks{}};
   Reconciler r(Reconciler::Deps{&fresh, &client_, &locator_, &backend_, &metrics_}, rules::PlanConfig{},

@@ -99,6 +99,25 @@ TEST(DecodePod, GarbageIsAnError) {
   }
 }
 
+// Deterministic mutation sweep: truncations and byte flips of a real pod must never crash or throw.
+TEST(DecodePod, MutatedInputNeverCrashes) {
+  std::string base = std::string(R"({"type":"MODIFIED","object":)") + kPod + "}";
+  uint32_t seed = 12345;
+  auto next = [&] { return seed = seed * 1103515245u + 12345u; };
+  int ok = 0, errors = 0;
+  for (int i = 0; i < 3000; ++i) {
+    std::string s = base;
+    if (i % 3 == 0) s.resize(next() % s.size());
+    int flips = 1 + next() % 4;
+    for (int f = 0; f < flips && !s.empty(); ++f) s[next() % s.size()] = static_cast<char>(next() & 0xff);
+    absl::StatusOr<WatchEvent<Pod>> ev = DecodePodWatchEvent(s);
+    (ev.ok() ? ok : errors)++;
+    (void)DecodePodList(s);  // exercised for crashes only
+  }
+  EXPECT_GT(errors, 0);  // the sweep did reach the error paths
+  EXPECT_EQ(ok + errors, 3000);
+}
+
 TEST(DecodeWatchEvent, AddedModifiedDeleted) {
   for (auto [text, type] :
        {std::pair{"ADDED", EventType::kAdded}, std::pair{"MODIFIED", EventType::kModified},
