@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <sched.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdlib.h>
 #include <sys/mount.h>
@@ -219,9 +220,16 @@ absl::Status Sandbox::Init() {
     }
   }
 
+  // The tmpfs mount point, created in the original view so that the helper can remove it at the end.
+  const char* tmp = getenv("TEST_TMPDIR");
+  std::string templ = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/pnc-sandbox.XXXXXX");
+  if (mkdtemp(templ.data()) == nullptr) return Errno(errno, absl::StrCat("mkdtemp ", templ));
+  dir_ = templ;
+
   // The helper child stays in the original user namespace (only a process there may write a map with more
   // than one id); it waits for the parent's unshare, writes the maps, reports one status byte and an error
-  // text.
+  // text. Then it waits for EOF on `go` (the parent holds the write end, O_CLOEXEC, until it exits) and
+  // removes the then empty mount point directory, so no /tmp/pnc-sandbox.* is left behind.
   int go[2], done[2];
   if (pipe2(go, O_CLOEXEC) != 0 || pipe2(done, O_CLOEXEC) != 0) return Errno(errno, "pipe");
   const pid_t parent = getpid();
@@ -230,13 +238,20 @@ absl::Status Sandbox::Init() {
   if (child == 0) {
     ::close(go[1]);
     ::close(done[0]);
+    signal(SIGINT, SIG_IGN);  // outlive a Ctrl-C of the parent's process group long enough to clean up
+    signal(SIGTERM, SIG_IGN);
     char c;
-    if (::read(go[0], &c, 1) != 1) _exit(0);  // parent gave up
-    absl::Status s = WriteMaps(parent, uid, gid, subuid, subgid);
-    std::string msg = s.ok() ? "" : std::string(s.message());
-    char ok = s.ok() ? 1 : 0;
-    (void)!::write(done[1], &ok, 1);
-    (void)!::write(done[1], msg.data(), msg.size());
+    if (::read(go[0], &c, 1) == 1) {
+      absl::Status s = WriteMaps(parent, uid, gid, subuid, subgid);
+      std::string msg = s.ok() ? "" : std::string(s.message());
+      char ok = s.ok() ? 1 : 0;
+      (void)!::write(done[1], &ok, 1);
+      (void)!::write(done[1], msg.data(), msg.size());
+      ::close(done[1]);
+      while (::read(go[0], &c, 1) > 0) {
+      }
+    }
+    ::rmdir(templ.c_str());
     _exit(0);
   }
   ::close(go[0]);
@@ -265,8 +280,8 @@ absl::Status Sandbox::Init() {
     while ((n = ::read(done[0], buf, sizeof(buf))) > 0) msg.append(buf, n);
   }
   ::close(done[0]);
-  reap();
   if (!ok) {
+    reap();
     return absl::FailedPreconditionError(absl::StrCat("writing the sandbox uid/gid maps failed: ", msg));
   }
   // Be uid/gid 0 of the new namespace explicitly (already the case, since inner 0 maps our outer id).
@@ -274,10 +289,7 @@ absl::Status Sandbox::Init() {
 
   // Mount events must not leak to (or from) the original mount namespace.
   if (mount("none", "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) return Errno(errno, "make / private");
-  const char* tmp = getenv("TEST_TMPDIR");
-  std::string templ = absl::StrCat(tmp != nullptr && *tmp != '\0' ? tmp : "/tmp", "/pnc-sandbox.XXXXXX");
-  if (mkdtemp(templ.data()) == nullptr) return Errno(errno, absl::StrCat("mkdtemp ", templ));
-  dir_ = templ;
+  // (go[1] stays open for the life of the process: the helper removes dir_ when it sees EOF.)
   if (mount("pnc-sandbox", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=16m") !=
       0) {
     return Errno(errno, absl::StrCat("mount tmpfs on ", dir_));
