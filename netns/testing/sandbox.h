@@ -27,6 +27,15 @@
 // everywhere. Packets only ever travel between namespaces of this sandbox.
 //
 // Thread safety: CreatePodNetns / CreateBareNetns may be called from several threads.
+//
+// Usage (a test: link //netns/testing:sandbox_gtest_main and use PNC_SANDBOX_OR_SKIP from gtest_sandbox.h; a
+// binary such as the simulator: call Sandbox::Get() first thing in main()):
+//   absl::StatusOr<Sandbox*> sb = Sandbox::Get();          // before any thread exists
+//   absl::StatusOr<PodNetns> pod = (*sb)->CreatePodNetns("web-1");
+//   pod->netns.path();    // e.g. /tmp/pnc-sandbox.X/web-1: what a Locator would return for this pod
+//   RunInNetns(pod->handle(), [] { /* sockets created here live in the pod */ return absl::OkStatus(); });
+//   RunAs(1000, 1000, &pod->handle(), [] { return TcpConnect("10.1.2.3", 80, absl::Seconds(1)).status(); });
+// (RunInNetns: netns/executor.h; RunAs: run_as.h; socket helpers: sockets.h.)
 #ifndef PNC_NETNS_TESTING_SANDBOX_H_
 #define PNC_NETNS_TESTING_SANDBOX_H_
 
