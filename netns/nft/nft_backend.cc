@@ -53,9 +53,11 @@ using rules::Table;
 using rules::TableRules;
 using rules::TproxyTarget;
 
-// One batch must fit this (a default pod's 23 rules take ~8 KiB); the buffer is twice as large because libmnl
-// lets the last message overflow the limit.
-constexpr size_t kBatchLimit = 256 * 1024;
+// A batch is sized for its messages (a rule message stays well under 2 KiB) and capped below the socket's
+// default send buffer (212992 bytes) so one sendto() always carries it; the buffer is twice the limit because
+// libmnl lets the last message overflow the limit. A default pod's 23 rules need ~8 KiB.
+constexpr size_t kMaxBatchBytes = 192 * 1024;
+constexpr size_t kBytesPerMessage = 2048;
 constexpr uint32_t kReg = NFT_REG_1;
 constexpr std::array<const char*, 5> kBuiltinOrder = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT",
                                                       "POSTROUTING"};
@@ -725,8 +727,12 @@ absl::StatusOr<Rule> ReadRule(nftnl_rule* r, Family family, Table table, const s
 
 class Batch {
  public:
-  explicit Batch(MnlSocket& nl) : nl_(nl), buf_(2 * kBatchLimit) {
-    batch_ = mnl_nlmsg_batch_start(buf_.data(), kBatchLimit);
+  // `messages`: how many messages will be added (sizes the buffer; more only risk ResourceExhausted at Send).
+  Batch(MnlSocket& nl, size_t messages)
+      : nl_(nl),
+        limit_(std::min(kMaxBatchBytes, (messages + 2) * kBytesPerMessage)),
+        buf_(new char[2 * limit_]) {
+    batch_ = mnl_nlmsg_batch_start(buf_.get(), limit_);
     nftnl_batch_begin(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), nl_.NextSeq());
     Next();
   }
@@ -745,26 +751,38 @@ class Batch {
     if (!mnl_nlmsg_batch_next(batch_)) overflow_ = true;
   }
 
-  absl::Status Send(absl::string_view what) {
-    if (last_ == nullptr) return absl::OkStatus();
+  // Closes the batch; ResourceExhausted if it does not fit one send. Nothing has been sent yet either way.
+  absl::Status Finish() {
+    if (last_ == nullptr || finished_) return absl::OkStatus();
+    finished_ = true;
     // Only the last message asks for an ack (one ack per message could overrun the receive buffer on big
     // sets); the kernel reports an error for every failing message regardless, before that ack.
     last_->nlmsg_flags |= NLM_F_ACK;
     nftnl_batch_end(static_cast<char*>(mnl_nlmsg_batch_current(batch_)), nl_.NextSeq());
     Next();
-    if (overflow_)
-      return absl::ResourceExhaustedError(absl::StrCat(what, ": rule set exceeds one netlink batch"));
+    if (overflow_) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("rule set exceeds one netlink batch (", limit_, " bytes)"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status Send(absl::string_view what) {
+    if (absl::Status s = Finish(); !s.ok()) return s;
+    if (last_ == nullptr) return absl::OkStatus();
     return nl_.SendAndWait(mnl_nlmsg_batch_head(batch_), mnl_nlmsg_batch_size(batch_), last_seq_, what,
                            [](const nlmsghdr*) { return absl::OkStatus(); });
   }
 
  private:
   MnlSocket& nl_;
-  std::vector<char> buf_;
+  size_t limit_;
+  std::unique_ptr<char[]> buf_;  // not zero-filled: libmnl writes every byte it sends
   mnl_nlmsg_batch* batch_ = nullptr;
   uint32_t last_seq_ = 0;
   nlmsghdr* last_ = nullptr;
   bool overflow_ = false;
+  bool finished_ = false;
 };
 
 std::optional<Family> FamilyOf(uint32_t nfproto) {
@@ -1096,9 +1114,6 @@ absl::Status ApplyHere(const Ruleset& rs) {
     }
   }
 
-  // Routes before rules: TPROXY'd packets must find their local route as soon as the rules exist.
-  if (absl::Status s = SyncPolicyRoutes(rs.routes); !s.ok()) return s;
-
   absl::StatusOr<NfSocket> nl = NfSocket::Open();
   if (!nl.ok()) return nl.status();
   absl::StatusOr<std::set<Family>> have_families = OurTables(**nl);
@@ -1111,12 +1126,9 @@ absl::Status ApplyHere(const Ruleset& rs) {
     // Re-apply of what is already there (a restarted controller, a retry): change nothing, destroy nothing.
     // Unreadable content (tampered) falls through to the rewrite below.
     absl::StatusOr<std::vector<FamilyRules>> current = ReadFamilies(**nl, *have_families, have_chains);
-    if (current.ok() && *current == rs.families) return absl::OkStatus();
+    if (current.ok() && *current == rs.families) return SyncPolicyRoutes(rs.routes);
   }
-
-  absl::Status sent =
-      SendApplyBatch(**nl, rs, want_families, want_chains, *have_families, have_chains, new_rules);
-  return sent;
+  return SendApplyBatch(**nl, rs, want_families, want_chains, *have_families, have_chains, new_rules);
 }
 
 absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Family>& want_families,
@@ -1124,7 +1136,10 @@ absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Fam
                             const std::set<Family>& have_families,
                             std::map<Family, std::vector<ChainInfo>>& have_chains,
                             const std::vector<std::pair<Family, RulePtr>>& new_rules) {
-  Batch b(nl);
+  size_t messages = have_families.size() + new_rules.size();
+  for (const auto& [f, chains] : want_chains) messages += 2 + chains.size();
+  for (const auto& [f, chains] : have_chains) messages += chains.size();
+  Batch b(nl, messages);
   for (Family f : have_families) {
     if (!want_families.count(f)) PutTable(b, f, NFT_MSG_DELTABLE, 0);  // family dropped: cold path
   }
@@ -1152,6 +1167,10 @@ absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Fam
     nftnl_rule_nlmsg_build_payload(nlh, r.get());
     b.Next();
   }
+  // A batch that cannot be sent fails before anything changes, routes included.
+  if (absl::Status s = b.Finish(); !s.ok()) return s;
+  // Routes before rules: TPROXY'd packets must find their local route as soon as the rules exist.
+  if (absl::Status s = SyncPolicyRoutes(rs.routes); !s.ok()) return s;
   return b.Send("nftables batch");
 }
 
@@ -1163,7 +1182,7 @@ absl::Status RemoveHere() {
   if (!families->empty()) {
     absl::Status sent;
     {
-      Batch b(**nl);
+      Batch b(**nl, families->size());
       for (Family f : *families) PutTable(b, f, NFT_MSG_DELTABLE, 0);
       sent = b.Send("delete our nftables tables");
     }

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -303,6 +304,40 @@ TEST_F(NftBackendTest, ListTablesIsReadOnly) {
               }).ok());
   EXPECT_EQ(tables, std::vector<std::string>{"ip6 mytable"});
   EXPECT_EQ(InNetns(*ns_, {kNft, "list", "tables"}), "table ip6 mytable\n");
+}
+
+}  // namespace
+}  // namespace pnc::netns
+
+namespace pnc::netns {
+namespace {
+
+Ruleset ManyRules(int n) {
+  Ruleset rs = RedirectRuleset(false);
+  Chain& output = rs.families[0].tables[0].chains[4];  // ISTIO_OUTPUT
+  std::vector<Rule> extra;
+  for (int i = 0; i < n; ++i) {
+    Rule r = R(ReturnTarget{});
+    r.destination = Negatable<Cidr>{V4(absl::StrCat("10.", i / 256, ".", i % 256, ".0"), 24)};
+    extra.push_back(r);
+  }
+  output.rules.insert(output.rules.begin(), extra.begin(), extra.end());
+  return rs;
+}
+
+TEST_F(NftBackendTest, LargeRulesetInOneBatch) {
+  Ruleset want = ManyRules(500);
+  absl::Status s = backend_->Apply(*ns_, want);
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(*backend_->ReadBack(*ns_), want);
+}
+
+TEST_F(NftBackendTest, OversizedRulesetIsRejectedWhole) {
+  Ruleset huge = ManyRules(3000);
+  huge.routes = {{Family::kIPv4, 1337, 133}};
+  absl::Status s = backend_->Apply(*ns_, huge);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_EQ(*backend_->ReadBack(*ns_), Ruleset{});  // nothing half-applied, no policy route either
 }
 
 }  // namespace
