@@ -7,10 +7,12 @@
 //   bazel run -c opt //netns:bench            (as root; or a user with user namespaces + subordinate ids)
 //   bazel run -c opt //netns:bench -- --pods=1000 --benchmark_filter=iptc
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -143,6 +145,52 @@ void BM_IptcBreakdown(benchmark::State& state) {
   state.counters["route_read_median_us"] = median(routes_us);
 }
 
+// A node starting 110 pods at once: 110 fresh pods (created beforehand, not timed) applied + verified by
+// `threads` concurrent callers, as the controller's workers would. Reports the wall time of the whole burst.
+void BM_Burst110(benchmark::State& state, const std::string& backend_name, int threads) {
+  constexpr int kPods = 110;
+  absl::StatusOr<std::unique_ptr<Backend>> backend = NewBackendByName(backend_name);
+  if (!backend.ok()) {
+    state.SkipWithError(backend.status().ToString().c_str());
+    return;
+  }
+  const rules::Ruleset rs = PlannedRuleset(false);
+  static int counter = 0;
+  std::vector<double> ms;
+  for (auto _ : state) {
+    std::vector<testing::PodNetns> pods;
+    for (int i = 0; i < kPods; ++i) {
+      absl::StatusOr<testing::PodNetns> pod = g_sandbox->CreatePodNetns(absl::StrCat("burst", ++counter));
+      if (!pod.ok()) {
+        state.SkipWithError(pod.status().ToString().c_str());
+        return;
+      }
+      pods.push_back(*std::move(pod));
+    }
+    std::atomic<int> next{0}, failures{0};
+    const auto t0 = std::chrono::steady_clock::now();
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t) {
+      workers.emplace_back([&] {
+        for (int i; (i = next.fetch_add(1)) < kPods;) {
+          if (!ApplyAndVerify(**backend, pods[i].handle(), rs).ok()) ++failures;
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+    const auto t1 = std::chrono::steady_clock::now();
+    if (failures > 0) {
+      state.SkipWithError("apply failed in burst");
+      return;
+    }
+    const double seconds = std::chrono::duration<double>(t1 - t0).count();
+    state.SetIterationTime(seconds);
+    ms.push_back(seconds * 1e3);
+  }
+  std::sort(ms.begin(), ms.end());
+  if (!ms.empty()) state.counters["burst_median_ms"] = ms[ms.size() / 2];
+}
+
 // The executor alone: hand-off to a worker + setns there and back, empty fn.
 void BM_RunInNetnsEmpty(benchmark::State& state) {
   absl::StatusOr<testing::OwnedNetns> ns = g_sandbox->CreateBareNetns("bench-exec");
@@ -176,6 +224,13 @@ void RegisterAll(int pods) {
           ->UseManualTime()
           ->Unit(benchmark::kMicrosecond);
     }
+  }
+  for (const char* name : {"iptc", "nft", "restore"}) {
+    benchmark::RegisterBenchmark(absl::StrCat("Burst110/", name, "/threads:4").c_str(),
+                                 [name = std::string(name)](benchmark::State& s) { BM_Burst110(s, name, 4); })
+        ->Iterations(5)
+        ->UseManualTime()
+        ->Unit(benchmark::kMillisecond);
   }
   benchmark::RegisterBenchmark("Breakdown/iptc/default", BM_IptcBreakdown)
       ->Iterations(pods)
