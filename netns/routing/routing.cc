@@ -62,111 +62,118 @@ bool IsPlannedRoute(const RouteEntry& r) {
   return r.type == RTN_LOCAL && r.dst_len == 0 && r.oif == kLoopbackIfindex && !r.has_gateway;
 }
 
-absl::StatusOr<std::vector<RuleEntry>> DumpOurRules(MnlSocket& nl, Family family) {
+// Families we manage, from an rtnetlink family byte (other families, e.g. MPLS, are skipped).
+std::optional<Family> FamilyOf(int af) {
+  if (af == AF_INET) return Family::kIPv4;
+  if (af == AF_INET6) return Family::kIPv6;
+  return std::nullopt;
+}
+
+// One AF_UNSPEC dump covers both families (and works where IPv6 is disabled).
+absl::StatusOr<std::vector<RuleEntry>> DumpOurRules(MnlSocket& nl) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = RTM_GETRULE;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   nlh->nlmsg_seq = nl.NextSeq();
   auto* frh = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
-  frh->family = AddressFamily(family);
+  frh->family = AF_UNSPEC;
   std::vector<RuleEntry> out;
-  absl::Status s =
-      nl.Dump(nlh, absl::StrCat("dump ip ", FamilyFlag(family), " rules"), [&](const nlmsghdr* m) {
-        if (m->nlmsg_type != RTM_NEWRULE) return absl::OkStatus();
-        const auto* h = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(m));
-        if (h->family != AddressFamily(family)) return absl::OkStatus();
-        RuleEntry e{.family = family,
-                    .action = h->action,
-                    .dst_len = h->dst_len,
-                    .src_len = h->src_len,
-                    .table = h->table};
-        ForEachAttr(m, sizeof(fib_rule_hdr), [&](const nlattr* a) {
-          switch (mnl_attr_get_type(a)) {
-            case FRA_PROTOCOL:
-              e.protocol = mnl_attr_get_u8(a);
-              break;
-            case FRA_PRIORITY:
-              e.priority = mnl_attr_get_u32(a);
-              break;
-            case FRA_FWMARK:
-              e.fwmark = mnl_attr_get_u32(a);
-              break;
-            case FRA_FWMASK:
-              e.fwmask = mnl_attr_get_u32(a);
-              break;
-            case FRA_TABLE:
-              e.table = mnl_attr_get_u32(a);
-              break;
-            case FRA_IIFNAME:
-            case FRA_OIFNAME:
-            case FRA_UID_RANGE:
-            case FRA_IP_PROTO:
-            case FRA_SPORT_RANGE:
-            case FRA_DPORT_RANGE:
-            case FRA_GOTO:
-            case FRA_L3MDEV:
-              e.has_other_selectors = true;
-              break;
-            default:
-              break;
-          }
-        });
-        if (e.protocol == kRouteProtocol) out.push_back(e);
-        return absl::OkStatus();
-      });
+  absl::Status s = nl.Dump(nlh, "dump ip rules", [&](const nlmsghdr* m) {
+    if (m->nlmsg_type != RTM_NEWRULE) return absl::OkStatus();
+    const auto* h = static_cast<const fib_rule_hdr*>(mnl_nlmsg_get_payload(m));
+    std::optional<Family> family = FamilyOf(h->family);
+    if (!family) return absl::OkStatus();
+    RuleEntry e{.family = *family,
+                .action = h->action,
+                .dst_len = h->dst_len,
+                .src_len = h->src_len,
+                .table = h->table};
+    ForEachAttr(m, sizeof(fib_rule_hdr), [&](const nlattr* a) {
+      switch (mnl_attr_get_type(a)) {
+        case FRA_PROTOCOL:
+          e.protocol = mnl_attr_get_u8(a);
+          break;
+        case FRA_PRIORITY:
+          e.priority = mnl_attr_get_u32(a);
+          break;
+        case FRA_FWMARK:
+          e.fwmark = mnl_attr_get_u32(a);
+          break;
+        case FRA_FWMASK:
+          e.fwmask = mnl_attr_get_u32(a);
+          break;
+        case FRA_TABLE:
+          e.table = mnl_attr_get_u32(a);
+          break;
+        case FRA_IIFNAME:
+        case FRA_OIFNAME:
+        case FRA_UID_RANGE:
+        case FRA_IP_PROTO:
+        case FRA_SPORT_RANGE:
+        case FRA_DPORT_RANGE:
+        case FRA_GOTO:
+        case FRA_L3MDEV:
+          e.has_other_selectors = true;
+          break;
+        default:
+          break;
+      }
+    });
+    if (e.protocol == kRouteProtocol) out.push_back(e);
+    return absl::OkStatus();
+  });
   if (!s.ok()) return s;
   return out;
 }
 
-absl::StatusOr<std::vector<RouteEntry>> DumpOurRoutes(MnlSocket& nl, Family family) {
+absl::StatusOr<std::vector<RouteEntry>> DumpOurRoutes(MnlSocket& nl) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = RTM_GETROUTE;
   nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
   nlh->nlmsg_seq = nl.NextSeq();
   auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
-  rtm->rtm_family = AddressFamily(family);
+  rtm->rtm_family = AF_UNSPEC;
   std::vector<RouteEntry> out;
-  absl::Status s =
-      nl.Dump(nlh, absl::StrCat("dump ip ", FamilyFlag(family), " routes"), [&](const nlmsghdr* m) {
-        if (m->nlmsg_type != RTM_NEWROUTE) return absl::OkStatus();
-        const auto* r = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(m));
-        if (r->rtm_family != AddressFamily(family) || r->rtm_protocol != kRouteProtocol)
-          return absl::OkStatus();
-        RouteEntry e{.family = family,
-                     .protocol = r->rtm_protocol,
-                     .type = r->rtm_type,
-                     .dst_len = r->rtm_dst_len,
-                     .table = r->rtm_table};
-        ForEachAttr(m, sizeof(rtmsg), [&](const nlattr* a) {
-          switch (mnl_attr_get_type(a)) {
-            case RTA_TABLE:
-              e.table = mnl_attr_get_u32(a);
-              break;
-            case RTA_OIF:
-              e.oif = mnl_attr_get_u32(a);
-              break;
-            case RTA_PRIORITY:
-              e.priority = mnl_attr_get_u32(a);
-              break;
-            case RTA_GATEWAY:
-            case RTA_MULTIPATH:
-            case RTA_VIA:
-              e.has_gateway = true;
-              break;
-            case RTA_DST: {
-              const auto* p = static_cast<const uint8_t*>(mnl_attr_get_payload(a));
-              e.dst.assign(p, p + mnl_attr_get_payload_len(a));
-              break;
-            }
-            default:
-              break;
-          }
-        });
-        out.push_back(std::move(e));
-        return absl::OkStatus();
-      });
+  absl::Status s = nl.Dump(nlh, "dump ip routes", [&](const nlmsghdr* m) {
+    if (m->nlmsg_type != RTM_NEWROUTE) return absl::OkStatus();
+    const auto* r = static_cast<const rtmsg*>(mnl_nlmsg_get_payload(m));
+    std::optional<Family> family = FamilyOf(r->rtm_family);
+    if (!family || r->rtm_protocol != kRouteProtocol) return absl::OkStatus();
+    RouteEntry e{.family = *family,
+                 .protocol = r->rtm_protocol,
+                 .type = r->rtm_type,
+                 .dst_len = r->rtm_dst_len,
+                 .table = r->rtm_table};
+    ForEachAttr(m, sizeof(rtmsg), [&](const nlattr* a) {
+      switch (mnl_attr_get_type(a)) {
+        case RTA_TABLE:
+          e.table = mnl_attr_get_u32(a);
+          break;
+        case RTA_OIF:
+          e.oif = mnl_attr_get_u32(a);
+          break;
+        case RTA_PRIORITY:
+          e.priority = mnl_attr_get_u32(a);
+          break;
+        case RTA_GATEWAY:
+        case RTA_MULTIPATH:
+        case RTA_VIA:
+          e.has_gateway = true;
+          break;
+        case RTA_DST: {
+          const auto* p = static_cast<const uint8_t*>(mnl_attr_get_payload(a));
+          e.dst.assign(p, p + mnl_attr_get_payload_len(a));
+          break;
+        }
+        default:
+          break;
+      }
+    });
+    out.push_back(std::move(e));
+    return absl::OkStatus();
+  });
   if (!s.ok()) return s;
   return out;
 }
@@ -253,14 +260,12 @@ struct OurState {
 
 absl::StatusOr<OurState> DumpAll(MnlSocket& nl) {
   OurState st;
-  for (Family f : {Family::kIPv4, Family::kIPv6}) {
-    absl::StatusOr<std::vector<RuleEntry>> r = DumpOurRules(nl, f);
-    if (!r.ok()) return r.status();
-    st.rules.insert(st.rules.end(), r->begin(), r->end());
-    absl::StatusOr<std::vector<RouteEntry>> rt = DumpOurRoutes(nl, f);
-    if (!rt.ok()) return rt.status();
-    st.routes.insert(st.routes.end(), rt->begin(), rt->end());
-  }
+  absl::StatusOr<std::vector<RuleEntry>> r = DumpOurRules(nl);
+  if (!r.ok()) return r.status();
+  st.rules = std::move(*r);
+  absl::StatusOr<std::vector<RouteEntry>> rt = DumpOurRoutes(nl);
+  if (!rt.ok()) return rt.status();
+  st.routes = std::move(*rt);
   return st;
 }
 
