@@ -4,9 +4,10 @@
 //
 //   bazel run -c opt //simulator:bench -- --nodes=1000 --pods_per_node=110 --rate=5000
 //
-// The watch clients live in a forked child (a raw epoll HTTP/1.1 client, so the server process is measured alone);
-// create and receive times are CLOCK_MONOTONIC values in shared memory. Pods are created in-process through the Store
-// (what a POST does minus HTTP parsing) so that the measured server work is the commit + encode-once + fan-out path.
+// The watch clients live in a forked child (a raw epoll HTTP/1.1 client, so the server process is measured
+// alone); create and receive times are CLOCK_MONOTONIC values in shared memory. Pods are created in-process
+// through the Store (what a POST does minus HTTP parsing) so that the measured server work is the commit +
+// encode-once + fan-out path.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -54,7 +55,8 @@ double CpuSeconds(const rusage& r) {
 }
 
 // The watch clients: one non-blocking socket per node, all on one epoll. Returns the child's exit code.
-int RunClients(int port, int nodes, int total, int64_t* recv_ns, std::atomic<int>* established, int timeout_s) {
+int RunClients(int port, int nodes, int total, int64_t* recv_ns, std::atomic<int>* established,
+               int timeout_s) {
   int ep = epoll_create1(0);
   struct Conn {
     int fd;
@@ -73,8 +75,9 @@ int RunClients(int port, int nodes, int total, int64_t* recv_ns, std::atomic<int
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    std::string req = absl::StrCat("GET /api/v1/pods?watch=true&allowWatchBookmarks=true&fieldSelector=spec.nodeName%3Dnode-",
-                                   i, " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n");
+    std::string req = absl::StrCat(
+        "GET /api/v1/pods?watch=true&allowWatchBookmarks=true&fieldSelector=spec.nodeName%3Dnode-", i,
+        " HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/json\r\n\r\n");
     if (write(fd, req.data(), req.size()) != static_cast<ssize_t>(req.size())) return 1;
     conns[i].fd = fd;
     epoll_event ev{};
@@ -147,12 +150,16 @@ int main(int argc, char** argv) {
     close(port_pipe[1]);
     int port = 0;
     if (read(port_pipe[0], &port, sizeof(port)) != sizeof(port)) _exit(1);
-    struct rlimit rl{65536, 65536};
+    struct rlimit rl {
+      65536, 65536
+    };
     setrlimit(RLIMIT_NOFILE, &rl);
     _exit(RunClients(port, nodes, total, recv_ns, established, absl::GetFlag(FLAGS_timeout_s)));
   }
   close(port_pipe[0]);
-  struct rlimit rl{65536, 65536};
+  struct rlimit rl {
+    65536, 65536
+  };
   setrlimit(RLIMIT_NOFILE, &rl);
 
   pnc::sim::Store::Options so;
@@ -180,8 +187,9 @@ int main(int argc, char** argv) {
   getrusage(RUSAGE_SELF, &before);
   const double rate = absl::GetFlag(FLAGS_rate);
   int64_t t0 = MonoNs();
-  nlohmann::json pod = {{"metadata", {{"name", ""}, {"labels", {{"app", "bench"}}}}},
-                        {"spec", {{"nodeName", ""}, {"containers", {{{"name", "app"}, {"image", "busybox"}}}}}}};
+  nlohmann::json pod = {
+      {"metadata", {{"name", ""}, {"labels", {{"app", "bench"}}}}},
+      {"spec", {{"nodeName", ""}, {"containers", {{{"name", "app"}, {"image", "busybox"}}}}}}};
   int failed = 0;
   for (int i = 0; i < total; ++i) {
     if (rate > 0) {
@@ -214,16 +222,17 @@ int main(int argc, char** argv) {
   }
   std::sort(lat.begin(), lat.end());
   std::printf("nodes (concurrent watches)   %d\n", nodes);
-  std::printf("pods created                 %d (failed %d) in %.2f s (target rate %.0f/s, achieved %.0f/s)\n", total,
-              failed, create_s, rate, total / create_s);
+  std::printf("pods created                 %d (failed %d) in %.2f s (target rate %.0f/s, achieved %.0f/s)\n",
+              total, failed, create_s, rate, total / create_s);
   std::printf("watch setup                  %.0f ms for %d watches\n", watch_setup_ms, nodes);
   std::printf("events received              %zu (missing %d), all delivered %.2f s after the first create\n",
               lat.size(), missing, all_s);
-  std::printf("create -> event latency      p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms\n", Pct(lat, 50),
-              Pct(lat, 90), Pct(lat, 99), lat.empty() ? -1.0 : lat.back());
-  std::printf("server CPU (user+sys)        %.2f s during the create phase (%.1f us per pod, %.0f%% of one core)\n",
-              CpuSeconds(after) - CpuSeconds(before), (CpuSeconds(after) - CpuSeconds(before)) / total * 1e6,
-              100.0 * (CpuSeconds(after) - CpuSeconds(before)) / all_s);
+  std::printf("create -> event latency      p50 %.3f ms  p90 %.3f ms  p99 %.3f ms  max %.3f ms\n",
+              Pct(lat, 50), Pct(lat, 90), Pct(lat, 99), lat.empty() ? -1.0 : lat.back());
+  std::printf(
+      "server CPU (user+sys)        %.2f s during the create phase (%.1f us per pod, %.0f%% of one core)\n",
+      CpuSeconds(after) - CpuSeconds(before), (CpuSeconds(after) - CpuSeconds(before)) / total * 1e6,
+      100.0 * (CpuSeconds(after) - CpuSeconds(before)) / all_s);
   std::printf("server peak RSS              %.0f MiB (store of %d pods + %d watch connections)\n",
               after.ru_maxrss / 1024.0, total, nodes);
   std::printf("client child exit            %d\n", WIFEXITED(status) ? WEXITSTATUS(status) : -1);

@@ -114,6 +114,7 @@ class FakeNode::Sink : public WatchSink {
   }
   void OnClosed() override {}
   bool WantsLine() const override { return false; }
+  bool Droppable() const override { return false; }
 
  private:
   FakeNode* node_;

@@ -85,7 +85,7 @@ Store::Store(Options options) : options_(std::move(options)), rng_(options_.seed
   }
 }
 
-Store::~Store() { DropAllWatches(); }
+Store::~Store() { CloseWatches(/*only_droppable=*/false); }
 
 std::string Store::NewUidLocked() {
   uint64_t a = rng_(), b = rng_();
@@ -599,15 +599,32 @@ void Store::Compact() {
   compacted_rv_ = rv_;
 }
 
-void Store::DropAllWatches() {
-  absl::flat_hash_map<uint64_t, Watcher> dropped;
+void Store::DropAllWatches() { CloseWatches(/*only_droppable=*/true); }
+
+void Store::CloseWatches(bool only_droppable) {
+  std::vector<std::shared_ptr<WatchSink>> dropped;
   {
     absl::MutexLock lock(&mu_);
-    dropped.swap(watchers_);
-    for (auto& g : general_) g.clear();
-    by_node_.clear();
+    for (auto it = watchers_.begin(); it != watchers_.end();) {
+      if (only_droppable && !it->second.sink->Droppable()) {
+        ++it;
+        continue;
+      }
+      uint64_t id = it->first;
+      if (it->second.node) {
+        auto n = by_node_.find(*it->second.node);
+        if (n != by_node_.end()) {
+          n->second.erase(id);
+          if (n->second.empty()) by_node_.erase(n);
+        }
+      } else {
+        general_[Index(it->second.resource)].erase(id);
+      }
+      dropped.push_back(it->second.sink);
+      watchers_.erase(it++);
+    }
   }
-  for (auto& [id, w] : dropped) w.sink->OnClosed();
+  for (auto& sink : dropped) sink->OnClosed();
 }
 
 }  // namespace pnc::sim

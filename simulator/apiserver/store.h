@@ -106,6 +106,9 @@ class WatchSink {
   // The store ended this watch (DropAllWatches, shutdown). No more events follow.
   virtual void OnClosed() = 0;
   virtual bool WantsLine() const { return true; }
+  // False for the simulator's own in-process watchers (fake kubelets): the DropAllWatches fault models lost
+  // client connections and must not blind the fake nodes.
+  virtual bool Droppable() const { return true; }
 };
 
 // Encodes one watch line: {"type":T,"object":O}\n.
@@ -149,7 +152,7 @@ class Store {
 
   // Fault hooks.
   void Compact();         // forget the whole history: every watch resume from an older RV gets 410
-  void DropAllWatches();  // end every watch stream (clients must re-list or resume)
+  void DropAllWatches();  // end every droppable watch stream (clients must re-list or resume)
 
   uint64_t ResourceVersion() const;
   size_t WatchCount() const;
@@ -180,6 +183,7 @@ class Store {
                                                Subresource sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ObjectPtr CommitLocked(Resource r, const std::string& type, nlohmann::json object, ObjectPtr prev)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void CloseWatches(bool only_droppable);
   void FanOutLocked(const Event& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeliverLocked(Watcher& w, const Event& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked(const ObjectPtr& pod) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

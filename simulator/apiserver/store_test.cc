@@ -405,16 +405,25 @@ TEST(StoreTest, RecreatedPodGetsNewUid) {
   EXPECT_NE(FieldValue(**a, "metadata.uid"), FieldValue(**b, "metadata.uid"));
 }
 
-TEST(StoreTest, DropAllWatchesClosesSinks) {
+class KubeletSink : public RecordingSink {
+ public:
+  bool Droppable() const override { return false; }
+};
+
+TEST(StoreTest, DropAllWatchesClosesClientSinksOnly) {
   Store store;
   auto sink = std::make_shared<RecordingSink>();
+  auto kubelet = std::make_shared<KubeletSink>();
   ASSERT_TRUE(store.Watch(Resource::kPods, "", {}, sink).ok());
-  EXPECT_EQ(store.WatchCount(), 1u);
+  ASSERT_TRUE(store.Watch(Resource::kPods, "", {.field_selector = "spec.nodeName=n"}, kubelet).ok());
+  EXPECT_EQ(store.WatchCount(), 2u);
   store.DropAllWatches();
   EXPECT_TRUE(sink->closed());
-  EXPECT_EQ(store.WatchCount(), 0u);
-  ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("p")).ok());
+  EXPECT_FALSE(kubelet->closed());
+  EXPECT_EQ(store.WatchCount(), 1u);
+  ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("p", {}, "n")).ok());
   EXPECT_TRUE(sink->Take().empty());
+  EXPECT_THAT(Types(kubelet->Take()), ElementsAre("ADDED:p"));
 }
 
 TEST(SelectorTest, LabelGrammar) {
