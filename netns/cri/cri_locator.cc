@@ -148,31 +148,26 @@ class CriLocator : public Locator {
   std::string endpoint_;
 };
 
-}  // namespace
-
-absl::StatusOr<std::unique_ptr<Locator>> NewCriLocator(const std::string& endpoint,
-                                                       absl::Duration call_timeout) {
-  std::string target;
-  if (absl::StartsWith(endpoint, "unix-abstract:")) {
-    target = endpoint;
-  } else {
-    std::string path = endpoint;
-    if (absl::StartsWith(path, "unix://")) {
-      path = path.substr(7);
-    } else if (absl::StartsWith(path, "unix:")) {
-      path = path.substr(5);
-    }
-    if (path.empty() || path.front() != '/') {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "CRI endpoint must be an absolute unix socket path or unix-abstract:NAME, got ", endpoint));
-    }
-    if (path.size() > kMaxUnixPath) {
-      return absl::InvalidArgumentError(absl::StrCat("CRI socket path longer than 107 bytes: ", path));
-    }
-    target = absl::StrCat("unix:", path);
+// "unix:/path" or "unix-abstract:name" as gRPC dials it.
+absl::StatusOr<std::string> GrpcTarget(const std::string& endpoint) {
+  if (absl::StartsWith(endpoint, "unix-abstract:")) return endpoint;
+  std::string path = endpoint;
+  if (absl::StartsWith(path, "unix://")) {
+    path = path.substr(7);
+  } else if (absl::StartsWith(path, "unix:")) {
+    path = path.substr(5);
   }
-  if (call_timeout <= absl::ZeroDuration())
-    return absl::InvalidArgumentError("CRI call timeout must be positive");
+  if (path.empty() || path.front() != '/') {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CRI endpoint must be an absolute unix socket path or unix-abstract:NAME, got ", endpoint));
+  }
+  if (path.size() > kMaxUnixPath) {
+    return absl::InvalidArgumentError(absl::StrCat("CRI socket path longer than 107 bytes: ", path));
+  }
+  return absl::StrCat("unix:", path);
+}
+
+std::shared_ptr<grpc::Channel> NewChannel(const std::string& target) {
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(16 << 20);  // verbose info can be large; runtimes cap their own
   // A restarted runtime must be reachable again within seconds, not after gRPC's default 2-minute backoff
@@ -180,9 +175,33 @@ absl::StatusOr<std::unique_ptr<Locator>> NewCriLocator(const std::string& endpoi
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 2000);
-  std::shared_ptr<grpc::Channel> channel =
-      grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
-  return std::unique_ptr<Locator>(new CriLocator(std::move(channel), call_timeout, target));
+  return grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Locator>> NewCriLocator(const std::string& endpoint,
+                                                       absl::Duration call_timeout) {
+  absl::StatusOr<std::string> target = GrpcTarget(endpoint);
+  if (!target.ok()) return target.status();
+  if (call_timeout <= absl::ZeroDuration())
+    return absl::InvalidArgumentError("CRI call timeout must be positive");
+  return std::unique_ptr<Locator>(new CriLocator(NewChannel(*target), call_timeout, *target));
+}
+
+absl::StatusOr<std::string> CriRuntimeVersion(const std::string& endpoint, absl::Duration call_timeout) {
+  absl::StatusOr<std::string> target = GrpcTarget(endpoint);
+  if (!target.ok()) return target.status();
+  auto stub = runtime::v1::RuntimeService::NewStub(NewChannel(*target));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(absl::ToChronoTime(absl::Now() + call_timeout));
+  runtime::v1::VersionRequest req;
+  req.set_version("v1");
+  runtime::v1::VersionResponse resp;
+  grpc::Status s = stub->Version(&ctx, req, &resp);
+  if (!s.ok()) return FromGrpc(s, absl::StrCat("Version at ", *target));
+  return absl::StrCat(resp.runtime_name(), " ", resp.runtime_version(), " (CRI ", resp.runtime_api_version(),
+                      ")");
 }
 
 }  // namespace pnc::netns

@@ -24,6 +24,10 @@ namespace pnc::netns {
 absl::StatusOr<std::unique_ptr<Locator>> NewCriLocator(const std::string& endpoint,
                                                        absl::Duration call_timeout = absl::Seconds(2));
 
+// Startup diagnostics: "containerd 1.6.20 (CRI v1)" from RuntimeService.Version, same endpoint syntax.
+absl::StatusOr<std::string> CriRuntimeVersion(const std::string& endpoint,
+                                              absl::Duration call_timeout = absl::Seconds(2));
+
 }  // namespace pnc::netns
 
 #endif  // PNC_NETNS_CRI_CRI_LOCATOR_H_

@@ -202,6 +202,13 @@ TEST_F(CriLocatorTest, RuntimeErrorsAreUnavailable) {
   EXPECT_TRUE(locator_->Locate(Pod()).ok());
 }
 
+TEST_F(CriLocatorTest, RuntimeVersion) {
+  absl::StatusOr<std::string> v = CriRuntimeVersion(server_->endpoint());
+  ASSERT_TRUE(v.ok()) << v.status();
+  EXPECT_EQ(*v, "pnc-fake-cri 0.1.0 (CRI v1)");
+  EXPECT_EQ(CriRuntimeVersion("nope").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
 TEST(CriLocatorStandaloneTest, NoServerIsUnavailable) {
   absl::StatusOr<std::unique_ptr<Locator>> l =
       NewCriLocator("/tmp/pnc-no-such-cri.sock", absl::Milliseconds(300));
