@@ -24,7 +24,7 @@ namespace pnc::netns {
 class Backend {
  public:
   virtual ~Backend() = default;
-  virtual std::string Name() const = 0;  // "iptc", "nft", "iptables-restore", "fake"
+  virtual std::string Name() const = 0;  // "iptc", "nft", "restore", "auto", "fake"
   virtual absl::Status Apply(const NetnsHandle& ns, const rules::Ruleset& ruleset) = 0;
   virtual absl::StatusOr<rules::Ruleset> ReadBack(const NetnsHandle& ns) = 0;
   virtual absl::Status Remove(const NetnsHandle& ns) = 0;
