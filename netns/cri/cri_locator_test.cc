@@ -3,7 +3,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -16,11 +15,6 @@ namespace pnc::netns {
 namespace {
 
 constexpr char kUid[] = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
-
-std::string UniqueAbstractEndpoint() {
-  static std::atomic<int> n{0};
-  return absl::StrCat("unix-abstract:pnc-cri-test-", getpid(), "-", n++);
-}
 
 // A thread parked in its own new netns, so /proc/<tid>/ns/net names a live, non-host namespace.
 class NetnsThread {
@@ -49,7 +43,8 @@ class NetnsThread {
 class CriLocatorTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    absl::StatusOr<std::unique_ptr<FakeCriServer>> server = FakeCriServer::Start(UniqueAbstractEndpoint());
+    absl::StatusOr<std::unique_ptr<FakeCriServer>> server =
+        FakeCriServer::Start(FakeCriServer::RandomAbstractEndpoint("pnc-cri-test"));
     ASSERT_TRUE(server.ok()) << server.status();
     server_ = std::move(*server);
     absl::StatusOr<std::unique_ptr<Locator>> locator =
@@ -218,7 +213,10 @@ TEST(CriLocatorStandaloneTest, NoServerIsUnavailable) {
 }
 
 TEST(CriLocatorStandaloneTest, UnixSocketPathEndpoint) {
-  std::string path = absl::StrCat("/tmp/pnc-cri-", getpid(), ".sock");
+  // A short path (gRPC's unix paths stop at 107 bytes; TEST_TMPDIR may be longer), unique across parallel
+  // runs.
+  std::string path =
+      absl::StrCat("/tmp/", FakeCriServer::RandomAbstractEndpoint("pnc-cri").substr(14), ".sock");
   unlink(path.c_str());
   absl::StatusOr<std::unique_ptr<FakeCriServer>> server = FakeCriServer::Start(path);
   ASSERT_TRUE(server.ok()) << server.status();

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -159,6 +160,15 @@ class FakeCriServer::Impl final : public runtime::v1::RuntimeService::Service {
   int64_t calls_ ABSL_GUARDED_BY(mu_) = 0;
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
 };
+
+std::string FakeCriServer::RandomAbstractEndpoint(const std::string& prefix) {
+  static absl::Mutex mu(absl::kConstInit);
+  static absl::BitGen* gen =
+      new absl::BitGen();  // seeded from the OS; leaked like any process-wide generator
+  absl::MutexLock l(&mu);
+  return absl::StrCat("unix-abstract:", prefix, "-",
+                      absl::Hex(absl::Uniform<uint64_t>(*gen), absl::kZeroPad16));
+}
 
 absl::StatusOr<std::unique_ptr<FakeCriServer>> FakeCriServer::Start(const std::string& endpoint) {
   std::string address = endpoint;

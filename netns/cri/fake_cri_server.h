@@ -35,6 +35,9 @@ class FakeCriServer {
  public:
   // endpoint: "unix:/short/path.sock" (<= 107 bytes), "/short/path.sock" or "unix-abstract:name".
   static absl::StatusOr<std::unique_ptr<FakeCriServer>> Start(const std::string& endpoint);
+  // "unix-abstract:<prefix>-<64 random bits>": abstract names are per network namespace and PIDs repeat
+  // across sandboxes (Bazel runs every test as pid ~12), so parallel tests and fake nodes need random names.
+  static std::string RandomAbstractEndpoint(const std::string& prefix = "pnc-fake-cri");
   ~FakeCriServer();  // shuts down; stalled calls are released first
 
   const std::string& endpoint() const;  // as clients dial it ("unix:..." / "unix-abstract:...")

@@ -51,7 +51,7 @@ class NetnsThread {
 void BM_CriLocate(benchmark::State& state) {
   NetnsThread ns;
   if (ns.tid() == 0) return state.SkipWithError("needs root (unshare CLONE_NEWNET)");
-  auto server = FakeCriServer::Start(absl::StrCat("unix-abstract:pnc-cri-bench-", getpid()));
+  auto server = FakeCriServer::Start(FakeCriServer::RandomAbstractEndpoint("pnc-cri-bench"));
   if (!server.ok()) return state.SkipWithError("fake CRI server did not start");
   // A node-sized table: 110 pods, ours among them.
   for (int i = 0; i < 110; ++i) {
