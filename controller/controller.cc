@@ -98,6 +98,9 @@ void Controller::Worker() {
     switch (r.outcome) {
       case Outcome::kRetry: {
         absl::Duration d = queue_.AddRateLimited(uid);
+        if (options_.stuck_event_after > 0 && queue_.NumRequeues(uid) == options_.stuck_event_after) {
+          reconciler_.ReportStuck(uid, r.status, queue_.NumRequeues(uid));
+        }
         Log(LogLevel::kWarning, "reconcile failed; will retry",
             {{"pod_uid", uid},
              {"step", r.detail},

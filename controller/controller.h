@@ -25,6 +25,7 @@ struct ControllerOptions {
   int workers = 4;
   absl::Duration resync = absl::Minutes(5);  // re-verify initialized pods; 0 disables
   int watch_timeout_seconds = 300;
+  int stuck_event_after = 8;  // failed attempts of one pod before a RedirectionDelayed Event (0: never)
   absl::Duration watch_backoff_base = absl::Milliseconds(200);
   WorkQueue::Options queue;
 };

@@ -49,6 +49,26 @@ void Reconciler::RequestReverify(const std::string& uid) {
   if (it != state_.end() && it->second.done) it->second.reverify = true;
 }
 
+void Reconciler::ReportStuck(const std::string& uid, const absl::Status& last_error, int attempts) {
+  {
+    absl::MutexLock lock(&mu_);
+    State& st = state_[uid];
+    if (st.stuck_reported) return;
+    st.stuck_reported = true;
+  }
+  std::optional<CachedPod> cached = deps_.store->GetPod(uid);
+  if (!cached) return;
+  kube::EventRecord ev;
+  ev.namespace_name = cached->pod.namespace_name;
+  ev.pod_name = cached->pod.name;
+  ev.pod_uid = uid;
+  ev.reason = "RedirectionDelayed";
+  ev.message = absl::StrCat("traffic redirection not installed yet after ", attempts,
+                            " attempts (still retrying): ", last_error.message());
+  ev.host = node_name_;
+  if (!deps_.client->CreateEvent(ev).ok()) Error("event_failed");
+}
+
 void Reconciler::Error(const char* reason) {
   if (deps_.metrics != nullptr) deps_.metrics->errors.Inc(reason);
 }

@@ -69,11 +69,16 @@ class Reconciler {
   void Forget(const std::string& uid);
   // Periodic resync: the next Reconcile of this UID re-verifies the rules of an initialized pod.
   void RequestReverify(const std::string& uid);
+  // A pod that keeps failing transiently (e.g. its sandbox never shows up, or the runtime reports a netns
+  // that must not be touched): one Warning Event (`RedirectionDelayed`) so that `kubectl describe pod`
+  // explains the wait.
+  void ReportStuck(const std::string& uid, const absl::Status& last_error, int attempts);
 
  private:
   struct State {
     bool done = false;      // initialized (or verified) by us in this process
     bool reverify = false;  // resync asked for a read-back
+    bool stuck_reported = false;
   };
   ReconcileResult Finish(ReconcileResult r, const std::string& uid);
   ReconcileResult Permanent(const kube::Pod& pod, const absl::Status& st);

@@ -182,6 +182,19 @@ TEST_F(ReconcilerTest, SandboxNotYetRetriesThenSucceeds) {
   EXPECT_EQ(StatusOf(p), "initialized");
 }
 
+TEST_F(ReconcilerTest, StuckPodGetsOneEvent) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  ASSERT_EQ(r.outcome, Outcome::kRetry);
+  reconciler_->ReportStuck("u1", r.status, 8);
+  reconciler_->ReportStuck("u1", r.status, 9);
+  ASSERT_EQ(client_.events().size(), 1u);
+  EXPECT_EQ(client_.events()[0].reason, "RedirectionDelayed");
+  EXPECT_THAT(client_.events()[0].message, HasSubstr("after 8 attempts"));
+  EXPECT_EQ(StatusOf(p), "<none>");  // an Event, never an annotation
+}
+
 TEST_F(ReconcilerTest, VerifyFailureNeverMarks) {
   kube::Pod p = MemberPod("u1");
   Add(p);

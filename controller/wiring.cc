@@ -13,19 +13,23 @@ namespace pnc::controller {
 
 absl::StatusOr<std::unique_ptr<netns::Backend>> MakeBackend(const std::string& name) {
   if (name != "auto" && name != "iptc" && name != "nft" && name != "restore") {
-    return absl::InvalidArgumentError(absl::StrCat("--backend must be auto, iptc, nft or restore, not \"", name, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--backend must be auto, iptc, nft or restore, not \"", name, "\""));
   }
   return netns::NewBackendByName(name);
 }
 
-absl::StatusOr<std::unique_ptr<netns::Locator>> MakeLocator(const std::string& name, const std::string& cri_endpoint,
+absl::StatusOr<std::unique_ptr<netns::Locator>> MakeLocator(const std::string& name,
+                                                            const std::string& cri_endpoint,
                                                             const std::string& proc_root) {
   if (name == "cgroup") return netns::NewCgroupLocator(proc_root);
   if (name == "cri") return netns::NewCriLocator(cri_endpoint);
   if (name != "auto") {
-    return absl::InvalidArgumentError(absl::StrCat("--locator must be auto, cri or cgroup, not \"", name, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--locator must be auto, cri or cgroup, not \"", name, "\""));
   }
-  // auto: the runtime knows best; the cgroup scan covers a runtime that is down or a sandbox it does not report yet.
+  // auto: the runtime knows best; the cgroup scan covers a runtime that is down or a sandbox it does not
+  // report yet.
   absl::StatusOr<std::unique_ptr<netns::Locator>> cri = netns::NewCriLocator(cri_endpoint);
   if (!cri.ok()) return cri.status();
   std::vector<std::unique_ptr<netns::Locator>> chain;
