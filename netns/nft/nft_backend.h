@@ -24,9 +24,12 @@
 // -p -> meta l4proto; --sport/--dport -> th sport/dport; owner -> meta skuid/skgid; -m mark -> meta mark;
 // -m connmark -> ct mark; -m socket --transparent -> socket transparent 1; REDIRECT -> redirect to :P; TPROXY
 // -> tproxy to :P + meta mark set + accept; MARK -> meta mark set; CONNMARK save/restore -> ct mark set meta
-// mark / meta mark set ct mark; CT --zone -> ct zone set; -j chain/RETURN/ACCEPT -> jump/return/accept. Known
-// nuance shared with iptables-nft: a negated owner match (`meta skuid != 1337`) does not match packets
-// without a socket, where xt_owner's `! --uid-owner` does.
+// mark / meta mark set ct mark; CT --zone -> ct zone set; -j chain/RETURN/ACCEPT -> jump/return/accept.
+// Known nuances of the nft spelling versus x_tables (shared with iptables-nft and hand-written nft rules):
+// a negated owner match (meta skuid != 1337) does not match packets without a socket, where xt_owner's
+// negated --uid-owner does; socket transparent 1 also matches a transparent socket bound to a wildcard
+// address, which xt_socket ignores unless --nowildcard (for Istio only Envoy's 0.0.0.0:15006 listener,
+// reached by nothing but traffic addressed to port 15006 itself).
 //
 // ReadBack order: families IPv4 then IPv6; tables raw, mangle, nat, filter; built-in chains in the fixed
 // order PREROUTING, INPUT, FORWARD, OUTPUT, POSTROUTING, then ISTIO_* chains sorted by name (as libiptc lists
