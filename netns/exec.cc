@@ -94,9 +94,12 @@ absl::StatusOr<ExecResult> Exec(const std::vector<std::string>& argv, const std:
     for (int i = 0; i < n && r > 0; ++i) {
       if (fds[i].revents == 0) continue;
       if (fds[i].fd == in.fd[1]) {
-        ssize_t w = ::send(in.fd[1], input.data() + written, input.size() - written, MSG_NOSIGNAL);
+        // Never block here: the child may be waiting for us to drain its stdout first.
+        ssize_t w =
+            ::send(in.fd[1], input.data() + written, input.size() - written, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w > 0) written += w;
-        if (w < 0 || written == input.size()) in.Close(1);  // EPIPE: the child stopped reading
+        const bool again = w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR);
+        if ((w < 0 && !again) || written == input.size()) in.Close(1);  // EPIPE: the child stopped reading
       } else {
         char buf[4096];
         ssize_t got = ::read(fds[i].fd, buf, sizeof(buf));
