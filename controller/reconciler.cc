@@ -100,6 +100,13 @@ ReconcileResult Reconciler::Permanent(const kube::Pod& pod, const absl::Status& 
     return {Outcome::kPermanentError, st, "already reported"};
   }
   Error("plan_invalid");
+  bool event_sent;
+  {
+    absl::MutexLock lock(&mu_);
+    State& state = state_[pod.uid];
+    event_sent = state.event_sent_for == reason;
+    state.event_sent_for = reason;  // a retried patch must not repeat the Event
+  }
   kube::EventRecord ev;
   ev.namespace_name = pod.namespace_name;
   ev.pod_name = pod.name;
@@ -107,7 +114,7 @@ ReconcileResult Reconciler::Permanent(const kube::Pod& pod, const absl::Status& 
   ev.reason = "InvalidRedirectAnnotation";
   ev.message = reason;
   ev.host = node_name_;
-  if (absl::Status est = deps_.client->CreateEvent(ev); !est.ok()) {
+  if (absl::Status est = event_sent ? absl::OkStatus() : deps_.client->CreateEvent(ev); !est.ok()) {
     Error("event_failed");  // best effort: the annotation is what the waiter reads
     Log(LogLevel::kWarning, "event create failed",
         {{"pod_uid", pod.uid}, {"error", std::string(est.message())}});

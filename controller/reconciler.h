@@ -79,6 +79,7 @@ class Reconciler {
     bool done = false;      // initialized (or verified) by us in this process
     bool reverify = false;  // resync asked for a read-back
     bool stuck_reported = false;
+    std::string event_sent_for;  // the error message an InvalidRedirectAnnotation Event was already sent for
   };
   ReconcileResult Finish(ReconcileResult r, const std::string& uid);
   ReconcileResult Permanent(const kube::Pod& pod, const absl::Status& st);

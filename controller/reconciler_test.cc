@@ -164,6 +164,18 @@ TEST_F(ReconcilerTest, BadAnnotationGivesEventAndErrorAnnotationOnceWithoutRetry
   EXPECT_EQ(StatusOf(p), "initialized");
 }
 
+TEST_F(ReconcilerTest, BadAnnotationPatchFailureRetriesWithoutRepeatingTheEvent) {
+  kube::Pod p = MemberPod("u1");
+  p.annotations["traffic.sidecar.istio.io/includeOutboundIPRanges"] = "10.0.0.0";  // no prefix length
+  Add(p);
+  client_.FailNextPatches(2, absl::UnavailableError("HTTP 503"));
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kRetry);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kRetry);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kPermanentError);
+  EXPECT_EQ(client_.events().size(), 1u);
+  EXPECT_THAT(StatusOf(p), StartsWith("error: "));
+}
+
 TEST_F(ReconcilerTest, SandboxNotYetRetriesThenSucceeds) {
   kube::Pod p = MemberPod("u1");
   Add(p);
