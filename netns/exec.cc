@@ -17,6 +17,8 @@
 namespace pnc::netns {
 namespace {
 
+constexpr size_t kMaxOutputBytes = 64 << 20;  // a pod's iptables-save is a few KB; never buffer without bound
+
 absl::Status Errno(int err, const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(err)));
 }
@@ -58,7 +60,11 @@ absl::StatusOr<ExecResult> Exec(const std::vector<std::string>& argv, const std:
   sigset_t none;
   sigemptyset(&none);
   posix_spawnattr_setsigmask(&attr, &none);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  // Every signal back to its default disposition: the child must not inherit, e.g., an ignored SIGPIPE.
+  sigset_t all;
+  sigfillset(&all);
+  posix_spawnattr_setsigdefault(&attr, &all);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   std::vector<char*> args, envp;
   for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
   args.push_back(nullptr);
@@ -77,8 +83,8 @@ absl::StatusOr<ExecResult> Exec(const std::vector<std::string>& argv, const std:
   size_t written = 0;
   if (input.empty()) in.Close(1);
   const absl::Time deadline = absl::Now() + timeout;
-  bool timed_out = false;
-  while (out.fd[0] >= 0 || err.fd[0] >= 0 || in.fd[1] >= 0) {
+  bool timed_out = false, too_much = false;
+  while (!too_much && (out.fd[0] >= 0 || err.fd[0] >= 0 || in.fd[1] >= 0)) {
     pollfd fds[3];
     int n = 0;
     if (in.fd[1] >= 0) fds[n++] = {in.fd[1], POLLOUT, 0};
@@ -107,15 +113,23 @@ absl::StatusOr<ExecResult> Exec(const std::vector<std::string>& argv, const std:
         std::string& sink = &p == &out ? result.out : result.err;
         if (got > 0) {
           sink.append(buf, got);
+          if (result.out.size() + result.err.size() > kMaxOutputBytes) {
+            too_much = true;
+            break;
+          }
         } else {
           p.Close(0);
         }
       }
     }
   }
-  if (timed_out) kill(pid, SIGKILL);
+  if (timed_out || too_much) kill(pid, SIGKILL);
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (too_much) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat(argv[0], " wrote more than ", kMaxOutputBytes, " bytes"));
   }
   if (timed_out) {
     return absl::DeadlineExceededError(

@@ -22,8 +22,9 @@ struct ExecResult {
   std::string err;
 };
 
-// Errors: InvalidArgument (relative argv[0]), DeadlineExceeded (killed after `timeout`), Internal
-// (spawn/pipe). A non-zero exit is NOT an error here: inspect exit_code.
+// Errors: InvalidArgument (relative argv[0]), DeadlineExceeded (killed after `timeout`), ResourceExhausted
+// (killed after more than 64 MiB of output), Internal (spawn/pipe). A non-zero exit is NOT an error here:
+// inspect exit_code. The child starts with default signal dispositions and an empty signal mask.
 absl::StatusOr<ExecResult> Exec(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                                 absl::string_view input, absl::Duration timeout);
 

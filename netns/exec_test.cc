@@ -58,6 +58,11 @@ TEST(ExecTest, TimeoutKillsTheChild) {
   EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
+TEST(ExecTest, RunawayOutputIsCut) {
+  absl::StatusOr<ExecResult> r = Exec({"/usr/bin/yes"}, {}, "", absl::Seconds(30));
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted) << r.status();
+}
+
 TEST(ExecTest, RejectsRelativeProgramAndReportsSpawnFailure) {
   EXPECT_EQ(Exec({"cat"}, {}, "", absl::Seconds(1)).status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(Exec({}, {}, "", absl::Seconds(1)).status().code(), absl::StatusCode::kInvalidArgument);
