@@ -124,8 +124,8 @@ class Reflector {
       if (st.code() == absl::StatusCode::kOutOfRange) {  // 410: our RV is too old
         rv.clear();
         relists_after_gone_.fetch_add(1);
-        // Relist at once, unless the last watch made no progress at all: then a server that keeps answering 410
-        // would spin us in a list loop, so back off.
+        // Relist at once, unless the last watch made no progress at all: then a server that keeps answering
+        // 410 would spin us in a list loop, so back off.
         if (!progressed && Sleep(backoff.Next())) return;
         continue;
       }
