@@ -74,7 +74,7 @@ class Pool {
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_attr_setstacksize(&attr, 2 << 20);  // generous: fn is arbitrary code (libiptc, netlink, exec)
     int err = pthread_create(&tid, &attr, &Pool::Trampoline, this);
     pthread_attr_destroy(&attr);
     if (err != 0)
