@@ -294,7 +294,11 @@ absl::StatusOr<ObjectList<T>> CurlClient::ListAll(const std::string& base_path, 
     std::string path = absl::StrCat(base_path, "?limit=", opts.page_size);
     if (!opts.field_selector.empty())
       absl::StrAppend(&path, "&fieldSelector=", UrlEscape(opts.field_selector));
-    if (!cont.empty()) absl::StrAppend(&path, "&continue=", UrlEscape(cont));
+    if (!cont.empty()) {
+      absl::StrAppend(&path, "&continue=", UrlEscape(cont));
+    } else if (!opts.resource_version.empty()) {  // with a continue token the server forbids resourceVersion
+      absl::StrAppend(&path, "&resourceVersion=", UrlEscape(opts.resource_version));
+    }
     absl::StatusOr<Response> resp = Do("GET", path, "", nullptr);
     if (!resp.ok()) return resp.status();
     if (resp->code != 200)

@@ -122,7 +122,7 @@ TEST(CurlReflector, ChunkSplitsDropsAnd410ForceRelist) {
                                              absl::StatusCode::kOutOfRange));
   EXPECT_EQ(reflector.relists_after_gone(), 2);
 
-  std::vector<std::string> watch_rvs;
+  std::vector<std::string> watch_rvs, list_rvs;
   for (const HttpRequest& r : server.requests()) {
     EXPECT_EQ(r.headers.at("authorization"), "Bearer t0k");
     EXPECT_THAT(r.target, HasSubstr("fieldSelector=spec.nodeName%3Dn1"));
@@ -134,10 +134,13 @@ TEST(CurlReflector, ChunkSplitsDropsAnd410ForceRelist) {
       watch_rvs.push_back(r.target.substr(p + 16, r.target.find('&', p) - p - 16));
     } else {
       EXPECT_THAT(r.target, ::testing::StartsWith("/api/v1/pods?limit=500"));
+      list_rvs.push_back(r.target.find("resourceVersion=0") != std::string::npos ? "0" : "latest");
     }
   }
   // The second watch resumes from the bookmark's RV (12), not the list's (10).
   EXPECT_EQ(watch_rvs, (std::vector<std::string>{"10", "12", "20", "30"}));
+  // First list from the watch cache; relists after a 410 read the latest state.
+  EXPECT_EQ(list_rvs, (std::vector<std::string>{"0", "latest", "latest"}));
 }
 
 TEST(CurlClient, ListFollowsContinueTokens) {

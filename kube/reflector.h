@@ -1,10 +1,10 @@
 // Reflector: keeps a local view of one resource kind in step with the API server by list + watch.
 //
-//   list (full, paginated) -> on_replace(items)         the consumer diffs against its cache
-//   watch from the list's resourceVersion -> on_event     ADDED / MODIFIED / DELETED (bookmarks only move the
-//   RV) server closes the watch (timeoutSeconds)  -> watch again from the last RV, at once 410 Gone / ERROR
-//   410 (RV too old)          -> relist any other failure                          -> wait (jittered
-//   exponential backoff), then watch again; relist after
+//   list (full; resourceVersion=0, from the watch cache) -> on_replace(items)   the consumer diffs against
+//   its cache watch from the list's resourceVersion -> on_event     ADDED / MODIFIED / DELETED (bookmarks
+//   only move the RV) server closes the watch (timeoutSeconds)  -> watch again from the last RV, at once 410
+//   Gone / ERROR 410 (RV too old)          -> relist any other failure                          -> wait
+//   (jittered exponential backoff), then watch again; relist after
 //                                                 repeated failures
 // Stop() makes Run() return promptly (a running watch notices within ~1 s).
 #ifndef PNC_KUBE_REFLECTOR_H_
@@ -77,16 +77,21 @@ class Reflector {
     std::mt19937 rng(std::random_device{}());
     std::string rv;
     int failures = 0;
+    bool after_gone = false;
     while (!stopped_.load()) {
       if (rv.empty()) {
         ListOptions lo;
         lo.field_selector = options_.field_selector;
+        // Like client-go: serve lists from the watch cache ("0"), except right after a 410, when the cache
+        // may be behind the RV we already had: then read the latest state ("").
+        lo.resource_version = after_gone ? "" : "0";
         absl::StatusOr<ObjectList<T>> list = list_(lo);
         if (!list.ok()) {
           Report(list.status(), "list");
           if (Sleep(backoff.Next())) return;
           continue;
         }
+        after_gone = false;
         rv = list->resource_version;
         hooks_.on_replace(std::move(list->items), rv);
         lists_.fetch_add(1);
@@ -123,6 +128,7 @@ class Reflector {
       Report(st, "watch");
       if (st.code() == absl::StatusCode::kOutOfRange) {  // 410: our RV is too old
         rv.clear();
+        after_gone = true;
         relists_after_gone_.fetch_add(1);
         // Relist at once, unless the last watch made no progress at all: then a server that keeps answering
         // 410 would spin us in a list loop, so back off.
