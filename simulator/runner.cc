@@ -9,6 +9,7 @@
 #include <fstream>
 #include <memory>
 #include <random>
+#include <set>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -593,7 +594,64 @@ absl::StatusOr<proto::Scenario> LoadScenario(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot parse ", path, " as a pnc.sim.proto.Scenario text proto"));
   }
+  if (auto v = ValidateScenario(s); !v.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", v.message()));
   return s;
+}
+
+absl::Status ValidateScenario(const proto::Scenario& s) {
+  std::set<std::string> nodes, templates, namespaces = {"default"};
+  if (s.nodes().empty()) return absl::InvalidArgumentError("no nodes");
+  for (const auto& n : s.nodes()) {
+    if (n.name().empty() || !nodes.insert(n.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("empty or duplicate node name \"", n.name(), "\""));
+    }
+  }
+  for (const auto& t : s.templates()) {
+    if (t.name().empty() || !templates.insert(t.name()).second) {
+      return absl::InvalidArgumentError(absl::StrCat("empty or duplicate template name \"", t.name(), "\""));
+    }
+    if (t.expect() == proto::PodTemplate::FAILED && t.mesh() == proto::PodTemplate::NONE) {
+      return absl::InvalidArgumentError(absl::StrCat("template ", t.name(), ": only mesh pods can fail initialization"));
+    }
+  }
+  for (const auto& n : s.namespaces()) namespaces.insert(n.name());
+  for (int i = 0; i < s.timeline_size(); ++i) {
+    const auto& step = s.timeline(i);
+    std::string where = absl::StrCat("timeline[", i, "]: ");
+    switch (step.action_case()) {
+      case proto::Step::kCreate:
+        if (templates.count(step.create().template_()) == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "unknown template \"", step.create().template_(), "\""));
+        }
+        if (namespaces.count(step.create().namespace_()) == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "unknown namespace \"", step.create().namespace_(), "\""));
+        }
+        if (!step.create().node().empty() && nodes.count(step.create().node()) == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "unknown node \"", step.create().node(), "\""));
+        }
+        break;
+      case proto::Step::kDelete:
+        if (!step.delete_().template_().empty() && templates.count(step.delete_().template_()) == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "unknown template \"", step.delete_().template_(), "\""));
+        }
+        break;
+      case proto::Step::kRestartController:
+        if (!step.restart_controller().node().empty() && nodes.count(step.restart_controller().node()) == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "unknown node"));
+        }
+        break;
+      case proto::Step::kFault:
+        if (step.fault().kind_case() == proto::Fault::KIND_NOT_SET) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "empty fault"));
+        }
+        break;
+      case proto::Step::kWaitSettled:
+        break;
+      default:
+        return absl::InvalidArgumentError(absl::StrCat(where, "empty step"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Report> RunScenario(const proto::Scenario& scenario, const RunnerOptions& options) {

@@ -33,7 +33,10 @@ struct Report {
 // process is still single-threaded (RunScenario does it, but only works if nothing started threads before).
 absl::StatusOr<Report> RunScenario(const proto::Scenario& scenario, const RunnerOptions& options);
 
+// Parses a text proto and validates it (ValidateScenario).
 absl::StatusOr<proto::Scenario> LoadScenario(const std::string& path);
+// References are consistent: unique node/template names, creations use known templates, namespaces and nodes.
+absl::Status ValidateScenario(const proto::Scenario& scenario);
 
 }  // namespace pnc::sim
 
