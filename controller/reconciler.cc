@@ -158,11 +158,21 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   rules::MembershipDecision m = rules::DecideMembership(facts);
   if (!m.member) return Finish({Outcome::kSkipped, absl::OkStatus(), m.reason}, uid);
 
+  auto status_it = pod.annotations.find(rules::kStatusAnnotation);
+  bool marked = status_it != pod.annotations.end() && status_it->second == rules::kStatusInitialized;
+
   // plan
   absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, config_);
   if (!plan.ok()) {
-    if (plan.status().code() == absl::StatusCode::kInvalidArgument)
+    if (plan.status().code() == absl::StatusCode::kInvalidArgument) {
+      if (marked) {
+        // Annotations edited after initialization: the running pod keeps the rules it started with; flipping
+        // its status to an error would only break its next init-container restart.
+        return Finish(
+            {Outcome::kPermanentError, plan.status(), "annotation became invalid after initialization"}, uid);
+      }
       return Finish(Permanent(pod, plan.status()), uid);
+    }
     Error("plan_failed");
     return Finish({Outcome::kRetry, plan.status(), "plan"}, uid);
   }
@@ -175,9 +185,6 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     Error(handle.status().code() == absl::StatusCode::kNotFound ? "locate_not_found" : "locate_failed");
     return Finish({Outcome::kRetry, handle.status(), "locate"}, uid);
   }
-
-  auto status_it = pod.annotations.find(rules::kStatusAnnotation);
-  bool marked = status_it != pod.annotations.end() && status_it->second == rules::kStatusInitialized;
 
   if (marked) {
     // Startup or resync: trust nothing, read back.

@@ -176,6 +176,21 @@ TEST_F(ReconcilerTest, BadAnnotationPatchFailureRetriesWithoutRepeatingTheEvent)
   EXPECT_THAT(StatusOf(p), StartsWith("error: "));
 }
 
+TEST_F(ReconcilerTest, AnnotationBrokenAfterInitializationIsNotFlippedToError) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  kube::Pod edited = *client_.GetPod("shop", "web-1");
+  edited.annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = "http";
+  Add(edited);
+  reconciler_ = NewReconciler();  // restart
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kPermanentError);
+  EXPECT_EQ(StatusOf(p), "initialized");
+  EXPECT_TRUE(client_.events().empty());
+  EXPECT_TRUE(backend_.Has(101));
+}
+
 TEST_F(ReconcilerTest, SandboxNotYetRetriesThenSucceeds) {
   kube::Pod p = MemberPod("u1");
   Add(p);
