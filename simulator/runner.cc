@@ -395,6 +395,18 @@ Report Run::BuildReport() {
   std::vector<double> to_intercept, to_annotated, to_waiter;
   int failures = 0, deleted = 0, checked = 0;
   absl::Time first_created = absl::InfiniteFuture(), last_intercepted = absl::InfinitePast();
+  // Events the controller posted, by involvedObject.uid (reported, not asserted: the annotation is the
+  // contract).
+  std::map<std::string, json> events;
+  if (auto list = store_->List(Resource::kEvents, "", {}); list.ok()) {
+    for (const auto& e : list->items) {
+      std::string uid = FieldValue(*e, "involvedObject.uid");
+      if (!events[uid].is_array()) events[uid] = json::array();
+      events[uid].push_back({{"type", FieldValue(*e, "type")},
+                             {"reason", FieldValue(*e, "reason")},
+                             {"message", FieldValue(*e, "message")}});
+    }
+  }
   json pods = json::array();
   std::ostringstream table;
   table << absl::StrFormat("%-22s %-8s %-7s %-11s %8s %9s %8s %9s  %-6s %s\n", "POD", "TEMPLATE", "NODE",
@@ -490,7 +502,8 @@ Report Run::BuildReport() {
               {"ms_created_to_sandbox", Ms(r.created, r.sandbox_ready)},
               {"ms_created_to_annotated", Ms(r.created, r.annotated)},
               {"ms_created_to_waiter_exit", Ms(r.created, r.waiter_exited)},
-              {"ms_created_to_intercepted", Ms(r.created, r.intercepted_at)}};
+              {"ms_created_to_intercepted", Ms(r.created, r.intercepted_at)},
+              {"events", events.count(c.uid) ? events[c.uid] : json::array()}};
     pods.push_back(p);
   }
   double pods_per_s = -1;
@@ -506,7 +519,12 @@ Report Run::BuildReport() {
       << " failed; controller restarts: " << restarts << "\n";
   out << "timeline:\n";
   for (const auto& s : step_log_) out << "  - " << s << "\n";
-  out << "\nper pod (ms after creation):\n" << table.str() << "\n";
+  out << "\nper pod, ms after creation (SANDBOX: netns + IP published; ANNOTATED: the controller's status "
+         "annotation "
+         "reached the API server, which it writes only after applying and reading back the rules; WAITER: "
+         "the init "
+         "container exited; INTERCEPT: the app's connect to 192.0.2.10:80 landed on 15001):\n"
+      << table.str() << "\n";
   out << absl::StrFormat("created -> annotated:   p50 %s ms  p99 %s ms  (n=%d)\n",
                          FmtMs(Percentile(to_annotated, 50)), FmtMs(Percentile(to_annotated, 99)),
                          to_annotated.size());
@@ -594,7 +612,8 @@ absl::StatusOr<proto::Scenario> LoadScenario(const std::string& path) {
     return absl::InvalidArgumentError(
         absl::StrCat("cannot parse ", path, " as a pnc.sim.proto.Scenario text proto"));
   }
-  if (auto v = ValidateScenario(s); !v.ok()) return absl::InvalidArgumentError(absl::StrCat(path, ": ", v.message()));
+  if (auto v = ValidateScenario(s); !v.ok())
+    return absl::InvalidArgumentError(absl::StrCat(path, ": ", v.message()));
   return s;
 }
 
@@ -611,7 +630,8 @@ absl::Status ValidateScenario(const proto::Scenario& s) {
       return absl::InvalidArgumentError(absl::StrCat("empty or duplicate template name \"", t.name(), "\""));
     }
     if (t.expect() == proto::PodTemplate::FAILED && t.mesh() == proto::PodTemplate::NONE) {
-      return absl::InvalidArgumentError(absl::StrCat("template ", t.name(), ": only mesh pods can fail initialization"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("template ", t.name(), ": only mesh pods can fail initialization"));
     }
   }
   for (const auto& n : s.namespaces()) namespaces.insert(n.name());
@@ -621,18 +641,22 @@ absl::Status ValidateScenario(const proto::Scenario& s) {
     switch (step.action_case()) {
       case proto::Step::kCreate:
         if (templates.count(step.create().template_()) == 0) {
-          return absl::InvalidArgumentError(absl::StrCat(where, "unknown template \"", step.create().template_(), "\""));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, "unknown template \"", step.create().template_(), "\""));
         }
         if (namespaces.count(step.create().namespace_()) == 0) {
-          return absl::InvalidArgumentError(absl::StrCat(where, "unknown namespace \"", step.create().namespace_(), "\""));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, "unknown namespace \"", step.create().namespace_(), "\""));
         }
         if (!step.create().node().empty() && nodes.count(step.create().node()) == 0) {
-          return absl::InvalidArgumentError(absl::StrCat(where, "unknown node \"", step.create().node(), "\""));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, "unknown node \"", step.create().node(), "\""));
         }
         break;
       case proto::Step::kDelete:
         if (!step.delete_().template_().empty() && templates.count(step.delete_().template_()) == 0) {
-          return absl::InvalidArgumentError(absl::StrCat(where, "unknown template \"", step.delete_().template_(), "\""));
+          return absl::InvalidArgumentError(
+              absl::StrCat(where, "unknown template \"", step.delete_().template_(), "\""));
         }
         break;
       case proto::Step::kRestartController:

@@ -1,5 +1,5 @@
-// Scenario files: every shipped one parses and validates; a lightweight scenario runs end to end without a controller
-// (no root needed) and its report says what happened; broken scenarios are rejected with a reason.
+// Scenario files: every shipped one parses and validates; a lightweight scenario runs end to end without a
+// controller (no root needed) and its report says what happened; broken scenarios are rejected with a reason.
 #include <unistd.h>
 
 #include <fstream>
@@ -33,10 +33,11 @@ proto::Scenario Parse(const std::string& text) {
 
 TEST(ScenarioTest, InvalidReferencesAreRejected) {
   EXPECT_FALSE(ValidateScenario(Parse(R"(templates { name: "t" })")).ok());  // no nodes
-  auto unknown_template = ValidateScenario(Parse(R"(nodes { name: "n" } timeline { create { template: "x" namespace: "default" } })"));
+  auto unknown_template = ValidateScenario(
+      Parse(R"(nodes { name: "n" } timeline { create { template: "x" namespace: "default" } })"));
   EXPECT_NE(unknown_template.message().find("unknown template"), std::string::npos) << unknown_template;
-  auto unknown_ns = ValidateScenario(
-      Parse(R"(nodes { name: "n" } templates { name: "t" } timeline { create { template: "t" namespace: "nope" } })"));
+  auto unknown_ns = ValidateScenario(Parse(
+      R"(nodes { name: "n" } templates { name: "t" } timeline { create { template: "t" namespace: "nope" } })"));
   EXPECT_NE(unknown_ns.message().find("unknown namespace"), std::string::npos) << unknown_ns;
   EXPECT_FALSE(ValidateScenario(Parse(R"(nodes { name: "n" } nodes { name: "n" })")).ok());
   EXPECT_FALSE(ValidateScenario(Parse(R"(nodes { name: "n" } templates { name: "t" expect: FAILED })")).ok());
