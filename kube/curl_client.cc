@@ -231,7 +231,7 @@ absl::StatusOr<CurlClient::Response> CurlClient::Do(const char* method, const st
 
 absl::Status CurlClient::StreamLines(const std::string& path,
                                      const std::function<absl::Status(std::string_view)>& on_line,
-                                     const std::atomic<bool>& cancel) {
+                                     const std::atomic<bool>& cancel, long idle_seconds) {
   CURL* easy = static_cast<CURL*>(Acquire());
   if (easy == nullptr) return absl::ResourceExhaustedError("kube: curl_easy_init failed");
   CurlSlist headers;
@@ -251,10 +251,11 @@ absl::Status CurlClient::StreamLines(const std::string& path,
   curl_easy_setopt(easy, CURLOPT_NOPROGRESS, 0L);
   curl_easy_setopt(easy, CURLOPT_XFERINFOFUNCTION, StreamProgress);
   curl_easy_setopt(easy, CURLOPT_XFERINFODATA, &ctx);
-  // A watch may be idle for minutes (bookmarks come about once a minute); a dead peer is caught by the
-  // server-side timeoutSeconds plus this idle limit, and by TCP keepalive.
+  // A watch may be idle for minutes (bookmarks are not guaranteed); the server closes it after
+  // timeoutSeconds, so silence well beyond that means a dead peer or a black-holed connection (TCP keepalive
+  // catches the rest).
   curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-  curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, 120L);
+  curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, idle_seconds);
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPIDLE, 30L);
   curl_easy_setopt(easy, CURLOPT_TCP_KEEPINTVL, 10L);
   CURLcode rc = curl_easy_perform(easy);
@@ -332,7 +333,7 @@ absl::Status CurlClient::WatchAny(const std::string& base_path, const WatchOptio
     if (!handler(*std::move(ev))) return HandlerStop();
     return absl::OkStatus();
   };
-  return StreamLines(path, on_line, cancel);
+  return StreamLines(path, on_line, cancel, static_cast<long>(opts.timeout_seconds) + 60);
 }
 
 absl::StatusOr<ObjectList<Pod>> CurlClient::ListPods(const ListOptions& opts) {

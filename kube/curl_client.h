@@ -57,9 +57,10 @@ class CurlClient : public Client {
   void Release(void* easy);  // back to the pool
   absl::Status Configure(void* easy, const std::string& url, void* headers_out /* curl_slist** */,
                          const char* content_type);
+  // idle_seconds: abort when no byte arrived for this long (the server should have closed the watch by then).
   absl::Status StreamLines(const std::string& path,
                            const std::function<absl::Status(std::string_view)>& on_line,
-                           const std::atomic<bool>& cancel);
+                           const std::atomic<bool>& cancel, long idle_seconds);
   template <typename T>
   absl::StatusOr<ObjectList<T>> ListAll(const std::string& base_path, const ListOptions& opts,
                                         absl::StatusOr<ObjectList<T>> (*decode)(std::string_view));
