@@ -409,8 +409,9 @@ class ExprReader {
   explicit ExprReader(std::vector<const nftnl_expr*> exprs) : e_(std::move(exprs)) {}
 
   bool Done() const { return i_ >= e_.size(); }
-  std::string NameAt(size_t k) const {
-    return i_ + k < e_.size() ? nftnl_expr_get_str(e_[i_ + k], NFTNL_EXPR_NAME) : "";
+  // The expression's type name ("meta", "cmp", ...); empty past the end. Points into the expression.
+  absl::string_view NameAt(size_t k) const {
+    return i_ + k < e_.size() ? absl::string_view(nftnl_expr_get_str(e_[i_ + k], NFTNL_EXPR_NAME)) : "";
   }
   const nftnl_expr* At(size_t k) const { return e_[i_ + k]; }
   void Skip(size_t n) { i_ += n; }
@@ -1062,14 +1063,13 @@ absl::StatusOr<Ruleset> ReadBackHere() {
   rs.routes = std::move(*routes);
   absl::StatusOr<NfSocket> nl = NfSocket::Open();
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::set<Family>> families = OurTables(**nl);
-  if (!families.ok()) return families.status();
-  std::map<Family, std::vector<ChainInfo>> chains;
-  if (!families->empty()) {
-    absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> c = DumpOurChains(**nl);
-    if (!c.ok()) return c.status();
-    chains = std::move(*c);
-  }
+  // The chain dump alone tells which families hold our table (an empty table of ours, which Apply never
+  // leaves, would simply not be reported): one round trip less than listing tables first.
+  absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> c = DumpOurChains(**nl);
+  if (!c.ok()) return c.status();
+  std::map<Family, std::vector<ChainInfo>> chains = std::move(*c);
+  absl::StatusOr<std::set<Family>> families = std::set<Family>();
+  for (const auto& [f, list] : chains) families->insert(f);
   absl::StatusOr<std::vector<FamilyRules>> fams = ReadFamilies(**nl, *families, chains);
   if (!fams.ok()) return fams.status();
   rs.families = std::move(*fams);
