@@ -1,8 +1,9 @@
 // The simulator: runs a scenario against the real controller and waiter and prints the report.
 //
-//   bazel run //simulator -- --scenario=simulator/scenarios/smoke.textproto \
+//   bazel run //simulator -- --scenario=simulator/scenarios/smoke.textproto
 //       --controller_binary=$PWD/bazel-bin/controller/controller
 //       --waiter_binary=$PWD/bazel-bin/controller/waiter/waiter
+//   (or simply `bazel run //e2e:demo -- smoke|burst|races|multinode`)
 //
 // Needs root or unprivileged user namespaces (each fake pod is a real network namespace inside a private
 // sandbox; nothing touches the host's network). Exit code: 0 when every expectation held, 1 otherwise, 2 on

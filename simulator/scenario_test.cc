@@ -17,7 +17,7 @@ std::string Runfile(const std::string& rel) {
 }
 
 TEST(ScenarioTest, ShippedScenariosParseAndValidate) {
-  for (const char* name : {"smoke", "burst", "races"}) {
+  for (const char* name : {"smoke", "burst", "races", "multinode"}) {
     auto s = LoadScenario(Runfile(absl::StrCat("simulator/scenarios/", name, ".textproto")));
     ASSERT_TRUE(s.ok()) << name << ": " << s.status();
     EXPECT_EQ(s->name(), name);
