@@ -1116,19 +1116,27 @@ absl::Status ApplyHere(const Ruleset& rs) {
 
   absl::StatusOr<NfSocket> nl = NfSocket::Open();
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<std::set<Family>> have_families = OurTables(**nl);
-  if (!have_families.ok()) return have_families.status();
-  std::map<Family, std::vector<ChainInfo>> have_chains;
-  if (!have_families->empty()) {  // fresh netns: skip this dump
-    absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> chains = DumpOurChains(**nl);
-    if (!chains.ok()) return chains.status();
-    have_chains = std::move(*chains);
-    // Re-apply of what is already there (a restarted controller, a retry): change nothing, destroy nothing.
-    // Unreadable content (tampered) falls through to the rewrite below.
-    absl::StatusOr<std::vector<FamilyRules>> current = ReadFamilies(**nl, *have_families, have_chains);
-    if (current.ok() && *current == rs.families) return SyncPolicyRoutes(rs.routes);
+  // A table we saw absent is created with NLM_F_EXCL, so a concurrent Apply into the same netns cannot make
+  // us append a second copy: our batch then fails atomically with EEXIST and the second attempt takes the
+  // re-apply path.
+  absl::Status last;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    absl::StatusOr<std::set<Family>> have_families = OurTables(**nl);
+    if (!have_families.ok()) return have_families.status();
+    std::map<Family, std::vector<ChainInfo>> have_chains;
+    if (!have_families->empty()) {  // fresh netns: skip this dump
+      absl::StatusOr<std::map<Family, std::vector<ChainInfo>>> chains = DumpOurChains(**nl);
+      if (!chains.ok()) return chains.status();
+      have_chains = std::move(*chains);
+      // Re-apply of what is already there (a restarted controller, a retry): change nothing, destroy nothing.
+      // Unreadable content (tampered) falls through to the rewrite below.
+      absl::StatusOr<std::vector<FamilyRules>> current = ReadFamilies(**nl, *have_families, have_chains);
+      if (current.ok() && *current == rs.families) return SyncPolicyRoutes(rs.routes);
+    }
+    last = SendApplyBatch(**nl, rs, want_families, want_chains, *have_families, have_chains, new_rules);
+    if (!absl::IsAlreadyExists(last)) return last;
   }
-  return SendApplyBatch(**nl, rs, want_families, want_chains, *have_families, have_chains, new_rules);
+  return last;
 }
 
 absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Family>& want_families,
@@ -1146,7 +1154,7 @@ absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Fam
   for (const FamilyRules& fr : rs.families) {
     const Family f = fr.family;
     const std::vector<WantChain>& want = want_chains[f];
-    PutTable(b, f, NFT_MSG_NEWTABLE, NLM_F_CREATE);
+    PutTable(b, f, NFT_MSG_NEWTABLE, have_families.count(f) ? NLM_F_CREATE : NLM_F_CREATE | NLM_F_EXCL);
     if (have_families.count(f)) {
       FlushTable(b, f);  // also drops jumps into chains deleted below
       for (const ChainInfo& c : have_chains[f]) {

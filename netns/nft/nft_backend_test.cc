@@ -1,6 +1,7 @@
 #include "netns/nft/nft_backend.h"
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/match.h"

@@ -189,13 +189,24 @@ absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_s
         return absl::InternalError(absl::StrCat(what, ": reply for another port"));
       if (nlh->nlmsg_type == NLMSG_ERROR) {
         const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
-        if (err->error != 0) return NetlinkErrno(-err->error, what);
+        if (err->error != 0) {
+          const int code = -err->error;  // read before Drain() reuses the buffer
+          // The kernel queued every reply of the batch before sendto() returned: drop the rest (later errors,
+          // the final ack) so the next request on this socket does not read them as its own.
+          Drain();
+          return NetlinkErrno(code, what);
+        }
         if (nlh->nlmsg_seq == last_seq) return absl::OkStatus();
       } else if (nlh->nlmsg_type >= NLMSG_MIN_TYPE) {
         if (absl::Status s = cb(nlh); !s.ok()) return s;
       }
       nlh = mnl_nlmsg_next(nlh, &remaining);
     }
+  }
+}
+
+void MnlSocket::Drain() {
+  while (recv(mnl_socket_get_fd(nl_), buf_->data(), buf_->size(), MSG_DONTWAIT) > 0) {
   }
 }
 

@@ -64,6 +64,7 @@ class MnlSocket {
 
  private:
   MnlSocket(mnl_socket* nl, uint32_t portid);
+  void Drain();  // discards every queued reply
   absl::Status Receive(uint32_t seq, absl::string_view what,
                        absl::FunctionRef<absl::Status(const nlmsghdr*)> cb);
 
