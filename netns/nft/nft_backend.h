@@ -7,17 +7,19 @@
 // mangle -150 with OUTPUT as type route; raw -300; filter 0; policy accept). Everything in those two tables
 // is ours; nothing outside them is touched.
 //
-// Apply: one GETTABLE dump; in a fresh netns then one batch: add table and chains (idempotent adds), append
-// all rules. Nothing is destroyed, so this hot path never waits on nf_tables' RCU-deferred destruction
-// (netfilter-facts.md: ~13 ms). If our table exists: GETCHAIN + GETRULE dumps; when they already equal the
-// plan, nothing is sent; otherwise one batch flushes our table's rules, deletes our stale chains (and the
-// table of a family no longer planned), re-adds chains and rules. Every nf_tables socket is closed on a
-// background thread, because close() blocks 10-18 ms after any destruction (the kernel flushes its
-// deferred-destroy work on socket release, holding the netns' commit mutex). Policy routes (routing.h) are
-// synced first, so TPROXY'd packets find their route as soon as the rules exist. ReadBack dumps our
-// tables/chains/rules and translates the expressions back into the Ruleset model exactly; any expression we
-// do not write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. Remove
-// deletes our tables (cold path) and our policy routes.
+// Apply: one GETTABLE dump; in a fresh netns then one batch: add the table (with NLM_F_EXCL: should a
+// concurrent Apply create it first, this batch fails atomically and retries through the re-apply path) and
+// its chains, append all rules. Nothing is destroyed, so this hot path never waits on nf_tables' RCU-deferred
+// destruction (netfilter-facts.md: ~13 ms). If our table exists: GETCHAIN + GETRULE dumps; when they already
+// equal the plan, nothing is sent; otherwise one batch flushes our table's rules, deletes our stale chains
+// (and the table of a family no longer planned), re-adds chains and rules. Every nf_tables socket is closed
+// on a background thread, because close() blocks 10-18 ms after any destruction (the kernel flushes its
+// deferred-destroy work on socket release, holding the netns' commit mutex). The batch is built and checked
+// (size) first, then the policy routes (routing.h) are synced, then the batch is sent: TPROXY'd packets find
+// their route as soon as the rules exist, and an unsendable rule set changes nothing. ReadBack dumps our
+// chains/rules and translates the expressions back into the Ruleset model exactly; any expression we do not
+// write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. Remove deletes our
+// tables (cold path) and our policy routes.
 //
 // Translation (iptables -> nft), in the expression order RenderNftables prints: -s/-d -> ip[6] saddr/daddr
 // (payload + bitwise for a prefix + cmp); -i/-o -> meta iifname/oifname ("eth+" -> prefix cmp, shown "eth*");
