@@ -100,6 +100,7 @@ struct FakeNode::Pod {
   std::unique_ptr<DownwardVolume> volume ABSL_GUARDED_BY(mu);
   pid_t waiter_pid ABSL_GUARDED_BY(mu) = -1;
   bool deleted ABSL_GUARDED_BY(mu) = false;
+  bool terminating ABSL_GUARDED_BY(mu) = false;  // graceful deletion: we owe the API server the final DELETE
   std::thread worker;
   std::atomic<bool> done{false};
 };
@@ -222,12 +223,16 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
       r.status_annotation = a->second;
     });
   }
-  if (type == "DELETED") {
+  bool terminating = type != "DELETED" && (*obj)["metadata"].contains("deletionTimestamp");
+  if (type == "DELETED" || terminating) {
     recorder_->Update(uid, [](PodRecord& r) { r.deleted = true; });
     if (pod) {
       absl::MutexLock l(&pod->mu);
       pod->deleted = true;
+      pod->terminating |= terminating;
       if (pod->waiter_pid > 0) ::kill(pod->waiter_pid, SIGKILL);
+    } else if (terminating) {
+      FinishDeletion(FieldValue(*obj, "metadata.namespace"), FieldValue(*obj, "metadata.name"), uid);
     }
     return;
   }
@@ -266,8 +271,20 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
   }
   pod->worker = std::thread([this, pod] {
     RunPod(pod);
+    bool terminating;
+    {
+      absl::MutexLock l(&pod->mu);
+      terminating = pod->terminating;
+    }
+    // Containers and sandbox are gone: like kubelet, complete a graceful deletion.
+    if (terminating) FinishDeletion(pod->namespace_name, pod->name, pod->uid);
     pod->done = true;
   });
+}
+
+void FakeNode::FinishDeletion(const std::string& ns, const std::string& name, const std::string& uid) {
+  // UID precondition: never remove a newer pod that reuses the name.
+  (void)store_->Delete(Resource::kPods, ns, name, {.preconditions = {.uid = uid}, .grace_period_seconds = 0});
 }
 
 void FakeNode::PublishStatus(const Pod& pod, const json& status) {

@@ -18,7 +18,9 @@
 //      nothing, so the connect times out (short timeout); with rules but no listener it is refused.
 //   5. status: phase Running (or Failed when the waiter failed: no init retries here), podIP(s), conditions,
 //      init/container statuses.
-//   On DELETED: the waiter is killed, listeners closed, the netns and volume removed, the sandbox withdrawn.
+//   On deletion (DELETED, or deletionTimestamp set by a graceful delete): the waiter is killed, listeners
+//   closed, the netns and volume removed, the sandbox withdrawn; a graceful deletion is then completed with
+//   DELETE (grace 0).
 // hostNetwork pods never get a netns: they report the node's IP and go Running.
 #ifndef PNC_SIMULATOR_NODE_H_
 #define PNC_SIMULATOR_NODE_H_
@@ -94,6 +96,7 @@ class FakeNode {
   void OnPodEvent(const std::string& type, const ObjectPtr& pod);
   void RunPod(std::shared_ptr<Pod> pod);
   void PublishStatus(const Pod& pod, const nlohmann::json& status);
+  void FinishDeletion(const std::string& ns, const std::string& name, const std::string& uid);
 
   Store* store_;
   Recorder* recorder_;

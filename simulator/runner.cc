@@ -180,6 +180,7 @@ absl::Status Run::Setup() {
   }
   Store::Options so;
   so.seed = scenario_.seed() == 0 ? 1 : scenario_.seed();
+  so.graceful_pod_deletion = true;  // the fake kubelets complete deletions, as on a real cluster
   store_ = std::make_unique<Store>(so);
   ServerOptions sopt;
   sopt.tls = options_.tls;
@@ -315,9 +316,17 @@ absl::Status Run::Step(const proto::Step& step) {
       const auto& d = step.delete_();
       auto r = store_->Delete(Resource::kPods, d.namespace_(), d.name(), {});
       if (!r.ok()) return r.status();
+      std::string old_uid = FieldValue(**r, "metadata.uid");
       step_log_.push_back(
           absl::StrCat("delete ", d.namespace_(), "/", d.name(), d.recreate() ? " and recreate" : ""));
       if (d.recreate()) {
+        // Like a StatefulSet: the same name can only come back once the terminating pod is gone.
+        absl::Time deadline = absl::Now() + absl::Seconds(30);
+        while (absl::Now() < deadline) {
+          auto cur = store_->Get(Resource::kPods, d.namespace_(), d.name());
+          if (!cur.ok() || FieldValue(**cur, "metadata.uid") != old_uid) break;
+          absl::SleepFor(absl::Milliseconds(5));
+        }
         std::string t = d.template_().empty() ? template_of_[d.namespace_() + "/" + d.name()] : d.template_();
         if (auto s = CreatePod(t, d.namespace_(), d.name(), ""); !s.ok()) return s;
       }

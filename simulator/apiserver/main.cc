@@ -26,6 +26,8 @@ ABSL_FLAG(absl::Duration, bookmark_interval, absl::Seconds(5),
 ABSL_FLAG(int64_t, history, 200000, "watch history window (events); older resourceVersions get 410 Expired");
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "Node objects to create at start (comma-separated names)");
 ABSL_FLAG(bool, scheduler, true, "bind pods without spec.nodeName to nodes round-robin");
+ABSL_FLAG(bool, graceful_pod_deletion, false,
+          "DELETE of a bound pod only sets deletionTimestamp (a kubelet must finish it); off: immediate deletion");
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
@@ -39,6 +41,7 @@ int main(int argc, char** argv) {
   pnc::sim::Store::Options so;
   so.history_size = static_cast<size_t>(absl::GetFlag(FLAGS_history));
   so.scheduler = absl::GetFlag(FLAGS_scheduler);
+  so.graceful_pod_deletion = absl::GetFlag(FLAGS_graceful_pod_deletion);
   pnc::sim::Store store(so);
   for (const std::string& n : absl::GetFlag(FLAGS_nodes)) {
     auto s = store.Create(pnc::sim::Resource::kNodes, "", {{"metadata", {{"name", n}}}});

@@ -840,7 +840,15 @@ Reply ApiServer::Impl::Handle(const http::request<http::string_body>& req, std::
           return StatusReply(ApiError(405, "MethodNotAllowed",
                                       "the server does not allow this method on the requested resource"));
         }
-        Preconditions pre;
+        DeleteOptions del;
+        Preconditions& pre = del.preconditions;
+        if (q.Has("gracePeriodSeconds")) {
+          int64_t g;
+          if (!absl::SimpleAtoi(q.Get("gracePeriodSeconds"), &g)) {
+            return StatusReply(BadRequestError("gracePeriodSeconds must be an integer"));
+          }
+          del.grace_period_seconds = g;
+        }
         if (!req.body().empty()) {
           json body;
           if (auto s = parse_body(&body); !s.ok()) return StatusReply(s);
@@ -851,8 +859,12 @@ Reply ApiServer::Impl::Handle(const http::request<http::string_body>& req, std::
               pre.resource_version = p["resourceVersion"].get<std::string>();
             }
           }
+          if (body.is_object() && body.contains("gracePeriodSeconds") &&
+              body["gracePeriodSeconds"].is_number_integer()) {
+            del.grace_period_seconds = body["gracePeriodSeconds"].get<int64_t>();
+          }
         }
-        return object_reply(store_->Delete(t->resource, t->ns, t->name, pre));
+        return object_reply(store_->Delete(t->resource, t->ns, t->name, del));
       }
       default:
         return StatusReply(ApiError(405, "MethodNotAllowed",

@@ -391,7 +391,8 @@ absl::StatusOr<ObjectPtr> Store::CommitUpdateLocked(Resource r, const ObjectPtr&
   next["kind"] = info.kind;
   next["apiVersion"] = "v1";
   json& md = next["metadata"];
-  for (const char* keep : {"uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp"}) {
+  for (const char* keep : {"uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp",
+                           "deletionGracePeriodSeconds"}) {
     auto o = old->at("metadata").find(keep);
     if (o != old->at("metadata").end()) {
       md[keep] = *o;
@@ -483,7 +484,8 @@ absl::StatusOr<ObjectPtr> Store::DeleteLocked(Resource r, const Key& key) {
 }
 
 absl::StatusOr<ObjectPtr> Store::Delete(Resource r, const std::string& ns, const std::string& name,
-                                        const Preconditions& pre) {
+                                        const DeleteOptions& options) {
+  const Preconditions& pre = options.preconditions;
   absl::MutexLock lock(&mu_);
   Key key = KeyOf(r, ns, name);
   auto it = objects_[Index(r)].find(key);
@@ -499,6 +501,22 @@ absl::StatusOr<ObjectPtr> Store::Delete(Resource r, const std::string& ns, const
         Info(r).plural, name,
         absl::StrCat("Precondition failed: ResourceVersion in precondition: ", *pre.resource_version,
                      ", ResourceVersion in object meta: ", MetaString(*old, "resourceVersion")));
+  }
+  if (r == Resource::kPods && options_.graceful_pod_deletion && !FieldValue(*old, "spec.nodeName").empty()) {
+    int64_t grace = 30;
+    if (old->contains("spec") && (*old)["spec"].contains("terminationGracePeriodSeconds") &&
+        (*old)["spec"]["terminationGracePeriodSeconds"].is_number_integer()) {
+      grace = (*old)["spec"]["terminationGracePeriodSeconds"].get<int64_t>();
+    }
+    if (options.grace_period_seconds) grace = std::max<int64_t>(0, *options.grace_period_seconds);
+    if (grace > 0) {
+      if (old->at("metadata").contains("deletionTimestamp")) return old;  // already terminating
+      json next = *old;
+      next["metadata"]["deletionTimestamp"] = absl::FormatTime(
+          "%Y-%m-%dT%H:%M:%SZ", options_.clock() + absl::Seconds(grace), absl::UTCTimeZone());
+      next["metadata"]["deletionGracePeriodSeconds"] = grace;
+      return CommitLocked(r, "MODIFIED", std::move(next), old);
+    }
   }
   if (r == Resource::kNamespaces) {
     // No namespace lifecycle controller: the namespace's objects go with it, each with its own DELETED event.

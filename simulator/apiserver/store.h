@@ -94,6 +94,12 @@ struct Preconditions {
   std::optional<std::string> resource_version;
 };
 
+struct DeleteOptions {
+  Preconditions preconditions;
+  // Pods with graceful deletion: unset = the pod's terminationGracePeriodSeconds; 0 = remove now.
+  std::optional<int64_t> grace_period_seconds;
+};
+
 // Receives the events of one watch. Called with the store lock held, in resourceVersion order:
 // implementations only queue (post to an executor) and never call back into the Store.
 class WatchSink {
@@ -117,9 +123,10 @@ std::string EncodeWatchLine(const std::string& type, const nlohmann::json& objec
 class Store {
  public:
   struct Options {
-    size_t history_size = 200000;  // events kept for watch resume
-    bool scheduler = true;         // bind pods without spec.nodeName to nodes round-robin
-    uint64_t seed = 1;             // UIDs and generated names
+    size_t history_size = 200000;        // events kept for watch resume
+    bool scheduler = true;               // bind pods without spec.nodeName to nodes round-robin
+    uint64_t seed = 1;                   // UIDs and generated names
+    bool graceful_pod_deletion = false;  // see Delete(); only useful when fake kubelets finish the deletion
     std::function<absl::Time()> clock = [] { return absl::Now(); };
   };
 
@@ -139,8 +146,12 @@ class Store {
   // PATCH. metadata.uid / metadata.resourceVersion inside a merge or strategic patch are preconditions (409).
   absl::StatusOr<ObjectPtr> Patch(Resource r, const std::string& ns, const std::string& name, PatchType type,
                                   const nlohmann::json& patch, Subresource sub);
+  // Pods bound to a node are deleted gracefully when Options::graceful_pod_deletion is set, like on a real
+  // cluster: the first DELETE only sets metadata.deletionTimestamp / deletionGracePeriodSeconds (a MODIFIED
+  // event) and the node's kubelet removes the pod with a second DELETE (grace 0) once its containers are
+  // gone. Otherwise, and for every other resource, deletion is immediate.
   absl::StatusOr<ObjectPtr> Delete(Resource r, const std::string& ns, const std::string& name,
-                                   const Preconditions& pre);
+                                   const DeleteOptions& options);
 
   // Starts a watch; returns its id. OutOfRange (410 Expired) when resource_version fell out of the history
   // window.

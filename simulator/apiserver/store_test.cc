@@ -385,15 +385,42 @@ TEST(StoreTest, PreconditionsConflict) {
   EXPECT_EQ((**put)["metadata"]["labels"]["x"], "y");
 
   // Delete preconditions.
-  auto del_wrong = store.Delete(Resource::kPods, "default", "p", {.uid = "nope"});
+  auto del_wrong = store.Delete(Resource::kPods, "default", "p", {.preconditions = {.uid = "nope"}});
   EXPECT_EQ(HttpCode(del_wrong.status()), 409);
-  auto del_stale = store.Delete(Resource::kPods, "default", "p", {.resource_version = Rv(*p)});
+  auto del_stale =
+      store.Delete(Resource::kPods, "default", "p", {.preconditions = {.resource_version = Rv(*p)}});
   EXPECT_EQ(HttpCode(del_stale.status()), 409);
-  auto del = store.Delete(Resource::kPods, "default", "p", {.uid = uid, .resource_version = Rv(*put)});
+  auto del = store.Delete(Resource::kPods, "default", "p",
+                          {.preconditions = {.uid = uid, .resource_version = Rv(*put)}});
   ASSERT_TRUE(del.ok()) << del.status();
   EXPECT_EQ(FieldValue(**del, "metadata.name"), "p");
   EXPECT_EQ(HttpCode(store.Get(Resource::kPods, "default", "p").status()), 404);
   EXPECT_EQ(HttpCode(store.Delete(Resource::kPods, "default", "p", {}).status()), 404);
+}
+
+TEST(StoreTest, GracefulPodDeletionWaitsForTheKubelet) {
+  Store::Options o;
+  o.graceful_pod_deletion = true;
+  Store store(o);
+  auto sink = std::make_shared<RecordingSink>();
+  ASSERT_TRUE(store.Watch(Resource::kPods, "", {.resource_version = "0"}, sink).ok());
+  ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("bound", {}, "n1")).ok());
+  ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("unbound")).ok());  // no nodes: stays unbound
+  auto first = store.Delete(Resource::kPods, "default", "bound", {});
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_TRUE((**first)["metadata"].contains("deletionTimestamp"));
+  EXPECT_EQ((**first)["metadata"]["deletionGracePeriodSeconds"], 30);
+  EXPECT_TRUE(store.Get(Resource::kPods, "default", "bound").ok());  // terminating, still there
+  // A second graceful delete changes nothing; a recreate under the same name must wait.
+  EXPECT_EQ(Rv(*store.Delete(Resource::kPods, "default", "bound", {})), Rv(*first));
+  EXPECT_EQ(HttpCode(store.Create(Resource::kPods, "default", Pod("bound", {}, "n1")).status()), 409);
+  // The kubelet's final delete.
+  ASSERT_TRUE(store.Delete(Resource::kPods, "default", "bound", {.grace_period_seconds = 0}).ok());
+  EXPECT_EQ(HttpCode(store.Get(Resource::kPods, "default", "bound").status()), 404);
+  // Unbound pods go at once.
+  ASSERT_TRUE(store.Delete(Resource::kPods, "default", "unbound", {}).ok());
+  EXPECT_THAT(Types(sink->Take()), ElementsAre("ADDED:bound", "ADDED:unbound", "MODIFIED:bound",
+                                               "DELETED:bound", "DELETED:unbound"));
 }
 
 TEST(StoreTest, RecreatedPodGetsNewUid) {
