@@ -45,15 +45,13 @@
 
 #include "absl/status/statusor.h"
 #include "netns/backend.h"
+#include "netns/nft/rule_codec.h"  // NftChainName
 #include "rules/ruleset.h"
 
 namespace pnc::netns {
 
 // Our table's name in families ip and ip6 (equals rules::kNftTableName; a test checks).
 inline constexpr char kNftTableName[] = "istio_pnc";
-
-// "nat_ISTIO_OUTPUT", "mangle_PREROUTING".
-std::string NftChainName(rules::Table table, const std::string& chain);
 
 // Thread-safe; enters the target netns with RunInNetns (netns/executor.h).
 std::unique_ptr<Backend> NewNftBackend();
