@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -35,11 +36,13 @@ absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
   }
 }
 
-// Extracts the netns path (or the pid fallback) from containerd's / CRI-O's verbose info JSON. Untrusted
-// input: parse without exceptions, check every type.
-absl::StatusOr<std::string> NetnsPathFromInfo(const std::string& info) {
+// Where the sandbox's netns can be opened, best first: runtimeSpec.linux.namespaces[type=network].path (a
+// /var/run/netns file, visible only if the controller mounts that directory), then /proc/<info.pid>/ns/net
+// (needs hostPID). Untrusted input: parsed without exceptions, every type checked.
+absl::StatusOr<std::vector<std::string>> NetnsCandidatesFromInfo(const std::string& info) {
   nlohmann::json j = nlohmann::json::parse(info, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object()) return absl::InternalError("CRI verbose info is not a JSON object");
+  std::vector<std::string> out;
   auto spec = j.find("runtimeSpec");
   if (spec != j.end() && spec->is_object()) {
     auto linux_it = spec->find("linux");
@@ -53,9 +56,11 @@ absl::StatusOr<std::string> NetnsPathFromInfo(const std::string& info) {
           if (type != n.end() && type->is_string() && *type == "network" && path != n.end() &&
               path->is_string() && !path->get<std::string>().empty()) {
             std::string p = path->get<std::string>();
-            if (p.front() != '/')
+            if (p.front() != '/') {
               return absl::InternalError(absl::StrCat("CRI netns path is not absolute: ", p));
-            return p;
+            }
+            out.push_back(std::move(p));
+            break;
           }
         }
       }
@@ -64,9 +69,11 @@ absl::StatusOr<std::string> NetnsPathFromInfo(const std::string& info) {
   auto pid = j.find("pid");
   if (pid != j.end() && pid->is_number_integer() && pid->get<int64_t>() > 0 &&
       pid->get<int64_t>() < (1 << 30)) {
-    return absl::StrCat("/proc/", pid->get<int64_t>(), "/ns/net");
+    out.push_back(absl::StrCat("/proc/", pid->get<int64_t>(), "/ns/net"));
   }
-  return absl::InternalError("CRI verbose info has neither a network namespace path nor a pid");
+  if (out.empty())
+    return absl::InternalError("CRI verbose info has neither a network namespace path nor a pid");
+  return out;
 }
 
 class CriLocator : public Locator {
@@ -128,14 +135,18 @@ class CriLocator : public Locator {
       return absl::InternalError(absl::StrCat("CRI: PodSandboxStatus(verbose) of ", best->id(),
                                               " has no info[\"info\"]; runtime not supported"));
     }
-    absl::StatusOr<std::string> path = NetnsPathFromInfo(info->second);
-    if (!path.ok()) return path.status();
-    absl::StatusOr<NetnsHandle> handle = NetnsHandle::Open(*path);
-    if (!handle.ok()) {
-      return absl::Status(handle.status().code(),
+    absl::StatusOr<std::vector<std::string>> candidates = NetnsCandidatesFromInfo(info->second);
+    if (!candidates.ok()) return candidates.status();
+    // Only "not there" moves on to the next candidate; a refusal (host netns, not a namespace) is final.
+    absl::Status last;
+    for (const std::string& path : *candidates) {
+      absl::StatusOr<NetnsHandle> handle = NetnsHandle::Open(path);
+      if (handle.ok()) return handle;
+      last = absl::Status(handle.status().code(),
                           absl::StrCat("CRI: sandbox ", best->id(), ": ", handle.status().message()));
+      if (!absl::IsNotFound(handle.status())) return last;
     }
-    return handle;
+    return last;
   }
 
  private:

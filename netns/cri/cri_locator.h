@@ -14,13 +14,14 @@ namespace pnc::netns {
 
 // CRI (containerd, CRI-O) over gRPC on a unix socket: ListPodSandbox(label io.kubernetes.pod.uid=<uid>, state
 // READY) -> newest ready sandbox -> PodSandboxStatus(verbose) -> netns path from info["info"] JSON
-// runtimeSpec.linux.namespaces[type=network].path, else /proc/<info.pid>/ns/net -> NetnsHandle::Open (refuses
-// the host netns). Cross-checks: metadata uid (and name/namespace when PodRef has them) must match; when both
-// the runtime and PodRef know IPs, status.network.ip must be one of PodRef.ips, else FailedPrecondition.
-// Errors: NotFound (no ready sandbox yet, or it vanished: retry), Unavailable (runtime unreachable),
-// DeadlineExceeded (a call took longer than `call_timeout`), FailedPrecondition (must not be touched).
-// endpoint: "/run/containerd/containerd.sock", "unix:///run/...", "unix:/run/..." or "unix-abstract:name".
-// The channel connects lazily; creating the locator does no I/O. Thread-safe.
+// runtimeSpec.linux.namespaces[type=network].path, or /proc/<info.pid>/ns/net when that path is absent or not
+// visible here (no /var/run/netns mount) -> NetnsHandle::Open (refuses the host netns). Cross-checks:
+// metadata uid (and name/namespace when PodRef has them) must match; when both the runtime and PodRef know
+// IPs, status.network.ip must be one of PodRef.ips, else FailedPrecondition. Errors: NotFound (no ready
+// sandbox yet, or it vanished: retry), Unavailable (runtime unreachable), DeadlineExceeded (a call took
+// longer than `call_timeout`), FailedPrecondition (must not be touched). endpoint:
+// "/run/containerd/containerd.sock", "unix:///run/...", "unix:/run/..." or "unix-abstract:name". The channel
+// connects lazily; creating the locator does no I/O. Thread-safe.
 absl::StatusOr<std::unique_ptr<Locator>> NewCriLocator(const std::string& endpoint,
                                                        absl::Duration call_timeout = absl::Seconds(2));
 

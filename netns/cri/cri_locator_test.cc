@@ -174,8 +174,19 @@ TEST_F(CriLocatorTest, VanishedNetnsIsNotFound) {
   REQUIRE_NETNS();
   FakeSandbox s = Sandbox();
   s.netns_path = "/var/run/netns/cni-does-not-exist-4711";
+  s.pid = 0;
   server_->Upsert(s);
   EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+}
+
+TEST_F(CriLocatorTest, InvisibleNetnsPathFallsBackToPid) {
+  REQUIRE_NETNS();
+  FakeSandbox s = Sandbox();
+  s.netns_path = "/var/run/netns/cni-not-mounted-here";  // e.g. the DaemonSet does not mount /var/run/netns
+  server_->Upsert(s);
+  absl::StatusOr<NetnsHandle> h = locator_->Locate(Pod());
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->inode(), Inode(ns_->path()));
 }
 
 TEST_F(CriLocatorTest, StalledRuntimeHitsTheDeadline) {
