@@ -166,10 +166,58 @@ class Batch {
   absl::Status Send(absl::string_view what) {
     if (absl::Status s = Finish(); !s.ok()) return s;
     if (last_ == nullptr) return absl::OkStatus();
-    return nl_.SendAndWait(mnl_nlmsg_batch_head(batch_), mnl_nlmsg_batch_size(batch_), last_seq_, what,
-                           [](const nlmsghdr*) { return absl::OkStatus(); });
+    uint32_t failed_seq = 0;
+    absl::Status s = nl_.SendAndWait(
+        mnl_nlmsg_batch_head(batch_), mnl_nlmsg_batch_size(batch_), last_seq_, what,
+        [](const nlmsghdr*) { return absl::OkStatus(); }, &failed_seq);
+    if (s.ok() || failed_seq == 0) return s;
+    return absl::Status(s.code(), absl::StrCat(s.message(), " at: ", Describe(failed_seq)));
   }
 
+ private:
+  // The batch message with this sequence number, in nft syntax where we can (only on errors: no cost
+  // otherwise).
+  std::string Describe(uint32_t seq) const {
+    const auto* nlh = static_cast<const nlmsghdr*>(mnl_nlmsg_batch_head(batch_));
+    int remaining = static_cast<int>(mnl_nlmsg_batch_size(batch_));
+    while (mnl_nlmsg_ok(nlh, remaining)) {
+      if (nlh->nlmsg_seq == seq) {
+        const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(nlh));
+        const std::string family =
+            absl::StrCat(nfg->nfgen_family == NFPROTO_IPV6 ? "ip6 " : "ip ", kNftTableName);
+        switch (NFNL_MSG_TYPE(nlh->nlmsg_type)) {
+          case NFT_MSG_NEWTABLE:
+            return absl::StrCat("add table ", family);
+          case NFT_MSG_DELTABLE:
+            return absl::StrCat("delete table ", family);
+          case NFT_MSG_DELRULE:
+            return absl::StrCat("flush table ", family);
+          case NFT_MSG_NEWCHAIN:
+          case NFT_MSG_DELCHAIN: {
+            ChainPtr c(nftnl_chain_alloc());
+            if (nftnl_chain_nlmsg_parse(nlh, c.get()) < 0) break;
+            return absl::StrCat(NFNL_MSG_TYPE(nlh->nlmsg_type) == NFT_MSG_NEWCHAIN ? "add" : "delete",
+                                " chain ", family, " ", nftnl_chain_get_str(c.get(), NFTNL_CHAIN_NAME));
+          }
+          case NFT_MSG_NEWRULE: {
+            RulePtr r(nftnl_rule_alloc());
+            if (nftnl_rule_nlmsg_parse(nlh, r.get()) < 0) break;
+            char text[2048];
+            nftnl_rule_snprintf(text, sizeof text, r.get(), NFTNL_OUTPUT_DEFAULT, 0);
+            return absl::StrCat("add rule ", family, " ", nftnl_rule_get_str(r.get(), NFTNL_RULE_CHAIN), ": ",
+                                text);
+          }
+          default:
+            break;
+        }
+        return absl::StrCat("netlink message type ", nlh->nlmsg_type);
+      }
+      nlh = mnl_nlmsg_next(nlh, &remaining);
+    }
+    return absl::StrCat("message seq ", seq);
+  }
+
+ public:
  private:
   MnlSocket& nl_;
   size_t limit_;

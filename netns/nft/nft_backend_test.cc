@@ -343,3 +343,26 @@ TEST_F(NftBackendTest, OversizedRulesetIsRejectedWhole) {
 
 }  // namespace
 }  // namespace pnc::netns
+
+namespace pnc::netns {
+namespace {
+
+// The kernel refuses `redirect` outside prerouting/output; the whole batch fails and the error names the
+// rule.
+TEST_F(NftBackendTest, KernelRejectionNamesTheRuleAndChangesNothing) {
+  Ruleset bad;
+  Rule redirect = R(RedirectTarget{15001});
+  redirect.protocol = Protocol::kTcp;
+  bad.families.push_back({Family::kIPv4, {TableRules{Table::kNat, {Chain{"POSTROUTING", {redirect}}}}}});
+  absl::Status s = backend_->Apply(*ns_, bad);
+  ASSERT_FALSE(s.ok());
+  EXPECT_THAT(std::string(s.message()), HasSubstr("at: add rule ip istio_pnc nat_POSTROUTING"));
+  EXPECT_THAT(std::string(s.message()), HasSubstr("redir"));
+  EXPECT_EQ(*backend_->ReadBack(*ns_), Ruleset{});
+  // The socket drained the failed batch's replies: the next Apply works.
+  ASSERT_TRUE(backend_->Apply(*ns_, RedirectRuleset(false)).ok());
+  EXPECT_EQ(*backend_->ReadBack(*ns_), RedirectRuleset(false));
+}
+
+}  // namespace
+}  // namespace pnc::netns

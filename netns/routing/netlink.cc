@@ -171,7 +171,8 @@ absl::Status MnlSocket::Request(const nlmsghdr* nlh, absl::string_view what) {
 }
 
 absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_seq, absl::string_view what,
-                                    absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
+                                    absl::FunctionRef<absl::Status(const nlmsghdr*)> cb,
+                                    uint32_t* failed_seq) {
   if (mnl_socket_sendto(nl_, buf, len) < 0) return NetlinkErrno(errno, absl::StrCat(what, " (send)"));
   // Replies for earlier messages of a batch carry other sequence numbers; accept any (seq 0 disables libmnl's
   // check) and stop at the ack of the last one.
@@ -191,6 +192,7 @@ absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_s
         const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
         if (err->error != 0) {
           const int code = -err->error;  // read before Drain() reuses the buffer
+          if (failed_seq != nullptr) *failed_seq = err->msg.nlmsg_seq;
           // The kernel queued every reply of the batch before sendto() returned: drop the rest (later errors,
           // the final ack) so the next request on this socket does not read them as its own.
           Drain();

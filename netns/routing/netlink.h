@@ -43,9 +43,11 @@ class MnlSocket {
 
   // Sends `len` bytes (possibly several messages, e.g. an nfnetlink batch) and processes replies until the
   // message with sequence number `last_seq` is acknowledged or an error arrives. Messages other than
-  // errors/acks go to `cb`.
+  // errors/acks go to `cb`. On a kernel error, `*failed_seq` (when given) receives the failing message's
+  // sequence number.
   absl::Status SendAndWait(const void* buf, size_t len, uint32_t last_seq, absl::string_view what,
-                           absl::FunctionRef<absl::Status(const nlmsghdr*)> cb);
+                           absl::FunctionRef<absl::Status(const nlmsghdr*)> cb,
+                           uint32_t* failed_seq = nullptr);
 
   // Closes `socket` on a process-wide background thread instead of the caller's. Closing a NETLINK_NETFILTER
   // socket after a batch that destroyed nf_tables objects (flushed rules, deleted chains) blocks in close()
