@@ -404,6 +404,18 @@ Report Run::BuildReport() {
   std::vector<double> to_intercept, to_annotated, to_waiter;
   int failures = 0, deleted = 0, checked = 0;
   absl::Time first_created = absl::InfiniteFuture(), last_intercepted = absl::InfinitePast();
+  // hostNetwork pods live in the node's namespace, which here is the sandbox's root netns (this process's).
+  // Nothing in the simulator creates x_tables tables there, so any nat/mangle/raw table means someone
+  // programmed the node.
+  std::string node_netns_tables;
+  {
+    std::ifstream names("/proc/self/net/ip_tables_names");
+    std::string table;
+    while (names >> table) {
+      if (table == "nat" || table == "mangle" || table == "raw")
+        absl::StrAppend(&node_netns_tables, table, " ");
+    }
+  }
   // Events the controller posted, by involvedObject.uid (reported, not asserted: the annotation is the
   // contract).
   std::map<std::string, json> events;
@@ -455,6 +467,11 @@ Report Run::BuildReport() {
             why = "traffic was intercepted";
           } else if (r.interception_checked && !absl::StrContains(r.interception_detail, "not redirected")) {
             why = absl::StrCat("rules present? ", r.interception_detail);
+          } else if (t->host_network() && !node_netns_tables.empty()) {
+            why = absl::StrCat("the node's network namespace has x_tables tables: ", node_netns_tables);
+          }
+          if (why.empty() && t->host_network()) {
+            r.interception_detail = "node netns checked: no nat/mangle/raw x_tables table";
           }
           break;
         case proto::PodTemplate::FAILED:
