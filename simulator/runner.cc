@@ -145,6 +145,7 @@ class Run {
   std::vector<std::unique_ptr<FakeNode>> nodes_;
   std::vector<std::optional<ChildProcess>> controllers_;
   std::vector<int> controller_starts_;
+  std::vector<bool> wants_controller_;
   std::string kubeconfig_path_;
   std::vector<Created> created_;
   std::map<std::string, std::string> template_of_;  // ns/name -> template
@@ -224,10 +225,12 @@ absl::Status Run::Setup() {
     if (auto s = nodes_.back()->Start(); !s.ok()) return s;
   }
   controllers_.resize(nodes_.size());
+  wants_controller_.resize(nodes_.size());
   controller_starts_.resize(nodes_.size());
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const auto& n = scenario_.nodes(i);
     bool want = n.has_controller() ? n.controller() : !n.lightweight();
+    wants_controller_[i] = want;
     if (!want) continue;
     if (options_.controller_binary.empty()) {
       return absl::InvalidArgumentError(
@@ -342,6 +345,23 @@ absl::Status Run::Step(const proto::Step& step) {
         if (auto s = StartController(i); !s.ok()) return s;
       }
       step_log_.push_back(absl::StrCat("restart controller ", rc.node().empty() ? "(all)" : rc.node()));
+      break;
+    }
+    case proto::Step::kStopController:
+    case proto::Step::kStartController: {
+      bool stop = step.action_case() == proto::Step::kStopController;
+      const std::string& node = stop ? step.stop_controller().node() : step.start_controller().node();
+      for (size_t i = 0; i < nodes_.size(); ++i) {
+        if (!node.empty() && node != scenario_.nodes(i).name()) continue;
+        if (!wants_controller_[i]) continue;
+        if (stop) {
+          StopController(i);
+        } else if (!controllers_[i]) {
+          if (auto s = StartController(i); !s.ok()) return s;
+        }
+      }
+      step_log_.push_back(
+          absl::StrCat(stop ? "stop" : "start", " controller ", node.empty() ? "(all)" : node));
       break;
     }
     case proto::Step::kFault: {
@@ -695,6 +715,16 @@ absl::Status ValidateScenario(const proto::Scenario& s) {
           return absl::InvalidArgumentError(absl::StrCat(where, "empty fault"));
         }
         break;
+      case proto::Step::kStopController:
+      case proto::Step::kStartController: {
+        const std::string& node = step.action_case() == proto::Step::kStopController
+                                      ? step.stop_controller().node()
+                                      : step.start_controller().node();
+        if (!node.empty() && nodes.count(node) == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "unknown node \"", node, "\""));
+        }
+        break;
+      }
       case proto::Step::kWaitSettled:
         break;
       default:
