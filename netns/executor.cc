@@ -69,24 +69,58 @@ class Pool {
   }
 
  private:
+  // Every worker is started by the spawner thread, which never leaves the home namespace: a thread inherits
+  // its creator's namespace, and a creator inside a pod namespace (a nested call, or a worker being discarded
+  // because it cannot return home) would hand that namespace down to a worker that may not be able to leave
+  // it either.
   absl::Status SpawnLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!spawner_started_) {
+      if (absl::Status s = StartThreadLocked(&Pool::SpawnerTrampoline, "pnc-netns-spawn"); !s.ok()) return s;
+      spawner_started_ = true;
+    }
+    ++workers_;  // counted now so that concurrent callers do not over-spawn
+    ++spawn_requests_;
+    return absl::OkStatus();
+  }
+
+  absl::Status StartThreadLocked(void* (*entry)(void*), const char* name) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     pthread_t tid;
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_attr_setstacksize(&attr, 2 << 20);  // generous: fn is arbitrary code (libiptc, netlink, exec)
-    int err = pthread_create(&tid, &attr, &Pool::Trampoline, this);
+    int err = pthread_create(&tid, &attr, entry, this);
     pthread_attr_destroy(&attr);
-    if (err != 0)
-      return absl::ResourceExhaustedError(absl::StrCat("start netns worker: ", std::strerror(err)));
-    pthread_setname_np(tid, "pnc-netns");
-    ++workers_;
+    if (err != 0) return absl::ResourceExhaustedError(absl::StrCat("start ", name, ": ", std::strerror(err)));
+    pthread_setname_np(tid, name);
     return absl::OkStatus();
   }
 
   static void* Trampoline(void* self) {
     static_cast<Pool*>(self)->WorkerMain();
     return nullptr;
+  }
+
+  static void* SpawnerTrampoline(void* self) {
+    static_cast<Pool*>(self)->SpawnerMain();
+    return nullptr;
+  }
+
+  void SpawnerMain() {
+    absl::MutexLock lock(&mu_);
+    for (;;) {
+      mu_.Await(absl::Condition(this, &Pool::HasSpawnRequest));
+      --spawn_requests_;
+      if (absl::Status s = StartThreadLocked(&Pool::Trampoline, "pnc-netns"); !s.ok()) {
+        --workers_;
+        if (!queue_.empty()) {  // nobody else may ever serve the oldest request: fail it rather than hang
+          Request* req = queue_.front();
+          queue_.pop_front();
+          req->result = s;
+          req->done = true;
+        }
+      }
+    }
   }
 
   // Fails one queued request and retires this (not yet serving) worker.
@@ -103,9 +137,9 @@ class Pool {
 
   void WorkerMain() {
     tls_is_worker = true;
-    // A worker may be started by a worker that is inside a pod namespace (nested call): go home first.
-    // Skipped when already home so that a process without CAP_SYS_ADMIN gets the real error from entering the
-    // target instead.
+    // Workers start in the spawner's (home) namespace; checked anyway because serving from anywhere else
+    // would be wrong. Skipped when already home so that a process without CAP_SYS_ADMIN gets the real error
+    // from entering the target instead.
     if (!SameNamespace(home_fd_, "/proc/thread-self/ns/net") && setns(home_fd_, CLONE_NEWNET) != 0) {
       AbandonStart(absl::InternalError(
           absl::StrCat("netns worker cannot enter home namespace: ", std::strerror(errno))));
@@ -149,11 +183,14 @@ class Pool {
   }
 
   bool HasWork() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !queue_.empty(); }
+  bool HasSpawnRequest() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return spawn_requests_ > 0; }
 
   absl::Mutex mu_;
   std::deque<Request*> queue_ ABSL_GUARDED_BY(mu_);
   int workers_ ABSL_GUARDED_BY(mu_) = 0;
   int idle_ ABSL_GUARDED_BY(mu_) = 0;
+  int spawn_requests_ ABSL_GUARDED_BY(mu_) = 0;
+  bool spawner_started_ ABSL_GUARDED_BY(mu_) = false;
   int home_fd_ = -1;  // written once under mu_ before the first worker starts; read-only afterwards
 };
 
