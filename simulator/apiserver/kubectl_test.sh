@@ -49,6 +49,10 @@ YAML
   "${k[@]}" get pods -o json >"$dir/pods.json"
   grep -q '"example.com/note": "hello"' "$dir/pods.json" || fail "$mode: annotation missing in get -o json"
   grep -q '"nodeName": "node-1"' "$dir/pods.json" || fail "$mode: scheduler stand-in did not bind"
+  [[ "$("${k[@]}" get pods -l 'tier in (front),app' -o name)" == pod/web ]] || fail "$mode: label selector"
+  [[ -z "$("${k[@]}" get pods -l 'tier!=front' -o name)" ]] || fail "$mode: != selector"
+  [[ "$("${k[@]}" get pods -A --field-selector spec.nodeName=node-1 -o name)" == pod/web ]] || fail "$mode: field selector"
+  "${k[@]}" get nodes | grep -q '^node-1 ' || fail "$mode: get nodes"
   "${k[@]}" get pods -o wide | tee "$dir/wide.out"
   grep -q '^web  *0/1  *Pending' "$dir/wide.out" || fail "$mode: table output"
 
