@@ -31,6 +31,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "simulator/apiserver/server.h"
@@ -130,6 +132,12 @@ double Pct(std::vector<double>& v, double p) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists this binary's own flags (absl matches the main file by name otherwise).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "simulator/bench");
+  };
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage("Watch fan-out benchmark of the fake API server (see file comment).");
   absl::ParseCommandLine(argc, argv);
   const int nodes = absl::GetFlag(FLAGS_nodes);

@@ -17,6 +17,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "netns/testing/sandbox.h"
 #include "simulator/runner.h"
@@ -49,6 +51,10 @@ std::string Resolve(const std::string& path) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists this binary's own flags (absl matches the main file by name otherwise).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) { return absl::StrContains(file, "simulator/"); };
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "Runs a simulator scenario (fake API server, fake nodes on real network namespaces, the real "
       "controller and "

@@ -10,6 +10,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "simulator/apiserver/server.h"
@@ -26,8 +28,9 @@ ABSL_FLAG(absl::Duration, bookmark_interval, absl::Seconds(5),
 ABSL_FLAG(int64_t, history, 200000, "watch history window (events); older resourceVersions get 410 Expired");
 ABSL_FLAG(std::vector<std::string>, nodes, {}, "Node objects to create at start (comma-separated names)");
 ABSL_FLAG(bool, scheduler, true, "bind pods without spec.nodeName to nodes round-robin");
-ABSL_FLAG(bool, graceful_pod_deletion, false,
-          "DELETE of a bound pod only sets deletionTimestamp (a kubelet must finish it); off: immediate deletion");
+ABSL_FLAG(
+    bool, graceful_pod_deletion, false,
+    "DELETE of a bound pod only sets deletionTimestamp (a kubelet must finish it); off: immediate deletion");
 
 namespace {
 volatile std::sig_atomic_t g_stop = 0;
@@ -35,6 +38,12 @@ void OnSignal(int) { g_stop = 1; }
 }  // namespace
 
 int main(int argc, char** argv) {
+  // --help lists this binary's own flags (absl matches the main file by name otherwise).
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::StrContains(file, "simulator/apiserver/");
+  };
+  absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "A fake Kubernetes API server (namespaces, pods, events, nodes) for tests and demos.");
   absl::ParseCommandLine(argc, argv);
