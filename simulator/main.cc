@@ -95,8 +95,12 @@ int main(int argc, char** argv) {
   std::fputs(report->text.c_str(), stdout);
   std::string json_path = absl::GetFlag(FLAGS_report_json);
   if (!json_path.empty()) {
-    std::ofstream f(Resolve(json_path).empty() ? json_path : json_path, std::ios::trunc);
+    // Relative output paths are relative to where the user ran `bazel run`.
+    const char* cwd = std::getenv("BUILD_WORKING_DIRECTORY");
+    if (json_path[0] != '/' && cwd != nullptr) json_path = absl::StrCat(cwd, "/", json_path);
+    std::ofstream f(json_path, std::ios::trunc);
     f << report->json.dump(2) << "\n";
+    if (!f.good()) std::fprintf(stderr, "simulator: cannot write %s\n", json_path.c_str());
   }
   return report->passed ? 0 : 1;
 }
