@@ -77,6 +77,35 @@ TEST(ScenarioTest, LightweightScenarioRunsWithoutController) {
   EXPECT_NE(report->text.find("RESULT: PASS"), std::string::npos);
 }
 
+TEST(ScenarioTest, SameSeedSameUidsAndPlacement) {
+  auto s = Parse(R"(
+    name: "det" seed: 42
+    nodes { name: "a" lightweight: true }
+    nodes { name: "b" lightweight: true }
+    nodes { name: "c" lightweight: true }
+    templates { name: "plain" expect: UNTOUCHED }
+    timeline { create { template: "plain" namespace: "default" count: 7 } }
+    timeline { wait_settled { timeout_ms: 5000 } })");
+  auto run = [&](int k) {
+    RunnerOptions o;
+    o.work_dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/det", k);
+    o.tls = false;
+    auto report = RunScenario(s, o);
+    EXPECT_TRUE(report.ok()) << report.status();
+    std::vector<std::string> out;
+    for (const auto& p : report->json["pods"]) {
+      out.push_back(absl::StrCat(p["name"].get<std::string>(), "@", p["node"].get<std::string>(), "#",
+                                 p["uid"].get<std::string>()));
+    }
+    return out;
+  };
+  auto first = run(1);
+  EXPECT_EQ(first.size(), 7u);
+  EXPECT_EQ(first, run(2));
+  s.set_seed(43);
+  EXPECT_NE(first, run(3));  // another seed, other UIDs
+}
+
 TEST(ScenarioTest, UnmetExpectationFailsTheReport) {
   // A mesh pod on a lightweight node with no controller never gets intercepted: the report must say FAIL.
   auto s = Parse(R"(
