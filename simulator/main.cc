@@ -21,6 +21,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "netns/testing/sandbox.h"
+#include "simulator/process.h"
 #include "simulator/runner.h"
 
 ABSL_FLAG(std::string, scenario, "", "scenario text proto (simulator/scenarios/*.textproto)");
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
   bool need_netns = false;
   for (const auto& n : scenario->nodes()) need_netns |= !n.lightweight();
   if (need_netns) {
+    pnc::sim::PreloadNetfilterModules();  // module autoloading does not work from inside the sandbox
     // Before any thread exists: the sandbox unshares the user namespace of the whole process.
     auto sb = pnc::netns::testing::Sandbox::Get();
     if (!sb.ok()) {

@@ -108,6 +108,7 @@ std::optional<PodRecord> WaitSettled(Recorder& rec, Store& store, const std::str
 class NodeTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
+    PreloadNetfilterModules();  // iptables-legacy REDIRECT/owner inside the sandbox's user namespace
     auto sb = nt::Sandbox::Get();
     if (!sb.ok()) {
       sandbox_error_ = sb.status().ToString();

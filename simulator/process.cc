@@ -136,4 +136,28 @@ std::optional<int> ChildProcess::WaitFor(absl::Duration timeout) {
   }
 }
 
+int PreloadNetfilterModules() {
+  if (::geteuid() != 0) return 0;
+  const char* modprobe = ::access("/usr/sbin/modprobe", X_OK) == 0 ? "/usr/sbin/modprobe"
+                         : ::access("/sbin/modprobe", X_OK) == 0   ? "/sbin/modprobe"
+                                                                   : nullptr;
+  if (modprobe == nullptr) return 0;
+  static const char* kModules[] = {
+      "veth",         "ip_tables",       "iptable_nat",  "iptable_mangle", "iptable_raw", "ip6_tables",
+      "ip6table_nat", "ip6table_mangle", "ip6table_raw", "xt_REDIRECT",    "xt_TPROXY",   "xt_owner",
+      "xt_mark",      "xt_connmark",     "xt_conntrack", "xt_socket",      "xt_comment",  "xt_tcpudp",
+      "xt_multiport", "xt_CT",           "nf_tables",    "nft_chain_nat",  "nft_redir",   "nft_ct",
+      "nft_socket",   "nft_tproxy",      "nft_compat",   "nf_conntrack",   "nf_nat",
+  };
+  int loaded = 0;
+  for (const char* m : kModules) {
+    SpawnOptions so;
+    so.argv = {modprobe, "-q", m};
+    so.log_path = "/dev/null";
+    auto child = ChildProcess::Spawn(so);
+    if (child.ok() && child->Wait() == 0) ++loaded;
+  }
+  return loaded;
+}
+
 }  // namespace pnc::sim

@@ -46,6 +46,14 @@ class ChildProcess {
   std::optional<int> exit_code_;
 };
 
+// Netfilter/veth kernel modules the controller's backends and the sandbox need. Inside the sandbox's user
+// namespace the kernel refuses module autoloading, so on a kernel that builds them as modules (Debian's) they
+// must be loaded from the initial user namespace first. Best effort: only as root, one `modprobe -q <name>`
+// (argv, no shell) per module; modules that are built in or absent are skipped silently. Never touches any
+// network namespace's config. Call before netns::testing::Sandbox::Get() (it only forks, it starts no
+// threads). Returns how many loads succeeded.
+int PreloadNetfilterModules();
+
 }  // namespace pnc::sim
 
 #endif  // PNC_SIMULATOR_PROCESS_H_
