@@ -101,6 +101,7 @@ struct FakeNode::Pod {
   pid_t waiter_pid ABSL_GUARDED_BY(mu) = -1;
   bool deleted ABSL_GUARDED_BY(mu) = false;
   bool terminating ABSL_GUARDED_BY(mu) = false;  // graceful deletion: we owe the API server the final DELETE
+  bool refresh_pending ABSL_GUARDED_BY(mu) = false;  // a delayed Downward API refresh is queued
   std::thread worker;
   std::atomic<bool> done{false};
 };
@@ -176,11 +177,29 @@ void FakeNode::Dispatch() {
     {
       absl::MutexLock l(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty() || stopping_; };
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(200));
+      absl::Duration wait = absl::Milliseconds(200);
+      if (!refreshes_.empty())
+        wait = std::min(wait, std::max(absl::ZeroDuration(), refreshes_.front().first - absl::Now()));
+      mu_.AwaitWithTimeout(absl::Condition(&ready), wait);
       batch.swap(events_);
       if (stopping_ && batch.empty()) break;
     }
     for (auto& [type, obj] : batch) OnPodEvent(type, obj);
+    // Delayed Downward API refreshes that are due.
+    std::vector<std::shared_ptr<Pod>> due;
+    {
+      absl::MutexLock l(&mu_);
+      absl::Time now = absl::Now();
+      while (!refreshes_.empty() && refreshes_.front().first <= now) {
+        due.push_back(refreshes_.front().second);
+        refreshes_.pop_front();
+      }
+    }
+    for (auto& p : due) {
+      absl::MutexLock pl(&p->mu);
+      p->refresh_pending = false;
+      if (p->volume) RefreshVolumeLocked(*p);
+    }
     // Reap finished workers.
     absl::MutexLock l(&mu_);
     for (auto it = pods_.begin(); it != pods_.end();) {
@@ -242,9 +261,13 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
     if (annotations != pod->annotations) {
       pod->annotations = annotations;
       if (pod->volume) {
-        if (auto s = pod->volume->Update({{"pod_annotations", FormatDownwardMap(annotations)}}); !s.ok()) {
-          std::fprintf(stderr, "node %s: downward update %s: %s\n", options_.name.c_str(), pod->name.c_str(),
-                       s.ToString().c_str());
+        if (options_.downward_api_delay <= absl::ZeroDuration()) {
+          RefreshVolumeLocked(*pod);
+        } else if (!pod->refresh_pending) {
+          // Like kubelet's volume sync: later, once, with whatever the annotations are by then.
+          pod->refresh_pending = true;
+          absl::MutexLock nl(&mu_);
+          refreshes_.push_back({absl::Now() + options_.downward_api_delay, pod});
         }
       }
     }
@@ -280,6 +303,13 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
     if (terminating) FinishDeletion(pod->namespace_name, pod->name, pod->uid);
     pod->done = true;
   });
+}
+
+void FakeNode::RefreshVolumeLocked(Pod& pod) {
+  if (auto s = pod.volume->Update({{"pod_annotations", FormatDownwardMap(pod.annotations)}}); !s.ok()) {
+    std::fprintf(stderr, "node %s: downward update %s: %s\n", options_.name.c_str(), pod.name.c_str(),
+                 s.ToString().c_str());
+  }
 }
 
 void FakeNode::FinishDeletion(const std::string& ns, const std::string& name, const std::string& uid) {

@@ -72,6 +72,9 @@ struct NodeOptions {
   std::string test_net_ip = "192.0.2.10";
   uint16_t test_net_port = 80;
   absl::Duration no_redirect_timeout = absl::Milliseconds(300);
+  // How late annotation changes reach the Downward API file (kubelet refreshes volumes on its own schedule);
+  // changes within the window are coalesced. 0: at once.
+  absl::Duration downward_api_delay = absl::ZeroDuration();
 };
 
 class FakeNode {
@@ -97,6 +100,7 @@ class FakeNode {
   void RunPod(std::shared_ptr<Pod> pod);
   void PublishStatus(const Pod& pod, const nlohmann::json& status);
   void FinishDeletion(const std::string& ns, const std::string& name, const std::string& uid);
+  void RefreshVolumeLocked(Pod& pod);
 
   Store* store_;
   Recorder* recorder_;
@@ -107,6 +111,7 @@ class FakeNode {
   uint64_t watch_id_ = 0;
   mutable absl::Mutex mu_;
   std::deque<std::pair<std::string, ObjectPtr>> events_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::pair<absl::Time, std::shared_ptr<Pod>>> refreshes_ ABSL_GUARDED_BY(mu_);  // by due time
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::shared_ptr<Pod>> pods_;  // by uid; dispatcher thread only
   std::thread dispatcher_;

@@ -220,6 +220,7 @@ absl::Status Run::Setup() {
     no.lightweight = n.lightweight();
     no.state_dir = absl::StrCat(options_.work_dir, "/", n.name());
     no.waiter_binary = options_.waiter_binary;
+    no.downward_api_delay = absl::Milliseconds(n.downward_api_delay_ms());
     no.waiter_timeout = absl::Milliseconds(std::max<uint32_t>(scenario_.expect().settle_timeout_ms(), 10000));
     nodes_.push_back(std::make_unique<FakeNode>(store_.get(), &recorder_, no, sandbox, listener));
     if (auto s = nodes_.back()->Start(); !s.ok()) return s;
