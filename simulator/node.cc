@@ -13,6 +13,7 @@
 #include "netns/testing/sandbox.h"
 #include "netns/testing/sockets.h"
 #include "simulator/downward.h"
+#include "simulator/netfilter_probe.h"
 #include "simulator/process.h"
 
 namespace pnc::sim {
@@ -544,7 +545,17 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
       }
     }
   }
+  // A pod outside the mesh must not have any netfilter table at all in its namespace.
+  bool tables_checked = false;
+  std::string tables;
+  if (!mesh) {
+    auto t = ListNetfilterTables(netns->handle().fd(), pod_dir + "/nft-tables.out");
+    tables_checked = true;
+    tables = t.ok() ? *t : absl::StrCat("probe failed: ", t.status().ToString());
+  }
   recorder_->Update(pod->uid, [&](PodRecord& r) {
+    r.tables_checked = tables_checked;
+    r.netfilter_tables = tables;
     r.interception_checked = true;
     r.intercepted = intercepted;
     r.interception_detail = detail;

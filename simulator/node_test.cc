@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "netns/netns.h"
 #include "netns/testing/sandbox.h"
+#include "simulator/netfilter_probe.h"
 #include "simulator/process.h"
 
 namespace pnc::sim {
@@ -197,6 +198,33 @@ TEST_F(NodeTest, ControllerErrorFailsTheInitContainerWithItsReason) {
   EXPECT_NE(r->waiter_message.find("includeOutboundIPRanges"), std::string::npos) << r->waiter_message;
   auto pod = store.Get(Resource::kPods, "default", "mesh-bad");
   EXPECT_NE((**pod)["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 0);
+}
+
+TEST_F(NodeTest, NetfilterProbeSeesXtablesAndNftTables) {
+  auto ns = sandbox_->CreateBareNetns("probe-test");
+  ASSERT_TRUE(ns.ok()) << ns.status();
+  std::string scratch = work_ + "/probe.out";
+  auto empty = ListNetfilterTables(ns->handle().fd(), scratch);
+  ASSERT_TRUE(empty.ok()) << empty.status();
+  EXPECT_EQ(*empty, "");
+  auto run = [&](std::vector<std::string> argv) {
+    SpawnOptions so;
+    so.argv = std::move(argv);
+    so.netns_fd = ns->handle().fd();
+    auto child = ChildProcess::Spawn(so);
+    ASSERT_TRUE(child.ok()) << child.status();
+    ASSERT_EQ(child->Wait(), 0);
+  };
+  run({"/usr/sbin/iptables-legacy", "-w", "-t", "nat", "-A", "OUTPUT", "-d", "192.0.2.1", "-j", "RETURN"});
+  run({"/usr/sbin/nft", "add", "table", "ip", "probe_test"});
+  auto full = ListNetfilterTables(ns->handle().fd(), scratch);
+  ASSERT_TRUE(full.ok()) << full.status();
+  EXPECT_NE(full->find("ip:nat"), std::string::npos) << *full;
+  EXPECT_NE(full->find("nft:table ip probe_test"), std::string::npos) << *full;
+  // The probe looked into that namespace only: this process's own namespace is still clean.
+  auto own = ListNetfilterTables(-1, scratch);
+  ASSERT_TRUE(own.ok());
+  EXPECT_EQ(*own, "");
 }
 
 }  // namespace

@@ -27,6 +27,8 @@ struct PodRecord {
   bool interception_checked = false;
   bool intercepted = false;
   std::string interception_detail;
+  bool tables_checked = false;   // non-mesh pods: the pod netns was probed for netfilter tables
+  std::string netfilter_tables;  // what the probe found ("" = none)
   std::string phase = "Pending";
   bool settled = false;
   bool deleted = false;

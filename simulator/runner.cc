@@ -22,6 +22,7 @@
 #include "netns/testing/sandbox.h"
 #include "simulator/apiserver/server.h"
 #include "simulator/apiserver/store.h"
+#include "simulator/netfilter_probe.h"
 #include "simulator/node.h"
 #include "simulator/process.h"
 #include "simulator/recorder.h"
@@ -426,16 +427,13 @@ Report Run::BuildReport() {
   int failures = 0, deleted = 0, checked = 0;
   absl::Time first_created = absl::InfiniteFuture(), last_intercepted = absl::InfinitePast();
   // hostNetwork pods live in the node's namespace, which here is the sandbox's root netns (this process's).
-  // Nothing in the simulator creates x_tables tables there, so any nat/mangle/raw table means someone
-  // programmed the node.
+  // Nothing in the simulator creates netfilter tables there, so any table means someone programmed the node.
   std::string node_netns_tables;
-  {
-    std::ifstream names("/proc/self/net/ip_tables_names");
-    std::string table;
-    while (names >> table) {
-      if (table == "nat" || table == "mangle" || table == "raw")
-        absl::StrAppend(&node_netns_tables, table, " ");
-    }
+  bool any_host_network = false;
+  for (const auto& t : scenario_.templates()) any_host_network |= t.host_network();
+  if (any_host_network) {
+    auto tables = ListNetfilterTables(-1, options_.work_dir + "/nft-node-tables.out");
+    node_netns_tables = tables.ok() ? *tables : absl::StrCat("probe failed: ", tables.status().ToString());
   }
   // Events the controller posted, by involvedObject.uid (reported, not asserted: the annotation is the
   // contract).
@@ -488,11 +486,15 @@ Report Run::BuildReport() {
             why = "traffic was intercepted";
           } else if (r.interception_checked && !absl::StrContains(r.interception_detail, "not redirected")) {
             why = absl::StrCat("rules present? ", r.interception_detail);
+          } else if (r.tables_checked && !r.netfilter_tables.empty()) {
+            why = absl::StrCat("netfilter tables in the pod's namespace: ", r.netfilter_tables);
           } else if (t->host_network() && !node_netns_tables.empty()) {
-            why = absl::StrCat("the node's network namespace has x_tables tables: ", node_netns_tables);
+            why = absl::StrCat("netfilter tables in the node's namespace: ", node_netns_tables);
           }
           if (why.empty() && t->host_network()) {
-            r.interception_detail = "node netns checked: no nat/mangle/raw x_tables table";
+            r.interception_detail = "node netns checked: no netfilter table";
+          } else if (why.empty() && r.tables_checked) {
+            r.interception_detail = "not redirected (connect timed out); no netfilter table in the pod netns";
           }
           break;
         case proto::PodTemplate::FAILED:
@@ -546,6 +548,8 @@ Report Run::BuildReport() {
               {"waiter_message", r.waiter_message},
               {"intercepted", r.intercepted},
               {"interception_detail", r.interception_detail},
+              {"netfilter_tables_checked", r.tables_checked},
+              {"netfilter_tables", r.netfilter_tables},
               {"ms_created_to_sandbox", Ms(r.created, r.sandbox_ready)},
               {"ms_created_to_annotated", Ms(r.created, r.annotated)},
               {"ms_created_to_waiter_exit", Ms(r.created, r.waiter_exited)},
