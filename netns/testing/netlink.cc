@@ -12,20 +12,13 @@
 
 #include <cerrno>
 #include <cstring>
-#include <ctime>
-#include <memory>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "netns/routing/netlink.h"
 
 namespace pnc::netns::testing {
 namespace {
-
-struct SocketCloser {
-  void operator()(mnl_socket* s) const { mnl_socket_close(s); }
-};
-using Socket = std::unique_ptr<mnl_socket, SocketCloser>;
 
 absl::Status Errno(int err, const std::string& what) {
   std::string msg = absl::StrCat(what, ": ", std::strerror(err));
@@ -39,22 +32,11 @@ absl::Status Errno(int err, const std::string& what) {
 // for the kernel's ack. A fresh socket per request keeps this code free of shared state; the harness is not a
 // hot path.
 absl::Status Transact(nlmsghdr* nlh, const std::string& what) {
-  Socket sock(mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC));
-  if (!sock) return Errno(errno, "netlink socket");
-  if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) return Errno(errno, "netlink bind");
+  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
+  if (!nl.ok()) return nl.status();
   nlh->nlmsg_flags |= NLM_F_REQUEST | NLM_F_ACK;
-  nlh->nlmsg_seq = static_cast<uint32_t>(time(nullptr));
-  if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0)
-    return Errno(errno, absl::StrCat(what, ": send"));
-  std::vector<char> buf(MNL_SOCKET_BUFFER_SIZE);
-  const unsigned portid = mnl_socket_get_portid(sock.get());
-  for (;;) {
-    ssize_t n = mnl_socket_recvfrom(sock.get(), buf.data(), buf.size());
-    if (n < 0) return Errno(errno, absl::StrCat(what, ": recv"));
-    int r = mnl_cb_run(buf.data(), n, nlh->nlmsg_seq, portid, nullptr, nullptr);
-    if (r < 0) return Errno(errno, what);
-    if (r == MNL_CB_STOP) return absl::OkStatus();
-  }
+  nlh->nlmsg_seq = nl->NextSeq();
+  return nl->Request(nlh, what);
 }
 
 bool ParseAddress(const std::string& text, int* family, in6_addr* out) {
@@ -69,38 +51,30 @@ bool ParseAddress(const std::string& text, int* family, in6_addr* out) {
   return false;
 }
 
-int OperStateAttr(const nlattr* attr, void* data) {
-  if (mnl_attr_get_type(attr) == IFLA_OPERSTATE && mnl_attr_validate(attr, MNL_TYPE_U8) >= 0) {
-    *static_cast<int*>(data) = mnl_attr_get_u8(attr);
-  }
-  return MNL_CB_OK;
-}
-
-int OperStateMsg(const nlmsghdr* nlh, void* data) {
-  mnl_attr_parse(nlh, sizeof(ifinfomsg), OperStateAttr, data);
-  return MNL_CB_OK;
-}
-
 // IFLA_OPERSTATE of one link (IF_OPER_*), or -1 if the kernel did not report it.
 absl::StatusOr<int> OperState(int ifindex) {
-  Socket sock(mnl_socket_open2(NETLINK_ROUTE, SOCK_CLOEXEC));
-  if (!sock) return Errno(errno, "netlink socket");
-  if (mnl_socket_bind(sock.get(), 0, MNL_SOCKET_AUTOPID) < 0) return Errno(errno, "netlink bind");
+  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
+  if (!nl.ok()) return nl.status();
   char buf[MNL_SOCKET_BUFFER_SIZE];
   nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
   nlh->nlmsg_type = RTM_GETLINK;
-  nlh->nlmsg_flags = NLM_F_REQUEST;
-  nlh->nlmsg_seq = static_cast<uint32_t>(time(nullptr));
+  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;  // the ack ends the wait after the one RTM_NEWLINK reply
+  nlh->nlmsg_seq = nl->NextSeq();
   auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
   ifm->ifi_family = AF_UNSPEC;
   ifm->ifi_index = ifindex;
-  if (mnl_socket_sendto(sock.get(), nlh, nlh->nlmsg_len) < 0) return Errno(errno, "get link: send");
-  ssize_t n = mnl_socket_recvfrom(sock.get(), buf, sizeof(buf));
-  if (n < 0) return Errno(errno, "get link: recv");
   int state = -1;
-  if (mnl_cb_run(buf, n, nlh->nlmsg_seq, mnl_socket_get_portid(sock.get()), OperStateMsg, &state) < 0) {
-    return Errno(errno, "get link");
-  }
+  absl::Status s =
+      nl->SendAndWait(nlh, nlh->nlmsg_len, nlh->nlmsg_seq, "get link", [&](const nlmsghdr* reply) {
+        if (reply->nlmsg_type != RTM_NEWLINK) return absl::OkStatus();
+        ForEachAttr(reply, sizeof(ifinfomsg), [&](const nlattr* attr) {
+          if (mnl_attr_get_type(attr) == IFLA_OPERSTATE && mnl_attr_validate(attr, MNL_TYPE_U8) >= 0) {
+            state = mnl_attr_get_u8(attr);
+          }
+        });
+        return absl::OkStatus();
+      });
+  if (!s.ok()) return s;
   return state;
 }
 
