@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "netns/errno_status.h"
 
 namespace pnc::netns {
 namespace {
@@ -32,11 +33,13 @@ struct Request {
   bool done = false;
 };
 
+// setns() fails with EINVAL/EBADF when the fd is not (or no longer) a network namespace: a broken handle the
+// caller must not retry as is, so FailedPrecondition rather than StatusFromErrno's InvalidArgument.
 absl::Status SetnsError(int err, const std::string& path) {
-  std::string msg = absl::StrCat("setns(CLONE_NEWNET) into ", path, ": ", std::strerror(err));
-  if (err == EPERM) return absl::PermissionDeniedError(msg);
-  if (err == EINVAL || err == EBADF) return absl::FailedPreconditionError(msg);
-  return absl::InternalError(msg);
+  std::string what = absl::StrCat("setns(CLONE_NEWNET) into ", path);
+  if (err == EINVAL || err == EBADF)
+    return absl::FailedPreconditionError(absl::StrCat(what, ": ", std::strerror(err)));
+  return StatusFromErrno(err, what);
 }
 
 bool SameNamespace(int fd_a, const char* path_b) {

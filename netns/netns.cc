@@ -15,19 +15,13 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "netns/errno_status.h"
 
 namespace pnc::netns {
 namespace {
 
-absl::Status ErrnoStatus(int err, const std::string& what) {
-  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
-  if (err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-  return absl::InternalError(msg);
-}
-
-// Namespaces a handle must never refer to: the host's (PID 1 as seen here) and our own initial one. Read once per
-// Open() on purpose: both are cheap (~2 us) and a cached value would go stale in tests that unshare().
+// Namespaces a handle must never refer to: the host's (PID 1 as seen here) and our own initial one. Read once
+// per Open() on purpose: both are cheap (~2 us) and a cached value would go stale in tests that unshare().
 bool IsHostNamespace(const struct stat& st, std::string* which) {
   struct stat host;
   if (stat("/proc/1/ns/net", &host) == 0 && host.st_dev == st.st_dev && host.st_ino == st.st_ino) {
@@ -46,10 +40,10 @@ bool IsHostNamespace(const struct stat& st, std::string* which) {
 
 absl::StatusOr<NetnsHandle> NetnsHandle::Open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return ErrnoStatus(errno, absl::StrCat("open netns ", path));
+  if (fd < 0) return StatusFromErrno(errno, absl::StrCat("open netns ", path));
   NetnsHandle handle(fd, 0, 0, path);  // owns fd from here on
   struct statfs fs;
-  if (fstatfs(fd, &fs) != 0) return ErrnoStatus(errno, absl::StrCat("statfs ", path));
+  if (fstatfs(fd, &fs) != 0) return StatusFromErrno(errno, absl::StrCat("statfs ", path));
   if (fs.f_type != NSFS_MAGIC) {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a namespace file (not on nsfs)"));
   }
@@ -58,7 +52,7 @@ absl::StatusOr<NetnsHandle> NetnsHandle::Open(const std::string& path) {
     return absl::FailedPreconditionError(absl::StrCat(path, " is not a network namespace"));
   }
   struct stat st;
-  if (fstat(fd, &st) != 0) return ErrnoStatus(errno, absl::StrCat("stat ", path));
+  if (fstat(fd, &st) != 0) return StatusFromErrno(errno, absl::StrCat("stat ", path));
   std::string which;
   if (IsHostNamespace(st, &which)) {
     return absl::FailedPreconditionError(
@@ -74,7 +68,10 @@ NetnsHandle NetnsHandle::ForTesting(const std::string& description, uint64_t fak
 }
 
 NetnsHandle::NetnsHandle(NetnsHandle&& other) noexcept
-    : fd_(std::exchange(other.fd_, -1)), device_(other.device_), inode_(other.inode_), path_(std::move(other.path_)) {}
+    : fd_(std::exchange(other.fd_, -1)),
+      device_(other.device_),
+      inode_(other.inode_),
+      path_(std::move(other.path_)) {}
 
 NetnsHandle& NetnsHandle::operator=(NetnsHandle&& other) noexcept {
   if (this != &other) {

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "netns/errno_status.h"
 
 namespace pnc::netns {
 namespace {
@@ -81,27 +82,6 @@ void MnlSocket::CloseInBackground(MnlSocket socket) {
   closer->Close(std::exchange(socket.nl_, nullptr));
 }
 
-absl::Status NetlinkErrno(int err, absl::string_view what) {
-  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
-  switch (err) {
-    case EEXIST:
-      return absl::AlreadyExistsError(msg);
-    case ENOENT:
-    case ESRCH:
-      return absl::NotFoundError(msg);
-    case EPERM:
-    case EACCES:
-      return absl::PermissionDeniedError(msg);
-    case EINVAL:
-    case EOPNOTSUPP:
-      return absl::InvalidArgumentError(msg);
-    case EBUSY:
-      return absl::FailedPreconditionError(msg);
-    default:
-      return absl::InternalError(msg);
-  }
-}
-
 void ForEachAttr(const nlmsghdr* nlh, size_t header_len, absl::FunctionRef<void(const nlattr*)> fn) {
   const auto* attr = static_cast<const nlattr*>(mnl_nlmsg_get_payload_offset(nlh, header_len));
   const char* tail = static_cast<const char*>(mnl_nlmsg_get_payload_tail(nlh));
@@ -137,11 +117,11 @@ MnlSocket::~MnlSocket() {
 
 absl::StatusOr<MnlSocket> MnlSocket::Open(int bus) {
   mnl_socket* nl = mnl_socket_open2(bus, SOCK_CLOEXEC);
-  if (nl == nullptr) return NetlinkErrno(errno, absl::StrCat("netlink socket (bus ", bus, ")"));
+  if (nl == nullptr) return StatusFromErrno(errno, absl::StrCat("netlink socket (bus ", bus, ")"));
   if (mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
     int err = errno;
     mnl_socket_close(nl);
-    return NetlinkErrno(err, "netlink bind");
+    return StatusFromErrno(err, "netlink bind");
   }
   return MnlSocket(nl, mnl_socket_get_portid(nl));
 }
@@ -153,12 +133,12 @@ absl::Status MnlSocket::Receive(uint32_t seq, absl::string_view what,
     ssize_t n = mnl_socket_recvfrom(nl_, buf_->data(), buf_->size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return NetlinkErrno(errno, absl::StrCat(what, " (recv)"));
+      return StatusFromErrno(errno, absl::StrCat(what, " (recv)"));
     }
     int ret = mnl_cb_run(buf_->data(), n, seq, portid_, DataCallback, &data);
     if (ret == MNL_CB_ERROR) {
       if (!data.status.ok()) return data.status;
-      return NetlinkErrno(errno, what);
+      return StatusFromErrno(errno, what);
     }
     if (ret == MNL_CB_STOP) return absl::OkStatus();
   }
@@ -166,21 +146,21 @@ absl::Status MnlSocket::Receive(uint32_t seq, absl::string_view what,
 
 absl::Status MnlSocket::Request(const nlmsghdr* nlh, absl::string_view what) {
   if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0)
-    return NetlinkErrno(errno, absl::StrCat(what, " (send)"));
+    return StatusFromErrno(errno, absl::StrCat(what, " (send)"));
   return Receive(nlh->nlmsg_seq, what, [](const nlmsghdr*) { return absl::OkStatus(); });
 }
 
 absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_seq, absl::string_view what,
                                     absl::FunctionRef<absl::Status(const nlmsghdr*)> cb,
                                     uint32_t* failed_seq) {
-  if (mnl_socket_sendto(nl_, buf, len) < 0) return NetlinkErrno(errno, absl::StrCat(what, " (send)"));
+  if (mnl_socket_sendto(nl_, buf, len) < 0) return StatusFromErrno(errno, absl::StrCat(what, " (send)"));
   // Replies for earlier messages of a batch carry other sequence numbers; accept any (seq 0 disables libmnl's
   // check) and stop at the ack of the last one.
   for (;;) {
     ssize_t n = mnl_socket_recvfrom(nl_, buf_->data(), buf_->size());
     if (n < 0) {
       if (errno == EINTR) continue;
-      return NetlinkErrno(errno, absl::StrCat(what, " (recv)"));
+      return StatusFromErrno(errno, absl::StrCat(what, " (recv)"));
     }
     // Walk messages ourselves: an ack for an intermediate message must not end the wait.
     const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(buf_->data());
@@ -196,7 +176,7 @@ absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_s
           // The kernel queued every reply of the batch before sendto() returned: drop the rest (later errors,
           // the final ack) so the next request on this socket does not read them as its own.
           Drain();
-          return NetlinkErrno(code, what);
+          return StatusFromErrno(code, what);
         }
         if (nlh->nlmsg_seq == last_seq) return absl::OkStatus();
       } else if (nlh->nlmsg_type >= NLMSG_MIN_TYPE) {
@@ -215,7 +195,7 @@ void MnlSocket::Drain() {
 absl::Status MnlSocket::Dump(const nlmsghdr* nlh, absl::string_view what,
                              absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
   if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0)
-    return NetlinkErrno(errno, absl::StrCat(what, " (send)"));
+    return StatusFromErrno(errno, absl::StrCat(what, " (send)"));
   return Receive(nlh->nlmsg_seq, what, cb);
 }
 

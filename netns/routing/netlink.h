@@ -37,8 +37,8 @@ class MnlSocket {
   uint32_t NextSeq() { return ++seq_; }
 
   // Sends one request (the caller sets NLM_F_ACK) and waits for its acknowledgement. `what` names the
-  // operation in errors. Kernel errors map to absl codes by errno (EEXIST -> AlreadyExists, ENOENT ->
-  // NotFound, EPERM -> PermissionDenied, others -> Internal).
+  // operation in errors. Kernel errors map to absl codes by StatusFromErrno
+  // (netns/errno_status.h: EEXIST -> AlreadyExists, ENOENT/ESRCH/ENODEV -> NotFound, ...).
   absl::Status Request(const nlmsghdr* nlh, absl::string_view what);
 
   // Sends `len` bytes (possibly several messages, e.g. an nfnetlink batch) and processes replies until the
@@ -79,9 +79,6 @@ class MnlSocket {
 // Calls fn for each top-level attribute of `nlh` after a family header of `header_len` bytes (libmnl's
 // mnl_attr_for_each macro does not compile as C++).
 void ForEachAttr(const nlmsghdr* nlh, size_t header_len, absl::FunctionRef<void(const nlattr*)> fn);
-
-// Maps an errno from a netlink reply to an absl::Status with `what` in the message.
-absl::Status NetlinkErrno(int err, absl::string_view what);
 
 }  // namespace pnc::netns
 

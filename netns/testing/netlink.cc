@@ -15,18 +15,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "netns/errno_status.h"
 #include "netns/routing/netlink.h"
 
 namespace pnc::netns::testing {
 namespace {
-
-absl::Status Errno(int err, const std::string& what) {
-  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
-  if (err == EPERM || err == EACCES) return absl::PermissionDeniedError(msg);
-  if (err == ENODEV || err == ENOENT) return absl::NotFoundError(msg);
-  if (err == EEXIST) return absl::AlreadyExistsError(msg);
-  return absl::InternalError(msg);
-}
 
 // Sends one request with NLM_F_ACK on a fresh NETLINK_ROUTE socket of the calling thread's netns and waits
 // for the kernel's ack. A fresh socket per request keeps this code free of shared state; the harness is not a
@@ -135,7 +128,7 @@ absl::Status CreateVethPair(const std::string& name, const std::string& peer_nam
 
 absl::StatusOr<int> InterfaceIndex(const std::string& name) {
   unsigned idx = if_nametoindex(name.c_str());  // ioctl on a socket of the calling thread's netns
-  if (idx == 0) return Errno(errno, absl::StrCat("interface ", name));
+  if (idx == 0) return StatusFromErrno(errno, absl::StrCat("interface ", name));
   return static_cast<int>(idx);
 }
 

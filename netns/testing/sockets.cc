@@ -14,16 +14,10 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "netns/errno_status.h"
 
 namespace pnc::netns::testing {
 namespace {
-
-absl::Status Errno(int err, const std::string& what) {
-  std::string msg = absl::StrCat(what, ": ", std::strerror(err));
-  if (err == ECONNREFUSED || err == ENETUNREACH || err == EHOSTUNREACH) return absl::UnavailableError(msg);
-  if (err == ETIMEDOUT) return absl::DeadlineExceededError(msg);
-  return absl::InternalError(msg);
-}
 
 struct SockAddr {
   sockaddr_storage ss{};
@@ -72,7 +66,7 @@ absl::Status WaitFor(int fd, short events, absl::Duration timeout, const std::st
     if (n == 0)
       return absl::DeadlineExceededError(
           absl::StrCat(what, ": nothing within ", absl::FormatDuration(timeout)));
-    if (errno != EINTR) return Errno(errno, what);
+    if (errno != EINTR) return StatusFromErrno(errno, what);
   }
 }
 
@@ -99,7 +93,7 @@ absl::StatusOr<UniqueFd> TcpListen(const std::string& ip, uint16_t port, bool tr
   absl::StatusOr<SockAddr> addr = MakeAddr(ip, port);
   if (!addr.ok()) return addr.status();
   UniqueFd fd(socket(addr->family(), SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Errno(errno, "socket");
+  if (!fd.valid()) return StatusFromErrno(errno, "socket");
   int one = 1;
   setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   if (addr->family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -107,10 +101,11 @@ absl::StatusOr<UniqueFd> TcpListen(const std::string& ip, uint16_t port, bool tr
     const int rc = addr->family() == AF_INET
                        ? setsockopt(fd.get(), SOL_IP, IP_TRANSPARENT, &one, sizeof(one))
                        : setsockopt(fd.get(), SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof(one));
-    if (rc != 0) return Errno(errno, "IP_TRANSPARENT");
+    if (rc != 0) return StatusFromErrno(errno, "IP_TRANSPARENT");
   }
-  if (bind(fd.get(), addr->get(), addr->len) != 0) return Errno(errno, absl::StrCat("bind ", ip, ":", port));
-  if (listen(fd.get(), 16) != 0) return Errno(errno, "listen");
+  if (bind(fd.get(), addr->get(), addr->len) != 0)
+    return StatusFromErrno(errno, absl::StrCat("bind ", ip, ":", port));
+  if (listen(fd.get(), 16) != 0) return StatusFromErrno(errno, "listen");
   return fd;
 }
 
@@ -118,15 +113,15 @@ absl::StatusOr<UniqueFd> TcpConnect(const std::string& ip, uint16_t port, absl::
   absl::StatusOr<SockAddr> addr = MakeAddr(ip, port);
   if (!addr.ok()) return addr.status();
   UniqueFd fd(socket(addr->family(), SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) return Errno(errno, "socket");
+  if (!fd.valid()) return StatusFromErrno(errno, "socket");
   const std::string what = absl::StrCat("connect ", Endpoint{ip, port}.ToString());
   if (connect(fd.get(), addr->get(), addr->len) != 0) {
-    if (errno != EINPROGRESS) return Errno(errno, what);
+    if (errno != EINPROGRESS) return StatusFromErrno(errno, what);
     if (absl::Status s = WaitFor(fd.get(), POLLOUT, timeout, what); !s.ok()) return s;
     int err = 0;
     socklen_t len = sizeof(err);
     getsockopt(fd.get(), SOL_SOCKET, SO_ERROR, &err, &len);
-    if (err != 0) return Errno(err, what);
+    if (err != 0) return StatusFromErrno(err, what);
   }
   fcntl(fd.get(), F_SETFL, fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
   return fd;
@@ -135,7 +130,7 @@ absl::StatusOr<UniqueFd> TcpConnect(const std::string& ip, uint16_t port, absl::
 absl::StatusOr<UniqueFd> Accept(int listener, absl::Duration timeout) {
   if (absl::Status s = WaitFor(listener, POLLIN, timeout, "accept"); !s.ok()) return s;
   UniqueFd fd(accept4(listener, nullptr, nullptr, SOCK_CLOEXEC));
-  if (!fd.valid()) return Errno(errno, "accept");
+  if (!fd.valid()) return StatusFromErrno(errno, "accept");
   return fd;
 }
 
@@ -147,26 +142,29 @@ bool HasPendingConnection(int listener) {
 absl::StatusOr<Endpoint> LocalEndpoint(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return Errno(errno, "getsockname");
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return StatusFromErrno(errno, "getsockname");
   return FromAddr(ss);
 }
 
 absl::StatusOr<Endpoint> PeerEndpoint(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
-  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return Errno(errno, "getpeername");
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return StatusFromErrno(errno, "getpeername");
   return FromAddr(ss);
 }
 
 absl::StatusOr<Endpoint> OriginalDst(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return Errno(errno, "getsockname");
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+    return StatusFromErrno(errno, "getsockname");
   const bool v4 = ss.ss_family == AF_INET;
   len = sizeof(ss);
   const int rc = v4 ? getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len)
                     : getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &len);
-  if (rc != 0) return Errno(errno, v4 ? "SO_ORIGINAL_DST" : "IP6T_SO_ORIGINAL_DST");
+  if (rc != 0) return StatusFromErrno(errno, v4 ? "SO_ORIGINAL_DST" : "IP6T_SO_ORIGINAL_DST");
   return FromAddr(ss);
 }
 
@@ -174,11 +172,11 @@ absl::StatusOr<UniqueFd> UdpBind(const std::string& ip, uint16_t port) {
   absl::StatusOr<SockAddr> addr = MakeAddr(ip, port);
   if (!addr.ok()) return addr.status();
   UniqueFd fd(socket(addr->family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Errno(errno, "socket");
+  if (!fd.valid()) return StatusFromErrno(errno, "socket");
   int one = 1;
   if (addr->family() == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   if (bind(fd.get(), addr->get(), addr->len) != 0)
-    return Errno(errno, absl::StrCat("bind udp ", ip, ":", port));
+    return StatusFromErrno(errno, absl::StrCat("bind udp ", ip, ":", port));
   return fd;
 }
 
@@ -186,9 +184,9 @@ absl::Status UdpSendTo(const std::string& ip, uint16_t port, const std::string& 
   absl::StatusOr<SockAddr> addr = MakeAddr(ip, port);
   if (!addr.ok()) return addr.status();
   UniqueFd fd(socket(addr->family(), SOCK_DGRAM | SOCK_CLOEXEC, 0));
-  if (!fd.valid()) return Errno(errno, "socket");
+  if (!fd.valid()) return StatusFromErrno(errno, "socket");
   if (sendto(fd.get(), payload.data(), payload.size(), 0, addr->get(), addr->len) < 0) {
-    return Errno(errno, absl::StrCat("sendto ", Endpoint{ip, port}.ToString()));
+    return StatusFromErrno(errno, absl::StrCat("sendto ", Endpoint{ip, port}.ToString()));
   }
   return absl::OkStatus();
 }
@@ -199,7 +197,7 @@ absl::StatusOr<std::string> UdpReceive(int fd, absl::Duration timeout, Endpoint*
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, reinterpret_cast<sockaddr*>(&ss), &len);
-  if (n < 0) return Errno(errno, "recvfrom");
+  if (n < 0) return StatusFromErrno(errno, "recvfrom");
   if (from != nullptr) *from = FromAddr(ss);
   return std::string(buf, n);
 }
