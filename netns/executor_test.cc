@@ -14,6 +14,8 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
+#include "absl/synchronization/notification.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "netns/testing/gtest_sandbox.h"
@@ -135,6 +137,78 @@ TEST_F(ExecutorTest, NestedCallIsServedByAnotherWorker) {
   EXPECT_EQ(seen_outer_after, outer.inode());
 }
 
+// Drops the calling thread's effective capabilities (capset acts on the calling thread only): a worker that
+// did this cannot setns() back home, nor could any thread it creates (capabilities are inherited).
+absl::Status DropThreadCapabilities() {
+  __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capget, &hdr, data) != 0) return absl::InternalError("capget");
+  data[0].effective = data[1].effective = 0;
+  if (syscall(SYS_capset, &hdr, data) != 0) return absl::InternalError("capset");
+  return absl::OkStatus();
+}
+
+TEST_F(ExecutorTest, WorkersAreNeverStartedByABrokenWorker) {
+  // Every worker must be created from the home namespace with full capabilities, whoever needs it. Here a
+  // worker stuck in a pod namespace without capabilities (about to be discarded) makes a nested call while
+  // all other workers are busy, so the pool must start a new worker for it. A worker created by the broken
+  // thread itself would inherit its namespace and lack of capabilities, fail to go home and fail the request.
+  const NetnsHandle& outer = NewNetns("exec-broken-outer");
+  const NetnsHandle& inner = NewNetns("exec-broken-inner");
+  // kMaxNetnsWorkers concurrent calls occupy every worker: callers from outside the pool can never start more
+  // than that, and this test binary never leaves more than that alive, so no worker is idle below.
+  absl::BlockingCounter all_busy(kMaxNetnsWorkers);
+  absl::Notification saturated, release;
+  absl::Status nested;
+  uint64_t nested_ns = 0;
+  pid_t broken_tid = 0, nested_tid = 0;
+  std::vector<std::thread> callers;
+  std::vector<absl::Status> results(kMaxNetnsWorkers);
+  for (int i = 0; i < kMaxNetnsWorkers; ++i) {
+    callers.emplace_back([&, i] {
+      results[i] = RunInNetns(outer, [&, i]() -> absl::Status {
+        all_busy.DecrementCount();
+        if (i != 0) {
+          release.WaitForNotification();
+          return absl::OkStatus();
+        }
+        saturated.WaitForNotification();
+        broken_tid = gettid();
+        if (absl::Status s = DropThreadCapabilities(); !s.ok()) return s;
+        nested = RunInNetns(inner, [&] {
+          nested_tid = gettid();
+          nested_ns = ThreadNetnsInode();
+          return absl::OkStatus();
+        });
+        return absl::OkStatus();
+      });
+    });
+  }
+  all_busy.Wait();
+  saturated.Notify();
+  callers[0].join();  // the broken worker's call, including its nested call, is complete
+  EXPECT_TRUE(nested.ok()) << nested;
+  EXPECT_EQ(nested_ns, inner.inode());
+  EXPECT_NE(nested_tid, broken_tid);
+  // The broken worker is discarded; later calls (served by the nested call's worker, every other worker is
+  // still busy) run healthy in their target and return home.
+  for (int i = 0; i < 5; ++i) {
+    uint64_t seen = 0;
+    pid_t tid = 0;
+    absl::Status s = RunInNetns(inner, [&] {
+      tid = gettid();
+      seen = ThreadNetnsInode();
+      return absl::OkStatus();
+    });
+    EXPECT_TRUE(s.ok()) << s;
+    EXPECT_EQ(seen, inner.inode());
+    EXPECT_NE(tid, broken_tid);
+  }
+  release.Notify();
+  for (int i = 1; i < kMaxNetnsWorkers; ++i) callers[i].join();
+  for (const absl::Status& r : results) EXPECT_TRUE(r.ok()) << r;
+}
+
 TEST_F(ExecutorTest, WorkerThatCannotReturnHomeIsDiscarded) {
   const NetnsHandle& ns = NewNetns("exec-discard");
   // fn drops this worker thread's effective capabilities (capset acts on the calling thread only), so the
@@ -142,12 +216,7 @@ TEST_F(ExecutorTest, WorkerThatCannotReturnHomeIsDiscarded) {
   pid_t broken_tid = 0;
   absl::Status s = RunInNetns(ns, [&]() -> absl::Status {
     broken_tid = gettid();
-    __user_cap_header_struct hdr{_LINUX_CAPABILITY_VERSION_3, 0};
-    __user_cap_data_struct data[2] = {};
-    if (syscall(SYS_capget, &hdr, data) != 0) return absl::InternalError("capget");
-    data[0].effective = data[1].effective = 0;
-    if (syscall(SYS_capset, &hdr, data) != 0) return absl::InternalError("capset");
-    return absl::OkStatus();
+    return DropThreadCapabilities();
   });
   ASSERT_TRUE(s.ok()) << s;
   // The broken thread is gone (it exits right after reporting); later calls run on healthy workers.
