@@ -106,6 +106,19 @@ class BackendTest : public ::testing::TestWithParam<FunctionalBackend> {
     return fd;
   }
 
+  // A connection from the peer netns (outside the pod) to ip:port; returns the connected fd.
+  absl::StatusOr<UniqueFd> ConnectFromPeer(const std::string& ip, uint16_t port) {
+    UniqueFd fd;
+    absl::Status s = RunInNetns(sandbox_->peer(), [&]() -> absl::Status {
+      absl::StatusOr<UniqueFd> c = testing::TcpConnect(ip, port, kTimeout);
+      if (!c.ok()) return c.status();
+      fd = *std::move(c);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) return s;
+    return fd;
+  }
+
   absl::StatusOr<UniqueFd> ListenIn(const NetnsHandle& ns, const std::string& ip, uint16_t port,
                                     bool transparent = false) {
     UniqueFd fd;
@@ -147,23 +160,22 @@ class BackendTest : public ::testing::TestWithParam<FunctionalBackend> {
     EXPECT_FALSE(testing::HasPendingConnection(proxy->get()));
   }
 
-  // From the peer netns to pod_ip:8080 lands on the pod's 15006; the original destination is kept.
-  void ExpectInboundRedirect(const PodNetns& pod, const std::string& any, const std::string& pod_ip) {
+  // From the peer netns to pod_ip:8080 lands on the pod's 15006 and the original destination is kept: by
+  // REDIRECT's conntrack NAT (SO_ORIGINAL_DST) or, with `tproxy`, by TPROXY not NATing at all (the accepted
+  // socket's own address, on a transparent listener).
+  void ExpectInboundRedirect(const PodNetns& pod, const std::string& any, const std::string& pod_ip,
+                             bool tproxy = false) {
     SCOPED_TRACE(pod_ip);
-    absl::StatusOr<UniqueFd> inbound = ListenIn(pod.handle(), any, 15006);
+    absl::StatusOr<UniqueFd> inbound = ListenIn(pod.handle(), any, 15006, /*transparent=*/tproxy);
     ASSERT_OK(inbound.status());
     absl::StatusOr<UniqueFd> app = ListenIn(pod.handle(), any, 8080);
     ASSERT_OK(app.status());
-    UniqueFd client;
-    ASSERT_OK(RunInNetns(sandbox_->peer(), [&]() -> absl::Status {
-      absl::StatusOr<UniqueFd> c = testing::TcpConnect(pod_ip, 8080, kTimeout);
-      if (!c.ok()) return c.status();
-      client = *std::move(c);
-      return absl::OkStatus();
-    }));
+    absl::StatusOr<UniqueFd> client = ConnectFromPeer(pod_ip, 8080);
+    ASSERT_OK(client.status());
     absl::StatusOr<UniqueFd> accepted = testing::Accept(inbound->get(), kTimeout);
     ASSERT_OK(accepted.status());
-    absl::StatusOr<Endpoint> orig = testing::OriginalDst(accepted->get());
+    absl::StatusOr<Endpoint> orig =
+        tproxy ? testing::LocalEndpoint(accepted->get()) : testing::OriginalDst(accepted->get());
     ASSERT_OK(orig.status());
     EXPECT_EQ(*orig, (Endpoint{pod_ip, 8080}));
     EXPECT_FALSE(testing::HasPendingConnection(app->get()));
@@ -336,13 +348,8 @@ TEST_P(BackendTest, ExcludedPortsBypass) {
     ASSERT_OK(inbound.status());
     absl::StatusOr<UniqueFd> app = ListenIn(pod.handle(), any, 8081);
     ASSERT_OK(app.status());
-    UniqueFd client;
-    ASSERT_OK(RunInNetns(sandbox_->peer(), [&]() -> absl::Status {
-      absl::StatusOr<UniqueFd> c = testing::TcpConnect(pod_ip, 8081, kTimeout);
-      if (!c.ok()) return c.status();
-      client = *std::move(c);
-      return absl::OkStatus();
-    }));
+    absl::StatusOr<UniqueFd> client = ConnectFromPeer(pod_ip, 8081);
+    ASSERT_OK(client.status());
     ASSERT_OK(testing::Accept(app->get(), kTimeout).status());
     EXPECT_FALSE(testing::HasPendingConnection(inbound->get()));
     // Outbound to 9090 from the app reaches the peer.
@@ -360,25 +367,7 @@ TEST_P(BackendTest, TproxyInboundKeepsOriginalDestination) {
   PodNetns pod = NewPod();
   ApplyAndExpectReadBack(pod, IstioLikeRuleset({.tproxy = true}));
   for (const auto& [any, pod_ip] : {std::pair{"0.0.0.0", pod.pod_ipv4}, std::pair{"::", pod.pod_ipv6}}) {
-    SCOPED_TRACE(pod_ip);
-    absl::StatusOr<UniqueFd> inbound = ListenIn(pod.handle(), any, 15006, /*transparent=*/true);
-    ASSERT_OK(inbound.status());
-    absl::StatusOr<UniqueFd> app = ListenIn(pod.handle(), any, 8080);
-    ASSERT_OK(app.status());
-    UniqueFd client;
-    ASSERT_OK(RunInNetns(sandbox_->peer(), [&]() -> absl::Status {
-      absl::StatusOr<UniqueFd> c = testing::TcpConnect(pod_ip, 8080, kTimeout);
-      if (!c.ok()) return c.status();
-      client = *std::move(c);
-      return absl::OkStatus();
-    }));
-    absl::StatusOr<UniqueFd> accepted = testing::Accept(inbound->get(), kTimeout);
-    ASSERT_OK(accepted.status());
-    // TPROXY does not NAT: the accepted socket's own address is the original destination.
-    absl::StatusOr<Endpoint> local = testing::LocalEndpoint(accepted->get());
-    ASSERT_OK(local.status());
-    EXPECT_EQ(*local, (Endpoint{pod_ip, 8080}));
-    EXPECT_FALSE(testing::HasPendingConnection(app->get()));
+    ExpectInboundRedirect(pod, any, pod_ip, /*tproxy=*/true);
   }
 }
 

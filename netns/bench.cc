@@ -18,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/functional/function_ref.h"
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "netns/backend.h"
@@ -76,6 +77,22 @@ void Report(benchmark::State& state, std::vector<double>& us) {
   state.counters["pods"] = static_cast<double>(us.size());
 }
 
+// Times fn as this iteration's manual time and records it (microseconds) in `us`. On failure skips the
+// benchmark with fn's error and returns false.
+bool TimeIteration(benchmark::State& state, std::vector<double>& us, absl::FunctionRef<absl::Status()> fn) {
+  const auto t0 = std::chrono::steady_clock::now();
+  absl::Status s = fn();
+  const auto t1 = std::chrono::steady_clock::now();
+  if (!s.ok()) {
+    state.SkipWithError(s.ToString().c_str());
+    return false;
+  }
+  const double seconds = std::chrono::duration<double>(t1 - t0).count();
+  state.SetIterationTime(seconds);
+  us.push_back(seconds * 1e6);
+  return true;
+}
+
 void BM_ApplyVerify(benchmark::State& state, const std::string& backend_name, bool big) {
   absl::StatusOr<std::unique_ptr<Backend>> backend = NewBackendByName(backend_name);
   if (!backend.ok()) {
@@ -92,16 +109,7 @@ void BM_ApplyVerify(benchmark::State& state, const std::string& backend_name, bo
       state.SkipWithError(pod.status().ToString().c_str());
       break;
     }
-    const auto t0 = std::chrono::steady_clock::now();
-    absl::Status s = ApplyAndVerify(**backend, pod->handle(), rs);
-    const auto t1 = std::chrono::steady_clock::now();
-    if (!s.ok()) {
-      state.SkipWithError(s.ToString().c_str());
-      break;
-    }
-    const double seconds = std::chrono::duration<double>(t1 - t0).count();
-    state.SetIterationTime(seconds);
-    us.push_back(seconds * 1e6);
+    if (!TimeIteration(state, us, [&] { return ApplyAndVerify(**backend, pod->handle(), rs); })) break;
   }
   Report(state, us);
 }
@@ -200,16 +208,10 @@ void BM_RunInNetnsEmpty(benchmark::State& state) {
   }
   std::vector<double> us;
   for (auto _ : state) {
-    const auto t0 = std::chrono::steady_clock::now();
-    absl::Status s = RunInNetns(ns->handle(), [] { return absl::OkStatus(); });
-    const auto t1 = std::chrono::steady_clock::now();
-    if (!s.ok()) {
-      state.SkipWithError(s.ToString().c_str());
+    if (!TimeIteration(state, us,
+                       [&] { return RunInNetns(ns->handle(), [] { return absl::OkStatus(); }); })) {
       break;
     }
-    const double seconds = std::chrono::duration<double>(t1 - t0).count();
-    state.SetIterationTime(seconds);
-    us.push_back(seconds * 1e6);
   }
   Report(state, us);
 }

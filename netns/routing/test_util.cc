@@ -1,9 +1,6 @@
 #include "netns/routing/test_util.h"
 
 #include <fcntl.h>
-#include <libmnl/libmnl.h>
-#include <linux/if.h>
-#include <linux/rtnetlink.h>
 #include <sched.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -17,27 +14,13 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "netns/routing/netlink.h"
+#include "netns/testing/netlink.h"
 
 extern char** environ;
 
 namespace pnc::netns::testing {
 
-absl::Status BringUpLoopback() {
-  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
-  if (!nl.ok()) return nl.status();
-  char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_NEWLINK;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  nlh->nlmsg_seq = nl->NextSeq();
-  auto* ifm = static_cast<ifinfomsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifinfomsg)));
-  ifm->ifi_family = AF_UNSPEC;
-  ifm->ifi_index = 1;  // lo
-  ifm->ifi_flags = IFF_UP;
-  ifm->ifi_change = IFF_UP;
-  return nl->Request(nlh, "ip link set lo up");
-}
+absl::Status BringUpLoopback() { return SetLinkUp(1); }  // lo is ifindex 1 in every netns
 
 absl::Status RunInFreshNetns(absl::FunctionRef<void()> fn) {
   absl::Status status;
