@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # kubectl against the fake API server: discovery, create, apply, annotate, get -o json, get -w, delete; over plain HTTP
 # and over TLS with a bearer token. Fails (never skips) when kubectl is missing: tools/ensure-deps.sh installs it.
+# Works with the kubectl Debian 12 installs (kubernetes-client 1.20: OpenAPI v2 protobuf) and with current ones
+# (1.32: OpenAPI v3); pick one with `bazel test --test_env=KUBECTL=/path/to/kubectl //simulator/apiserver:kubectl_test`.
 set -euo pipefail
 
 KUBECTL="${KUBECTL:-/usr/bin/kubectl}"

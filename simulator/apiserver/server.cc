@@ -149,6 +149,19 @@ json OpenApiV3CoreV1() {
           {"components", {{"schemas", json::object()}}}};
 }
 
+// OpenAPI v2 for older kubectl (e.g. Debian's 1.20), which fetches /openapi/v2 as protobuf (gnostic's
+// openapi_v2.Document) before create/apply and gives up on 404. A document with no definitions makes it skip
+// client-side schema validation for every kind, which is what the v3 document above achieves for newer
+// kubectl. Hand-encoded: Document{swagger(1): "2.0", info(2): Info{title(1), version(2)}}.
+std::string OpenApiV2Protobuf() {
+  auto field = [](int number, const std::string& bytes) {
+    std::string out(1, static_cast<char>((number << 3) | 2));  // length-delimited
+    out.push_back(static_cast<char>(bytes.size()));            // < 128 bytes: one-byte varint
+    return out + bytes;
+  };
+  return field(1, "2.0") + field(2, field(1, "Kubernetes (pnc simulator)") + field(2, "v1.32.0"));
+}
+
 json ApiResources() {
   auto res = [](const char* name, const char* singular, bool namespaced, const char* kind,
                 std::vector<std::string> verbs, std::vector<std::string> shorts, bool all) {
@@ -721,6 +734,9 @@ Reply ApiServer::Impl::Handle(const http::request<http::string_body>& req, std::
                  json{{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", json::array()}}.dump()};
   }
   if (path == "/api/v1" || path == "/api/v1/") return Reply{http::status::ok, ApiResources().dump()};
+  if (path == "/openapi/v2") {
+    return Reply{http::status::ok, OpenApiV2Protobuf(), "application/octet-stream"};
+  }
   if (path == "/openapi/v3") return Reply{http::status::ok, OpenApiV3Root().dump()};
   if (path == "/openapi/v3/api/v1") return Reply{http::status::ok, OpenApiV3CoreV1().dump()};
   if (!absl::StartsWith(path, "/api/v1/")) {
