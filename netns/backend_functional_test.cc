@@ -95,12 +95,10 @@ class BackendTest : public ::testing::TestWithParam<FunctionalBackend> {
   // A connection from `uid` inside the pod to ip:port; returns the connected fd.
   absl::StatusOr<UniqueFd> ConnectAs(uint32_t uid, const PodNetns& pod, const std::string& ip,
                                      uint16_t port) {
-    UniqueFd fd;
-    absl::Status s = testing::RunAs(uid, uid, &pod.handle(), [&]() -> absl::Status {
-      absl::StatusOr<UniqueFd> c = testing::TcpConnect(ip, port, kTimeout);
-      if (!c.ok()) return c.status();
-      fd = *std::move(c);
-      return absl::OkStatus();
+    absl::StatusOr<UniqueFd> fd;
+    absl::Status s = testing::RunAs(uid, uid, &pod.handle(), [&] {
+      fd = testing::TcpConnect(ip, port, kTimeout);
+      return fd.status();
     });
     if (!s.ok()) return s;
     return fd;
@@ -108,12 +106,10 @@ class BackendTest : public ::testing::TestWithParam<FunctionalBackend> {
 
   // A connection from the peer netns (outside the pod) to ip:port; returns the connected fd.
   absl::StatusOr<UniqueFd> ConnectFromPeer(const std::string& ip, uint16_t port) {
-    UniqueFd fd;
-    absl::Status s = RunInNetns(sandbox_->peer(), [&]() -> absl::Status {
-      absl::StatusOr<UniqueFd> c = testing::TcpConnect(ip, port, kTimeout);
-      if (!c.ok()) return c.status();
-      fd = *std::move(c);
-      return absl::OkStatus();
+    absl::StatusOr<UniqueFd> fd;
+    absl::Status s = RunInNetns(sandbox_->peer(), [&] {
+      fd = testing::TcpConnect(ip, port, kTimeout);
+      return fd.status();
     });
     if (!s.ok()) return s;
     return fd;
@@ -121,12 +117,10 @@ class BackendTest : public ::testing::TestWithParam<FunctionalBackend> {
 
   absl::StatusOr<UniqueFd> ListenIn(const NetnsHandle& ns, const std::string& ip, uint16_t port,
                                     bool transparent = false) {
-    UniqueFd fd;
-    absl::Status s = RunInNetns(ns, [&]() -> absl::Status {
-      absl::StatusOr<UniqueFd> l = testing::TcpListen(ip, port, transparent);
-      if (!l.ok()) return l.status();
-      fd = *std::move(l);
-      return absl::OkStatus();
+    absl::StatusOr<UniqueFd> fd;
+    absl::Status s = RunInNetns(ns, [&] {
+      fd = testing::TcpListen(ip, port, transparent);
+      return fd.status();
     });
     if (!s.ok()) return s;
     return fd;

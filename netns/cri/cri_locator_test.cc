@@ -1,12 +1,8 @@
 #include "netns/cri/cri_locator.h"
 
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#include <thread>
-
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "gtest/gtest.h"
 #include "netns/cri/fake_cri_server.h"
 #include "netns/routing/test_util.h"
@@ -16,29 +12,7 @@ namespace {
 
 constexpr char kUid[] = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
 
-// A thread parked in its own new netns, so /proc/<tid>/ns/net names a live, non-host namespace.
-class NetnsThread {
- public:
-  NetnsThread() {
-    thread_ = std::thread([this] {
-      if (unshare(CLONE_NEWNET) == 0) tid_ = static_cast<int>(syscall(SYS_gettid));
-      started_.Notify();
-      done_.WaitForNotification();
-    });
-    started_.WaitForNotification();
-  }
-  ~NetnsThread() {
-    done_.Notify();
-    thread_.join();
-  }
-  int tid() const { return tid_; }  // 0 when unshare failed (not root)
-  std::string path() const { return absl::StrCat("/proc/", tid_, "/ns/net"); }
-
- private:
-  int tid_ = 0;
-  absl::Notification started_, done_;
-  std::thread thread_;
-};
+using testing::NetnsThread;
 
 class CriLocatorTest : public ::testing::Test {
  protected:

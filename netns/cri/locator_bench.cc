@@ -2,15 +2,12 @@
 // and the cgroup scan over a synthetic /proc of ~300 processes and over this machine's real /proc. Run: bazel
 // run -c opt //netns/cri:bench (as root: the netns parts need CAP_SYS_ADMIN).
 #include <dirent.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
-#include <thread>
 
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/notification.h"
 #include "benchmark/benchmark.h"
 #include "netns/cri/cgroup_locator.h"
 #include "netns/cri/cri_locator.h"
@@ -23,30 +20,7 @@ namespace {
 namespace fs = std::filesystem;
 constexpr char kUid[] = "8e4c2a6b-1f3d-4e5a-9b7c-0d2e4f6a8b1c";
 
-// A thread parked in a fresh netns for the benchmark's lifetime.
-class NetnsThread {
- public:
-  NetnsThread() {
-    thread_ = std::thread([this] {
-      if (unshare(CLONE_NEWNET) == 0 && testing::BringUpLoopback().ok())
-        tid_ = static_cast<int>(syscall(SYS_gettid));
-      started_.Notify();
-      done_.WaitForNotification();
-    });
-    started_.WaitForNotification();
-  }
-  ~NetnsThread() {
-    done_.Notify();
-    thread_.join();
-  }
-  int tid() const { return tid_; }
-  std::string path() const { return absl::StrCat("/proc/", tid_, "/ns/net"); }
-
- private:
-  int tid_ = 0;
-  absl::Notification started_, done_;
-  std::thread thread_;
-};
+using testing::NetnsThread;
 
 void BM_CriLocate(benchmark::State& state) {
   NetnsThread ns;

@@ -22,6 +22,22 @@ namespace pnc::netns::testing {
 
 absl::Status BringUpLoopback() { return SetLinkUp(1); }  // lo is ifindex 1 in every netns
 
+NetnsThread::NetnsThread() {
+  thread_ = std::thread([this] {
+    if (unshare(CLONE_NEWNET) == 0 && BringUpLoopback().ok()) tid_ = static_cast<int>(gettid());
+    started_.Notify();
+    done_.WaitForNotification();
+  });
+  started_.WaitForNotification();
+}
+
+NetnsThread::~NetnsThread() {
+  done_.Notify();
+  thread_.join();
+}
+
+std::string NetnsThread::path() const { return absl::StrCat("/proc/", tid_, "/ns/net"); }
+
 absl::Status RunInFreshNetns(absl::FunctionRef<void()> fn) {
   absl::Status status;
   std::thread t([&] {

@@ -4,11 +4,13 @@
 #define PNC_NETNS_ROUTING_TEST_UTIL_H_
 
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
 #include "netns/netns.h"
 
 namespace pnc::netns::testing {
@@ -19,6 +21,24 @@ absl::Status RunInFreshNetns(absl::FunctionRef<void()> fn);
 
 // Creates a new netns (lo up) owned only by the returned handle: it disappears when the handle closes.
 absl::StatusOr<NetnsHandle> NewThrowawayNetns();
+
+// A thread parked in its own new netns (lo up) until destruction, so /proc/<tid>/ns/net names a live,
+// non-host namespace without any bind mount.
+class NetnsThread {
+ public:
+  NetnsThread();
+  ~NetnsThread();
+  NetnsThread(const NetnsThread&) = delete;
+  NetnsThread& operator=(const NetnsThread&) = delete;
+
+  int tid() const { return tid_; }  // 0 when the namespace could not be set up (not root)
+  std::string path() const;         // /proc/<tid>/ns/net
+
+ private:
+  int tid_ = 0;
+  absl::Notification started_, done_;
+  std::thread thread_;
+};
 
 // Brings `lo` up in the calling thread's netns.
 absl::Status BringUpLoopback();
