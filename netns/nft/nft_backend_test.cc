@@ -160,16 +160,10 @@ Ruleset TproxyRuleset() {
   return rs;
 }
 
-std::string InNetns(const NetnsHandle& ns, std::vector<std::string> argv) {
-  std::string out;
-  absl::Status s = RunInNetns(ns, [&]() -> absl::Status {
-    absl::StatusOr<std::string> r = testing::RunCapture(argv);
-    if (!r.ok()) return r.status();
-    out = *r;
-    return absl::OkStatus();
-  });
-  EXPECT_TRUE(s.ok()) << s;
-  return out;
+std::string InNetns(const NetnsHandle& ns, const std::vector<std::string>& argv) {
+  absl::StatusOr<std::string> out = testing::RunCaptureIn(ns, argv);
+  EXPECT_TRUE(out.ok()) << out.status();
+  return out.ok() ? *out : "";
 }
 
 std::string NftList(const NetnsHandle& ns) { return InNetns(ns, {kNft, "list", "ruleset"}); }

@@ -22,18 +22,6 @@ using namespace pnc::rules;  // NOLINT: test brevity
 
 constexpr char kNft[] = "/usr/sbin/nft";
 
-absl::StatusOr<std::string> InNetns(const NetnsHandle& ns, const std::vector<std::string>& argv) {
-  std::string out;
-  absl::Status s = RunInNetns(ns, [&]() -> absl::Status {
-    absl::StatusOr<std::string> r = testing::RunCapture(argv);
-    if (!r.ok()) return r.status();
-    out = *r;
-    return absl::OkStatus();
-  });
-  if (!s.ok()) return s;
-  return out;
-}
-
 struct Case {
   std::string name;
   RedirectPlan plan;
@@ -93,11 +81,11 @@ TEST(NftRenderCrossCheck, BackendMatchesRenderedScript) {
       std::ofstream f(script_path);
       f << RenderNftables(rs);
     }
-    absl::StatusOr<std::string> loaded = InNetns(*b, {kNft, "-f", script_path});
+    absl::StatusOr<std::string> loaded = testing::RunCaptureIn(*b, {kNft, "-f", script_path});
     ASSERT_TRUE(loaded.ok()) << loaded.status() << "\nscript:\n" << RenderNftables(rs);
 
-    absl::StatusOr<std::string> mine = InNetns(*a, {kNft, "list", "ruleset"});
-    absl::StatusOr<std::string> theirs = InNetns(*b, {kNft, "list", "ruleset"});
+    absl::StatusOr<std::string> mine = testing::RunCaptureIn(*a, {kNft, "list", "ruleset"});
+    absl::StatusOr<std::string> theirs = testing::RunCaptureIn(*b, {kNft, "list", "ruleset"});
     ASSERT_TRUE(mine.ok() && theirs.ok());
     EXPECT_EQ(*mine, *theirs);
     // And the rendered script, loaded by nft, reads back through our backend as the same Ruleset.

@@ -14,6 +14,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "netns/executor.h"
 #include "netns/testing/netlink.h"
 
 extern char** environ;
@@ -123,6 +124,16 @@ bool NamespacesRequired() {
 std::string SkipReason(const absl::Status& s) {
   return absl::StrCat("SKIPPED: cannot create a network namespace here (needs root/CAP_SYS_ADMIN): ",
                       s.ToString());
+}
+
+absl::StatusOr<std::string> RunCaptureIn(const NetnsHandle& ns, const std::vector<std::string>& argv) {
+  absl::StatusOr<std::string> out;
+  absl::Status s = RunInNetns(ns, [&] {
+    out = RunCapture(argv);
+    return out.status();
+  });
+  if (!s.ok()) return s;
+  return out;
 }
 
 }  // namespace pnc::netns::testing

@@ -48,6 +48,9 @@ absl::Status BringUpLoopback();
 // -> Internal error with stderr.
 absl::StatusOr<std::string> RunCapture(const std::vector<std::string>& argv);
 
+// RunCapture inside `ns` (on an executor worker).
+absl::StatusOr<std::string> RunCaptureIn(const NetnsHandle& ns, const std::vector<std::string>& argv);
+
 // Message for GTEST_SKIP when namespaces cannot be created here (not root, no CAP_SYS_ADMIN).
 std::string SkipReason(const absl::Status& s);
 
