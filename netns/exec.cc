@@ -19,8 +19,9 @@ namespace {
 
 constexpr size_t kMaxOutputBytes = 64 << 20;  // a pod's iptables-save is a few KB; never buffer without bound
 
-// Deliberately not StatusFromErrno: a failed pipe/spawn/poll is a local fault, and callers read NotFound as
-// "the pod is gone" (e.g. posix_spawn's ENOENT for a missing iptables-restore must not look like that).
+// Deliberately not StatusFromErrno: a failed pipe/spawn/poll is a local fault, and callers give codes meaning
+// (NotFound: the pod is gone; in restore_backend, InvalidArgument: rules outside the model), so e.g.
+// posix_spawn's ENOENT for a missing iptables-restore must not look like either.
 absl::Status Errno(int err, const std::string& what) {
   return absl::InternalError(absl::StrCat(what, ": ", std::strerror(err)));
 }

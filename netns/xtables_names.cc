@@ -17,6 +17,8 @@ absl::StatusOr<std::vector<std::string>> LegacyTablesInCurrentNetns(rules::Famil
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::vector<std::string>{};
+    // Internal, not StatusFromErrno: restore_backend reads InvalidArgument from here as "rules outside the
+    // model".
     return absl::InternalError(absl::StrCat("open ", path, ": ", std::strerror(errno)));
   }
   std::string text;
