@@ -20,7 +20,8 @@ class FakeBackend : public Backend {
 
   // Fault injection: the next `n` Apply calls fail with `status`.
   void FailNextApplies(int n, absl::Status status);
-  // ReadBack returns a Ruleset missing the last rule of the first chain (simulates a half-applied or tampered set).
+  // ReadBack returns a Ruleset missing the last rule of the first chain (simulates a half-applied or tampered
+  // set).
   void CorruptReadBack(bool corrupt);
   // Inspection.
   bool Has(uint64_t inode) const;

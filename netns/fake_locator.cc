@@ -9,7 +9,8 @@ absl::StatusOr<NetnsHandle> FakeLocator::Locate(const PodRef& pod) {
   ++locate_calls_;
   if (auto e = errors_.find(pod.uid); e != errors_.end()) return e->second;
   auto it = sandboxes_.find(pod.uid);
-  if (it == sandboxes_.end()) return absl::NotFoundError(absl::StrCat("no sandbox for pod uid ", pod.uid, " yet"));
+  if (it == sandboxes_.end())
+    return absl::NotFoundError(absl::StrCat("no sandbox for pod uid ", pod.uid, " yet"));
   return NetnsHandle::ForTesting(absl::StrCat("fake-netns-", it->second), it->second);
 }
 

@@ -1,4 +1,5 @@
-// FakeLocator: maps pod UID -> fake namespace inode, with "not created yet" and error states, for controller tests.
+// FakeLocator: maps pod UID -> fake namespace inode, with "not created yet" and error states, for controller
+// tests.
 #ifndef PNC_NETNS_FAKE_LOCATOR_H_
 #define PNC_NETNS_FAKE_LOCATOR_H_
 

@@ -155,10 +155,10 @@ const auto& Ip(const typename F::Entry* e) {
 
 // ---- Model -> entry ----
 //
-// Revisions: iptables' tools print a rule only if it uses the revision of the extension they would pick themselves
-// (the highest both they and the kernel support), else "[unsupported revision]". So we write exactly those revisions
-// (iptables 1.8.9 on Linux >= 4.x): tcp/udp 0, owner 1, mark 1, connmark 1, socket 3, REDIRECT 0, TPROXY 1, MARK 2,
-// CONNMARK 2, CT 2. ReadBack accepts the older revisions too.
+// Revisions: iptables' tools print a rule only if it uses the revision of the extension they would pick
+// themselves (the highest both they and the kernel support), else "[unsupported revision]". So we write
+// exactly those revisions (iptables 1.8.9 on Linux >= 4.x): tcp/udp 0, owner 1, mark 1, connmark 1, socket 3,
+// REDIRECT 0, TPROXY 1, MARK 2, CONNMARK 2, CT 2. ReadBack accepts the older revisions too.
 
 // An entry under construction: the fixed header, then matches, then the target, each XT_ALIGNed.
 template <typename F>

@@ -1,7 +1,7 @@
 // Locator: finds the network namespace of a pod's sandbox on this node.
 //
-// Implementations: CRI (RuntimeService.PodSandboxStatus verbose info), /proc cgroup scan by pod UID, and a chain that
-// tries them in order. A fake for tests lives in fake_locator.h.
+// Implementations: CRI (RuntimeService.PodSandboxStatus verbose info), /proc cgroup scan by pod UID, and a
+// chain that tries them in order. A fake for tests lives in fake_locator.h.
 #ifndef PNC_NETNS_LOCATOR_H_
 #define PNC_NETNS_LOCATOR_H_
 
@@ -24,8 +24,9 @@ struct PodRef {
 class Locator {
  public:
   virtual ~Locator() = default;
-  // NotFound / Unavailable: the sandbox does not exist yet (or the runtime is briefly unreachable); retry later.
-  // FailedPrecondition: found something that must not be touched (host netns, IP mismatch); do not retry blindly.
+  // NotFound / Unavailable: the sandbox does not exist yet (or the runtime is briefly unreachable); retry
+  // later. FailedPrecondition: found something that must not be touched (host netns, IP mismatch); do not
+  // retry blindly.
   virtual absl::StatusOr<NetnsHandle> Locate(const PodRef& pod) = 0;
   virtual std::string Name() const = 0;  // "cri", "cgroup", "chain(cri,cgroup)", "fake"
 };

@@ -1,9 +1,9 @@
 // NetnsHandle: an owned reference to one network namespace (an open fd on an nsfs file) plus its identity.
 //
-// Contract: a handle never refers to the host network namespace. Open() compares (st_dev, st_ino) of the target with
-// the namespace of the host's PID 1 as this process sees it (/proc/1/ns/net) and with this process's own initial
-// namespace, and refuses both with FailedPrecondition("... is the host network namespace ..."). Handles are move-only;
-// the fd closes when the handle dies.
+// Contract: a handle never refers to the host network namespace. Open() compares (st_dev, st_ino) of the
+// target with the namespace of the host's PID 1 as this process sees it (/proc/1/ns/net) and with this
+// process's own initial namespace, and refuses both with FailedPrecondition("... is the host network
+// namespace ..."). Handles are move-only; the fd closes when the handle dies.
 #ifndef PNC_NETNS_NETNS_H_
 #define PNC_NETNS_NETNS_H_
 
@@ -18,8 +18,9 @@ namespace pnc::netns {
 
 class NetnsHandle {
  public:
-  // Opens /var/run/netns/<name>, /proc/<pid>/ns/net or any nsfs path. Errors: NotFound (path gone: the sandbox is not
-  // there yet or already torn down), FailedPrecondition (not a netns, or the host netns), others from the OS.
+  // Opens /var/run/netns/<name>, /proc/<pid>/ns/net or any nsfs path. Errors: NotFound (path gone: the
+  // sandbox is not there yet or already torn down), FailedPrecondition (not a netns, or the host netns),
+  // others from the OS.
   static absl::StatusOr<NetnsHandle> Open(const std::string& path);
 
   // A handle that owns no fd, for fakes in tests; identity is (0, fake_inode).
@@ -31,10 +32,10 @@ class NetnsHandle {
   NetnsHandle& operator=(const NetnsHandle&) = delete;
   ~NetnsHandle();
 
-  int fd() const { return fd_; }                       // -1 for ForTesting handles
-  uint64_t inode() const { return inode_; }            // nsfs inode: stable identity of the namespace
+  int fd() const { return fd_; }             // -1 for ForTesting handles
+  uint64_t inode() const { return inode_; }  // nsfs inode: stable identity of the namespace
   uint64_t device() const { return device_; }
-  const std::string& path() const { return path_; }    // what it was opened from, for messages
+  const std::string& path() const { return path_; }  // what it was opened from, for messages
 
  private:
   NetnsHandle(int fd, uint64_t device, uint64_t inode, std::string path)

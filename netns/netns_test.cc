@@ -1,4 +1,5 @@
-// NetnsHandle::Open on the real host view (no sandbox): the process's own namespace and PID 1's must be refused.
+// NetnsHandle::Open on the real host view (no sandbox): the process's own namespace and PID 1's must be
+// refused.
 #include "netns/netns.h"
 
 #include <fcntl.h>
@@ -31,8 +32,8 @@ TEST(NetnsHandleTest, RefusesPid1Namespace) {
     EXPECT_EQ(h.status().code(), absl::StatusCode::kFailedPrecondition) << h.status();
     EXPECT_THAT(h.status().message(), HasSubstr("host network namespace"));
   } else {  // a normal user may not even open it
-    EXPECT_THAT(h.status().code(), ::testing::AnyOf(absl::StatusCode::kFailedPrecondition,
-                                                    absl::StatusCode::kPermissionDenied));
+    EXPECT_THAT(h.status().code(),
+                ::testing::AnyOf(absl::StatusCode::kFailedPrecondition, absl::StatusCode::kPermissionDenied));
   }
 }
 

@@ -79,9 +79,10 @@ struct CtZoneTarget {  // raw: -j CT --zone N
 using Target = std::variant<JumpTarget, ReturnTarget, AcceptTarget, RedirectTarget, TproxyTarget, MarkTarget,
                             ConnmarkTarget, CtZoneTarget>;
 
-// One rule. Unset optionals mean "no such match". Matches are ANDed; the order of the fields below has no meaning
-// for the kernel. The iptables renderer emits them in the canonical order iptables-save prints (-s -d -i -o -p, then
-// -m tcp/udp, owner, mark, connmark, socket), so rendered text and saved text are identical per rule.
+// One rule. Unset optionals mean "no such match". Matches are ANDed; the order of the fields below has no
+// meaning for the kernel. The iptables renderer emits them in the canonical order iptables-save prints (-s -d
+// -i -o -p, then -m tcp/udp, owner, mark, connmark, socket), so rendered text and saved text are identical
+// per rule.
 struct Rule {
   std::optional<Protocol> protocol;
   std::optional<Negatable<Cidr>> source;

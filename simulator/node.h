@@ -15,8 +15,9 @@
 //   (uid
 //      1000) that connects to a TEST-NET-1 address (192.0.2.10:80). Intercepted = the connection landed on
 //      15001 with SO_ORIGINAL_DST 192.0.2.10:80. Without rules the SYN goes to the node peer, which forwards
-//      nothing, so the connect times out (short timeout); with rules but no listener it is refused. A pod outside
-//      the mesh is also probed for ANY netfilter table in its namespace (x_tables names, nft list tables): none allowed.
+//      nothing, so the connect times out (short timeout); with rules but no listener it is refused. A pod
+//      outside the mesh is also probed for ANY netfilter table in its namespace (x_tables names, nft list
+//      tables): none allowed.
 //   5. status: phase Running (or Failed when the waiter failed: no init retries here), podIP(s), conditions,
 //      init/container statuses.
 //   On deletion (DELETED, or deletionTimestamp set by a graceful delete): the waiter is killed, listeners

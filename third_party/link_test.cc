@@ -1,5 +1,5 @@
-// Proves that every system-library wrapper in third_party/BUILD compiles and links against Debian's packages, so a
-// missing -dev package shows up here with a clear name instead of deep inside a component's build.
+// Proves that every system-library wrapper in third_party/BUILD compiles and links against Debian's packages,
+// so a missing -dev package shows up here with a clear name instead of deep inside a component's build.
 #include <curl/curl.h>
 #include <grpcpp/grpcpp.h>
 #include <libmnl/libmnl.h>

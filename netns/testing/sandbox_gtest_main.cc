@@ -1,5 +1,5 @@
-// gtest main for sandbox tests: enters the Sandbox before anything can start a thread (unshare of the user and
-// mount namespaces needs a single-threaded process), then runs the tests. Tests still call
+// gtest main for sandbox tests: enters the Sandbox before anything can start a thread (unshare of the user
+// and mount namespaces needs a single-threaded process), then runs the tests. Tests still call
 // PNC_SANDBOX_OR_SKIP, which reports the outcome of this first attempt (skip or, as root, failure).
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
