@@ -21,6 +21,9 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
           [this](const std::string& uid) {
             reconciler_.Forget(uid);
             queue_.Forget(uid);
+            // A worker may be reconciling this UID right now and record state after the Forget above; one
+            // more pass (ordered after it by the queue) finds the pod gone and drops that state.
+            queue_.Add(uid);
           }}),
       reconciler_(Reconciler::Deps{&informer_, client, locator, backend, metrics}, plan_config,
                   options_.node_name) {

@@ -46,6 +46,7 @@ class Controller {
 
   const Informer& informer() const { return informer_; }
   WorkQueue& queue() { return queue_; }
+  const Reconciler& reconciler() const { return reconciler_; }
 
  private:
   void Worker();

@@ -100,6 +100,12 @@ TEST(Controller, ListWatchRelistAndDrain) {
   ASSERT_TRUE(Eventually([&] { return Status(client, "c") == "initialized"; }));
   EXPECT_GT(client.list_calls(), lists_before);
 
+  // A deleted pod leaves no per-UID reconciler state behind.
+  EXPECT_EQ(c.reconciler().NumTracked(), 3u);
+  client.DeletePod("shop", "b");
+  client.PushPodEvent({kube::EventType::kDeleted, b, {}});
+  ASSERT_TRUE(Eventually([&] { return c.reconciler().NumTracked() == 2; }));
+
   EXPECT_TRUE(c.Stop(absl::Seconds(5)));
   EXPECT_EQ(metrics.reconciles.Value("initialized"), 3);
   std::string text = metrics.Render();

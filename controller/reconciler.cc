@@ -43,6 +43,11 @@ void Reconciler::Forget(const std::string& uid) {
   state_.erase(uid);
 }
 
+size_t Reconciler::NumTracked() const {
+  absl::MutexLock lock(&mu_);
+  return state_.size();
+}
+
 void Reconciler::RequestReverify(const std::string& uid) {
   absl::MutexLock lock(&mu_);
   auto it = state_.find(uid);
@@ -50,14 +55,15 @@ void Reconciler::RequestReverify(const std::string& uid) {
 }
 
 void Reconciler::ReportStuck(const std::string& uid, const absl::Status& last_error, int attempts) {
+  // Pod first: no state entry is created for a pod that is already gone.
+  std::optional<CachedPod> cached = deps_.store->GetPod(uid);
+  if (!cached) return;
   {
     absl::MutexLock lock(&mu_);
     State& st = state_[uid];
     if (st.stuck_reported) return;
     st.stuck_reported = true;
   }
-  std::optional<CachedPod> cached = deps_.store->GetPod(uid);
-  if (!cached) return;
   kube::EventRecord ev;
   ev.namespace_name = cached->pod.namespace_name;
   ev.pod_name = cached->pod.name;
@@ -139,13 +145,13 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   if (pod.deleting || pod.phase == "Succeeded" || pod.phase == "Failed") {
     return Finish({Outcome::kSkipped, absl::OkStatus(), "terminating"}, uid);
   }
-  bool reverify = false;
   {
+    // Done already, and no resync asked for a read-back: nothing to do. A pending reverify falls through;
+    // whether it only reads back or also re-marks depends on what the cache says (`marked` below).
     absl::MutexLock lock(&mu_);
     auto it = state_.find(uid);
-    if (it != state_.end() && it->second.done) {
-      if (!it->second.reverify) return {Outcome::kSkipped, absl::OkStatus(), "done"};
-      reverify = true;
+    if (it != state_.end() && it->second.done && !it->second.reverify) {
+      return {Outcome::kSkipped, absl::OkStatus(), "done"};
     }
   }
 
@@ -208,10 +214,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     Error(absl::StrContains(applied.message(), "verification failed") ? "verify_failed" : "apply_failed");
     return Finish({Outcome::kRetry, applied, "apply"}, uid);
   }
-  if (marked) {
-    (void)reverify;
-    return Finish({Outcome::kReapplied, absl::OkStatus(), "re-applied"}, uid);
-  }
+  if (marked) return Finish({Outcome::kReapplied, absl::OkStatus(), "re-applied"}, uid);
   if (deps_.metrics != nullptr) deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached->first_seen));
 
   // mark

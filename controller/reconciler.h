@@ -65,8 +65,12 @@ class Reconciler {
   Reconciler(Deps deps, rules::PlanConfig config, std::string node_name);
 
   ReconcileResult Reconcile(const std::string& uid);
-  // The pod is gone from the cache: forget its state.
+  // The pod is gone from the cache: forget its state. A Reconcile of the same UID that is in flight may
+  // record state again when it finishes; the caller then reconciles the UID once more (it returns kGone and
+  // drops the entry), which the work queue orders after the in-flight one.
   void Forget(const std::string& uid);
+  // Pods with per-UID state (for tests and leak checks).
+  size_t NumTracked() const;
   // Periodic resync: the next Reconcile of this UID re-verifies the rules of an initialized pod.
   void RequestReverify(const std::string& uid);
   // A pod that keeps failing transiently (e.g. its sandbox never shows up, or the runtime reports a netns
@@ -88,7 +92,7 @@ class Reconciler {
   Deps deps_;
   rules::PlanConfig config_;
   std::string node_name_;
-  absl::Mutex mu_;
+  mutable absl::Mutex mu_;
   std::map<std::string, State> state_ ABSL_GUARDED_BY(mu_);
 };
 

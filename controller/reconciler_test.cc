@@ -286,6 +286,30 @@ TEST_F(ReconcilerTest, PodDeletedMidFlightIsDropped) {
   EXPECT_TRUE(client_.patches().empty());
 }
 
+TEST_F(ReconcilerTest, DeletionDuringAnInFlightReconcileLeavesNoStateAfterTheNextPass) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  // The delete event is handled (cache + Forget) while the worker is between apply and mark; the patch
+  // still succeeds (the API server has not removed the pod yet), so the in-flight pass records state.
+  client_.SetBeforePatchHook([&] {
+    informer_.ApplyPodEvent(kube::EventType::kDeleted, kube::Pod(p));
+    reconciler_->Forget("u1");
+  });
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  client_.SetBeforePatchHook(nullptr);
+  EXPECT_EQ(reconciler_->NumTracked(), 1u);
+  // The pass the controller enqueues on deletion drops it.
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kGone);
+  EXPECT_EQ(reconciler_->NumTracked(), 0u);
+}
+
+TEST_F(ReconcilerTest, StuckReportForAVanishedPodCreatesNoState) {
+  reconciler_->ReportStuck("never-seen", absl::NotFoundError("no sandbox"), 8);
+  EXPECT_EQ(reconciler_->NumTracked(), 0u);
+  EXPECT_TRUE(client_.events().empty());
+}
+
 TEST_F(ReconcilerTest, RecreatedPodWithSameNameIsNotMarkedByTheOldUid) {
   kube::Pod old_pod = MemberPod("u-old");
   Add(old_pod);
