@@ -52,6 +52,28 @@ std::optional<std::string> ReadFile(const std::string& path) {
   return out;
 }
 
+// Annotation values are tenant-controlled (anyone who may edit the pod) and end up in the container's log and
+// termination message: control bytes are escaped (\xNN) and the text is bounded.
+constexpr size_t kMaxShown = 1024;
+std::string Printable(const std::string& s) {
+  std::string out;
+  for (unsigned char c : s) {
+    if (out.size() >= kMaxShown) {
+      out += "...";
+      break;
+    }
+    if (c < 0x20 || c == 0x7f) {
+      static const char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out.push_back(static_cast<char>(c));
+    }
+  }
+  return out;
+}
+
 std::string DirOf(const std::string& file) {
   size_t slash = file.rfind('/');
   if (slash == std::string::npos) return ".";
@@ -91,9 +113,6 @@ WaitResult AnnotationWatcher::Wait(const std::atomic<bool>* cancel) {
     return r;
   }
   std::string dir = DirOf(o.file);
-  struct {
-    int fd;
-  } in{fd_};
   const int64_t deadline = NowMs() + o.timeout_ms;
   std::string last_seen = "file not found";
   alignas(inotify_event) char evbuf[8192];
@@ -112,10 +131,10 @@ WaitResult AnnotationWatcher::Wait(const std::atomic<bool>* cancel) {
       } else if (!o.error_prefix.empty() &&
                  it->second.compare(0, o.error_prefix.size(), o.error_prefix) == 0) {
         r.outcome = WaitOutcome::kError;
-        r.message = it->second.substr(o.error_prefix.size());
+        r.message = Printable(it->second.substr(o.error_prefix.size()));
         return r;
       } else {
-        last_seen = "annotation " + o.key + "=\"" + it->second.substr(0, 200) + "\"";
+        last_seen = "annotation " + o.key + "=\"" + Printable(it->second.substr(0, 200)) + "\"";
       }
     } else {
       last_seen = "file " + o.file + " not readable yet";
@@ -136,7 +155,7 @@ WaitResult AnnotationWatcher::Wait(const std::atomic<bool>* cancel) {
         }
         if (left > 100) left = 100;
       }
-      pollfd p{in.fd, POLLIN, 0};
+      pollfd p{fd_, POLLIN, 0};
       int rc = ::poll(&p, 1, static_cast<int>(left));
       if (rc < 0 && errno != EINTR) {
         r.message = std::string("poll: ") + std::strerror(errno);
@@ -145,7 +164,7 @@ WaitResult AnnotationWatcher::Wait(const std::atomic<bool>* cancel) {
       if (rc <= 0) continue;
       bool dir_gone = false;
       ssize_t n;
-      while ((n = ::read(in.fd, evbuf, sizeof evbuf)) > 0) {  // drain: one re-read per burst of events
+      while ((n = ::read(fd_, evbuf, sizeof evbuf)) > 0) {  // drain: one re-read per burst of events
         for (char* ptr = evbuf; ptr < evbuf + n;) {
           auto* ev = reinterpret_cast<inotify_event*>(ptr);
           if (ev->mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_IGNORED)) dir_gone = true;

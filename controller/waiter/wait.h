@@ -21,7 +21,7 @@ struct WaitOptions {
 
 enum class WaitOutcome {
   kReady,    // key == value
-  kError,    // key starts with error_prefix; message = the reason
+  kError,    // key starts with error_prefix; message = the reason (control bytes escaped, bounded)
   kTimeout,  // nothing conclusive before the deadline; message says what was last seen
   kFailure,  // cannot watch (directory missing, inotify unavailable); message says why
 };

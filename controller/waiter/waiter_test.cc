@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -218,6 +219,22 @@ TEST(Waiter, ErrorAnnotationExitsNonZeroWithTheReason) {
   auto [code, err] = Finish(c);
   EXPECT_EQ(code, 1) << err;
   EXPECT_THAT(err, HasSubstr("excludeInboundPorts: \"70000\" is not a port"));
+}
+
+TEST(Waiter, ErrorReasonIsEscapedAndBounded) {
+  std::string dir = MakeTempDir();
+  AtomicWriter w(dir);
+  // Anyone who may edit the pod can write this annotation: a forged log line and terminal escapes must not
+  // reach the log verbatim, and a 200 KB value is cut.
+  w.Write({{kKey, "error: bad\n{\"level\":\"info\"}\x1b[2J" + std::string(200000, 'z')}});
+  Child c = Spawn({"--file=" + w.file(), "--timeout=30s"});
+  auto [code, err] = Finish(c);
+  EXPECT_EQ(code, 1) << err;
+  EXPECT_THAT(err, HasSubstr("bad\\x0a{\"level\":\"info\"}\\x1b[2J"));
+  EXPECT_EQ(err.find('\x1b'), std::string::npos);
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err.substr(0, 300);  // one line
+  EXPECT_LT(err.size(), 2000u);
+  EXPECT_THAT(err, HasSubstr("zzz..."));
 }
 
 TEST(Waiter, TimeoutIsNonZeroWithAClearMessage) {
