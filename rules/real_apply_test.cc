@@ -8,7 +8,8 @@
 //    jumps), switches modes cleanly, and RenderIptablesRestoreCleanup leaves nothing of ours;
 //  - the nft script applies, and applying it twice gives the same ruleset.
 // Needs root (CAP_NET_ADMIN + CAP_SYS_ADMIN for unshare(CLONE_NEWNET)); without it every test is reported
-// SKIPPED with the reason. CI runs as root, where it must run.
+// SKIPPED with the reason. As root in the initial user namespace (CI) a missing tool or a failed unshare is a
+// test FAILURE, never a skip.
 #include <fcntl.h>
 #include <sched.h>
 #include <sys/wait.h>
@@ -17,6 +18,7 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -31,6 +33,16 @@ namespace pnc::rules {
 namespace {
 
 std::string g_skip_reason;  // empty when we are in our own netns
+bool g_must_run = false;    // root (as in CI): an unusable environment is a failure, not a skip
+
+// Skips (unprivileged) or fails (root) when the environment cannot run these tests.
+#define PNC_REAL_APPLY_OR_SKIP()                                                  \
+  do {                                                                            \
+    if (!g_skip_reason.empty()) {                                                 \
+      if (g_must_run) FAIL() << "must run as root but cannot: " << g_skip_reason; \
+      GTEST_SKIP() << g_skip_reason;                                              \
+    }                                                                             \
+  } while (0)
 std::string g_lockfile;
 
 struct Result {
@@ -94,9 +106,7 @@ std::string SaveWithoutComments(const std::string& s) {
 
 class RealApplyTest : public ::testing::TestWithParam<const char*> {
  protected:
-  void SetUp() override {
-    if (!g_skip_reason.empty()) GTEST_SKIP() << g_skip_reason;
-  }
+  void SetUp() override { PNC_REAL_APPLY_OR_SKIP(); }
   Result Restore(Family f, const std::string& text) {
     return Exec({Tool(GetParam(), f, "restore"), "--noflush"}, text);
   }
@@ -184,7 +194,7 @@ TEST_P(RealApplyTest, ForeignRulesSurviveApplyAndCleanup) {
 INSTANTIATE_TEST_SUITE_P(Variants, RealApplyTest, ::testing::Values("legacy", "nft"));
 
 TEST(RealNftTest, ScriptAppliesAndIsIdempotent) {
-  if (!g_skip_reason.empty()) GTEST_SKIP() << g_skip_reason;
+  PNC_REAL_APPLY_OR_SKIP();
   for (const auto& c : testing::GoldenCases()) {
     SCOPED_TRACE(c.name);
     Ruleset rs = BuildRuleset(*BuildPlan(c.pod, c.config));
@@ -208,6 +218,13 @@ int main(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   const char* tmp = std::getenv("TEST_TMPDIR");
   pnc::rules::g_lockfile = std::string(tmp ? tmp : "/tmp") + "/xtables.lock";
+  {
+    // Root in the initial user namespace (uid_map "0 0 4294967295"), as in CI.
+    std::ifstream in("/proc/self/uid_map");
+    uint64_t inner = 1, outer = 1, count = 0;
+    pnc::rules::g_must_run =
+        geteuid() == 0 && (in >> inner >> outer >> count) && inner == 0 && outer == 0 && count == 4294967295u;
+  }
   if (geteuid() != 0) {
     pnc::rules::g_skip_reason =
         "not root: needs CAP_SYS_ADMIN/CAP_NET_ADMIN for a private netns (CI runs as root)";
@@ -217,6 +234,7 @@ int main(int argc, char** argv) {
     pnc::rules::g_skip_reason = "iptables/nft binaries missing (Debian packages iptables, nftables)";
   }
   if (!pnc::rules::g_skip_reason.empty())
-    std::fprintf(stderr, "SKIPPING: %s\n", pnc::rules::g_skip_reason.c_str());
+    std::fprintf(stderr, "%s: %s\n", pnc::rules::g_must_run ? "FAILING (root)" : "SKIPPING",
+                 pnc::rules::g_skip_reason.c_str());
   return RUN_ALL_TESTS();
 }
