@@ -14,6 +14,7 @@
 
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/match.h"
@@ -74,6 +75,47 @@ constexpr char kPods[] =
     R"("spec":{"nodeName":"node-a","containers":[{"name":"app"}]}}]})";
 constexpr char kNamespaces[] =
     R"({"kind":"NamespaceList","metadata":{"resourceVersion":"100"},"items":[{"metadata":{"name":"shop"}}]})";
+
+// Runs the binary to completion; returns (exit code, stderr).
+std::pair<int, std::string> RunToExit(std::vector<std::string> args) {
+  args.insert(args.begin(), "controller/controller");
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  int errp[2];
+  if (pipe2(errp, O_CLOEXEC) != 0) return {-1, "pipe2 failed"};
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, errp[1], 2);
+  pid_t pid;
+  int rc = posix_spawn(&pid, argv[0], &fa, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  close(errp[1]);
+  if (rc != 0) {
+    close(errp[0]);
+    return {-1, "posix_spawn failed"};
+  }
+  std::string err;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(errp[0], buf, sizeof buf)) > 0) err.append(buf, n);  // EOF when it exits
+  close(errp[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, err};
+}
+
+TEST(ControllerBinary, RejectsOutOfRangeFlagsBeforeConnecting) {
+  for (const auto& [flag, says] :
+       std::vector<std::pair<std::string, std::string>>{{"--proxy_uid=-1", "bad --proxy_uid"},
+                                                        {"--proxy_gid=-5", "bad --proxy_gid"},
+                                                        {"--workers=0", "bad --workers"},
+                                                        {"--workers=100000", "bad --workers"}}) {
+    auto [code, err] = RunToExit({"--node_name=node-a", "--kubeconfig=/nonexistent", flag});
+    EXPECT_EQ(code, 2) << flag << ": " << err;
+    EXPECT_THAT(err, HasSubstr(says)) << flag;
+  }
+}
 
 TEST(ControllerBinary, ListsWatchesBecomesReadyRetriesAndStopsOnSigterm) {
   TestHttpServer api([&](const HttpRequest& req, HttpConn& conn) {

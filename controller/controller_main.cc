@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <utility>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -88,8 +89,18 @@ int Main() {
 
   std::string node = absl::GetFlag(FLAGS_node_name);
   if (node.empty()) return Fail("no node name", absl::InvalidArgumentError("set --node_name or $NODE_NAME"));
-  if (absl::GetFlag(FLAGS_workers) < 1)
-    return Fail("bad --workers", absl::InvalidArgumentError("must be >= 1"));
+  if (absl::GetFlag(FLAGS_workers) < 1 || absl::GetFlag(FLAGS_workers) > 256)
+    return Fail("bad --workers", absl::InvalidArgumentError("must be between 1 and 256"));
+  // Kubernetes runAsUser/runAsGroup range; a negative value would silently wrap to a huge uint32.
+  for (auto [name, v] : {std::pair<const char*, int>{"--proxy_uid", absl::GetFlag(FLAGS_proxy_uid)},
+                         {"--proxy_gid", absl::GetFlag(FLAGS_proxy_gid)}}) {
+    if (v < 0) {
+      return Fail(absl::StrCat("bad ", name),
+                  absl::InvalidArgumentError(absl::StrCat(v,
+                                                          " is negative; use the sidecar's runAsUser/"
+                                                          "runAsGroup (default 1337)")));
+    }
+  }
 
   rules::PlanConfig plan;
   std::string dist = absl::GetFlag(FLAGS_distribution);
