@@ -26,6 +26,40 @@ struct CallbackData {
   absl::Status status;
 };
 
+// A receive buffer for the duration of one call. Each thread keeps one buffer and lends it out (the netns
+// workers are long-lived, so a pod's sockets reuse the same warm pages); a call made while the thread's
+// buffer is lent (a callback that uses another socket) gets its own. Allocating, zeroing and freeing 64 KiB
+// per socket instead cost more than some of the dumps themselves (the free also made malloc consolidate and
+// trim).
+class RecvBuffer {
+ public:
+  RecvBuffer() {
+    thread_local std::unique_ptr<char[]> cached;
+    thread_local bool lent = false;
+    if (!lent) {
+      if (!cached) cached.reset(new char[kBufferSize]);  // not zeroed: recv writes what we read
+      lent_ = &lent;
+      lent = true;
+      data_ = cached.get();
+    } else {
+      own_.reset(new char[kBufferSize]);
+      data_ = own_.get();
+    }
+  }
+  ~RecvBuffer() {
+    if (lent_ != nullptr) *lent_ = false;
+  }
+  RecvBuffer(const RecvBuffer&) = delete;
+  RecvBuffer& operator=(const RecvBuffer&) = delete;
+  char* data() { return data_; }
+  static constexpr size_t size() { return kBufferSize; }
+
+ private:
+  bool* lent_ = nullptr;
+  std::unique_ptr<char[]> own_;
+  char* data_ = nullptr;
+};
+
 int DataCallback(const nlmsghdr* nlh, void* data) {
   auto* d = static_cast<CallbackData*>(data);
   d->status = (*d->cb)(nlh);
@@ -92,13 +126,10 @@ void ForEachAttr(const nlmsghdr* nlh, size_t header_len, absl::FunctionRef<void(
 }
 
 MnlSocket::MnlSocket(mnl_socket* nl, uint32_t portid)
-    : nl_(nl),
-      portid_(portid),
-      seq_(static_cast<uint32_t>(time(nullptr))),
-      buf_(std::make_unique<std::vector<char>>(kBufferSize)) {}
+    : nl_(nl), portid_(portid), seq_(static_cast<uint32_t>(time(nullptr))) {}
 
 MnlSocket::MnlSocket(MnlSocket&& o) noexcept
-    : nl_(std::exchange(o.nl_, nullptr)), portid_(o.portid_), seq_(o.seq_), buf_(std::move(o.buf_)) {}
+    : nl_(std::exchange(o.nl_, nullptr)), portid_(o.portid_), seq_(o.seq_) {}
 
 MnlSocket& MnlSocket::operator=(MnlSocket&& o) noexcept {
   if (this != &o) {
@@ -106,7 +137,6 @@ MnlSocket& MnlSocket::operator=(MnlSocket&& o) noexcept {
     nl_ = std::exchange(o.nl_, nullptr);
     portid_ = o.portid_;
     seq_ = o.seq_;
-    buf_ = std::move(o.buf_);
   }
   return *this;
 }
@@ -129,13 +159,14 @@ absl::StatusOr<MnlSocket> MnlSocket::Open(int bus) {
 absl::Status MnlSocket::Receive(uint32_t seq, absl::string_view what,
                                 absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
   CallbackData data{&cb, absl::OkStatus()};
+  RecvBuffer buf;
   for (;;) {
-    ssize_t n = mnl_socket_recvfrom(nl_, buf_->data(), buf_->size());
+    ssize_t n = mnl_socket_recvfrom(nl_, buf.data(), buf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       return StatusFromErrno(errno, absl::StrCat(what, " (recv)"));
     }
-    int ret = mnl_cb_run(buf_->data(), n, seq, portid_, DataCallback, &data);
+    int ret = mnl_cb_run(buf.data(), n, seq, portid_, DataCallback, &data);
     if (ret == MNL_CB_ERROR) {
       if (!data.status.ok()) return data.status;
       return StatusFromErrno(errno, what);
@@ -156,14 +187,15 @@ absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_s
   if (mnl_socket_sendto(nl_, buf, len) < 0) return StatusFromErrno(errno, absl::StrCat(what, " (send)"));
   // Replies for earlier messages of a batch carry other sequence numbers; accept any (seq 0 disables libmnl's
   // check) and stop at the ack of the last one.
+  RecvBuffer rbuf;
   for (;;) {
-    ssize_t n = mnl_socket_recvfrom(nl_, buf_->data(), buf_->size());
+    ssize_t n = mnl_socket_recvfrom(nl_, rbuf.data(), rbuf.size());
     if (n < 0) {
       if (errno == EINTR) continue;
       return StatusFromErrno(errno, absl::StrCat(what, " (recv)"));
     }
     // Walk messages ourselves: an ack for an intermediate message must not end the wait.
-    const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(buf_->data());
+    const nlmsghdr* nlh = reinterpret_cast<const nlmsghdr*>(rbuf.data());
     int remaining = static_cast<int>(n);
     while (mnl_nlmsg_ok(nlh, remaining)) {
       if (nlh->nlmsg_pid != portid_)
@@ -171,11 +203,11 @@ absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_s
       if (nlh->nlmsg_type == NLMSG_ERROR) {
         const auto* err = static_cast<const nlmsgerr*>(mnl_nlmsg_get_payload(nlh));
         if (err->error != 0) {
-          const int code = -err->error;  // read before Drain() reuses the buffer
+          const int code = -err->error;  // read before Drain() overwrites the buffer
           if (failed_seq != nullptr) *failed_seq = err->msg.nlmsg_seq;
           // The kernel queued every reply of the batch before sendto() returned: drop the rest (later errors,
           // the final ack) so the next request on this socket does not read them as its own.
-          Drain();
+          Drain(rbuf.data(), rbuf.size());
           return StatusFromErrno(code, what);
         }
         if (nlh->nlmsg_seq == last_seq) return absl::OkStatus();
@@ -187,8 +219,8 @@ absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_s
   }
 }
 
-void MnlSocket::Drain() {
-  while (recv(mnl_socket_get_fd(nl_), buf_->data(), buf_->size(), MSG_DONTWAIT) > 0) {
+void MnlSocket::Drain(char* scratch, size_t size) {
+  while (recv(mnl_socket_get_fd(nl_), scratch, size, MSG_DONTWAIT) > 0) {
   }
 }
 

@@ -66,14 +66,13 @@ class MnlSocket {
 
  private:
   MnlSocket(mnl_socket* nl, uint32_t portid);
-  void Drain();  // discards every queued reply
+  void Drain(char* scratch, size_t size);  // discards every queued reply
   absl::Status Receive(uint32_t seq, absl::string_view what,
                        absl::FunctionRef<absl::Status(const nlmsghdr*)> cb);
 
   mnl_socket* nl_ = nullptr;
   uint32_t portid_ = 0;
   uint32_t seq_ = 0;
-  std::unique_ptr<std::vector<char>> buf_;  // receive buffer, heap: sockets move
 };
 
 // Calls fn for each top-level attribute of `nlh` after a family header of `header_len` bytes (libmnl's
