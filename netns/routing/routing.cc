@@ -281,7 +281,11 @@ void SortPolicyRoutes(std::vector<PolicyRoute>& routes) {
 absl::Status SyncPolicyRoutes(const std::vector<PolicyRoute>& want) {
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<OurState> have = DumpAll(*nl);
+  return SyncPolicyRoutes(*nl, want);
+}
+
+absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<PolicyRoute>& want) {
+  absl::StatusOr<OurState> have = DumpAll(rtnl);
   if (!have.ok()) return have.status();
 
   // Routes first: a rule must not point at a table that lacks its route.
@@ -298,7 +302,7 @@ absl::Status SyncPolicyRoutes(const std::vector<PolicyRoute>& want) {
       }
     }
     if (!present) {
-      if (absl::Status s = AddRoute(*nl, family, table); !s.ok()) return s;
+      if (absl::Status s = AddRoute(rtnl, family, table); !s.ok()) return s;
     }
   }
 
@@ -315,20 +319,20 @@ absl::Status SyncPolicyRoutes(const std::vector<PolicyRoute>& want) {
       }
     }
     if (!present) {
-      if (absl::Status s = AddRule(*nl, p); !s.ok()) return s;
+      if (absl::Status s = AddRule(rtnl, p); !s.ok()) return s;
     }
   }
 
   // Then remove our stale entries (rules before the routes they may point at).
   for (size_t i = 0; i < have->rules.size(); ++i) {
     if (keep_rule[i]) continue;
-    if (absl::Status s = DeleteRule(*nl, have->rules[i]); !s.ok()) return s;
+    if (absl::Status s = DeleteRule(rtnl, have->rules[i]); !s.ok()) return s;
   }
   for (size_t i = 0; i < have->routes.size(); ++i) {
     const RouteEntry& r = have->routes[i];
     // A planned route that was replaced in place above is the same kernel entry: keep it.
     if (keep_route[i] || (IsPlannedRoute(r) && want_tables.count({r.family, r.table}))) continue;
-    if (absl::Status s = DeleteRoute(*nl, r); !s.ok()) return s;
+    if (absl::Status s = DeleteRoute(rtnl, r); !s.ok()) return s;
   }
   return absl::OkStatus();
 }
@@ -336,15 +340,28 @@ absl::Status SyncPolicyRoutes(const std::vector<PolicyRoute>& want) {
 absl::StatusOr<std::vector<PolicyRoute>> ReadPolicyRoutes() {
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
   if (!nl.ok()) return nl.status();
-  absl::StatusOr<OurState> have = DumpAll(*nl);
-  if (!have.ok()) return have.status();
-  std::vector<PolicyRoute> out;
-  for (const RuleEntry& r : have->rules) {
+  return ReadPolicyRoutes(*nl);
+}
+
+absl::StatusOr<std::vector<PolicyRoute>> ReadPolicyRoutes(MnlSocket& nl) {
+  absl::StatusOr<std::vector<RuleEntry>> rules = DumpOurRules(nl);
+  if (!rules.ok()) return rules.status();
+  // Only a planned-shape rule of ours can be reported, and only if its table holds our route: without such a
+  // rule the answer is empty whatever the routes are, so the route dump is skipped (most pods: REDIRECT
+  // mode).
+  std::vector<PolicyRoute> candidates;
+  for (const RuleEntry& r : *rules) {
     if (!r.fwmark) continue;
     PolicyRoute p{.family = r.family, .fwmark = *r.fwmark, .table = r.table};
-    if (!IsPlannedRule(r, p)) continue;
-    bool routed = std::any_of(have->routes.begin(), have->routes.end(), [&](const RouteEntry& rt) {
-      return rt.family == r.family && rt.table == r.table && IsPlannedRoute(rt);
+    if (IsPlannedRule(r, p)) candidates.push_back(p);
+  }
+  if (candidates.empty()) return candidates;
+  absl::StatusOr<std::vector<RouteEntry>> routes = DumpOurRoutes(nl);
+  if (!routes.ok()) return routes.status();
+  std::vector<PolicyRoute> out;
+  for (const PolicyRoute& p : candidates) {
+    bool routed = std::any_of(routes->begin(), routes->end(), [&](const RouteEntry& rt) {
+      return rt.family == p.family && rt.table == p.table && IsPlannedRoute(rt);
     });
     if (routed) out.push_back(p);
   }

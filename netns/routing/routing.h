@@ -22,6 +22,8 @@
 
 namespace pnc::netns {
 
+class MnlSocket;  // netns/routing/netlink.h
+
 // Routing protocol id marking our rules and routes ("not interpreted by the kernel" range, unused by known
 // daemons).
 inline constexpr uint8_t kRouteProtocol = 154;
@@ -39,6 +41,11 @@ absl::Status SyncPolicyRoutes(const std::vector<rules::PolicyRoute>& want);
 // reported, so a half-installed state fails verification). Order: IPv4 first, then IPv6; within a family by
 // (table, fwmark).
 absl::StatusOr<std::vector<rules::PolicyRoute>> ReadPolicyRoutes();
+
+// The same two on the caller's NETLINK_ROUTE socket (opened in the current netns, e.g. MnlSocket::Open), for
+// callers that do several steps in one namespace entry and want one socket for all of them.
+absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<rules::PolicyRoute>& want);
+absl::StatusOr<std::vector<rules::PolicyRoute>> ReadPolicyRoutes(MnlSocket& rtnl);
 
 // Canonical order used by ReadPolicyRoutes; callers comparing with a plan sort the plan the same way.
 void SortPolicyRoutes(std::vector<rules::PolicyRoute>& routes);

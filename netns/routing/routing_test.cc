@@ -7,6 +7,7 @@
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "netns/routing/netlink.h"
 #include "netns/routing/test_util.h"
 
 namespace pnc::netns {
@@ -104,6 +105,22 @@ TEST(RoutingTest, HalfInstalledStateIsNotReportedAndIsRepaired) {
     ASSERT_TRUE(SyncPolicyRoutes(want).ok());
     EXPECT_THAT(*ReadPolicyRoutes(), ElementsAre(PolicyRoute{Family::kIPv4, 1337, 133}));
     EXPECT_EQ(CountLines(Ip({"-4", "rule", "show"}), "fwmark 0x539"), 1);
+  });
+}
+
+// ReadPolicyRoutes skips the route dump when no rule of ours exists; a route of ours left without its rule
+// is still not reported, and Sync({}) still finds and deletes it.
+TEST(RoutingTest, RouteWithoutRuleIsNotReportedAndIsRemoved) {
+  IN_FRESH_NETNS({
+    ASSERT_TRUE(SyncPolicyRoutes({{Family::kIPv4, 1337, 133}}).ok());
+    Ip({"-4", "rule", "del", "fwmark", "1337", "lookup", "133"});
+    EXPECT_THAT(*ReadPolicyRoutes(), IsEmpty());
+    absl::StatusOr<MnlSocket> rtnl = MnlSocket::Open(NETLINK_ROUTE);
+    ASSERT_TRUE(rtnl.ok()) << rtnl.status();
+    EXPECT_THAT(*ReadPolicyRoutes(*rtnl), IsEmpty());
+    EXPECT_THAT(Ip({"-4", "route", "show", "table", "133"}), HasSubstr("local default dev lo"));
+    ASSERT_TRUE(SyncPolicyRoutes(*rtnl, {}).ok());
+    EXPECT_THAT(Ip({"-4", "route", "show", "table", "133"}), Not(HasSubstr("local default")));
   });
 }
 
