@@ -3,12 +3,10 @@
 //
 //  - A key is at most once in the queue; adding a key that is queued is a no-op.
 //  - A key being processed (between Get and Done) is never handed to a second worker; adding it meanwhile
-//  marks it
-//    dirty and it is re-queued by Done. This serialises all work on one pod.
+//    marks it dirty and it is re-queued by Done. This serialises all work on one pod.
 //  - AddRateLimited delays a key by base * 2^(failures so far), capped at max_delay; Forget resets the count.
 //  - The queue is bounded (queued + delayed keys): beyond max_items Add returns false and the key is dropped
-//  (the
-//    periodic resync re-adds it), so a flood of events cannot exhaust memory.
+//    (the periodic resync re-adds it), so a flood of events cannot exhaust memory.
 //  - ShutDown wakes every Get, which then returns false; Done is still accepted.
 #ifndef PNC_CONTROLLER_QUEUE_H_
 #define PNC_CONTROLLER_QUEUE_H_

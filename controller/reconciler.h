@@ -4,21 +4,17 @@
 // Guarantees:
 //  - Never annotates `initialized` without rules that were read back equal to the plan.
 //  - Idempotent by UID: calling Reconcile again after success is a no-op (until RequestReverify); a crash
-//  between
-//    apply and mark is harmless because apply is idempotent and the next run re-applies, verifies, then
-//    marks.
+//    between apply and mark is harmless because apply is idempotent and the next run re-applies, verifies,
+//    then marks.
 //  - A pod already annotated `initialized` (e.g. at controller startup) is verified (ReadBack == plan) and
-//  left
-//    alone; if its rules are gone it is re-applied and verified, but not re-marked.
+//    left alone; if its rules are gone it is re-applied and verified, but not re-marked.
 //  - A bad annotation (BuildPlan InvalidArgument) is permanent: one Warning Event and `error: <reason>` in
-//  the status
-//    annotation, no retry. If the pod's annotations are fixed later, the next event reconciles it normally.
+//    the status annotation, no retry. If the pod's annotations are fixed later, the next event reconciles it
+//    normally.
 //  - Transient failures (sandbox not there yet, runtime or API hiccups, failed verification) return kRetry;
-//  the
-//    caller requeues with backoff.
+//    the caller requeues with backoff.
 //  - A pod that vanished (404) or was recreated under the same name with a new UID (409 on the UID
-//  precondition) is
-//    dropped.
+//    precondition) is dropped.
 #ifndef PNC_CONTROLLER_RECONCILER_H_
 #define PNC_CONTROLLER_RECONCILER_H_
 

@@ -1,11 +1,13 @@
 // Reflector: keeps a local view of one resource kind in step with the API server by list + watch.
 //
-//   list (full; resourceVersion=0, from the watch cache) -> on_replace(items)   the consumer diffs against
-//   its cache watch from the list's resourceVersion -> on_event     ADDED / MODIFIED / DELETED (bookmarks
-//   only move the RV) server closes the watch (timeoutSeconds)  -> watch again from the last RV, at once 410
-//   Gone / ERROR 410 (RV too old)          -> relist any other failure                          -> wait
-//   (jittered exponential backoff), then watch again; relist after
-//                                                 repeated failures
+//  - list (full; resourceVersion=0, from the watch cache) -> on_replace(items); the consumer diffs the items
+//    against its cache.
+//  - watch from the list's resourceVersion -> on_event for ADDED / MODIFIED / DELETED (bookmarks only move
+//    the RV).
+//  - the server closes the watch (timeoutSeconds) -> watch again from the last RV, at once.
+//  - 410 Gone / ERROR 410 (RV too old) -> relist (from the latest state, resourceVersion="").
+//  - any other failure -> wait (jittered exponential backoff), then watch again; relist after repeated
+//    failures.
 // Stop() makes Run() return promptly (a running watch notices within ~1 s).
 #ifndef PNC_KUBE_REFLECTOR_H_
 #define PNC_KUBE_REFLECTOR_H_
