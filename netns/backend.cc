@@ -44,9 +44,14 @@ std::string FirstDifference(const rules::Ruleset& want, const rules::Ruleset& go
 
 }  // namespace
 
+absl::StatusOr<rules::Ruleset> Backend::ApplyAndReadBack(const NetnsHandle& ns,
+                                                         const rules::Ruleset& ruleset) {
+  if (absl::Status s = Apply(ns, ruleset); !s.ok()) return s;
+  return ReadBack(ns);
+}
+
 absl::Status ApplyAndVerify(Backend& backend, const NetnsHandle& ns, const rules::Ruleset& ruleset) {
-  if (absl::Status s = backend.Apply(ns, ruleset); !s.ok()) return s;
-  absl::StatusOr<rules::Ruleset> got = backend.ReadBack(ns);
+  absl::StatusOr<rules::Ruleset> got = backend.ApplyAndReadBack(ns, ruleset);
   if (!got.ok()) return got.status();
   if (*got == ruleset) return absl::OkStatus();
   return absl::InternalError(

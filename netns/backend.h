@@ -28,9 +28,15 @@ class Backend {
   virtual absl::Status Apply(const NetnsHandle& ns, const rules::Ruleset& ruleset) = 0;
   virtual absl::StatusOr<rules::Ruleset> ReadBack(const NetnsHandle& ns) = 0;
   virtual absl::Status Remove(const NetnsHandle& ns) = 0;
+
+  // Apply, then a fresh ReadBack of the kernel's state (never an echo of what was sent). The default calls
+  // the two; a backend may do both in one namespace entry, which saves a hand-off to the netns worker and
+  // back (~20 us each way on a loaded 2-vCPU VM). Errors as Apply's, then ReadBack's.
+  virtual absl::StatusOr<rules::Ruleset> ApplyAndReadBack(const NetnsHandle& ns,
+                                                          const rules::Ruleset& ruleset);
 };
 
-// Apply, then ReadBack and compare. Returns Internal("verification failed: ...") naming the first difference.
+// ApplyAndReadBack and compare. Returns Internal("verification failed: ...") naming the first difference.
 absl::Status ApplyAndVerify(Backend& backend, const NetnsHandle& ns, const rules::Ruleset& ruleset);
 
 }  // namespace pnc::netns

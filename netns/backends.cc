@@ -28,6 +28,12 @@ class AutoBackend : public Backend {
     if (!b.ok()) return b.status();
     return (*b)->ReadBack(ns);
   }
+  // One detection for both steps (the default would detect twice).
+  absl::StatusOr<rules::Ruleset> ApplyAndReadBack(const NetnsHandle& ns, const rules::Ruleset& ruleset) override {
+    absl::StatusOr<Backend*> b = Pick(ns);
+    if (!b.ok()) return b.status();
+    return (*b)->ApplyAndReadBack(ns, ruleset);
+  }
   absl::Status Remove(const NetnsHandle& ns) override {
     absl::StatusOr<Backend*> b = Pick(ns);
     if (!b.ok()) return b.status();

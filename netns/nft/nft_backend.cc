@@ -499,12 +499,40 @@ absl::StatusOr<std::vector<FamilyRules>> ReadFamilies(MnlSocket& nl, const std::
   return out;
 }
 
-absl::StatusOr<Ruleset> ReadBackHere() {
+// The two netlink sockets one namespace entry uses, opened in that namespace on first use and shared by its
+// steps (Apply, then the read-back).
+class Sockets {
+ public:
+  absl::StatusOr<MnlSocket*> Nf() {
+    if (!nf_) {
+      absl::StatusOr<NfSocket> nl = NfSocket::Open();
+      if (!nl.ok()) return nl.status();
+      nf_.emplace(std::move(*nl));
+    }
+    return &**nf_;
+  }
+  absl::StatusOr<MnlSocket*> Route() {
+    if (!route_) {
+      absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
+      if (!nl.ok()) return nl.status();
+      route_.emplace(std::move(*nl));
+    }
+    return &*route_;
+  }
+
+ private:
+  std::optional<NfSocket> nf_;
+  std::optional<MnlSocket> route_;
+};
+
+absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets) {
   Ruleset rs;
-  absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes();
+  absl::StatusOr<MnlSocket*> rtnl = sockets.Route();
+  if (!rtnl.ok()) return rtnl.status();
+  absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes(**rtnl);
   if (!routes.ok()) return routes.status();
   rs.routes = std::move(*routes);
-  absl::StatusOr<NfSocket> nl = NfSocket::Open();
+  absl::StatusOr<MnlSocket*> nl = sockets.Nf();
   if (!nl.ok()) return nl.status();
   // The chain dump alone tells which families hold our table (an empty table of ours, which Apply never
   // leaves, would simply not be reported): one round trip less than listing tables first.
@@ -519,13 +547,14 @@ absl::StatusOr<Ruleset> ReadBackHere() {
   return rs;
 }
 
-absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Family>& want_families,
+absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const Ruleset& rs,
+                            const std::set<Family>& want_families,
                             std::map<Family, std::vector<WantChain>>& want_chains,
                             const std::set<Family>& have_families,
                             std::map<Family, std::vector<ChainInfo>>& have_chains,
                             const std::vector<std::pair<Family, RulePtr>>& new_rules);
 
-absl::Status ApplyHere(const Ruleset& rs) {
+absl::Status ApplyHere(const Ruleset& rs, Sockets& sockets) {
   // Validate and translate everything before touching the namespace.
   std::set<Family> want_families;
   std::map<Family, std::vector<WantChain>> want_chains;
@@ -557,8 +586,10 @@ absl::Status ApplyHere(const Ruleset& rs) {
     }
   }
 
-  absl::StatusOr<NfSocket> nl = NfSocket::Open();
+  absl::StatusOr<MnlSocket*> nl = sockets.Nf();
   if (!nl.ok()) return nl.status();
+  absl::StatusOr<MnlSocket*> rtnl = sockets.Route();
+  if (!rtnl.ok()) return rtnl.status();
   // A table we saw absent is created with NLM_F_EXCL, so a concurrent Apply into the same netns cannot make
   // us append a second copy: our batch then fails atomically with EEXIST and the second attempt takes the
   // re-apply path.
@@ -574,15 +605,17 @@ absl::Status ApplyHere(const Ruleset& rs) {
       // Re-apply of what is already there (a restarted controller, a retry): change nothing, destroy nothing.
       // Unreadable content (tampered) falls through to the rewrite below.
       absl::StatusOr<std::vector<FamilyRules>> current = ReadFamilies(**nl, *have_families, have_chains);
-      if (current.ok() && *current == rs.families) return SyncPolicyRoutes(rs.routes);
+      if (current.ok() && *current == rs.families) return SyncPolicyRoutes(**rtnl, rs.routes);
     }
-    last = SendApplyBatch(**nl, rs, want_families, want_chains, *have_families, have_chains, new_rules);
+    last =
+        SendApplyBatch(**nl, **rtnl, rs, want_families, want_chains, *have_families, have_chains, new_rules);
     if (!absl::IsAlreadyExists(last)) return last;
   }
   return last;
 }
 
-absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Family>& want_families,
+absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const Ruleset& rs,
+                            const std::set<Family>& want_families,
                             std::map<Family, std::vector<WantChain>>& want_chains,
                             const std::set<Family>& have_families,
                             std::map<Family, std::vector<ChainInfo>>& have_chains,
@@ -621,7 +654,7 @@ absl::Status SendApplyBatch(MnlSocket& nl, const Ruleset& rs, const std::set<Fam
   // A batch that cannot be sent fails before anything changes, routes included.
   if (absl::Status s = b.Finish(); !s.ok()) return s;
   // Routes before rules: TPROXY'd packets must find their local route as soon as the rules exist.
-  if (absl::Status s = SyncPolicyRoutes(rs.routes); !s.ok()) return s;
+  if (absl::Status s = SyncPolicyRoutes(rtnl, rs.routes); !s.ok()) return s;
   return b.Send("nftables batch");
 }
 
@@ -646,12 +679,29 @@ class NftBackend : public Backend {
  public:
   std::string Name() const override { return "nft"; }
   absl::Status Apply(const NetnsHandle& ns, const Ruleset& ruleset) override {
-    return Annotate(ns, RunInNetns(ns, [&] { return ApplyHere(ruleset); }));
+    return Annotate(ns, RunInNetns(ns, [&] {
+                      Sockets sockets;
+                      return ApplyHere(ruleset, sockets);
+                    }));
   }
   absl::StatusOr<Ruleset> ReadBack(const NetnsHandle& ns) override {
     absl::StatusOr<Ruleset> out;
     absl::Status s = RunInNetns(ns, [&] {
-      out = ReadBackHere();
+      Sockets sockets;
+      out = ReadBackHere(sockets);
+      return out.status();
+    });
+    if (!s.ok()) return Annotate(ns, s);
+    return out;
+  }
+  // One namespace entry and one pair of sockets for both steps; the read-back is new dumps after the batch's
+  // ack, the same as ReadBack's.
+  absl::StatusOr<Ruleset> ApplyAndReadBack(const NetnsHandle& ns, const Ruleset& ruleset) override {
+    absl::StatusOr<Ruleset> out;
+    absl::Status s = RunInNetns(ns, [&] {
+      Sockets sockets;
+      if (absl::Status applied = ApplyHere(ruleset, sockets); !applied.ok()) return applied;
+      out = ReadBackHere(sockets);
       return out.status();
     });
     if (!s.ok()) return Annotate(ns, s);

@@ -19,7 +19,8 @@
 // their route as soon as the rules exist, and an unsendable rule set changes nothing. ReadBack dumps our
 // chains/rules and translates the expressions back into the Ruleset model exactly; any expression we do not
 // write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. Remove deletes our
-// tables (cold path) and our policy routes.
+// tables (cold path) and our policy routes. ApplyAndReadBack (what ApplyAndVerify calls) does Apply and then
+// the read-back's dumps in ONE RunInNetns, on one nf_tables and one rtnetlink socket.
 //
 // Translation (iptables -> nft), in the expression order RenderNftables prints: -s/-d -> ip[6] saddr/daddr
 // (payload + bitwise for a prefix + cmp); -i/-o -> meta iifname/oifname ("eth+" -> prefix cmp, shown "eth*");

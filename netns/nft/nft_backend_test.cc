@@ -277,6 +277,28 @@ TEST_F(NftBackendTest, ForeignExpressionInOurTableIsAnError) {
   EXPECT_EQ(*backend_->ReadBack(*ns_), RedirectRuleset(false));
 }
 
+// The one-entry path reads the kernel back after the batch: it reports what a separate ReadBack reports,
+// including policy routes and a re-apply that had to repair foreign content, and Apply's errors as they are.
+TEST_F(NftBackendTest, ApplyAndReadBackReportsTheKernelState) {
+  Ruleset want = TproxyRuleset();
+  absl::StatusOr<Ruleset> got = backend_->ApplyAndReadBack(*ns_, want);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, want);
+  EXPECT_FALSE(got->routes.empty());
+  EXPECT_EQ(*backend_->ReadBack(*ns_), want);
+
+  InNetns(*ns_, {kNft, "add rule ip istio_pnc mangle_ISTIO_DIVERT counter accept"});
+  ASSERT_FALSE(backend_->ReadBack(*ns_).ok());
+  got = backend_->ApplyAndReadBack(*ns_, want);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, want);
+
+  Ruleset bad = RedirectRuleset(false);
+  bad.families[0].tables[0].chains[2].rules[0].target = JumpTarget{"ISTIO_NOPE"};
+  EXPECT_EQ(backend_->ApplyAndReadBack(*ns_, bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(*backend_->ReadBack(*ns_), want);  // unchanged
+}
+
 TEST_F(NftBackendTest, InvalidRulesetIsRejectedBeforeAnyChange) {
   Ruleset bad = RedirectRuleset(false);
   bad.families[0].tables[0].chains[2].rules[0].target = JumpTarget{"ISTIO_NOPE"};
