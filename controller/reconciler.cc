@@ -79,14 +79,14 @@ void Reconciler::Error(const char* reason) {
   if (deps_.metrics != nullptr) deps_.metrics->errors.Inc(reason);
 }
 
-ReconcileResult Reconciler::Finish(ReconcileResult r, const std::string& uid) {
+ReconcileResult Reconciler::Finish(ReconcileResult r, const std::string& uid, NetnsId netns) {
   if (deps_.metrics != nullptr) deps_.metrics->reconciles.Inc(OutcomeName(r.outcome));
   absl::MutexLock lock(&mu_);
   switch (r.outcome) {
     case Outcome::kInitialized:
     case Outcome::kVerified:
     case Outcome::kReapplied:
-      state_[uid] = State{true, false};
+      state_[uid] = State{.done = true, .netns = netns};
       break;
     case Outcome::kGone:
       state_.erase(uid);
@@ -145,14 +145,27 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   if (pod.deleting || pod.phase == "Succeeded" || pod.phase == "Failed") {
     return Finish({Outcome::kSkipped, absl::OkStatus(), "terminating"}, uid);
   }
+  std::optional<NetnsId> done_in;
   {
-    // Done already, and no resync asked for a read-back: nothing to do. A pending reverify falls through;
-    // whether it only reads back or also re-marks depends on what the cache says (`marked` below).
+    // Done already, and no resync asked for a read-back. A pending reverify falls through; whether it only
+    // reads back or also re-marks depends on what the cache says (`marked` below).
     absl::MutexLock lock(&mu_);
     auto it = state_.find(uid);
-    if (it != state_.end() && it->second.done && !it->second.reverify) {
+    if (it != state_.end() && it->second.done && !it->second.reverify) done_in = it->second.netns;
+  }
+  if (done_in) {
+    // A sandbox recreated under the same pod UID (pause container died, node reboot) has a new, empty netns
+    // while the pod still says `initialized`, so its re-run waiter lets the app start at once: every event
+    // of a done pod re-locates its netns, and a different one is verified (and re-applied) right away
+    // instead of at the next resync. A failed locate keeps the pod done: the new sandbox's container
+    // starts bring further events.
+    absl::StatusOr<netns::NetnsHandle> now =
+        deps_.locator->Locate(netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips});
+    if (!now.ok() || NetnsId{now->device(), now->inode()} == *done_in) {
       return {Outcome::kSkipped, absl::OkStatus(), "done"};
     }
+    Log(LogLevel::kInfo, "pod network namespace changed since it was initialized; verifying again",
+        {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
   }
 
   // select
@@ -196,7 +209,8 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     // Startup or resync: trust nothing, read back.
     absl::StatusOr<rules::Ruleset> current = deps_.backend->ReadBack(*handle);
     if (current.ok() && *current == ruleset)
-      return Finish({Outcome::kVerified, absl::OkStatus(), "verified"}, uid);
+      return Finish({Outcome::kVerified, absl::OkStatus(), "verified"}, uid,
+                    NetnsId{handle->device(), handle->inode()});
     Log(LogLevel::kWarning, "rules missing or different on an initialized pod; re-applying",
         {{"pod_uid", uid},
          {"namespace", pod.namespace_name},
@@ -214,7 +228,9 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     Error(absl::StrContains(applied.message(), "verification failed") ? "verify_failed" : "apply_failed");
     return Finish({Outcome::kRetry, applied, "apply"}, uid);
   }
-  if (marked) return Finish({Outcome::kReapplied, absl::OkStatus(), "re-applied"}, uid);
+  if (marked)
+    return Finish({Outcome::kReapplied, absl::OkStatus(), "re-applied"}, uid,
+                  NetnsId{handle->device(), handle->inode()});
   if (deps_.metrics != nullptr) deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached->first_seen));
 
   // mark
@@ -228,7 +244,8 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     return Finish({Outcome::kRetry, patched, "mark"}, uid);
   }
   if (deps_.metrics != nullptr) deps_.metrics->applied_to_marked.Observe(Seconds(absl::Now() - t1));
-  return Finish({Outcome::kInitialized, absl::OkStatus(), "initialized"}, uid);
+  return Finish({Outcome::kInitialized, absl::OkStatus(), "initialized"}, uid,
+                NetnsId{handle->device(), handle->inode()});
 }
 
 }  // namespace pnc::controller

@@ -3,8 +3,10 @@
 //
 // Guarantees:
 //  - Never annotates `initialized` without rules that were read back equal to the plan.
-//  - Idempotent by UID: calling Reconcile again after success is a no-op (until RequestReverify); a crash
-//    between apply and mark is harmless because apply is idempotent and the next run re-applies, verifies,
+//  - Idempotent by UID: calling Reconcile again after success only re-locates the netns (until
+//    RequestReverify); if the pod's sandbox was recreated (new netns, same UID) it verifies and re-applies
+//    at once instead of waiting for the resync.
+//  - A crash between apply and mark is harmless: apply is idempotent and the next run re-applies, verifies,
 //    then marks.
 //  - A pod already annotated `initialized` (e.g. at controller startup) is verified (ReadBack == plan) and
 //    left alone; if its rules are gone it is re-applied and verified, but not re-marked.
@@ -18,6 +20,7 @@
 #ifndef PNC_CONTROLLER_RECONCILER_H_
 #define PNC_CONTROLLER_RECONCILER_H_
 
+#include <cstdint>
 #include <map>
 #include <string>
 
@@ -75,13 +78,19 @@ class Reconciler {
   void ReportStuck(const std::string& uid, const absl::Status& last_error, int attempts);
 
  private:
+  struct NetnsId {  // no member initializers: usable in the default argument below; {} zeroes it
+    uint64_t device;
+    uint64_t inode;
+    bool operator==(const NetnsId&) const = default;
+  };
   struct State {
     bool done = false;      // initialized (or verified) by us in this process
     bool reverify = false;  // resync asked for a read-back
     bool stuck_reported = false;
     std::string event_sent_for;  // the error message an InvalidRedirectAnnotation Event was already sent for
+    NetnsId netns{};             // the namespace `done` refers to (a recreated sandbox has another one)
   };
-  ReconcileResult Finish(ReconcileResult r, const std::string& uid);
+  ReconcileResult Finish(ReconcileResult r, const std::string& uid, NetnsId netns = {});
   ReconcileResult Permanent(const kube::Pod& pod, const absl::Status& st);
   void Error(const char* reason);
 

@@ -310,6 +310,29 @@ TEST_F(ReconcilerTest, StuckReportForAVanishedPodCreatesNoState) {
   EXPECT_TRUE(client_.events().empty());
 }
 
+TEST_F(ReconcilerTest, RecreatedSandboxOfADonePodIsReappliedOnTheNextEvent) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  SyncFromServer(p);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);  // same netns: nothing to do
+  EXPECT_EQ(backend_.apply_calls(), 1);
+
+  // The kubelet recreated the sandbox (same pod UID, new empty netns); the pod still says `initialized`.
+  locator_.AddSandbox("u1", 202);
+  ReconcileResult r = reconciler_->Reconcile("u1");  // the next pod event, not a resync
+  EXPECT_EQ(r.outcome, Outcome::kReapplied) << r.detail;
+  EXPECT_TRUE(backend_.Has(202));
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);  // done again, in the new netns
+  EXPECT_EQ(backend_.apply_calls(), 2);
+
+  // A failed locate of a done pod does not churn: it stays done.
+  locator_.SetError("u1", absl::UnavailableError("runtime restarting"));
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  EXPECT_EQ(backend_.apply_calls(), 2);
+}
+
 TEST_F(ReconcilerTest, RecreatedPodWithSameNameIsNotMarkedByTheOldUid) {
   kube::Pod old_pod = MemberPod("u-old");
   Add(old_pod);
