@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <optional>
 #include <set>
@@ -20,6 +21,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "netns/executor.h"
 #include "netns/nft/rule_codec.h"
 #include "netns/routing/netlink.h"
@@ -145,6 +147,19 @@ class Batch {
   }
   void Next() {
     if (!mnl_nlmsg_batch_next(batch_)) overflow_ = true;
+  }
+  // Appends a complete message built beforehand (EncodedRuleset), with the next sequence number.
+  void Put(const std::string& msg) {
+    if (mnl_nlmsg_batch_size(batch_) + msg.size() > 2 * limit_) {
+      overflow_ = true;
+      return;
+    }
+    auto* at = static_cast<char*>(mnl_nlmsg_batch_current(batch_));
+    std::memcpy(at, msg.data(), msg.size());
+    last_ = reinterpret_cast<nlmsghdr*>(at);
+    last_seq_ = nl_.NextSeq();
+    last_->nlmsg_seq = last_seq_;
+    Next();
   }
 
   // Closes the batch; ResourceExhausted if it does not fit one send. Nothing has been sent yet either way.
@@ -547,25 +562,28 @@ absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets) {
   return rs;
 }
 
-absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const Ruleset& rs,
-                            const std::set<Family>& want_families,
-                            std::map<Family, std::vector<WantChain>>& want_chains,
-                            const std::set<Family>& have_families,
-                            std::map<Family, std::vector<ChainInfo>>& have_chains,
-                            const std::vector<std::pair<Family, RulePtr>>& new_rules);
-
-absl::Status ApplyHere(const Ruleset& rs, Sockets& sockets) {
-  // Validate and translate everything before touching the namespace.
+// Apply's namespace-independent work on one Ruleset: validation, the chains to create, and every rule's
+// NFT_MSG_NEWRULE message serialized once (a batch copies them in with fresh sequence numbers). A pure
+// function of the Ruleset, so the backend caches it for the pods that share one.
+struct EncodedRuleset {
+  Ruleset rs;
   std::set<Family> want_families;
   std::map<Family, std::vector<WantChain>> want_chains;
+  std::vector<std::string> rule_msgs;
+};
+
+absl::StatusOr<std::shared_ptr<const EncodedRuleset>> EncodeRuleset(const Ruleset& rs) {
+  auto enc = std::make_shared<EncodedRuleset>();
+  enc->rs = rs;
   for (const FamilyRules& fr : rs.families) {
-    if (!want_families.insert(fr.family).second) {
+    if (!enc->want_families.insert(fr.family).second) {
       return absl::InvalidArgumentError(
           absl::StrCat("family ", rules::FamilyName(fr.family), " listed twice"));
     }
-    if (absl::Status s = PlanFamily(fr, &want_chains[fr.family]); !s.ok()) return s;
+    if (absl::Status s = PlanFamily(fr, &enc->want_chains[fr.family]); !s.ok()) return s;
   }
-  std::vector<std::pair<Family, RulePtr>> new_rules;
+  // A rule message is a few hundred bytes; libnftnl does not bound-check, so leave ample room.
+  std::unique_ptr<char[]> scratch(new char[8 * kBytesPerMessage]);
   for (const FamilyRules& fr : rs.families) {
     for (const TableRules& tr : fr.tables) {
       std::set<std::string> names;
@@ -580,11 +598,46 @@ absl::Status ApplyHere(const Ruleset& rs, Sockets& sockets) {
             return absl::InvalidArgumentError(
                 absl::StrCat(Where(fr.family, tr.table), " chain ", c.name, ": ", s.message()));
           }
-          new_rules.emplace_back(fr.family, std::move(r));
+          nlmsghdr* nlh = nftnl_nlmsg_build_hdr(scratch.get(), NFT_MSG_NEWRULE, NfProto(fr.family),
+                                                NLM_F_CREATE | NLM_F_APPEND, 0);
+          nftnl_rule_nlmsg_build_payload(nlh, r.get());
+          enc->rule_msgs.emplace_back(scratch.get(), nlh->nlmsg_len);
         }
       }
     }
   }
+  return enc;
+}
+
+// The last few EncodedRulesets (pods of one workload share a Ruleset). Thread-safe.
+class EncodeCache {
+ public:
+  absl::StatusOr<std::shared_ptr<const EncodedRuleset>> Get(const Ruleset& rs) {
+    {
+      absl::MutexLock l(&mu_);
+      for (const auto& e : entries_)
+        if (e->rs == rs) return e;
+    }
+    absl::StatusOr<std::shared_ptr<const EncodedRuleset>> enc = EncodeRuleset(rs);
+    if (!enc.ok()) return enc.status();  // invalid input is not cached
+    absl::MutexLock l(&mu_);
+    entries_.push_front(*enc);
+    if (entries_.size() > kEntries) entries_.pop_back();
+    return enc;
+  }
+
+ private:
+  static constexpr size_t kEntries = 8;
+  absl::Mutex mu_;
+  std::deque<std::shared_ptr<const EncodedRuleset>> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const EncodedRuleset& enc,
+                            const std::set<Family>& have_families,
+                            std::map<Family, std::vector<ChainInfo>>& have_chains);
+
+absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets) {
+  const Ruleset& rs = enc.rs;
 
   absl::StatusOr<MnlSocket*> nl = sockets.Nf();
   if (!nl.ok()) return nl.status();
@@ -607,20 +660,19 @@ absl::Status ApplyHere(const Ruleset& rs, Sockets& sockets) {
       absl::StatusOr<std::vector<FamilyRules>> current = ReadFamilies(**nl, *have_families, have_chains);
       if (current.ok() && *current == rs.families) return SyncPolicyRoutes(**rtnl, rs.routes);
     }
-    last =
-        SendApplyBatch(**nl, **rtnl, rs, want_families, want_chains, *have_families, have_chains, new_rules);
+    last = SendApplyBatch(**nl, **rtnl, enc, *have_families, have_chains);
     if (!absl::IsAlreadyExists(last)) return last;
   }
   return last;
 }
 
-absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const Ruleset& rs,
-                            const std::set<Family>& want_families,
-                            std::map<Family, std::vector<WantChain>>& want_chains,
+absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const EncodedRuleset& enc,
                             const std::set<Family>& have_families,
-                            std::map<Family, std::vector<ChainInfo>>& have_chains,
-                            const std::vector<std::pair<Family, RulePtr>>& new_rules) {
-  size_t messages = have_families.size() + new_rules.size();
+                            std::map<Family, std::vector<ChainInfo>>& have_chains) {
+  const Ruleset& rs = enc.rs;
+  const std::set<Family>& want_families = enc.want_families;
+  const std::map<Family, std::vector<WantChain>>& want_chains = enc.want_chains;
+  size_t messages = have_families.size() + enc.rule_msgs.size();
   for (const auto& [f, chains] : want_chains) messages += 2 + chains.size();
   for (const auto& [f, chains] : have_chains) messages += chains.size();
   Batch b(nl, messages);
@@ -629,7 +681,7 @@ absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const Ruleset& rs,
   }
   for (const FamilyRules& fr : rs.families) {
     const Family f = fr.family;
-    const std::vector<WantChain>& want = want_chains[f];
+    const std::vector<WantChain>& want = want_chains.at(f);
     PutTable(b, f, NFT_MSG_NEWTABLE, have_families.count(f) ? NLM_F_CREATE : NLM_F_CREATE | NLM_F_EXCL);
     if (have_families.count(f)) {
       FlushTable(b, f);  // also drops jumps into chains deleted below
@@ -646,11 +698,7 @@ absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const Ruleset& rs,
     for (const WantChain& w : want)
       if (w.spec) PutChain(b, f, w.nft_name, NFT_MSG_NEWCHAIN, NLM_F_CREATE, w.spec);
   }
-  for (const auto& [f, r] : new_rules) {
-    nlmsghdr* nlh = b.Header(NFT_MSG_NEWRULE, NfProto(f), NLM_F_CREATE | NLM_F_APPEND);
-    nftnl_rule_nlmsg_build_payload(nlh, r.get());
-    b.Next();
-  }
+  for (const std::string& msg : enc.rule_msgs) b.Put(msg);
   // A batch that cannot be sent fails before anything changes, routes included.
   if (absl::Status s = b.Finish(); !s.ok()) return s;
   // Routes before rules: TPROXY'd packets must find their local route as soon as the rules exist.
@@ -679,9 +727,12 @@ class NftBackend : public Backend {
  public:
   std::string Name() const override { return "nft"; }
   absl::Status Apply(const NetnsHandle& ns, const Ruleset& ruleset) override {
+    // Validated and translated before entering the namespace.
+    absl::StatusOr<std::shared_ptr<const EncodedRuleset>> enc = cache_.Get(ruleset);
+    if (!enc.ok()) return Annotate(ns, enc.status());
     return Annotate(ns, RunInNetns(ns, [&] {
                       Sockets sockets;
-                      return ApplyHere(ruleset, sockets);
+                      return ApplyHere(**enc, sockets);
                     }));
   }
   absl::StatusOr<Ruleset> ReadBack(const NetnsHandle& ns) override {
@@ -697,10 +748,12 @@ class NftBackend : public Backend {
   // One namespace entry and one pair of sockets for both steps; the read-back is new dumps after the batch's
   // ack, the same as ReadBack's.
   absl::StatusOr<Ruleset> ApplyAndReadBack(const NetnsHandle& ns, const Ruleset& ruleset) override {
+    absl::StatusOr<std::shared_ptr<const EncodedRuleset>> enc = cache_.Get(ruleset);
+    if (!enc.ok()) return Annotate(ns, enc.status());
     absl::StatusOr<Ruleset> out;
     absl::Status s = RunInNetns(ns, [&] {
       Sockets sockets;
-      if (absl::Status applied = ApplyHere(ruleset, sockets); !applied.ok()) return applied;
+      if (absl::Status applied = ApplyHere(**enc, sockets); !applied.ok()) return applied;
       out = ReadBackHere(sockets);
       return out.status();
     });
@@ -716,6 +769,7 @@ class NftBackend : public Backend {
     if (s.ok()) return s;
     return absl::Status(s.code(), absl::StrCat("nft backend in ", ns.path(), ": ", s.message()));
   }
+  EncodeCache cache_;
 };
 
 }  // namespace
