@@ -8,11 +8,10 @@
 namespace pnc::netns {
 namespace {
 
-// Higher = more informative for the caller deciding what to do next.
+// Higher = more informative for the caller deciding what to do next (FailedPrecondition returns earlier).
 int Rank(absl::StatusCode code) {
-  if (code == absl::StatusCode::kFailedPrecondition) return 3;  // found something that must not be touched
-  if (code == absl::StatusCode::kNotFound) return 1;            // not there yet
-  return 2;                                                     // transient or unexpected
+  if (code == absl::StatusCode::kNotFound) return 1;  // not there yet
+  return 2;                                           // transient or unexpected
 }
 
 class ChainLocator : public Locator {
@@ -33,6 +32,11 @@ class ChainLocator : public Locator {
       absl::StatusOr<NetnsHandle> h = l->Locate(pod);
       if (h.ok()) return h;
       messages.push_back(absl::StrCat(l->Name(), ": ", h.status().ToString()));
+      // A refusal (host netns, sandbox of another pod, IP mismatch) is final: a later, less informed locator
+      // must not hand out the namespace an earlier one rejected.
+      if (h.status().code() == absl::StatusCode::kFailedPrecondition) {
+        return absl::FailedPreconditionError(absl::StrJoin(messages, "; "));
+      }
       if (Rank(h.status().code()) > worst_rank) {
         worst_rank = Rank(h.status().code());
         worst = h.status().code();

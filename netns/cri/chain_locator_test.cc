@@ -60,6 +60,17 @@ TEST(ChainLocatorTest, NotFoundOnlyWhenAllSayNotFound) {
   EXPECT_NE(st.message().find("host netns"), std::string::npos);
 }
 
+TEST(ChainLocatorTest, ARefusalIsFinal) {
+  Chain c = Make();
+  c.first->SetError("uid-1",
+                    absl::FailedPreconditionError("sandbox has IP 10.0.0.9 but the pod has 10.0.0.5"));
+  c.second->AddSandbox("uid-1", 22);  // a less informed locator would hand this out
+  absl::Status st = c.chain->Locate(kPod).status();
+  EXPECT_EQ(st.code(), absl::StatusCode::kFailedPrecondition) << st;
+  EXPECT_NE(st.message().find("10.0.0.9"), std::string::npos);
+  EXPECT_EQ(c.second->locate_calls(), 0);
+}
+
 TEST(ChainLocatorTest, EmptyChainIsAnError) {
   std::unique_ptr<Locator> chain = NewChainLocator({});
   EXPECT_EQ(chain->Locate(kPod).status().code(), absl::StatusCode::kFailedPrecondition);
