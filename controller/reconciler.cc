@@ -142,6 +142,8 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   if (!cached) return Finish({Outcome::kGone, absl::OkStatus(), "not in cache"}, uid);
   const kube::Pod& pod = cached->pod;
   if (pod.host_network) return Finish({Outcome::kSkipped, absl::OkStatus(), "hostNetwork"}, uid);
+  // The watch is node-scoped by a field selector; do not rely on the server (or a proxy) alone for that.
+  if (pod.node_name != node_name_) return Finish({Outcome::kSkipped, absl::OkStatus(), "other node"}, uid);
   if (pod.deleting || pod.phase == "Succeeded" || pod.phase == "Failed") {
     return Finish({Outcome::kSkipped, absl::OkStatus(), "terminating"}, uid);
   }

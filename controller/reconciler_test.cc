@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#include "absl/strings/str_cat.h"
 #include "controller/informer.h"
 #include "controller/log.h"
 #include "controller/metrics.h"
@@ -117,6 +118,20 @@ TEST_F(ReconcilerTest, HostNetworkIsNeverTouched) {
   ReconcileResult r = reconciler_->Reconcile("u1");
   EXPECT_EQ(r.outcome, Outcome::kSkipped);
   EXPECT_EQ(r.detail, "hostNetwork");
+  EXPECT_EQ(locator_.locate_calls(), 0);
+  EXPECT_EQ(backend_.apply_calls(), 0);
+}
+
+TEST_F(ReconcilerTest, PodOfAnotherNodeIsNeverTouched) {
+  for (const char* node : {"node-b", ""}) {  // e.g. a server that ignored the field selector; unscheduled
+    kube::Pod p = MemberPod(absl::StrCat("u-", node));
+    p.node_name = node;
+    Add(p);
+    locator_.AddSandbox(p.uid, 101);
+    ReconcileResult r = reconciler_->Reconcile(p.uid);
+    EXPECT_EQ(r.outcome, Outcome::kSkipped) << node;
+    EXPECT_EQ(r.detail, "other node");
+  }
   EXPECT_EQ(locator_.locate_calls(), 0);
   EXPECT_EQ(backend_.apply_calls(), 0);
 }
