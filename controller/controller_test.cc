@@ -161,6 +161,34 @@ TEST(HttpServer, ServesHandlerAndRejectsOtherMethods) {
 namespace pnc::controller {
 namespace {
 
+TEST(HttpServer, ASlowClientDoesNotHoldUpOthers) {
+  absl::StatusOr<std::unique_ptr<HttpServer>> s =
+      HttpServer::Start("127.0.0.1:0", [](const std::string&, const std::string&) -> HttpResponse {
+        return {200, "", "ok\n"};
+      });
+  ASSERT_TRUE(s.ok()) << s.status();
+  int port = (*s)->port();
+  // Half a request head, then silence (a slowloris client, or one stuck mid-send).
+  int slow = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(port);
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(connect(slow, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+  const std::string head = "GET /healthz HTTP/1.1\r\n";
+  ASSERT_EQ(send(slow, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  // Served while the slow connection is still open: with one-at-a-time serving this waited for the slow
+  // client's deadline, which then closed it, and the end of its request below got no answer.
+  EXPECT_THAT(Get(port, "/healthz"), HasSubstr("HTTP/1.1 200 OK"));
+  ASSERT_EQ(send(slow, "\r\n", 2, MSG_NOSIGNAL), 2);
+  std::string out;
+  char buf[512];
+  ssize_t n;
+  while ((n = recv(slow, buf, sizeof buf, 0)) > 0) out.append(buf, n);
+  close(slow);
+  EXPECT_THAT(out, HasSubstr("HTTP/1.1 200 OK"));
+}
+
 TEST(Informer, RelistDiffReportsVanishedPodsAndNamespaceChangesEnqueuePods) {
   std::vector<std::string> enq, del;
   Informer inf(Informer::Callbacks{[&](const std::string& u) { enq.push_back(u); },

@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -96,38 +98,95 @@ HttpServer::~HttpServer() {
   ::close(wake_fd_);
 }
 
+namespace {
+
+constexpr size_t kMaxConnections = 64;  // beyond this, new connections are closed at once
+constexpr size_t kMaxRequestHead = 8192;
+constexpr absl::Duration kReadTimeout = absl::Seconds(2);   // to send the request head
+constexpr absl::Duration kWriteTimeout = absl::Seconds(3);  // to take the response
+
+}  // namespace
+
+struct HttpServer::Conn {
+  int fd;
+  absl::Time deadline;
+  std::string in;
+  std::string out;  // non-empty once the response is ready
+  size_t sent = 0;
+};
+
+// One thread, every connection multiplexed in one poll(): a client that dribbles its request (or never reads
+// the answer) holds only its own slot until its deadline, so the kubelet's probes are never queued behind it.
 void HttpServer::Loop() {
+  std::vector<Conn> conns;
+  std::vector<pollfd> fds;
   while (true) {
-    pollfd fds[2] = {{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-    if (::poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      return;
+    absl::Time now = absl::Now();
+    absl::Time next = absl::InfiniteFuture();
+    fds.assign({{listen_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}});
+    for (const Conn& c : conns) {
+      fds.push_back({c.fd, static_cast<short>(c.out.empty() ? POLLIN : POLLOUT), 0});
+      next = std::min(next, c.deadline);
     }
-    if (fds[1].revents) return;
+    int timeout = next == absl::InfiniteFuture()
+                      ? -1
+                      : static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(next - now) + 1));
+    if (::poll(fds.data(), fds.size(), timeout) < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    if (fds[1].revents) break;
+    now = absl::Now();
+    // Connections first (fds[i + 2] belongs to conns[i]); new ones are appended after.
+    std::vector<Conn> keep;
+    for (size_t i = 0; i < conns.size(); ++i) {
+      Conn& c = conns[i];
+      if (fds[i + 2].revents != 0 && Step(c) && now < c.deadline) {
+        keep.push_back(std::move(c));
+      } else if (fds[i + 2].revents == 0 && now < c.deadline) {
+        keep.push_back(std::move(c));
+      } else {
+        ::close(c.fd);
+      }
+    }
+    conns = std::move(keep);
     if (fds[0].revents & POLLIN) {
-      int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
-      if (c >= 0) {
-        Serve(c);
-        ::close(c);
+      while (true) {
+        int c = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+        if (c < 0) break;
+        if (conns.size() >= kMaxConnections) {
+          ::close(c);
+          continue;
+        }
+        conns.push_back(Conn{c, now + kReadTimeout});
       }
     }
   }
+  for (Conn& c : conns) ::close(c.fd);
 }
 
-void HttpServer::Serve(int fd) {
-  std::string req;
-  absl::Time deadline = absl::Now() + absl::Seconds(2);
-  char buf[2048];
-  while (req.find("\r\n\r\n") == std::string::npos && req.find("\n\n") == std::string::npos) {
-    if (req.size() > 8192) return;
-    int left = static_cast<int>(absl::ToInt64Milliseconds(deadline - absl::Now()));
-    if (left <= 0) return;
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, left) <= 0) return;
-    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return;
-    req.append(buf, static_cast<size_t>(n));
+// Advances one ready connection; false when it is finished (answered, failed or malformed).
+bool HttpServer::Step(Conn& c) {
+  if (c.out.empty()) {
+    char buf[2048];
+    ssize_t n = ::recv(c.fd, buf, sizeof buf, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+    if (n <= 0) return false;
+    c.in.append(buf, static_cast<size_t>(n));
+    if (c.in.find("\r\n\r\n") == std::string::npos && c.in.find("\n\n") == std::string::npos) {
+      return c.in.size() <= kMaxRequestHead;
+    }
+    c.out = Respond(c.in);
+    c.deadline = absl::Now() + kWriteTimeout;
   }
+  ssize_t n = ::send(c.fd, c.out.data() + c.sent, c.out.size() - c.sent, MSG_NOSIGNAL);
+  if (n < 0 && (errno == EAGAIN || errno == EINTR)) return true;
+  if (n <= 0) return false;
+  c.sent += static_cast<size_t>(n);
+  return c.sent < c.out.size();
+}
+
+std::string HttpServer::Respond(const std::string& req) {
   HttpResponse resp;
   size_t sp1 = req.find(' ');
   size_t sp2 = sp1 == std::string::npos ? std::string::npos : req.find(' ', sp1 + 1);
@@ -148,16 +207,7 @@ void HttpServer::Serve(int fd) {
       absl::StrCat("HTTP/1.1 ", resp.code, " ", Reason(resp.code), "\r\nContent-Type: ", resp.content_type,
                    "\r\nContent-Length: ", resp.body.size(), "\r\nConnection: close\r\n\r\n");
   if (method != "HEAD") out += resp.body;
-  size_t off = 0;
-  while (off < out.size()) {
-    int left = static_cast<int>(absl::ToInt64Milliseconds(deadline + absl::Seconds(3) - absl::Now()));
-    if (left <= 0) return;
-    pollfd p{fd, POLLOUT, 0};
-    if (::poll(&p, 1, left) <= 0) return;
-    ssize_t n = ::send(fd, out.data() + off, out.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
+  return out;
 }
 
 }  // namespace pnc::controller

@@ -3,7 +3,8 @@
 // Why not Boost.Beast: three GET endpoints scraped every few seconds by Prometheus and the kubelet do not
 // need an async framework; a ~150-line poll() loop on one thread is easy to audit, compiles in a second and
 // adds no dependency to the controller. Limits: one request per connection (Connection: close), 8 KiB request
-// head, 2 s to send it; connections are served one at a time, so a slow client delays others by at most 2 s.
+// head, 2 s to send it, 3 s to take the answer, at most 64 open connections. Connections are multiplexed, so
+// a slow or malicious client never delays the kubelet's probes.
 #ifndef PNC_CONTROLLER_HTTP_SERVER_H_
 #define PNC_CONTROLLER_HTTP_SERVER_H_
 
@@ -31,8 +32,10 @@ class HttpServer {
 
  private:
   HttpServer(int listen_fd, int wake_fd, int port, Handler handler);
+  struct Conn;
   void Loop();
-  void Serve(int fd);
+  bool Step(Conn& c);
+  std::string Respond(const std::string& request);
   int listen_fd_, wake_fd_, port_;
   Handler handler_;
   std::thread thread_;
