@@ -20,7 +20,9 @@
 // chains/rules and translates the expressions back into the Ruleset model exactly; any expression we do not
 // write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. Remove deletes our
 // tables (cold path) and our policy routes. ApplyAndReadBack (what ApplyAndVerify calls) does Apply and then
-// the read-back's dumps in ONE RunInNetns, on one nf_tables and one rtnetlink socket.
+// the read-back's dumps in ONE RunInNetns, on one nf_tables and one rtnetlink socket. Validation and the
+// translation into NFT_MSG_NEWRULE messages are done before entering the namespace and cached for the last 8
+// distinct Rulesets (pods of one workload share one); the read-back never uses that cache.
 //
 // Translation (iptables -> nft), in the expression order RenderNftables prints: -s/-d -> ip[6] saddr/daddr
 // (payload + bitwise for a prefix + cmp); -i/-o -> meta iifname/oifname ("eth+" -> prefix cmp, shown "eth*");
