@@ -204,3 +204,34 @@ func checkRBAC(t *testing.T, docs []doc) {
 		}
 	}
 }
+
+// The admission policy is opt-in, names the controller's service account as the only writer, and cannot block pod
+// writes cluster-wide when the API server fails to evaluate it.
+func TestAdmissionPolicy(t *testing.T) {
+	if n := len(byKind(renderDocs(t), "ValidatingAdmissionPolicy")); n != 0 {
+		t.Fatalf("admission policy rendered by default (%d); it must be opt-in", n)
+	}
+	docs := renderDocs(t, "admissionPolicy.enabled=true")
+	policies := byKind(docs, "ValidatingAdmissionPolicy")
+	bindings := byKind(docs, "ValidatingAdmissionPolicyBinding")
+	if len(policies) != 1 || len(bindings) != 1 {
+		t.Fatalf("want 1 policy + 1 binding, got %d + %d", len(policies), len(bindings))
+	}
+	p := policies[0]
+	if get(p, "spec", "failurePolicy") != "Ignore" {
+		t.Errorf("failurePolicy = %v, want Ignore", get(p, "spec", "failurePolicy"))
+	}
+	cond := get(p, "spec", "matchConditions", 0, "expression").(string)
+	if !strings.Contains(cond, "'system:serviceaccount:istio-system:ipnc-istio-pod-network-controller'") {
+		t.Errorf("match condition does not exempt the controller's service account: %s", cond)
+	}
+	expr := get(p, "spec", "validations", 0, "expression").(string)
+	for _, k := range []string{"pod-network-controller.istio.io/status", "pod-network-controller.istio.io/netns"} {
+		if !strings.Contains(expr, "'"+k+"'") {
+			t.Errorf("validation does not protect %s: %s", k, expr)
+		}
+	}
+	if get(bindings[0], "spec", "policyName") != get(p, "metadata", "name") {
+		t.Errorf("binding does not refer to the policy")
+	}
+}
