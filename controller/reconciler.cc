@@ -181,16 +181,28 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
 
   auto status_it = pod.annotations.find(rules::kStatusAnnotation);
   bool marked = status_it != pod.annotations.end() && status_it->second == rules::kStatusInitialized;
+  // The netns the `initialized` was written for (kNetnsAnnotation); empty: none (forged at creation, or
+  // written by a controller that predates the binding). `marked` alone never means done: the mark counts
+  // only when bound to the netns located below.
+  auto bound_it = pod.annotations.find(rules::kNetnsAnnotation);
+  std::string bound_to = bound_it != pod.annotations.end() ? bound_it->second : "";
 
   // plan
   absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, config_);
   if (!plan.ok()) {
     if (plan.status().code() == absl::StatusCode::kInvalidArgument) {
-      if (marked) {
+      if (marked && !bound_to.empty()) {
         // Annotations edited after initialization: the running pod keeps the rules it started with; flipping
-        // its status to an error would only break its next init-container restart.
-        return Finish(
-            {Outcome::kPermanentError, plan.status(), "annotation became invalid after initialization"}, uid);
+        // its status to an error would only break its next init-container restart. Unless its sandbox was
+        // recreated since: the new netns has no rules and none can be planned, so its waiter must fail with
+        // the reason rather than time out. A forged `initialized` (no binding) is simply not ours.
+        absl::StatusOr<netns::NetnsHandle> now =
+            deps_.locator->Locate(netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips});
+        if (!now.ok() || std::to_string(now->inode()) == bound_to) {
+          return Finish(
+              {Outcome::kPermanentError, plan.status(), "annotation became invalid after initialization"},
+              uid);
+        }
       }
       return Finish(Permanent(pod, plan.status()), uid);
     }
@@ -207,37 +219,52 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     return Finish({Outcome::kRetry, handle.status(), "locate"}, uid);
   }
 
+  const std::string inode = std::to_string(handle->inode());
+  const bool bound = marked && bound_to == inode;
+  bool present = false;  // rules read back equal to the plan: apply can be skipped
   if (marked) {
-    // Startup or resync: trust nothing, read back.
+    // Startup, resync, recreated sandbox, or a status we did not write: trust nothing, read back.
     absl::StatusOr<rules::Ruleset> current = deps_.backend->ReadBack(*handle);
-    if (current.ok() && *current == ruleset)
+    present = current.ok() && *current == ruleset;
+    if (present && bound)
       return Finish({Outcome::kVerified, absl::OkStatus(), "verified"}, uid,
                     NetnsId{handle->device(), handle->inode()});
-    Log(LogLevel::kWarning, "rules missing or different on an initialized pod; re-applying",
-        {{"pod_uid", uid},
-         {"namespace", pod.namespace_name},
-         {"pod", pod.name},
-         {"readback", current.ok() ? "differs" : std::string(current.status().message())}});
+    if (!present) {
+      Log(LogLevel::kWarning,
+          bound ? "rules missing or different on an initialized pod; re-applying"
+                : "pod says initialized but not for its current network namespace; applying",
+          {{"pod_uid", uid},
+           {"namespace", pod.namespace_name},
+           {"pod", pod.name},
+           {"netns", inode},
+           {"bound_to", bound_to},
+           {"readback", current.ok() ? "differs" : std::string(current.status().message())}});
+    }
   }
 
   // apply + verify
-  absl::Time t0 = absl::Now();
-  absl::Status applied = netns::ApplyAndVerify(*deps_.backend, *handle, ruleset);
   absl::Time t1 = absl::Now();
-  if (deps_.metrics != nullptr)
-    deps_.metrics->apply_duration.Observe(Seconds(t1 - t0), deps_.backend->Name());
-  if (!applied.ok()) {
-    Error(absl::StrContains(applied.message(), "verification failed") ? "verify_failed" : "apply_failed");
-    return Finish({Outcome::kRetry, applied, "apply"}, uid);
+  if (!present) {
+    absl::Time t0 = absl::Now();
+    absl::Status applied = netns::ApplyAndVerify(*deps_.backend, *handle, ruleset);
+    t1 = absl::Now();
+    if (deps_.metrics != nullptr)
+      deps_.metrics->apply_duration.Observe(Seconds(t1 - t0), deps_.backend->Name());
+    if (!applied.ok()) {
+      Error(absl::StrContains(applied.message(), "verification failed") ? "verify_failed" : "apply_failed");
+      return Finish({Outcome::kRetry, applied, "apply"}, uid);
+    }
   }
-  if (marked)
+  if (bound)
     return Finish({Outcome::kReapplied, absl::OkStatus(), "re-applied"}, uid,
                   NetnsId{handle->device(), handle->inode()});
-  if (deps_.metrics != nullptr) deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached->first_seen));
+  if (deps_.metrics != nullptr && !marked)
+    deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached->first_seen));
 
-  // mark
+  // mark: the status and the netns it holds for, in one patch (the waiter needs both).
   absl::Status patched = deps_.client->PatchPodStatusAnnotations(
-      pod.namespace_name, pod.name, pod.uid, {{rules::kStatusAnnotation, rules::kStatusInitialized}});
+      pod.namespace_name, pod.name, pod.uid,
+      {{rules::kStatusAnnotation, rules::kStatusInitialized}, {rules::kNetnsAnnotation, inode}});
   if (patched.code() == absl::StatusCode::kNotFound || patched.code() == absl::StatusCode::kAborted) {
     return Finish({Outcome::kGone, patched, "pod deleted or replaced before marking"}, uid);
   }

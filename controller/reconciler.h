@@ -8,8 +8,14 @@
 //    at once instead of waiting for the resync.
 //  - A crash between apply and mark is harmless: apply is idempotent and the next run re-applies, verifies,
 //    then marks.
-//  - A pod already annotated `initialized` (e.g. at controller startup) is verified (ReadBack == plan) and
-//    left alone; if its rules are gone it is re-applied and verified, but not re-marked.
+//  - The mark is `initialized` plus kNetnsAnnotation = the nsfs inode of the netns the rules were verified
+//  in,
+//    in one patch; the waiter accepts only a mark bound to its own netns.
+//  - A pod already annotated `initialized` and bound to its current netns (e.g. at controller startup) is
+//    verified (ReadBack == plan) and left alone; if its rules are gone it is re-applied and verified, but
+//    not re-marked. `initialized` without a binding, or bound to another netns (a recreated sandbox, a
+//    status forged at creation, a pre-binding controller), is never taken as done: the rules are read back,
+//    applied if needed, verified, and the mark is rewritten with the current inode.
 //  - A bad annotation (BuildPlan InvalidArgument) is permanent: one Warning Event and `error: <reason>` in
 //    the status annotation, no retry. If the pod's annotations are fixed later, the next event reconciles it
 //    normally.
@@ -37,7 +43,7 @@ namespace pnc::controller {
 
 enum class Outcome {
   kSkipped,         // not ours (non-member, hostNetwork, terminating, done already)
-  kInitialized,     // applied, verified, marked
+  kInitialized,     // applied (or found present), verified, marked with the current netns
   kVerified,        // already marked; rules verified present
   kReapplied,       // already marked; rules were missing/different and were re-applied
   kPermanentError,  // bad annotation: Event + error annotation, no retry

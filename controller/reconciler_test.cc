@@ -88,6 +88,9 @@ TEST_F(ReconcilerTest, MemberIsAppliedVerifiedAndMarkedOnce) {
   EXPECT_EQ(StatusOf(p), "initialized");
   ASSERT_EQ(client_.patches().size(), 1u);
   EXPECT_EQ(client_.patches()[0].uid, "u1");  // UID precondition
+  // The same patch binds the status to the netns (nsfs inode) the rules were verified in.
+  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kStatusAnnotation), "initialized");
+  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), "101");
   EXPECT_EQ(metrics_.event_to_applied.Count(), 1u);
   EXPECT_EQ(metrics_.applied_to_marked.Count(), 1u);
   EXPECT_EQ(metrics_.apply_duration.Count("fake"), 1u);
@@ -334,18 +337,100 @@ TEST_F(ReconcilerTest, RecreatedSandboxOfADonePodIsReappliedOnTheNextEvent) {
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);  // same netns: nothing to do
   EXPECT_EQ(backend_.apply_calls(), 1);
 
-  // The kubelet recreated the sandbox (same pod UID, new empty netns); the pod still says `initialized`.
+  // The kubelet recreated the sandbox (same pod UID, new empty netns); the pod still says `initialized`,
+  // bound to the old netns, so the new sandbox's waiter keeps waiting until the mark is rebound.
   locator_.AddSandbox("u1", 202);
   ReconcileResult r = reconciler_->Reconcile("u1");  // the next pod event, not a resync
-  EXPECT_EQ(r.outcome, Outcome::kReapplied) << r.detail;
+  EXPECT_EQ(r.outcome, Outcome::kInitialized) << r.detail;
   EXPECT_TRUE(backend_.Has(202));
+  ASSERT_EQ(client_.patches().size(), 2u);
+  EXPECT_EQ(client_.patches()[1].annotations.at(rules::kNetnsAnnotation), "202");
+  EXPECT_EQ(client_.patches()[1].annotations.at(rules::kStatusAnnotation), "initialized");
+  SyncFromServer(p);
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);  // done again, in the new netns
   EXPECT_EQ(backend_.apply_calls(), 2);
+  // A controller restart now finds the mark bound to the current netns: verified, no churn.
+  reconciler_ = NewReconciler();
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kVerified);
+  EXPECT_EQ(backend_.apply_calls(), 2);
+  EXPECT_EQ(client_.patches().size(), 2u);
 
   // A failed locate of a done pod does not churn: it stays done.
   locator_.SetError("u1", absl::UnavailableError("runtime restarting"));
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
   EXPECT_EQ(backend_.apply_calls(), 2);
+}
+
+TEST_F(ReconcilerTest, ForgedInitializedAtCreationIsAppliedVerifiedAndBound) {
+  // The pod's author wrote our status into the pod spec; no rules exist and no binding can match (the netns
+  // did not exist when the pod was created).
+  kube::Pod p = MemberPod("u1");
+  p.annotations[rules::kStatusAnnotation] = rules::kStatusInitialized;
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kInitialized) << r.status;
+  EXPECT_TRUE(backend_.Has(101));
+  EXPECT_EQ(backend_.apply_calls(), 1);
+  ASSERT_EQ(client_.patches().size(), 1u);
+  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), "101");
+  SyncFromServer(p);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  EXPECT_EQ(client_.patches().size(), 1u);
+}
+
+TEST_F(ReconcilerTest, ForgedBindingToAnotherNetnsIsNotTrusted) {
+  kube::Pod p = MemberPod("u1");
+  p.annotations[rules::kStatusAnnotation] = rules::kStatusInitialized;
+  p.annotations[rules::kNetnsAnnotation] = "4026531840";  // a guess; not this pod's netns
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_TRUE(backend_.Has(101));
+  ASSERT_EQ(client_.patches().size(), 1u);
+  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), "101");
+}
+
+TEST_F(ReconcilerTest, UnboundMarkWithRulesPresentIsBoundWithoutReapplying) {
+  // Upgrade from a controller that did not write the binding: rules are there, only the binding is added.
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  kube::Pod old = *client_.GetPod("shop", "web-1");
+  old.annotations.erase(rules::kNetnsAnnotation);
+  Add(old);
+  reconciler_ = NewReconciler();
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(backend_.apply_calls(), 1);  // read back equal: no second apply
+  ASSERT_EQ(client_.patches().size(), 2u);
+  EXPECT_EQ(client_.patches()[1].annotations.at(rules::kNetnsAnnotation), "101");
+}
+
+TEST_F(ReconcilerTest, ForgedInitializedWithBadAnnotationGetsTheError) {
+  kube::Pod p = MemberPod("u1");
+  p.annotations[rules::kStatusAnnotation] = rules::kStatusInitialized;
+  p.annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = "http";
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kPermanentError);
+  EXPECT_THAT(StatusOf(p), StartsWith("error: "));
+  EXPECT_EQ(backend_.apply_calls(), 0);
+}
+
+TEST_F(ReconcilerTest, RecreatedSandboxWithAnnotationBrokenSinceGetsTheError) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  kube::Pod edited = *client_.GetPod("shop", "web-1");
+  edited.annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = "http";
+  Add(edited);
+  locator_.AddSandbox("u1", 202);
+  reconciler_ = NewReconciler();
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kPermanentError);
+  EXPECT_THAT(StatusOf(p), StartsWith("error: "));  // the new sandbox's waiter fails with the reason
+  EXPECT_FALSE(backend_.Has(202));
 }
 
 TEST_F(ReconcilerTest, RecreatedPodWithSameNameIsNotMarkedByTheOldUid) {

@@ -42,6 +42,11 @@ inline constexpr char kStatusAnnotation[] = "pod-network-controller.istio.io/sta
 inline constexpr char kStatusInitialized[] = "initialized";
 // A failed pod gets kStatusErrorPrefix + a one-line reason (already escaped and bounded by rules/).
 inline constexpr char kStatusErrorPrefix[] = "error: ";
+// Written in the same status patch as kStatusInitialized: the decimal nsfs inode of the pod network namespace
+// the rules were installed in. The waiter accepts `initialized` only when this equals the inode of its own
+// network namespace, so a status left over from a recreated sandbox (same pod UID, new empty netns) or set
+// by the pod's author at creation (its netns does not exist yet) never lets the app start without rules.
+inline constexpr char kNetnsAnnotation[] = "pod-network-controller.istio.io/netns";
 
 }  // namespace pnc::rules
 

@@ -14,6 +14,7 @@
 #include "gtest/gtest.h"
 #include "netns/netns.h"
 #include "netns/testing/sandbox.h"
+#include "rules/annotations.h"
 #include "simulator/netfilter_probe.h"
 #include "simulator/process.h"
 
@@ -25,7 +26,8 @@ namespace nt = pnc::netns::testing;
 
 constexpr char kStatus[] = "pod-network-controller.istio.io/status";
 
-// What the controller does, reduced to the minimum: one REDIRECT rule, then the annotation.
+// What the controller does, reduced to the minimum: one REDIRECT rule, then the annotation (bound to the
+// pod's netns inode, which the real waiter, running inside that netns, checks).
 class StandInController : public SandboxListener {
  public:
   StandInController(Store* store, bool fail) : store_(store), fail_(fail) {}
@@ -36,6 +38,7 @@ class StandInController : public SandboxListener {
     if (info.pod_name.rfind("mesh", 0) != 0) return;
     threads_.emplace_back([this, info] {
       std::string value = "initialized";
+      std::string bound;  // like the real controller: the mark is bound to the pod's netns inode
       if (fail_ || info.pod_name == "mesh-bad") {
         value = "error: traffic.sidecar.istio.io/includeOutboundIPRanges: bad CIDR";
       } else {
@@ -67,10 +70,13 @@ class StandInController : public SandboxListener {
           auto child = ChildProcess::Spawn(so);
           int code = child.ok() ? child->Wait() : -1;
           if (code != 0) value = absl::StrCat("error: iptables exit ", code);
+          bound = std::to_string(ns->inode());
         }
       }
+      json annotations = {{kStatus, value}};
+      if (!bound.empty()) annotations[rules::kNetnsAnnotation] = bound;
       auto r = store_->Patch(Resource::kPods, info.pod_namespace, info.pod_name, PatchType::kMerge,
-                             {{"metadata", {{"uid", info.pod_uid}, {"annotations", {{kStatus, value}}}}}},
+                             {{"metadata", {{"uid", info.pod_uid}, {"annotations", annotations}}}},
                              Subresource::kStatus);
       EXPECT_TRUE(r.ok()) << r.status();
     });

@@ -26,6 +26,12 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+std::string OwnNetnsInode() {
+  struct stat st;
+  if (stat("/proc/self/ns/net", &st) != 0) std::abort();
+  return std::to_string(st.st_ino);
+}
+
 class Writer {
  public:
   explicit Writer(std::string dir) : dir_(std::move(dir)) {}
@@ -36,7 +42,9 @@ class Writer {
     mkdir(tsdir.c_str(), 0755);
     {
       std::ofstream f(tsdir + "/pod_annotations");
-      f << filler << "pod-network-controller.istio.io/status=\"" << status << "\"\n";
+      // The controller binds the status to the pod's netns; the waiter (and this process) share ours.
+      f << filler << "pod-network-controller.istio.io/status=\"" << status << "\"\n"
+        << "pod-network-controller.istio.io/netns=\"" << OwnNetnsInode() << "\"\n";
     }
     std::string tmp = dir_ + "/..data_tmp";
     if (symlink(ts.c_str(), tmp.c_str()) != 0) std::abort();

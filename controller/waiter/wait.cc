@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,6 +90,15 @@ AnnotationWatcher::AnnotationWatcher(WaitOptions options) : o_(std::move(options
     setup_error_ = std::string("inotify_init1: ") + std::strerror(errno);
     return;
   }
+  if (o_.require_netns_match && o_.own_netns_inode == 0) {
+    struct stat st;
+    if (::stat("/proc/self/ns/net", &st) != 0) {
+      setup_error_ = std::string("cannot identify this pod's network namespace (stat /proc/self/ns/net: ") +
+                     std::strerror(errno) + "); pass --require_netns_match=false to accept the status alone";
+      return;
+    }
+    o_.own_netns_inode = static_cast<uint64_t>(st.st_ino);
+  }
   // Watch first, then read (in Wait): a swap between the two is then never missed.
   std::string dir = DirOf(o_.file);
   if (inotify_add_watch(fd_, dir.c_str(), kDirEvents) < 0) {
@@ -125,9 +135,23 @@ WaitResult AnnotationWatcher::Wait(const std::atomic<bool>* cancel) {
       if (it == ann.end()) {
         last_seen = "annotation " + o.key + " not set";
       } else if (it->second == o.value) {
-        r.outcome = WaitOutcome::kReady;
-        r.message = it->second;
-        return r;
+        auto bound = ann.find(o.netns_key);
+        const std::string own = std::to_string(o.own_netns_inode);
+        if (!o.require_netns_match || (bound != ann.end() && bound->second == own)) {
+          r.outcome = WaitOutcome::kReady;
+          r.message = it->second;
+          return r;
+        }
+        // Not for this netns (yet): keep waiting for the controller to rebind it.
+        if (bound == ann.end()) {
+          last_seen = "annotation " + o.key + "=\"" + Printable(it->second) + "\" without " + o.netns_key +
+                      ": written by an older controller or set by hand; pass --require_netns_match=false to "
+                      "accept it";
+        } else {
+          last_seen = "annotation " + o.key + "=\"" + Printable(it->second) + "\" but for netns " +
+                      Printable(bound->second.substr(0, 40)) + ", this pod's is " + own +
+                      ": the sandbox was recreated and the controller has not re-applied the rules yet";
+        }
       } else if (!o.error_prefix.empty() &&
                  it->second.compare(0, o.error_prefix.size(), o.error_prefix) == 0) {
         r.outcome = WaitOutcome::kError;

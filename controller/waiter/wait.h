@@ -17,12 +17,19 @@ struct WaitOptions {
   std::string value = "initialized";
   std::string error_prefix = "error: ";
   int64_t timeout_ms = 300000;
+  // `value` counts only if netns_key holds the decimal nsfs inode of this process's network namespace
+  // (stat("/proc/self/ns/net").st_ino, allowed without privileges). The controller writes it in the same
+  // patch as the status; a status left by a recreated sandbox, or forged at pod creation, cannot match.
+  bool require_netns_match = true;
+  std::string netns_key = "pod-network-controller.istio.io/netns";
+  uint64_t own_netns_inode = 0;  // 0: read /proc/self/ns/net (tests may set it)
 };
 
 enum class WaitOutcome {
   kReady,    // key == value
   kError,    // key starts with error_prefix; message = the reason (control bytes escaped, bounded)
-  kTimeout,  // nothing conclusive before the deadline; message says what was last seen
+  kTimeout,  // nothing conclusive before the deadline; message says what was last seen (including a value
+             // bound to another netns, or not bound at all)
   kFailure,  // cannot watch (directory missing, inotify unavailable); message says why
 };
 

@@ -28,6 +28,12 @@ constexpr char kUsage[] =
     "                           (also --annotation-key, the 2018 spelling)\n"
     "  --annotation_value=VAL   value meaning success (default initialized) (also --annotation-value)\n"
     "  --timeout=DURATION       give up after this long: 300, 300s, 5m, 1500ms (default 300s)\n"
+    "  --require_netns_match=BOOL  accept the value only when pod-network-controller.istio.io/netns equals "
+    "the\n"
+    "                           inode of this container's network namespace, i.e. the controller marked "
+    "THIS\n"
+    "                           sandbox (default true; false for controllers older than that annotation)\n"
+    "                           (also --require-netns-match)\n"
     "  --probe                  after success, verify from inside the pod that outbound traffic is "
     "redirected:\n"
     "                           listen on --probe_capture_port, connect to --probe_target, expect the "
@@ -92,6 +98,12 @@ int main(int argc, char** argv) {
     if (name == "probe") {
       if (has_value && value != "true" && value != "false") return Usage("--probe takes true or false");
       probe = !has_value || value == "true";
+      continue;
+    }
+    if (name == "require_netns_match") {
+      if (has_value && value != "true" && value != "false")
+        return Usage("--require_netns_match takes true or false");
+      wo.require_netns_match = !has_value || value == "true";
       continue;
     }
     if (!has_value) {

@@ -192,6 +192,14 @@ bool StillRunning(const Child& c) {
 }
 
 constexpr char kKey[] = "pod-network-controller.istio.io/status";
+constexpr char kNetnsKey[] = "pod-network-controller.istio.io/netns";
+
+// The children share this process's network namespace (except the new_netns ones).
+std::string OwnNetns() {
+  struct stat st;
+  EXPECT_EQ(stat("/proc/self/ns/net", &st), 0) << strerror(errno);
+  return std::to_string(st.st_ino);
+}
 
 TEST(Waiter, WaitsThroughSwapsThenExitsZeroOnInitialized) {
   std::string dir = MakeTempDir();
@@ -203,9 +211,70 @@ TEST(Waiter, WaitsThroughSwapsThenExitsZeroOnInitialized) {
   w.Write({{"other", "y"}, {kKey, "pending"}});  // not conclusive
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(StillRunning(c));
-  w.Write({{"other", "y"}, {kKey, "initialized"}});
+  w.Write({{"other", "y"}, {kKey, "initialized"}, {kNetnsKey, OwnNetns()}});
   auto [code, err] = Finish(c);
   EXPECT_EQ(code, 0) << err;
+}
+
+TEST(Waiter, StatusForAnotherNetnsKeepsWaitingUntilRebound) {
+  // A recreated sandbox: the pod still says initialized, bound to the previous (now gone) netns.
+  std::string dir = MakeTempDir();
+  AtomicWriter w(dir);
+  std::string stale = std::to_string(std::stoull(OwnNetns()) + 1);
+  w.Write({{kKey, "initialized"}, {kNetnsKey, stale}});
+  Child c = Spawn({"--file=" + w.file(), "--timeout=30s"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  EXPECT_TRUE(StillRunning(c));
+  w.Write({{kKey, "initialized"}, {kNetnsKey, OwnNetns()}});  // the controller re-applied and rebound
+  auto [code, err] = Finish(c);
+  EXPECT_EQ(code, 0) << err;
+}
+
+TEST(Waiter, StatusForAnotherNetnsTimesOutSayingSo) {
+  std::string dir = MakeTempDir();
+  AtomicWriter w(dir);
+  std::string stale = std::to_string(std::stoull(OwnNetns()) + 1);
+  w.Write({{kKey, "initialized"}, {kNetnsKey, stale}});
+  Child c = Spawn({"--file=" + w.file(), "--timeout=300ms"});
+  auto [code, err] = Finish(c);
+  EXPECT_EQ(code, 2) << err;
+  EXPECT_THAT(err, HasSubstr("but for netns " + stale + ", this pod's is " + OwnNetns()));
+  EXPECT_THAT(err, HasSubstr("sandbox was recreated"));
+}
+
+TEST(Waiter, UnboundStatusIsNotAcceptedByDefault) {
+  // Forged at pod creation (or written by a controller that predates the binding).
+  std::string dir = MakeTempDir();
+  AtomicWriter w(dir);
+  w.Write({{kKey, "initialized"}});
+  {
+    Child c = Spawn({"--file=" + w.file(), "--timeout=300ms"});
+    auto [code, err] = Finish(c);
+    EXPECT_EQ(code, 2) << err;
+    EXPECT_THAT(err, HasSubstr("without pod-network-controller.istio.io/netns"));
+    EXPECT_THAT(err, HasSubstr("--require_netns_match=false"));
+  }
+  for (const char* flag : {"--require_netns_match=false", "--require-netns-match=false"}) {
+    Child c = Spawn({"--file=" + w.file(), flag, "--timeout=30s"});
+    auto [code, err] = Finish(c);
+    EXPECT_EQ(code, 0) << flag << ": " << err;
+  }
+  {
+    Child c = Spawn({"--file=" + w.file(), "--require_netns_match=maybe"});
+    EXPECT_EQ(Finish(c).first, 3);
+  }
+}
+
+TEST(Waiter, BindingIsComparedWithTheWaitersOwnNetns) {
+  // The waiter runs in a fresh netns; a binding to the test's netns (the "old sandbox") must not pass.
+  std::string dir = MakeTempDir();
+  AtomicWriter w(dir);
+  w.Write({{kKey, "initialized"}, {kNetnsKey, OwnNetns()}});
+  Child c = Spawn({"--file=" + w.file(), "--timeout=300ms"}, /*new_netns=*/true);
+  auto [code, err] = Finish(c);
+  if (code == 99) FAIL() << "cannot create a network namespace (needs root or user namespaces): " << err;
+  EXPECT_EQ(code, 2) << err;
+  EXPECT_THAT(err, HasSubstr("but for netns " + OwnNetns() + ", this pod's is "));
 }
 
 TEST(Waiter, ErrorAnnotationExitsNonZeroWithTheReason) {
@@ -251,7 +320,7 @@ TEST(Waiter, TimeoutIsNonZeroWithAClearMessage) {
 TEST(Waiter, AlreadyInitializedAndLateFileAndLegacyFlagSpellings) {
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
-  w.Write({{kKey, "initialized"}});
+  w.Write({{kKey, "initialized"}, {kNetnsKey, OwnNetns()}});
   auto [code, err] = [&] {
     Child c = Spawn({"--file=" + w.file()});
     return Finish(c);
@@ -262,7 +331,7 @@ TEST(Waiter, AlreadyInitializedAndLateFileAndLegacyFlagSpellings) {
   std::string dir2 = MakeTempDir();
   AtomicWriter w2(dir2);
   Child c = Spawn({"-file", w2.file(), "--annotation-key=example.com/ready", "--annotation-value", "yes",
-                   "--timeout=30"});
+                   "--timeout=30", "--require-netns-match=false"});
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_TRUE(StillRunning(c));
   w2.Write({{"example.com/ready", "yes"}});
@@ -299,7 +368,8 @@ TEST(Waiter, ProbeFailsWithoutRedirection) {
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
   w.Write({{kKey, "initialized"}});
-  Child c = Spawn({"--file=" + w.file(), "--probe", "--probe_timeout=500ms"}, /*new_netns=*/true);
+  Child c = Spawn({"--file=" + w.file(), "--probe", "--probe_timeout=500ms", "--require_netns_match=false"},
+                  /*new_netns=*/true);
   auto [code, err] = Finish(c);
   if (code == 99) {
     FAIL() << "cannot create a network namespace for the probe test (needs root or unprivileged user "
