@@ -25,8 +25,8 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
             // more pass (ordered after it by the queue) finds the pod gone and drops that state.
             queue_.Add(uid);
           }}),
-      reconciler_(Reconciler::Deps{&informer_, client, locator, backend, metrics}, plan_config,
-                  options_.node_name) {
+      reconciler_(Reconciler::Deps{&informer_, client, locator, backend, metrics, options_.read_addresses},
+                  plan_config, options_.node_name) {
   if (metrics_ != nullptr) {
     metrics_->queue_depth = [this] { return static_cast<double>(queue_.Len() + queue_.Delayed()); };
     metrics_->cached_pods = [this] { return static_cast<double>(informer_.NumPods()); };

@@ -28,6 +28,7 @@ struct ControllerOptions {
   int stuck_event_after = 8;  // failed attempts of one pod before a RedirectionDelayed Event (0: never)
   absl::Duration watch_backoff_base = absl::Milliseconds(200);
   WorkQueue::Options queue;
+  AddressReader read_addresses;  // empty: netns::ReadGlobalAddresses (tests with fake handles inject one)
 };
 
 class Controller {

@@ -73,6 +73,10 @@ TEST(Controller, ListWatchRelistAndDrain) {
   o.resync = absl::ZeroDuration();
   o.watch_backoff_base = absl::Milliseconds(1);
   o.queue.base_delay = absl::Milliseconds(1);
+  // The pods publish no IPs; fake handles have no fd for the real address dump.
+  o.read_addresses = [](const netns::NetnsHandle&) -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"10.244.1.5"};
+  };
   Controller c(o, &client, &locator, &backend, rules::PlanConfig{}, &metrics);
   EXPECT_FALSE(c.Ready());
   c.Start();

@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "controller/log.h"
+#include "netns/addresses.h"
 #include "rules/annotations.h"
 #include "rules/membership.h"
 #include "rules/plan.h"
@@ -12,6 +13,20 @@ namespace pnc::controller {
 namespace {
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
+
+// The plan only needs the pod's address families: keep the first address of each (the netns may hold more
+// global addresses than status.podIPs is allowed to).
+std::vector<std::string> OnePerFamily(const std::vector<std::string>& addrs) {
+  std::vector<std::string> out;
+  bool v4 = false, v6 = false;
+  for (const std::string& a : addrs) {
+    bool is6 = a.find(':') != std::string::npos;
+    if (is6 ? v6 : v4) continue;
+    (is6 ? v6 : v4) = true;
+    out.push_back(a);
+  }
+  return out;
+}
 
 }  // namespace
 
@@ -36,7 +51,9 @@ const char* OutcomeName(Outcome o) {
 }
 
 Reconciler::Reconciler(Deps deps, rules::PlanConfig config, std::string node_name)
-    : deps_(deps), config_(config), node_name_(std::move(node_name)) {}
+    : deps_(std::move(deps)), config_(config), node_name_(std::move(node_name)) {
+  if (!deps_.read_addresses) deps_.read_addresses = netns::ReadGlobalAddresses;
+}
 
 void Reconciler::Forget(const std::string& uid) {
   absl::MutexLock lock(&mu_);
@@ -187,7 +204,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   auto bound_it = pod.annotations.find(rules::kNetnsAnnotation);
   std::string bound_to = bound_it != pod.annotations.end() ? bound_it->second : "";
 
-  // plan
+  // plan (before locating: a bad annotation is reported even while the sandbox does not exist)
   absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, config_);
   if (!plan.ok()) {
     if (plan.status().code() == absl::StatusCode::kInvalidArgument) {
@@ -209,7 +226,6 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     Error("plan_failed");
     return Finish({Outcome::kRetry, plan.status(), "plan"}, uid);
   }
-  rules::Ruleset ruleset = rules::BuildRuleset(*plan);
 
   // locate
   absl::StatusOr<netns::NetnsHandle> handle =
@@ -218,6 +234,31 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     Error(handle.status().code() == absl::StatusCode::kNotFound ? "locate_not_found" : "locate_failed");
     return Finish({Outcome::kRetry, handle.status(), "locate"}, uid);
   }
+
+  if (facts.pod_ips.empty()) {
+    // status.podIPs not published yet: the families come from the sandbox itself, or an IPv6 pod would be
+    // marked with IPv4 rules only.
+    absl::StatusOr<std::vector<std::string>> addrs = deps_.read_addresses(*handle);
+    if (!addrs.ok()) {
+      Error("addresses_failed");
+      return Finish({Outcome::kRetry, addrs.status(), "read pod addresses"}, uid);
+    }
+    if (addrs->empty()) {
+      Error("addresses_none");
+      return Finish({Outcome::kRetry,
+                     absl::UnavailableError("the pod network namespace has no global address yet (CNI "
+                                            "not done) and status.podIPs is empty"),
+                     "no pod address"},
+                    uid);
+    }
+    facts.pod_ips = OnePerFamily(*addrs);
+    plan = rules::BuildPlan(facts, config_);
+    if (!plan.ok()) {  // only the families changed: not the pod's fault
+      Error("plan_failed");
+      return Finish({Outcome::kRetry, plan.status(), "plan with the netns addresses"}, uid);
+    }
+  }
+  rules::Ruleset ruleset = rules::BuildRuleset(*plan);
 
   const std::string inode = std::to_string(handle->inode());
   const bool bound = marked && bound_to == inode;

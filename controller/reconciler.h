@@ -19,6 +19,9 @@
 //  - A bad annotation (BuildPlan InvalidArgument) is permanent: one Warning Event and `error: <reason>` in
 //    the status annotation, no retry. If the pod's annotations are fixed later, the next event reconciles it
 //    normally.
+//  - status.podIPs decides which families get rules (IPv6 only for a pod with an IPv6 address). A pod
+//    reconciled before its IPs are published is planned with the global addresses read from inside its
+//    netns; a netns without one yet (CNI still running) is a transient failure, never a guess.
 //  - Transient failures (sandbox not there yet, runtime or API hiccups, failed verification) return kRetry;
 //    the caller requeues with backoff.
 //  - A pod that vanished (404) or was recreated under the same name with a new UID (409 on the UID
@@ -27,8 +30,10 @@
 #define PNC_CONTROLLER_RECONCILER_H_
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
@@ -40,6 +45,10 @@
 #include "rules/inputs.h"
 
 namespace pnc::controller {
+
+// The global-scope addresses of a pod's netns (netns::ReadGlobalAddresses); injectable because test handles
+// (NetnsHandle::ForTesting) have no fd.
+using AddressReader = std::function<absl::StatusOr<std::vector<std::string>>(const netns::NetnsHandle&)>;
 
 enum class Outcome {
   kSkipped,         // not ours (non-member, hostNetwork, terminating, done already)
@@ -65,7 +74,8 @@ class Reconciler {
     kube::Client* client = nullptr;
     netns::Locator* locator = nullptr;
     netns::Backend* backend = nullptr;
-    Metrics* metrics = nullptr;  // may be null
+    Metrics* metrics = nullptr;    // may be null
+    AddressReader read_addresses;  // empty: netns::ReadGlobalAddresses
   };
   Reconciler(Deps deps, rules::PlanConfig config, std::string node_name);
 

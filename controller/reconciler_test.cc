@@ -50,8 +50,22 @@ class ReconcilerTest : public ::testing::Test {
 
   std::unique_ptr<Reconciler> NewReconciler() {  // also "restarts the controller"
     return std::make_unique<Reconciler>(
-        Reconciler::Deps{&informer_, &client_, &locator_, &backend_, &metrics_}, rules::PlanConfig{},
-        "node-a");
+        Reconciler::Deps{&informer_, &client_, &locator_, &backend_, &metrics_, FakeAddressReader()},
+        rules::PlanConfig{}, "node-a");
+  }
+  // What the pod's netns holds (FakeLocator handles have no fd for the real RTM_GETADDR dump).
+  AddressReader FakeAddressReader() {
+    return [this](const netns::NetnsHandle& h) -> absl::StatusOr<std::vector<std::string>> {
+      ++address_reads_;
+      last_address_netns_ = h.inode();
+      if (!address_error_.ok()) return address_error_;
+      return netns_addresses_;
+    };
+  }
+  rules::Ruleset Installed(uint64_t inode) {
+    absl::StatusOr<rules::Ruleset> r = backend_.ReadBack(netns::NetnsHandle::ForTesting("t", inode));
+    EXPECT_TRUE(r.ok()) << r.status();
+    return r.ok() ? *r : rules::Ruleset{};
   }
   void Add(const kube::Pod& p) {
     client_.UpsertPod(p);
@@ -76,6 +90,10 @@ class ReconcilerTest : public ::testing::Test {
   netns::FakeBackend backend_;
   Metrics metrics_;
   std::unique_ptr<Reconciler> reconciler_;
+  std::vector<std::string> netns_addresses_ = {"10.244.1.5"};
+  absl::Status address_error_;
+  int address_reads_ = 0;
+  uint64_t last_address_netns_ = 0;
 };
 
 TEST_F(ReconcilerTest, MemberIsAppliedVerifiedAndMarkedOnce) {
@@ -157,6 +175,7 @@ TEST_F(ReconcilerTest, BadAnnotationGivesEventAndErrorAnnotationOnceWithoutRetry
   EXPECT_EQ(r.outcome, Outcome::kPermanentError);
   EXPECT_EQ(r.status.code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(locator_.locate_calls(), 0);
+  EXPECT_EQ(address_reads_, 0);  // validated by the early plan, without the sandbox's addresses
   EXPECT_EQ(backend_.apply_calls(), 0);
   ASSERT_EQ(client_.events().size(), 1u);
   EXPECT_EQ(client_.events()[0].pod_uid, "u1");
@@ -433,6 +452,66 @@ TEST_F(ReconcilerTest, RecreatedSandboxWithAnnotationBrokenSinceGetsTheError) {
   EXPECT_FALSE(backend_.Has(202));
 }
 
+TEST_F(ReconcilerTest, PodWithoutPublishedIpsIsPlannedWithTheNetnsAddresses) {
+  // Dual-stack pod reconciled before status.podIPs is published: IPv6 rules too, not IPv4 only.
+  netns_addresses_ = {"10.244.1.5", "fd00:10:244::5", "fd00:10:244::6"};
+  kube::Pod p = MemberPod("u1");
+  ASSERT_TRUE(p.pod_ips.empty());
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  ASSERT_EQ(r.outcome, Outcome::kInitialized) << r.status;
+  EXPECT_EQ(address_reads_, 1);
+  EXPECT_EQ(last_address_netns_, 101u);
+  rules::Ruleset got = Installed(101);
+  EXPECT_NE(got.Find(rules::Family::kIPv4), nullptr);
+  EXPECT_NE(got.Find(rules::Family::kIPv6), nullptr);
+
+  // IPv6-only.
+  netns_addresses_ = {"fd00:10:244::7"};
+  kube::Pod p2 = MemberPod("u2", "web-2");
+  Add(p2);
+  locator_.AddSandbox("u2", 102);
+  ASSERT_EQ(reconciler_->Reconcile("u2").outcome, Outcome::kInitialized);
+  EXPECT_EQ(Installed(102).Find(rules::Family::kIPv4), nullptr);
+  EXPECT_NE(Installed(102).Find(rules::Family::kIPv6), nullptr);
+}
+
+TEST_F(ReconcilerTest, PublishedIpsWinAndTheNetnsIsNotAsked) {
+  kube::Pod p = MemberPod("u1");
+  p.pod_ips = {"10.244.1.5"};
+  netns_addresses_ = {"10.244.1.5", "fd00:10:244::5"};
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(address_reads_, 0);
+  EXPECT_EQ(Installed(101).Find(rules::Family::kIPv6), nullptr);
+}
+
+TEST_F(ReconcilerTest, NetnsWithoutAnAddressYetRetriesInsteadOfGuessing) {
+  netns_addresses_ = {};  // CNI has not configured the sandbox yet
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kRetry);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(r.status.message(), HasSubstr("no global address yet"));
+  EXPECT_EQ(backend_.apply_calls(), 0);
+  EXPECT_TRUE(client_.patches().empty());
+
+  address_error_ = absl::PermissionDeniedError("setns: operation not permitted");
+  r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kRetry);
+  EXPECT_EQ(r.status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(backend_.apply_calls(), 0);
+
+  address_error_ = absl::OkStatus();
+  netns_addresses_ = {"fd00:10:244::5"};
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_NE(Installed(101).Find(rules::Family::kIPv6), nullptr);
+}
+
 TEST_F(ReconcilerTest, RecreatedPodWithSameNameIsNotMarkedByTheOldUid) {
   kube::Pod old_pod = MemberPod("u-old");
   Add(old_pod);
@@ -482,8 +561,8 @@ TEST_F(ReconcilerTest, NamespaceOptInReachesMembership) {
 
 TEST_F(ReconcilerTest, NamespaceCacheNotSyncedIsTransient) {
   Informer fresh{Informer::Callbacks{}};
-  Reconciler r(Reconciler::Deps{&fresh, &client_, &locator_, &backend_, &metrics_}, rules::PlanConfig{},
-               "node-a");
+  Reconciler r(Reconciler::Deps{&fresh, &client_, &locator_, &backend_, &metrics_, FakeAddressReader()},
+               rules::PlanConfig{}, "node-a");
   fresh.ApplyPodEvent(kube::EventType::kAdded, MemberPod("u1"));
   EXPECT_EQ(r.Reconcile("u1").outcome, Outcome::kRetry);
 }

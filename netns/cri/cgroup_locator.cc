@@ -3,9 +3,6 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <fcntl.h>
-#include <libmnl/libmnl.h>
-#include <linux/if_addr.h>
-#include <linux/rtnetlink.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -22,8 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "netns/addresses.h"
 #include "netns/executor.h"
-#include "netns/routing/netlink.h"
 #include "re2/re2.h"
 
 namespace pnc::netns {
@@ -195,32 +192,14 @@ absl::StatusOr<bool> CurrentNetnsHasAnyAddress(const std::vector<std::string>& i
       return absl::InvalidArgumentError(absl::StrCat("not an IP address: ", ip));
     }
   }
-  absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
-  if (!nl.ok()) return nl.status();
-  char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETADDR;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = nl->NextSeq();
-  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
-  ifa->ifa_family = AF_UNSPEC;
-  bool found = false;
-  absl::Status s = nl->Dump(nlh, "dump addresses", [&](const nlmsghdr* m) {
-    if (m->nlmsg_type != RTM_NEWADDR) return absl::OkStatus();
-    const auto* a = static_cast<const ifaddrmsg*>(mnl_nlmsg_get_payload(m));
-    size_t len = a->ifa_family == AF_INET ? 4 : 16;
-    ForEachAttr(m, sizeof(ifaddrmsg), [&](const nlattr* attr) {
-      uint16_t type = mnl_attr_get_type(attr);
-      if ((type != IFA_ADDRESS && type != IFA_LOCAL) || mnl_attr_get_payload_len(attr) != len) return;
-      for (const auto& [family, addr] : want) {
-        if (family == a->ifa_family && std::memcmp(addr.data(), mnl_attr_get_payload(attr), len) == 0)
-          found = true;
-      }
-    });
-    return absl::OkStatus();
-  });
-  if (!s.ok()) return s;
-  return found;
+  absl::StatusOr<std::vector<InterfaceAddress>> have = DumpCurrentNetnsAddresses();
+  if (!have.ok()) return have.status();
+  for (const InterfaceAddress& h : *have) {
+    for (const auto& [family, addr] : want) {
+      if (family == h.family && addr == h.addr) return true;
+    }
+  }
+  return false;
 }
 
 std::unique_ptr<Locator> NewCgroupLocator(std::string proc_root) {
