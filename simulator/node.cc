@@ -24,6 +24,7 @@ namespace nt = pnc::netns::testing;
 namespace {
 
 constexpr char kStatusAnnotation[] = "pod-network-controller.istio.io/status";
+constexpr char kNetnsAnnotation[] = "pod-network-controller.istio.io/netns";
 constexpr char kNodeIp[] = "10.249.0.1";
 
 std::atomic<int> g_netns_counter{
@@ -458,10 +459,26 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
     }
     if (message.empty()) message = LastLine(log);
     init_done = absl::Now();
+    // What the API server said when the app was let go: the controller's mark, bound to THIS sandbox's netns
+    // (a status forged at creation or left by an earlier sandbox must not release the app).
+    std::string marked_for;
+    {
+      absl::MutexLock l(&pod->mu);
+      auto st = pod->annotations.find(kStatusAnnotation);
+      auto ns = pod->annotations.find(kNetnsAnnotation);
+      if (st != pod->annotations.end() && st->second == "initialized" && ns != pod->annotations.end())
+        marked_for = ns->second;
+    }
+    const bool bound_here = marked_for == absl::StrCat(netns->handle().inode());
     recorder_->Update(pod->uid, [&](PodRecord& r) {
       r.waiter_exit = code;
       r.waiter_message = message;
       r.waiter_exited = init_done;
+      r.binding_checked = true;
+      r.marked_for_this_netns = bound_here;
+      r.binding_detail = marked_for.empty() ? "no initialized+netns mark seen yet"
+                                            : absl::StrCat("marked for netns ", marked_for,
+                                                           ", sandbox netns ", netns->handle().inode());
     });
     bool deleted;
     {

@@ -27,6 +27,11 @@ struct PodRecord {
   bool interception_checked = false;
   bool intercepted = false;
   std::string interception_detail;
+  // When the waiter exited: whether the API server's pod (as this node had seen it) carried the controller's
+  // mark bound to this sandbox's netns inode (status initialized + pod-network-controller.istio.io/netns).
+  bool binding_checked = false;
+  bool marked_for_this_netns = false;
+  std::string binding_detail;
   bool tables_checked = false;   // non-mesh pods: the pod netns was probed for netfilter tables
   std::string netfilter_tables;  // what the probe found ("" = none)
   std::string phase = "Pending";

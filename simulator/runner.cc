@@ -469,6 +469,11 @@ Report Run::BuildReport() {
             why = "never settled";
           } else if (r.phase != "Running") {
             why = absl::StrCat("phase ", r.phase, "; waiter: ", r.waiter_message);
+          } else if (r.binding_checked && r.waiter_exit == 0 && !r.marked_for_this_netns) {
+            // Even if the traffic ends up redirected (a retransmitted SYN after the rules arrive), the app
+            // was let go before the controller had installed and verified them.
+            why = absl::StrCat("the waiter exited before the controller marked this sandbox: ",
+                               r.binding_detail);
           } else if (!r.intercepted) {
             why = absl::StrCat("not intercepted: ", r.interception_detail);
           } else if (r.intercepted_at - r.created > limit) {
@@ -548,6 +553,7 @@ Report Run::BuildReport() {
               {"waiter_message", r.waiter_message},
               {"intercepted", r.intercepted},
               {"interception_detail", r.interception_detail},
+              {"marked_for_this_netns_at_waiter_exit", r.marked_for_this_netns},
               {"netfilter_tables_checked", r.tables_checked},
               {"netfilter_tables", r.netfilter_tables},
               {"ms_created_to_sandbox", Ms(r.created, r.sandbox_ready)},
