@@ -14,6 +14,13 @@ namespace {
 
 double Seconds(absl::Duration d) { return absl::ToDoubleSeconds(d); }
 
+// Bit 1: an IPv4 address, bit 2: an IPv6 address.
+uint8_t IpFamilies(const std::vector<std::string>& ips) {
+  uint8_t f = 0;
+  for (const std::string& ip : ips) f |= ip.find(':') != std::string::npos ? 2 : 1;
+  return f;
+}
+
 // The plan only needs the pod's address families: keep the first address of each (the netns may hold more
 // global addresses than status.podIPs is allowed to).
 std::vector<std::string> OnePerFamily(const std::vector<std::string>& addrs) {
@@ -96,14 +103,15 @@ void Reconciler::Error(const char* reason) {
   if (deps_.metrics != nullptr) deps_.metrics->errors.Inc(reason);
 }
 
-ReconcileResult Reconciler::Finish(ReconcileResult r, const std::string& uid, NetnsId netns) {
+ReconcileResult Reconciler::Finish(ReconcileResult r, const std::string& uid, NetnsId netns,
+                                   uint8_t ip_families) {
   if (deps_.metrics != nullptr) deps_.metrics->reconciles.Inc(OutcomeName(r.outcome));
   absl::MutexLock lock(&mu_);
   switch (r.outcome) {
     case Outcome::kInitialized:
     case Outcome::kVerified:
     case Outcome::kReapplied:
-      state_[uid] = State{.done = true, .netns = netns};
+      state_[uid] = State{.done = true, .netns = netns, .ip_families = ip_families};
       break;
     case Outcome::kGone:
       state_.erase(uid);
@@ -165,19 +173,30 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     return Finish({Outcome::kSkipped, absl::OkStatus(), "terminating"}, uid);
   }
   std::optional<NetnsId> done_in;
+  uint8_t done_families = 0;
   {
     // Done already, and no resync asked for a read-back. A pending reverify falls through; whether it only
     // reads back or also re-marks depends on what the cache says (`marked` below).
     absl::MutexLock lock(&mu_);
     auto it = state_.find(uid);
-    if (it != state_.end() && it->second.done && !it->second.reverify) done_in = it->second.netns;
+    if (it != state_.end() && it->second.done && !it->second.reverify) {
+      done_in = it->second.netns;
+      done_families = it->second.ip_families;
+    }
+  }
+  if (done_in && !pod.pod_ips.empty() && IpFamilies(pod.pod_ips) != done_families) {
+    // Planned from the netns's addresses before status.podIPs was published, and the published IPs have
+    // another family set (e.g. CNI had not added the IPv6 address yet): plan again now, not at the resync.
+    Log(LogLevel::kInfo, "published pod IPs differ in address family from those the rules were planned for",
+        {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
+    done_in.reset();
   }
   if (done_in) {
     // A sandbox recreated under the same pod UID (pause container died, node reboot) has a new, empty netns
-    // while the pod still says `initialized`, so its re-run waiter lets the app start at once: every event
-    // of a done pod re-locates its netns, and a different one is verified (and re-applied) right away
-    // instead of at the next resync. A failed locate keeps the pod done: the new sandbox's container
-    // starts bring further events.
+    // while the pod still says `initialized` (bound to the old netns, so its re-run waiter waits): every
+    // event of a done pod re-locates its netns, and a different one is verified, re-applied and re-marked
+    // right away instead of at the next resync. A failed locate keeps the pod done: the new sandbox's
+    // container starts bring further events.
     absl::StatusOr<netns::NetnsHandle> now =
         deps_.locator->Locate(netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips});
     if (!now.ok() || NetnsId{now->device(), now->inode()} == *done_in) {
@@ -269,7 +288,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     present = current.ok() && *current == ruleset;
     if (present && bound)
       return Finish({Outcome::kVerified, absl::OkStatus(), "verified"}, uid,
-                    NetnsId{handle->device(), handle->inode()});
+                    NetnsId{handle->device(), handle->inode()}, IpFamilies(facts.pod_ips));
     if (!present) {
       Log(LogLevel::kWarning,
           bound ? "rules missing or different on an initialized pod; re-applying"
@@ -298,7 +317,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   }
   if (bound)
     return Finish({Outcome::kReapplied, absl::OkStatus(), "re-applied"}, uid,
-                  NetnsId{handle->device(), handle->inode()});
+                  NetnsId{handle->device(), handle->inode()}, IpFamilies(facts.pod_ips));
   if (deps_.metrics != nullptr && !marked)
     deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached->first_seen));
 
@@ -315,7 +334,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   }
   if (deps_.metrics != nullptr) deps_.metrics->applied_to_marked.Observe(Seconds(absl::Now() - t1));
   return Finish({Outcome::kInitialized, absl::OkStatus(), "initialized"}, uid,
-                NetnsId{handle->device(), handle->inode()});
+                NetnsId{handle->device(), handle->inode()}, IpFamilies(facts.pod_ips));
 }
 
 }  // namespace pnc::controller

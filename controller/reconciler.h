@@ -21,7 +21,8 @@
 //    normally.
 //  - status.podIPs decides which families get rules (IPv6 only for a pod with an IPv6 address). A pod
 //    reconciled before its IPs are published is planned with the global addresses read from inside its
-//    netns; a netns without one yet (CNI still running) is a transient failure, never a guess.
+//    netns; a netns without one yet (CNI still running) is a transient failure, never a guess. If the IPs
+//    published later have another family set, the next event plans, verifies and re-applies again.
 //  - Transient failures (sandbox not there yet, runtime or API hiccups, failed verification) return kRetry;
 //    the caller requeues with backoff.
 //  - A pod that vanished (404) or was recreated under the same name with a new UID (409 on the UID
@@ -105,8 +106,10 @@ class Reconciler {
     bool stuck_reported = false;
     std::string event_sent_for;  // the error message an InvalidRedirectAnnotation Event was already sent for
     NetnsId netns{};             // the namespace `done` refers to (a recreated sandbox has another one)
+    uint8_t ip_families = 0;     // of the pod IPs the rules were planned for (bit 1 IPv4, bit 2 IPv6)
   };
-  ReconcileResult Finish(ReconcileResult r, const std::string& uid, NetnsId netns = {});
+  ReconcileResult Finish(ReconcileResult r, const std::string& uid, NetnsId netns = {},
+                         uint8_t ip_families = 0);
   ReconcileResult Permanent(const kube::Pod& pod, const absl::Status& st);
   void Error(const char* reason);
 

@@ -477,6 +477,32 @@ TEST_F(ReconcilerTest, PodWithoutPublishedIpsIsPlannedWithTheNetnsAddresses) {
   EXPECT_NE(Installed(102).Find(rules::Family::kIPv6), nullptr);
 }
 
+TEST_F(ReconcilerTest, PublishedIpsWithAnotherFamilyReplanOnTheNextEvent) {
+  // The netns had only its IPv4 address when it was read; status.podIPs later shows both families.
+  netns_addresses_ = {"10.244.1.5"};
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(Installed(101).Find(rules::Family::kIPv6), nullptr);
+  SyncFromServer(p);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+
+  kube::Pod published = *client_.GetPod("shop", "web-1");
+  published.pod_ips = {"10.244.1.5"};  // same family set: no churn
+  Add(published);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  EXPECT_EQ(backend_.apply_calls(), 1);
+
+  published.pod_ips = {"10.244.1.5", "fd00:10:244::5"};
+  Add(published);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kReapplied);
+  EXPECT_NE(Installed(101).Find(rules::Family::kIPv6), nullptr);
+  EXPECT_EQ(client_.patches().size(), 1u);  // still bound to the same netns: no new mark
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  EXPECT_EQ(backend_.apply_calls(), 2);
+}
+
 TEST_F(ReconcilerTest, PublishedIpsWinAndTheNetnsIsNotAsked) {
   kube::Pod p = MemberPod("u1");
   p.pod_ips = {"10.244.1.5"};
