@@ -2,8 +2,9 @@
 // namespace.
 //
 //   bazel run //rules:render_rules -- [flags] [annotation=value ...]
-//   bazel run //rules:render_rules -- --pod_ips=10.0.0.5,fd00::5 sidecar.istio.io/interceptionMode=TPROXY \
-//       traffic.sidecar.istio.io/includeInboundPorts=8080,9090
+//   bazel run //rules:render_rules -- --pod_ips=10.0.0.5,fd00::5
+//       sidecar.istio.io/interceptionMode=TPROXY traffic.sidecar.istio.io/includeInboundPorts=8080,9090
+//   (one command line)
 //
 // Positional arguments are pod annotations (key=value; the value may contain commas). The pod is
 // Istio-injected (istio-proxy container + sidecar.istio.io/status) unless --no-injected.
