@@ -774,32 +774,49 @@ class IptcBackend : public Backend {
   std::string Name() const override { return "iptc"; }
 
   absl::Status Apply(const NetnsHandle& ns, const rules::Ruleset& ruleset) override {
-    return RunInNetns(ns, [&]() -> absl::Status {
-      if (absl::Status s = SyncFamily<V4>(ruleset.Find(Family::kIPv4)); !s.ok()) return s;
-      if (absl::Status s = SyncFamily<V6>(ruleset.Find(Family::kIPv6)); !s.ok()) return s;
-      return SyncPolicyRoutes(ruleset.routes);
-    });
+    return RunInNetns(ns, [&] { return ApplyHere(ruleset); });
   }
 
   absl::StatusOr<rules::Ruleset> ReadBack(const NetnsHandle& ns) override {
     rules::Ruleset out;
+    if (absl::Status s = RunInNetns(ns, [&] { return ReadBackHere(&out); }); !s.ok()) return s;
+    return out;
+  }
+
+  // One namespace entry for both steps; the read-back still reads the kernel's tables afresh.
+  absl::StatusOr<rules::Ruleset> ApplyAndReadBack(const NetnsHandle& ns,
+                                                  const rules::Ruleset& ruleset) override {
+    rules::Ruleset out;
     absl::Status s = RunInNetns(ns, [&]() -> absl::Status {
-      absl::StatusOr<std::optional<rules::FamilyRules>> v4 = ReadFamily<V4>();
-      if (!v4.ok()) return v4.status();
-      if (*v4) out.families.push_back(**std::move(v4));
-      absl::StatusOr<std::optional<rules::FamilyRules>> v6 = ReadFamily<V6>();
-      if (!v6.ok()) return v6.status();
-      if (*v6) out.families.push_back(**std::move(v6));
-      absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes();
-      if (!routes.ok()) return routes.status();
-      out.routes = *std::move(routes);
-      return absl::OkStatus();
+      if (absl::Status a = ApplyHere(ruleset); !a.ok()) return a;
+      return ReadBackHere(&out);
     });
     if (!s.ok()) return s;
     return out;
   }
 
   absl::Status Remove(const NetnsHandle& ns) override { return Apply(ns, rules::Ruleset{}); }
+
+ private:
+  // Both run on the netns worker, inside the target namespace.
+  static absl::Status ApplyHere(const rules::Ruleset& ruleset) {
+    if (absl::Status s = SyncFamily<V4>(ruleset.Find(Family::kIPv4)); !s.ok()) return s;
+    if (absl::Status s = SyncFamily<V6>(ruleset.Find(Family::kIPv6)); !s.ok()) return s;
+    return SyncPolicyRoutes(ruleset.routes);
+  }
+
+  static absl::Status ReadBackHere(rules::Ruleset* out) {
+    absl::StatusOr<std::optional<rules::FamilyRules>> v4 = ReadFamily<V4>();
+    if (!v4.ok()) return v4.status();
+    if (*v4) out->families.push_back(**std::move(v4));
+    absl::StatusOr<std::optional<rules::FamilyRules>> v6 = ReadFamily<V6>();
+    if (!v6.ok()) return v6.status();
+    if (*v6) out->families.push_back(**std::move(v6));
+    absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes();
+    if (!routes.ok()) return routes.status();
+    out->routes = *std::move(routes);
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace
