@@ -91,6 +91,11 @@ void Controller::Start() {
 bool Controller::Ready() const { return informer_.PodsSynced() && informer_.NamespacesSynced(); }
 
 void Controller::Worker() {
+  // Like client-go's WaitForCacheSync: a pod reconciled before the namespace cache is filled (namespace
+  // opt-in annotation, OpenShift uid range) only bounces off "namespace cache not synced" into a 50 ms
+  // backoff, which at startup was every pod of the node.
+  while (!informer_.WaitNamespacesSynced(absl::Milliseconds(100)) && !queue_.shutting_down()) {
+  }
   std::string uid;
   while (queue_.Get(&uid)) {
     {

@@ -7,6 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <thread>
+
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "controller/http_server.h"
 #include "controller/log.h"
@@ -227,6 +231,24 @@ TEST(Informer, RelistDiffReportsVanishedPodsAndNamespaceChangesEnqueuePods) {
   inf.ApplyNamespaceEvent(kube::EventType::kModified, kube::Namespace(ns));
   EXPECT_EQ(enq, (std::vector<std::string>{"u3"}));
   EXPECT_EQ(inf.GetNamespace("shop")->labels.at("istio-injection"), "enabled");
+}
+
+// Workers wait on this before their first pod; it must wake up when the namespace list lands, not at the
+// timeout.
+TEST(Informer, WaitNamespacesSyncedWakesOnTheFirstList) {
+  Informer inf(Informer::Callbacks{[](const std::string&) {}, [](const std::string&) {}});
+  EXPECT_FALSE(inf.WaitNamespacesSynced(absl::Milliseconds(1)));
+  absl::Notification waiting;
+  std::atomic<bool> synced{false};
+  std::thread waiter([&] {
+    waiting.Notify();
+    synced = inf.WaitNamespacesSynced(absl::Hours(1));  // an hour: only the list can end this wait in time
+  });
+  waiting.WaitForNotification();
+  inf.ReplaceNamespaces({});
+  waiter.join();
+  EXPECT_TRUE(synced);
+  EXPECT_TRUE(inf.WaitNamespacesSynced(absl::ZeroDuration()));
 }
 
 }  // namespace

@@ -135,6 +135,11 @@ bool Informer::NamespacesSynced() const {
   return namespaces_synced_;
 }
 
+bool Informer::WaitNamespacesSynced(absl::Duration timeout) const {
+  absl::MutexLock lock(&mu_);
+  return mu_.AwaitWithTimeout(absl::Condition(&namespaces_synced_), timeout);
+}
+
 bool Informer::PodsSynced() const {
   absl::MutexLock lock(&mu_);
   return pods_synced_;

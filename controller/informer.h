@@ -47,6 +47,8 @@ class Informer : public Store {
   std::optional<CachedPod> GetPod(const std::string& uid) const override;
   std::optional<kube::Namespace> GetNamespace(const std::string& name) const override;
   bool NamespacesSynced() const override;
+  // Blocks until the namespace cache has been filled once or `timeout` passes; returns NamespacesSynced().
+  bool WaitNamespacesSynced(absl::Duration timeout) const;
   bool PodsSynced() const;
   std::vector<std::string> PodUids() const;
   size_t NumPods() const;
