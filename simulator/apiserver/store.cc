@@ -584,16 +584,21 @@ void Store::Unwatch(uint64_t id) {
   absl::MutexLock lock(&mu_);
   auto it = watchers_.find(id);
   if (it == watchers_.end()) return;
-  if (it->second.node) {
-    auto n = by_node_.find(*it->second.node);
+  UnindexLocked(id, it->second);
+  watchers_.erase(it);
+}
+
+// Removes a watcher from the fan-out indexes (per node for node-scoped pod watches, per resource otherwise).
+void Store::UnindexLocked(uint64_t id, const Watcher& w) {
+  if (w.node) {
+    auto n = by_node_.find(*w.node);
     if (n != by_node_.end()) {
       n->second.erase(id);
       if (n->second.empty()) by_node_.erase(n);
     }
   } else {
-    general_[Index(it->second.resource)].erase(id);
+    general_[Index(w.resource)].erase(id);
   }
-  watchers_.erase(it);
 }
 
 void Store::Bookmark(uint64_t id) {
@@ -628,16 +633,7 @@ void Store::CloseWatches(bool only_droppable) {
         ++it;
         continue;
       }
-      uint64_t id = it->first;
-      if (it->second.node) {
-        auto n = by_node_.find(*it->second.node);
-        if (n != by_node_.end()) {
-          n->second.erase(id);
-          if (n->second.empty()) by_node_.erase(n);
-        }
-      } else {
-        general_[Index(it->second.resource)].erase(id);
-      }
+      UnindexLocked(it->first, it->second);
       dropped.push_back(it->second.sink);
       watchers_.erase(it++);
     }

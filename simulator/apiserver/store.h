@@ -195,6 +195,7 @@ class Store {
   ObjectPtr CommitLocked(Resource r, const std::string& type, nlohmann::json object, ObjectPtr prev)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CloseWatches(bool only_droppable);
+  void UnindexLocked(uint64_t id, const Watcher& w) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FanOutLocked(const Event& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void DeliverLocked(Watcher& w, const Event& e) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void ScheduleLocked(const ObjectPtr& pod) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
