@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/ensure-deps.sh
-extra=()
+# Tests that drive real clients (helm, kubectl 1.35, @kubernetes/client-node) find them through PNC_NPM_DIR.
+extra=(--test_env=PNC_NPM_DIR="$(tools/ensure-npm.sh --print)")
 if [ "${CI:-}" = "true" ]; then
   # CI: no progress spinner, show every failing test's log.
   extra+=(--curses=no --color=no --show_progress_rate_limit=30)
