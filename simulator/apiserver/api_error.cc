@@ -2,6 +2,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace pnc::sim {
 namespace {
@@ -102,10 +103,44 @@ absl::Status ExpiredError(const std::string& message) { return ApiError(410, "Ex
 
 absl::Status BadRequestError(const std::string& message) { return ApiError(400, "BadRequest", message); }
 
-absl::Status InvalidError(const std::string& resource, const std::string& name, const std::string& message) {
-  // The real message names the kind in singular CamelCase; the plural resource is close enough for clients.
-  return ApiError(422, "Invalid", absl::StrCat(resource, " \"", name, "\" is invalid: ", message), resource,
-                  name);
+FieldCause RequiredCause(const std::string& field, const std::string& detail) {
+  return {"FieldValueRequired", field,
+          detail.empty() ? "Required value" : absl::StrCat("Required value: ", detail)};
+}
+
+FieldCause InvalidCause(const std::string& field, const nlohmann::json& value, const std::string& detail) {
+  return {"FieldValueInvalid", field, absl::StrCat("Invalid value: ", value.dump(), ": ", detail)};
+}
+
+FieldCause NotSupportedCause(const std::string& field, const nlohmann::json& value,
+                             const std::vector<std::string>& supported) {
+  std::string list;
+  for (const auto& s : supported) absl::StrAppend(&list, list.empty() ? "" : ", ", "\"", s, "\"");
+  return {"FieldValueNotSupported", field,
+          absl::StrCat("Unsupported value: ", value.dump(), ": supported values: ", list)};
+}
+
+FieldCause ForbiddenCause(const std::string& field, const std::string& detail) {
+  return {"FieldValueForbidden", field, absl::StrCat("Forbidden: ", detail)};
+}
+
+absl::Status InvalidError(const std::string& kind, const std::string& group, const std::string& name,
+                          const std::vector<FieldCause>& causes) {
+  std::string qualified = group.empty() ? kind : absl::StrCat(kind, ".", group);
+  std::vector<std::string> parts;
+  nlohmann::json jc = nlohmann::json::array();
+  for (const auto& c : causes) {
+    parts.push_back(c.field.empty() ? c.message : absl::StrCat(c.field, ": ", c.message));
+    jc.push_back({{"reason", c.reason}, {"message", c.message}, {"field", c.field}});
+  }
+  std::string joined = parts.size() == 1 ? parts[0] : absl::StrCat("[", absl::StrJoin(parts, ", "), "]");
+  absl::Status s(absl::StatusCode::kInvalidArgument,
+                 absl::StrCat(qualified, " \"", name, "\" is invalid: ", joined));
+  nlohmann::json details = {{"name", name}, {"kind", kind}, {"causes", jc}};
+  if (!group.empty()) details["group"] = group;
+  nlohmann::json meta = {{"code", 422}, {"reason", "Invalid"}, {"details", details}};
+  s.SetPayload(kPayloadUrl, absl::Cord(meta.dump()));
+  return s;
 }
 
 int HttpCode(const absl::Status& status) {

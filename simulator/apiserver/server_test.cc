@@ -168,12 +168,14 @@ TEST_F(ServerTest, StatusSubresourcePatchOverHttp) {
   Create("p");
   auto got = Request(cfg_, "GET", "/api/v1/namespaces/default/pods/p").Json();
   std::string uid = got["metadata"]["uid"];
-  auto conflict =
+  auto replaced =
       Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/p/status",
               R"({"metadata":{"uid":"11111111-1111-4111-8111-111111111111","annotations":{"a":"b"}}})",
               "application/merge-patch+json");
-  EXPECT_EQ(conflict.code, 409);
-  EXPECT_EQ(conflict.Json()["reason"], "Conflict");
+  // A recreated pod (other UID): 422 Invalid like a real kube-apiserver, not 409.
+  EXPECT_EQ(replaced.code, 422);
+  EXPECT_EQ(replaced.Json()["reason"], "Invalid");
+  EXPECT_EQ(replaced.Json()["details"]["causes"][0]["field"], "metadata.uid");
   auto ok = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/p/status",
                     json{{"metadata", {{"uid", uid}, {"annotations", {{"a", "b"}}}}}}.dump(),
                     "application/strategic-merge-patch+json");

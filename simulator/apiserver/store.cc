@@ -220,7 +220,8 @@ absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json 
   if (name.empty()) {
     std::string prefix = MetaString(object, "generateName");
     if (prefix.empty()) {
-      return InvalidError(info.plural, "", "metadata.name: Required value: name or generateName is required");
+      return InvalidError(info.kind, "", "",
+                          {RequiredCause("metadata.name", "name or generateName is required")});
     }
     static constexpr char kAlphabet[] = "bcdfghjklmnpqrstvwxz2456789";
     name = prefix;
@@ -229,10 +230,11 @@ absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json 
   }
   if (!ValidName(name)) {
     return InvalidError(
-        info.plural, name,
-        absl::StrCat("metadata.name: Invalid value: \"", name,
-                     "\": a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
-                     "characters, '-' or '.', and must start and end with an alphanumeric character"));
+        info.kind, "", name,
+        {InvalidCause("metadata.name", name,
+                      "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric "
+                      "characters, '-' or '.', and must start and end with an alphanumeric "
+                      "character")});
   }
   if (info.namespaced) {
     std::string body_ns = MetaString(object, "namespace");
@@ -257,11 +259,11 @@ absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json 
       json& spec = object["spec"];
       if (!spec.is_object() || !spec.contains("containers") || !spec["containers"].is_array() ||
           spec["containers"].empty()) {
-        return InvalidError(info.plural, name, "spec.containers: Required value");
+        return InvalidError(info.kind, "", name, {RequiredCause("spec.containers")});
       }
       for (const auto& c : spec["containers"]) {
         if (!c.is_object() || !c.contains("name") || !c.contains("image")) {
-          return InvalidError(info.plural, name, "spec.containers: each container needs a name and an image");
+          return InvalidError(info.kind, "", name, {RequiredCause("spec.containers[].name")});
         }
       }
       if (!spec.contains("restartPolicy")) spec["restartPolicy"] = "Always";
@@ -378,9 +380,9 @@ absl::StatusOr<ObjectPtr> Store::CommitUpdateLocked(Resource r, const ObjectPtr&
   }
   std::string uid = MetaString(next, "uid");
   if (!uid.empty() && uid != MetaString(*old, "uid")) {
-    return ConflictError(info.plural, name,
-                         absl::StrCat("Precondition failed: UID in precondition: ", uid,
-                                      ", UID in object meta: ", MetaString(*old, "uid")));
+    // Like the real server: metadata.uid of an update/patch is validated as an immutable field (422), not a
+    // storage precondition (that is DeleteOptions.preconditions, 409).
+    return InvalidError(info.kind, "", name, {InvalidCause("metadata.uid", uid, "field is immutable")});
   }
   std::string rv = MetaString(next, "resourceVersion");
   if (!rv.empty() && rv != MetaString(*old, "resourceVersion")) {
@@ -423,10 +425,11 @@ absl::StatusOr<ObjectPtr> Store::CommitUpdateLocked(Resource r, const ObjectPtr&
         const json& os = old->at("spec");
         json& ns_ = next["spec"];
         if (os.contains("nodeName") && ns_.value("nodeName", "") != os.value("nodeName", "")) {
-          return InvalidError(info.plural, name,
-                              "spec: Forbidden: pod updates may not change fields other than "
-                              "`spec.containers[*].image`, `spec.initContainers[*].image`, "
-                              "`spec.activeDeadlineSeconds`, `spec.tolerations`");
+          return InvalidError(info.kind, "", name,
+                              {ForbiddenCause("spec",
+                                              "pod updates may not change fields other than "
+                                              "`spec.containers[*].image`, `spec.initContainers[*].image`, "
+                                              "`spec.activeDeadlineSeconds`, `spec.tolerations`")});
         }
       }
       if (next.value("spec", json()) != old->value("spec", json()) && md.contains("generation")) {

@@ -140,10 +140,12 @@ class Store {
   absl::StatusOr<ObjectPtr> Get(Resource r, const std::string& ns, const std::string& name) const;
   absl::StatusOr<ListResult> List(Resource r, const std::string& ns, const ListOptions& options) const;
   // PUT. A metadata.resourceVersion in `object` must match (409 Conflict otherwise); empty means
-  // unconditional.
+  // unconditional. A metadata.uid that differs from the stored one is 422 Invalid ("metadata.uid: Invalid
+  // value: ...: field is immutable", details.causes), as on the real server.
   absl::StatusOr<ObjectPtr> Update(Resource r, const std::string& ns, const std::string& name,
                                    nlohmann::json object, Subresource sub);
-  // PATCH. metadata.uid / metadata.resourceVersion inside a merge or strategic patch are preconditions (409).
+  // PATCH. metadata.resourceVersion inside a merge or strategic patch is a precondition (409 Conflict);
+  // a metadata.uid that differs from the stored one is 422 Invalid (immutable field), like Update.
   absl::StatusOr<ObjectPtr> Patch(Resource r, const std::string& ns, const std::string& name, PatchType type,
                                   const nlohmann::json& patch, Subresource sub);
   // Pods bound to a node are deleted gracefully when Options::graceful_pod_deletion is set, like on a real

@@ -356,12 +356,24 @@ TEST(StoreTest, PreconditionsConflict) {
       Resource::kPods, "default", "p", PatchType::kMerge,
       {{"metadata", {{"uid", "00000000-0000-4000-8000-000000000000"}, {"annotations", {{"a", "b"}}}}}},
       Subresource::kStatus);
-  ASSERT_EQ(HttpCode(wrong_uid.status()), 409);
-  EXPECT_EQ(StatusObject(wrong_uid.status())["reason"], "Conflict");
-  EXPECT_EQ(StatusObject(wrong_uid.status())["message"],
-            "Operation cannot be fulfilled on pods \"p\": Precondition failed: UID in precondition: "
-            "00000000-0000-4000-8000-000000000000, UID in object meta: " +
-                uid);
+  // A real kube-apiserver validates metadata.uid as immutable: 422 Invalid with a cause, not 409.
+  ASSERT_EQ(HttpCode(wrong_uid.status()), 422);
+  EXPECT_EQ(StatusObject(wrong_uid.status()),
+            json::parse(R"({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+      "message":"Pod \"p\" is invalid: metadata.uid: Invalid value: \"00000000-0000-4000-8000-000000000000\": field is immutable",
+      "reason":"Invalid","code":422,"details":{"name":"p","kind":"Pod","causes":[{"reason":"FieldValueInvalid",
+      "message":"Invalid value: \"00000000-0000-4000-8000-000000000000\": field is immutable","field":"metadata.uid"}]}})"));
+  // The same through a strategic merge patch on the main resource and through PUT.
+  auto wrong_uid_smp =
+      store.Patch(Resource::kPods, "default", "p", PatchType::kStrategicMerge,
+                  {{"metadata", {{"uid", "00000000-0000-4000-8000-000000000001"}}}}, Subresource::kNone);
+  EXPECT_EQ(HttpCode(wrong_uid_smp.status()), 422);
+  json wrong_put = **p;
+  wrong_put["metadata"]["uid"] = "00000000-0000-4000-8000-000000000002";
+  wrong_put["metadata"].erase("resourceVersion");
+  auto wrong_uid_put = store.Update(Resource::kPods, "default", "p", wrong_put, Subresource::kStatus);
+  EXPECT_EQ(HttpCode(wrong_uid_put.status()), 422);
+  EXPECT_EQ(StatusObject(wrong_uid_put.status())["details"]["causes"][0]["field"], "metadata.uid");
   auto right_uid =
       store.Patch(Resource::kPods, "default", "p", PatchType::kMerge,
                   {{"metadata", {{"uid", uid}, {"annotations", {{"a", "b"}}}}}}, Subresource::kStatus);
