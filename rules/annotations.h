@@ -42,11 +42,14 @@ inline constexpr char kStatusAnnotation[] = "pod-network-controller.istio.io/sta
 inline constexpr char kStatusInitialized[] = "initialized";
 // A failed pod gets kStatusErrorPrefix + a one-line reason (already escaped and bounded by rules/).
 inline constexpr char kStatusErrorPrefix[] = "error: ";
-// Written in the same status patch as kStatusInitialized: the decimal nsfs inode of the pod network namespace
-// the rules were installed in. The waiter accepts `initialized` only when this equals the inode of its own
-// network namespace, so a status left over from a recreated sandbox (same pod UID, new empty netns) or set
-// by the pod's author at creation (its netns does not exist yet) never lets the app start without rules.
+// Written in the same status patch as kStatusInitialized (formats in rules/mark.h, docs/mark.md):
+//  kNetnsAnnotation: "<boot_id>/<netns cookie>", the never-reused identity of the network namespace the rules
+//    were verified in. An nsfs inode is NOT an identity (the kernel reuses it as soon as the netns is freed).
+//  kProbeAnnotation: the datapath probe the waiter must pass ("target=IP:PORT,capture=PORT" or "none").
+//  kPlanAnnotation: digest of the Ruleset that was applied (a change detector, not authentication).
 inline constexpr char kNetnsAnnotation[] = "pod-network-controller.istio.io/netns";
+inline constexpr char kProbeAnnotation[] = "pod-network-controller.istio.io/probe";
+inline constexpr char kPlanAnnotation[] = "pod-network-controller.istio.io/plan";
 
 }  // namespace pnc::rules
 
