@@ -1,5 +1,7 @@
 #include "netns/fake_locator.h"
 
+#include <set>
+
 #include "absl/strings/str_cat.h"
 
 namespace pnc::netns {
@@ -11,12 +13,40 @@ absl::StatusOr<NetnsHandle> FakeLocator::Locate(const PodRef& pod) {
   auto it = sandboxes_.find(pod.uid);
   if (it == sandboxes_.end())
     return absl::NotFoundError(absl::StrCat("no sandbox for pod uid ", pod.uid, " yet"));
-  return NetnsHandle::ForTesting(absl::StrCat("fake-netns-", it->second), it->second);
+  return NetnsHandle::ForTesting(absl::StrCat("fake-netns-", it->second.inode), it->second.inode,
+                                 it->second.cookie);
+}
+
+FakeLocator::Sandbox FakeLocator::CreateSandbox(const std::string& pod_uid) {
+  absl::MutexLock lock(&mu_);
+  sandboxes_.erase(pod_uid);
+  std::set<uint64_t> used;
+  for (const auto& [uid, sb] : sandboxes_) used.insert(sb.inode);
+  uint64_t inode = kFirstInode;
+  while (used.count(inode) != 0) ++inode;
+  Sandbox sb{inode, next_cookie_};
+  // Not strictly monotonic, like the kernel's per-CPU cookie allocation, but never reused.
+  next_cookie_ += 1 + (next_cookie_ % 3);
+  sandboxes_[pod_uid] = sb;
+  return sb;
+}
+
+FakeLocator::Sandbox FakeLocator::RecreateSandbox(const std::string& pod_uid) {
+  RemoveSandbox(pod_uid);
+  return CreateSandbox(pod_uid);
+}
+
+std::optional<FakeLocator::Sandbox> FakeLocator::Get(const std::string& pod_uid) const {
+  absl::MutexLock lock(&mu_);
+  auto it = sandboxes_.find(pod_uid);
+  if (it == sandboxes_.end()) return std::nullopt;
+  return it->second;
 }
 
 void FakeLocator::AddSandbox(const std::string& pod_uid, uint64_t inode) {
   absl::MutexLock lock(&mu_);
-  sandboxes_[pod_uid] = inode;
+  sandboxes_[pod_uid] = Sandbox{inode, next_cookie_};
+  next_cookie_ += 1 + (next_cookie_ % 3);
 }
 
 void FakeLocator::RemoveSandbox(const std::string& pod_uid) {

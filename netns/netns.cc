@@ -63,14 +63,18 @@ absl::StatusOr<NetnsHandle> NetnsHandle::Open(const std::string& path) {
   return handle;
 }
 
-NetnsHandle NetnsHandle::ForTesting(const std::string& description, uint64_t fake_inode) {
-  return NetnsHandle(-1, 0, fake_inode, description);
+NetnsHandle NetnsHandle::ForTesting(const std::string& description, uint64_t fake_inode,
+                                    uint64_t fake_cookie) {
+  NetnsHandle h(-1, 0, fake_inode, description);
+  h.testing_cookie_ = fake_cookie;
+  return h;
 }
 
 NetnsHandle::NetnsHandle(NetnsHandle&& other) noexcept
     : fd_(std::exchange(other.fd_, -1)),
       device_(other.device_),
       inode_(other.inode_),
+      testing_cookie_(other.testing_cookie_),
       path_(std::move(other.path_)) {}
 
 NetnsHandle& NetnsHandle::operator=(NetnsHandle&& other) noexcept {
@@ -79,6 +83,7 @@ NetnsHandle& NetnsHandle::operator=(NetnsHandle&& other) noexcept {
     fd_ = std::exchange(other.fd_, -1);
     device_ = other.device_;
     inode_ = other.inode_;
+    testing_cookie_ = other.testing_cookie_;
     path_ = std::move(other.path_);
   }
   return *this;

@@ -23,8 +23,10 @@ class NetnsHandle {
   // others from the OS.
   static absl::StatusOr<NetnsHandle> Open(const std::string& path);
 
-  // A handle that owns no fd, for fakes in tests; identity is (0, fake_inode).
-  static NetnsHandle ForTesting(const std::string& description, uint64_t fake_inode);
+  // A handle that owns no fd, for fakes in tests: (0, fake_inode), and the netns cookie a fake Inspector
+  // reports for it (netns/inspector.h). Fakes reuse inodes like the kernel does; cookies are never reused.
+  static NetnsHandle ForTesting(const std::string& description, uint64_t fake_inode,
+                                uint64_t fake_cookie = 0);
 
   NetnsHandle(NetnsHandle&& other) noexcept;
   NetnsHandle& operator=(NetnsHandle&& other) noexcept;
@@ -32,10 +34,13 @@ class NetnsHandle {
   NetnsHandle& operator=(const NetnsHandle&) = delete;
   ~NetnsHandle();
 
-  int fd() const { return fd_; }             // -1 for ForTesting handles
-  uint64_t inode() const { return inode_; }  // nsfs inode: stable identity of the namespace
+  int fd() const { return fd_; }  // -1 for ForTesting handles
+  // nsfs inode: identifies a LIVE namespace only (the kernel hands the number out again as soon as the netns
+  // is freed); for "the same netns as before" use the netns cookie (netns/inspector.h).
+  uint64_t inode() const { return inode_; }
   uint64_t device() const { return device_; }
-  const std::string& path() const { return path_; }  // what it was opened from, for messages
+  uint64_t testing_cookie() const { return testing_cookie_; }  // 0 unless ForTesting set one
+  const std::string& path() const { return path_; }            // what it was opened from, for messages
 
  private:
   NetnsHandle(int fd, uint64_t device, uint64_t inode, std::string path)
@@ -43,6 +48,7 @@ class NetnsHandle {
   int fd_ = -1;
   uint64_t device_ = 0;
   uint64_t inode_ = 0;
+  uint64_t testing_cookie_ = 0;
   std::string path_;
 };
 
