@@ -1,30 +1,30 @@
-// --probe: proves from inside the pod that outbound redirection is active, like Istio's istio-validation
-// container. It listens on the outbound capture port (15001; the sidecar is not running yet, so the port is
-// free), connects to a TEST-NET-1 address (RFC 5737, never routed), and succeeds only if its own listener
-// accepts that connection and SO_ORIGINAL_DST names the TEST-NET address. Without redirection the SYN goes
-// nowhere and the probe fails. Must run as a uid other than the proxy's (the proxy's traffic bypasses
-// redirection).
+// The waiter's datapath proof (docs/mark.md): from inside the pod's own network namespace, as the waiter's
+// uid/gid (never the proxy's: the proxy's traffic bypasses the capture), connect to the target the
+// controller named and require that THIS connection arrives on a listener the waiter opened on the capture
+// port, with SO_ORIGINAL_DST equal to the target. That only happens when the pod's nat rules redirect it:
+//  - the listener binds the capture port before Envoy runs (the waiter is the first init container);
+//  - the accepted connection must come from the probe's own client socket (peer == client's local address),
+//    so nothing else that connects to the port counts;
+//  - the original destination must differ from the address the connection was accepted on, so a direct
+//    connection to the capture port (no NAT) never counts, whatever target a forged mark names.
+// A failed attempt (no route, no redirect within the attempt's timeout, port in use) is reported with the
+// reason; the caller decides whether to try again.
 #ifndef PNC_CONTROLLER_WAITER_PROBE_H_
 #define PNC_CONTROLLER_WAITER_PROBE_H_
 
-#include <cstdint>
 #include <string>
 
-namespace pnc::waiter {
+#include "rules/mark.h"
 
-struct ProbeOptions {
-  uint16_t capture_port = 15001;
-  std::string target_ip = "192.0.2.1";  // TEST-NET-1
-  uint16_t target_port = 15002;
-  int timeout_ms = 3000;
-};
+namespace pnc::waiter {
 
 struct ProbeResult {
   bool ok = false;
   std::string message;
 };
 
-ProbeResult RunProbe(const ProbeOptions& options);
+// One attempt; `spec` must not be `none`. Blocks at most timeout_ms.
+ProbeResult RunProbe(const rules::ProbeSpec& spec, int timeout_ms);
 
 }  // namespace pnc::waiter
 

@@ -3,18 +3,24 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/inotify.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <optional>
 
 #include "controller/waiter/downward_api.h"
+#include "controller/waiter/probe.h"
 
 namespace pnc::waiter {
 namespace {
+
+constexpr int kSoNetnsCookie = 71;  // SO_NETNS_COOKIE (Linux >= 5.14); older libc headers lack it
+constexpr char kBootIdFile[] = "/proc/sys/kernel/random/boot_id";
 
 constexpr size_t kMaxFile =
     4u << 20;  // annotations are limited to 256 KiB in total; be generous, not unbounded
@@ -82,6 +88,86 @@ std::string DirOf(const std::string& file) {
   return file.substr(0, slash);
 }
 
+// What one read of the annotations file says.
+struct Reading {
+  enum Kind { kWait, kError, kProbe, kReady } kind = kWait;
+  std::string text;  // kWait: what was seen; kError: the reason
+  rules::ProbeSpec probe;
+  std::string note;
+};
+
+Reading Evaluate(const WaitOptions& o, const std::optional<std::string>& text) {
+  Reading r;
+  if (!text) {
+    r.text = "file " + o.file + " not readable yet";
+    return r;
+  }
+  std::map<std::string, std::string> ann = ParseAnnotations(*text);
+  auto it = ann.find(o.key);
+  if (it == ann.end()) {
+    r.text = "annotation " + o.key + " not set";
+    return r;
+  }
+  if (!o.error_prefix.empty() && it->second.compare(0, o.error_prefix.size(), o.error_prefix) == 0) {
+    r.kind = Reading::kError;
+    r.text = Printable(it->second.substr(o.error_prefix.size()));
+    return r;
+  }
+  if (it->second != o.value) {
+    r.text = "annotation " + o.key + "=\"" + Printable(it->second.substr(0, 200)) + "\"";
+    return r;
+  }
+  const std::string shown = o.key + "=\"" + Printable(it->second) + "\"";
+  if (o.require_netns_match) {
+    auto bound = ann.find(o.netns_key);
+    const std::string own = rules::FormatNetnsIdentity(*o.own_identity);
+    if (bound == ann.end()) {
+      r.text = shown + " without " + o.netns_key + " (set by hand or by a controller that predates it)";
+      return r;
+    }
+    std::optional<rules::NetnsIdentity> id = rules::ParseNetnsIdentity(bound->second);
+    if (!id) {
+      r.text = shown + " but " + o.netns_key + "=\"" + Printable(bound->second.substr(0, 80)) +
+               "\" is not a netns identity (<boot_id>/<cookie>)";
+      return r;
+    }
+    if (!(*id == *o.own_identity)) {
+      r.text =
+          shown + " but for netns " + Printable(bound->second) + ", this pod's is " + own +
+          (id->boot_id != o.own_identity->boot_id ? " (marked before a reboot)"
+                                                  : " (the sandbox was recreated, or the mark is forged)") +
+          ": waiting for the controller to apply and mark this one";
+      return r;
+    }
+  }
+  if (!o.probe) {
+    r.kind = Reading::kReady;
+    r.note = "NOT proven: --probe=false, accepted on the mark alone";
+    return r;
+  }
+  auto probe = ann.find(o.probe_key);
+  std::optional<rules::ProbeSpec> spec =
+      probe == ann.end() ? std::nullopt : rules::ParseProbeSpec(probe->second);
+  if (!spec) {
+    r.text =
+        shown + " but " + o.probe_key +
+        (probe == ann.end() ? std::string(" is missing")
+                            : "=\"" + Printable(probe->second.substr(0, 80)) + "\" is not a valid probe");
+    return r;
+  }
+  if (spec->none) {
+    r.kind = Reading::kReady;
+    r.note =
+        "no datapath probe: the controller found no outbound TCP traffic this pod's rules capture "
+        "(e.g. includeOutboundIPRanges is empty); relying on the netns identity";
+    return r;
+  }
+  r.kind = Reading::kProbe;
+  r.probe = *spec;
+  r.text = shown;
+  return r;
+}
+
 }  // namespace
 
 AnnotationWatcher::AnnotationWatcher(WaitOptions options) : o_(std::move(options)) {
@@ -90,14 +176,14 @@ AnnotationWatcher::AnnotationWatcher(WaitOptions options) : o_(std::move(options
     setup_error_ = std::string("inotify_init1: ") + std::strerror(errno);
     return;
   }
-  if (o_.require_netns_match && o_.own_netns_inode == 0) {
-    struct stat st;
-    if (::stat("/proc/self/ns/net", &st) != 0) {
-      setup_error_ = std::string("cannot identify this pod's network namespace (stat /proc/self/ns/net: ") +
-                     std::strerror(errno) + "); pass --require_netns_match=false to accept the status alone";
+  if (o_.require_netns_match && !o_.own_identity) {
+    rules::NetnsIdentity id;
+    std::string err;
+    if (!ReadOwnIdentity(&id, &err)) {
+      setup_error_ = "cannot identify this pod's network namespace: " + err;
       return;
     }
-    o_.own_netns_inode = static_cast<uint64_t>(st.st_ino);
+    o_.own_identity = id;
   }
   // Watch first, then read (in Wait): a swap between the two is then never missed.
   std::string dir = DirOf(o_.file);
@@ -115,6 +201,30 @@ WaitResult WaitForAnnotation(const WaitOptions& o, const std::atomic<bool>* canc
   return w.Wait(cancel);
 }
 
+bool ReadOwnIdentity(rules::NetnsIdentity* out, std::string* error) {
+  Fd s;
+  s.fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s.fd < 0) {
+    *error = std::string("socket: ") + std::strerror(errno);
+    return false;
+  }
+  uint64_t cookie = 0;
+  socklen_t len = sizeof cookie;
+  if (getsockopt(s.fd, SOL_SOCKET, kSoNetnsCookie, &cookie, &len) != 0 || cookie == 0) {
+    *error = std::string("getsockopt(SO_NETNS_COOKIE): ") + std::strerror(errno) +
+             " (Linux >= 5.14 is needed; the controller refuses to run without it too)";
+    return false;
+  }
+  std::optional<std::string> text = ReadFile(kBootIdFile);
+  std::optional<std::string> boot = text ? rules::CanonicalBootId(*text) : std::nullopt;
+  if (!boot) {
+    *error = std::string("cannot read a boot id from ") + kBootIdFile;
+    return false;
+  }
+  *out = rules::NetnsIdentity{*boot, cookie};
+  return true;
+}
+
 WaitResult AnnotationWatcher::Wait(const std::atomic<bool>* cancel) {
   const WaitOptions& o = o_;
   WaitResult r;
@@ -129,48 +239,47 @@ WaitResult AnnotationWatcher::Wait(const std::atomic<bool>* cancel) {
   while (true) {
     std::optional<std::string> text = ReadFile(o.file);
     ++r.reads;
-    if (text) {
-      std::map<std::string, std::string> ann = ParseAnnotations(*text);
-      auto it = ann.find(o.key);
-      if (it == ann.end()) {
-        last_seen = "annotation " + o.key + " not set";
-      } else if (it->second == o.value) {
-        auto bound = ann.find(o.netns_key);
-        const std::string own = std::to_string(o.own_netns_inode);
-        if (!o.require_netns_match || (bound != ann.end() && bound->second == own)) {
+    Reading reading = Evaluate(o, text);
+    bool probing = false;  // marked for this netns, probe failing: retry on a timer too
+    switch (reading.kind) {
+      case Reading::kReady:
+        r.outcome = WaitOutcome::kReady;
+        r.message = o.value;
+        r.note = reading.note;
+        return r;
+      case Reading::kError:
+        r.outcome = WaitOutcome::kError;
+        r.message = reading.text;
+        return r;
+      case Reading::kProbe: {
+        ++r.probes;
+        ProbeResult pr = RunProbe(reading.probe, o.probe_attempt_ms);
+        if (pr.ok) {
           r.outcome = WaitOutcome::kReady;
-          r.message = it->second;
+          r.message = o.value;
+          r.note = pr.message;
           return r;
         }
-        // Not for this netns (yet): keep waiting for the controller to rebind it.
-        if (bound == ann.end()) {
-          last_seen = "annotation " + o.key + "=\"" + Printable(it->second) + "\" without " + o.netns_key +
-                      ": written by an older controller or set by hand; pass --require_netns_match=false to "
-                      "accept it";
-        } else {
-          last_seen = "annotation " + o.key + "=\"" + Printable(it->second) + "\" but for netns " +
-                      Printable(bound->second.substr(0, 40)) + ", this pod's is " + own +
-                      ": the sandbox was recreated and the controller has not re-applied the rules yet";
-        }
-      } else if (!o.error_prefix.empty() &&
-                 it->second.compare(0, o.error_prefix.size(), o.error_prefix) == 0) {
-        r.outcome = WaitOutcome::kError;
-        r.message = Printable(it->second.substr(o.error_prefix.size()));
-        return r;
-      } else {
-        last_seen = "annotation " + o.key + "=\"" + Printable(it->second.substr(0, 200)) + "\"";
+        last_seen = reading.text + " for this netns, but the datapath probe fails: " + pr.message;
+        probing = true;
+        break;
       }
-    } else {
-      last_seen = "file " + o.file + " not readable yet";
+      case Reading::kWait:
+        last_seen = reading.text;
+        break;
     }
-    // Sleep until something changes in the directory.
+    // Sleep until something changes in the directory (or, while probing, the next attempt is due).
+    const int64_t retry_at = probing ? NowMs() + o.probe_interval_ms : deadline;
     while (true) {
-      int64_t left = deadline - NowMs();
+      int64_t now = NowMs();
+      int64_t left = deadline - now;
       if (left <= 0) {
         r.outcome = WaitOutcome::kTimeout;
         r.message = last_seen;
         return r;
       }
+      if (probing && retry_at - now <= 0) break;
+      if (probing && retry_at - now < left) left = retry_at - now;
       if (cancel != nullptr) {
         if (cancel->load()) {
           r.outcome = WaitOutcome::kTimeout;

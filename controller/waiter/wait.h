@@ -1,13 +1,24 @@
-// Waiting for the controller's status annotation in a Downward API file, with inotify on the file's
-// DIRECTORY: the kubelet never rewrites the file in place, it swaps the `..data` symlink (rename(2) of
-// `..data_tmp`), which a watch on the file itself would miss. Every event in the directory triggers one
-// re-read; there is no polling.
+// Waiting for the controller's mark in a Downward API file, with inotify on the file's DIRECTORY: the kubelet
+// never rewrites the file in place, it swaps the `..data` symlink (rename(2) of `..data_tmp`), which a watch
+// on the file itself would miss. Every event in the directory triggers one re-read.
+//
+// The annotation is only the wake-up (docs/mark.md). kReady requires, on the same read:
+//  1. status == `initialized`;
+//  2. the netns identity ("<boot_id>/<cookie>") equal to this process's own network namespace (a mark left
+//     from a recreated sandbox, or from before a reboot, never matches; an nsfs inode would);
+//  3. the datapath probe the mark names passing in this netns (controller/waiter/probe.h), or the mark saying
+//     `none` (the pod's plan captures no outbound TCP), which the result's note states.
+// While 1-2 hold but the probe fails, the probe is repeated on every directory event and every
+// probe_interval_ms until the timeout. `error: ...` ends the wait at once.
 #ifndef PNC_CONTROLLER_WAITER_WAIT_H_
 #define PNC_CONTROLLER_WAITER_WAIT_H_
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <string>
+
+#include "rules/mark.h"
 
 namespace pnc::waiter {
 
@@ -17,16 +28,21 @@ struct WaitOptions {
   std::string value = "initialized";
   std::string error_prefix = "error: ";
   int64_t timeout_ms = 300000;
-  // `value` counts only if netns_key holds the decimal nsfs inode of this process's network namespace
-  // (stat("/proc/self/ns/net").st_ino, allowed without privileges). The controller writes it in the same
-  // patch as the status; a status left by a recreated sandbox, or forged at pod creation, cannot match.
+  // Condition 2 (off only for debugging: then any `initialized` passes this step).
   bool require_netns_match = true;
   std::string netns_key = "pod-network-controller.istio.io/netns";
-  uint64_t own_netns_inode = 0;  // 0: read /proc/self/ns/net (tests may set it)
+  // This process's identity; nullopt: read SO_NETNS_COOKIE and /proc/sys/kernel/random/boot_id.
+  std::optional<rules::NetnsIdentity> own_identity;
+  // Condition 3 (off only for debugging: then the identity alone releases the pod, and kReady's note says
+  // so).
+  bool probe = true;
+  std::string probe_key = "pod-network-controller.istio.io/probe";
+  int probe_attempt_ms = 300;
+  int probe_interval_ms = 200;
 };
 
 enum class WaitOutcome {
-  kReady,    // key == value
+  kReady,    // conditions 1-3 above; note says how the redirection was proven
   kError,    // key starts with error_prefix; message = the reason (control bytes escaped, bounded)
   kTimeout,  // nothing conclusive before the deadline; message says what was last seen (including a value
              // bound to another netns, or not bound at all)
@@ -36,8 +52,14 @@ enum class WaitOutcome {
 struct WaitResult {
   WaitOutcome outcome = WaitOutcome::kFailure;
   std::string message;
-  int reads = 0;  // how many times the file was read (1 + wake-ups)
+  std::string note;  // kReady: the probe's result, or why none was run
+  int reads = 0;     // how many times the file was read (1 + wake-ups)
+  int probes = 0;    // probe attempts
 };
+
+// This process's network namespace identity (socket + getsockopt(SO_NETNS_COOKIE), boot id file). Returns
+// false with `error` set when the kernel or /proc cannot tell.
+bool ReadOwnIdentity(rules::NetnsIdentity* out, std::string* error);
 
 // Owns the inotify watch. Split from WaitForAnnotation because closing an inotify fd is slow: the kernel
 // waits for an SRCU grace period when the group is destroyed (measured ~10 ms on a loaded 2-core VM), so

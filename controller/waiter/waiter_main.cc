@@ -1,9 +1,9 @@
-// waiter: the pod's init container. Blocks until the istio-pod-network-controller has marked this pod, by
-// watching the Downward API annotations file. Runs as non-root with no capabilities on a read-only root fs;
-// links statically.
+// waiter: the pod's init container. Blocks until the istio-pod-network-controller has marked this pod AND the
+// redirection is proven from inside the pod (controller/waiter/wait.h, docs/mark.md). Runs as non-root, as a
+// uid/gid other than the proxy's, with no capabilities on a read-only root fs; links statically.
 //
-// Exit codes: 0 initialized (and probe passed, if asked); 1 the controller reported an error (reason on
-// stderr); 2 timeout; 3 usage or I/O error; 4 probe failed.
+// Exit codes: 0 initialized and proven; 1 the controller reported an error (reason on stderr); 2 timeout
+// (the message says what was missing: the mark, the identity, or the probe); 3 usage or I/O error.
 //
 // Flags: hand-parsed (no absl, to stay static and tiny). Accepted spellings: --name=value, --name value,
 // -name=value, and for the 2018 tool's names both dashes and underscores (--annotation-key ==
@@ -13,7 +13,6 @@
 #include <cstring>
 #include <string>
 
-#include "controller/waiter/probe.h"
 #include "controller/waiter/wait.h"
 
 namespace {
@@ -28,25 +27,21 @@ constexpr char kUsage[] =
     "                           (also --annotation-key, the 2018 spelling)\n"
     "  --annotation_value=VAL   value meaning success (default initialized) (also --annotation-value)\n"
     "  --timeout=DURATION       give up after this long: 300, 300s, 5m, 1500ms (default 300s)\n"
-    "  --require_netns_match=BOOL  accept the value only when pod-network-controller.istio.io/netns equals "
-    "the\n"
-    "                           inode of this container's network namespace, i.e. the controller marked "
-    "THIS\n"
-    "                           sandbox (default true; false for controllers older than that annotation)\n"
+    "  --probe=BOOL             prove the redirection before exiting 0 (default true): as this container's\n"
+    "                           uid/gid, connect to the target the controller wrote in\n"
+    "                           pod-network-controller.istio.io/probe and require the connection on the\n"
+    "                           capture port with SO_ORIGINAL_DST = target. Must not run as the proxy's\n"
+    "                           uid/gid (their traffic bypasses the capture). false: debugging only\n"
+    "  --probe_timeout=DURATION one probe attempt (default 300ms); attempts repeat every 200ms and on every\n"
+    "                           change of the file until --timeout\n"
+    "  --require_netns_match=BOOL  accept the mark only when pod-network-controller.istio.io/netns equals\n"
+    "                           this container's network namespace identity (<boot_id>/<netns cookie>), "
+    "i.e.\n"
+    "                           the controller marked THIS sandbox (default true; false: debugging only)\n"
     "                           (also --require-netns-match)\n"
-    "  --probe                  after success, verify from inside the pod that outbound traffic is "
-    "redirected:\n"
-    "                           listen on --probe_capture_port, connect to --probe_target, expect the "
-    "listener to\n"
-    "                           get it with SO_ORIGINAL_DST = target. Needs includeOutboundIPRanges to cover "
-    "the\n"
-    "                           target (the default '*' does).\n"
-    "  --probe_capture_port=N   default 15001 (Envoy's outbound capture port)\n"
-    "  --probe_target=IP:PORT   default 192.0.2.1:15002 (TEST-NET-1, never routed)\n"
-    "  --probe_timeout=DURATION default 3s\n"
     "  --help                   this text\n"
-    "Exit codes: 0 initialized, 1 the controller reported an error, 2 timeout, 3 usage/I/O error, 4 probe "
-    "failed.\n";
+    "Exit codes: 0 initialized and proven, 1 the controller reported an error, 2 timeout (says what was\n"
+    "missing), 3 usage/I/O error.\n";
 
 // "300" (seconds), "300s", "5m", "1500ms", "1h". Returns -1 if malformed.
 int64_t ParseDurationMs(const std::string& s) {
@@ -76,8 +71,6 @@ int Usage(const std::string& err) {
 
 int main(int argc, char** argv) {
   pnc::waiter::WaitOptions wo;
-  pnc::waiter::ProbeOptions po;
-  bool probe = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg.size() < 2 || arg[0] != '-') return Usage("unexpected argument " + arg);
@@ -97,7 +90,7 @@ int main(int argc, char** argv) {
     }
     if (name == "probe") {
       if (has_value && value != "true" && value != "false") return Usage("--probe takes true or false");
-      probe = !has_value || value == "true";
+      wo.probe = !has_value || value == "true";
       continue;
     }
     if (name == "require_netns_match") {
@@ -119,21 +112,12 @@ int main(int argc, char** argv) {
     } else if (name == "timeout") {
       wo.timeout_ms = ParseDurationMs(value);
       if (wo.timeout_ms < 0) return Usage("bad --timeout " + value);
-    } else if (name == "probe_capture_port") {
-      int p = std::atoi(value.c_str());
-      if (p <= 0 || p > 65535) return Usage("bad --probe_capture_port");
-      po.capture_port = static_cast<uint16_t>(p);
-    } else if (name == "probe_target") {
-      size_t colon = value.rfind(':');
-      int p = colon == std::string::npos ? 0 : std::atoi(value.c_str() + colon + 1);
-      if (colon == std::string::npos || p <= 0 || p > 65535)
-        return Usage("bad --probe_target (want IPv4:PORT)");
-      po.target_ip = value.substr(0, colon);
-      po.target_port = static_cast<uint16_t>(p);
+    } else if (name == "probe_capture_port" || name == "probe_target") {
+      return Usage("--" + name + " was removed: the controller names the probe in the pod's mark");
     } else if (name == "probe_timeout") {
       int64_t ms = ParseDurationMs(value);
-      if (ms <= 0 || ms > 600000) return Usage("bad --probe_timeout");
-      po.timeout_ms = static_cast<int>(ms);
+      if (ms <= 0 || ms > 60000) return Usage("bad --probe_timeout");
+      wo.probe_attempt_ms = static_cast<int>(ms);
     } else {
       return Usage("unknown flag --" + name);
     }
@@ -146,8 +130,8 @@ int main(int argc, char** argv) {
   pnc::waiter::WaitResult r = watcher->Wait();
   switch (r.outcome) {
     case pnc::waiter::WaitOutcome::kReady:
-      std::fprintf(stderr, "waiter: %s=%s\n", wo.key.c_str(), r.message.c_str());
-      break;
+      std::fprintf(stderr, "waiter: %s=%s; %s\n", wo.key.c_str(), r.message.c_str(), r.note.c_str());
+      return 0;
     case pnc::waiter::WaitOutcome::kError:
       std::fprintf(
           stderr,
@@ -164,11 +148,6 @@ int main(int argc, char** argv) {
     case pnc::waiter::WaitOutcome::kFailure:
       std::fprintf(stderr, "waiter: %s\n", r.message.c_str());
       return 3;
-  }
-  if (probe) {
-    pnc::waiter::ProbeResult pr = pnc::waiter::RunProbe(po);
-    std::fprintf(stderr, "waiter: %s\n", pr.message.c_str());
-    if (!pr.ok) return 4;
   }
   return 0;
 }

@@ -20,8 +20,10 @@
 #include <vector>
 
 #include "controller/waiter/downward_api.h"
+#include "controller/waiter/wait.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "rules/mark.h"
 
 extern char** environ;
 
@@ -193,12 +195,26 @@ bool StillRunning(const Child& c) {
 
 constexpr char kKey[] = "pod-network-controller.istio.io/status";
 constexpr char kNetnsKey[] = "pod-network-controller.istio.io/netns";
+constexpr char kProbeKey[] = "pod-network-controller.istio.io/probe";
 
 // The children share this process's network namespace (except the new_netns ones).
-std::string OwnNetns() {
-  struct stat st;
-  EXPECT_EQ(stat("/proc/self/ns/net", &st), 0) << strerror(errno);
-  return std::to_string(st.st_ino);
+rules::NetnsIdentity OwnIdentity() {
+  rules::NetnsIdentity id;
+  std::string err;
+  EXPECT_TRUE(ReadOwnIdentity(&id, &err)) << err;
+  return id;
+}
+std::string OwnNetns() { return rules::FormatNetnsIdentity(OwnIdentity()); }
+// The same boot, another (e.g. the previous sandbox's) cookie.
+std::string OtherNetns() {
+  rules::NetnsIdentity id = OwnIdentity();
+  id.cookie += 1;
+  return rules::FormatNetnsIdentity(id);
+}
+// These tests exercise the wake-up and the identity; the datapath probe runs in probe_test and in the
+// simulator. `none` is what the controller writes for a pod whose rules capture no outbound TCP.
+std::map<std::string, std::string> Marked(const std::string& netns) {
+  return {{kKey, "initialized"}, {kNetnsKey, netns}, {kProbeKey, "none"}};
 }
 
 TEST(Waiter, WaitsThroughSwapsThenExitsZeroOnInitialized) {
@@ -211,21 +227,23 @@ TEST(Waiter, WaitsThroughSwapsThenExitsZeroOnInitialized) {
   w.Write({{"other", "y"}, {kKey, "pending"}});  // not conclusive
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(StillRunning(c));
-  w.Write({{"other", "y"}, {kKey, "initialized"}, {kNetnsKey, OwnNetns()}});
+  std::map<std::string, std::string> ann = Marked(OwnNetns());
+  ann["other"] = "y";
+  w.Write(ann);
   auto [code, err] = Finish(c);
   EXPECT_EQ(code, 0) << err;
+  EXPECT_THAT(err, HasSubstr("relying on the netns identity"));
 }
 
 TEST(Waiter, StatusForAnotherNetnsKeepsWaitingUntilRebound) {
   // A recreated sandbox: the pod still says initialized, bound to the previous (now gone) netns.
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
-  std::string stale = std::to_string(std::stoull(OwnNetns()) + 1);
-  w.Write({{kKey, "initialized"}, {kNetnsKey, stale}});
+  w.Write(Marked(OtherNetns()));
   Child c = Spawn({"--file=" + w.file(), "--timeout=30s"});
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   EXPECT_TRUE(StillRunning(c));
-  w.Write({{kKey, "initialized"}, {kNetnsKey, OwnNetns()}});  // the controller re-applied and rebound
+  w.Write(Marked(OwnNetns()));  // the controller re-applied and rebound
   auto [code, err] = Finish(c);
   EXPECT_EQ(code, 0) << err;
 }
@@ -233,31 +251,63 @@ TEST(Waiter, StatusForAnotherNetnsKeepsWaitingUntilRebound) {
 TEST(Waiter, StatusForAnotherNetnsTimesOutSayingSo) {
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
-  std::string stale = std::to_string(std::stoull(OwnNetns()) + 1);
-  w.Write({{kKey, "initialized"}, {kNetnsKey, stale}});
+  w.Write(Marked(OtherNetns()));
   Child c = Spawn({"--file=" + w.file(), "--timeout=300ms"});
   auto [code, err] = Finish(c);
   EXPECT_EQ(code, 2) << err;
-  EXPECT_THAT(err, HasSubstr("but for netns " + stale + ", this pod's is " + OwnNetns()));
-  EXPECT_THAT(err, HasSubstr("sandbox was recreated"));
+  EXPECT_THAT(err, HasSubstr("but for netns " + OtherNetns() + ", this pod's is " + OwnNetns()));
+  EXPECT_THAT(err, HasSubstr("sandbox was recreated, or the mark is forged"));
+}
+
+// What a tenant can write without the admission policy: none of it releases the pod.
+TEST(Waiter, ForgedOrMalformedMarksNeverRelease) {
+  rules::NetnsIdentity own = OwnIdentity();
+  rules::NetnsIdentity old_boot = own;
+  old_boot.boot_id[0] = old_boot.boot_id[0] == 'a' ? 'b' : 'a';
+  struct Case {
+    std::map<std::string, std::string> ann;
+    std::string says;
+  };
+  std::vector<Case> cases = {
+      {{{kKey, "initialized"}, {kNetnsKey, "4026532281"}, {kProbeKey, "none"}}, "is not a netns identity"},
+      {{{kKey, "initialized"}, {kNetnsKey, rules::FormatNetnsIdentity(old_boot)}, {kProbeKey, "none"}},
+       "marked before a reboot"},
+      {{{kKey, "initialized"}, {kNetnsKey, OwnNetns() + " "}, {kProbeKey, "none"}},
+       "is not a netns identity"},
+      {{{kKey, "initialized"}, {kNetnsKey, OwnNetns()}}, "probe is missing"},
+      {{{kKey, "initialized"}, {kNetnsKey, OwnNetns()}, {kProbeKey, "target=127.0.0.1:15002,capture=15001"}},
+       "is not a valid probe"},
+      {{{kKey, "initialized"}, {kNetnsKey, OwnNetns()}, {kProbeKey, "NONE"}}, "is not a valid probe"},
+      {{{kKey, "Initialized"}, {kNetnsKey, OwnNetns()}, {kProbeKey, "none"}}, "\"Initialized\""},
+  };
+  for (const Case& tc : cases) {
+    std::string dir = MakeTempDir();
+    AtomicWriter w(dir);
+    w.Write(tc.ann);
+    Child c = Spawn({"--file=" + w.file(), "--timeout=200ms"});
+    auto [code, err] = Finish(c);
+    EXPECT_EQ(code, 2) << err;
+    EXPECT_THAT(err, HasSubstr(tc.says));
+  }
 }
 
 TEST(Waiter, UnboundStatusIsNotAcceptedByDefault) {
   // Forged at pod creation (or written by a controller that predates the binding).
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
-  w.Write({{kKey, "initialized"}});
+  w.Write({{kKey, "initialized"}, {kProbeKey, "none"}});
   {
     Child c = Spawn({"--file=" + w.file(), "--timeout=300ms"});
     auto [code, err] = Finish(c);
     EXPECT_EQ(code, 2) << err;
     EXPECT_THAT(err, HasSubstr("without pod-network-controller.istio.io/netns"));
-    EXPECT_THAT(err, HasSubstr("--require_netns_match=false"));
   }
+  // Debugging switches only: both must be turned off for a bare `initialized` to pass, and it says so.
   for (const char* flag : {"--require_netns_match=false", "--require-netns-match=false"}) {
-    Child c = Spawn({"--file=" + w.file(), flag, "--timeout=30s"});
+    Child c = Spawn({"--file=" + w.file(), flag, "--probe=false", "--timeout=30s"});
     auto [code, err] = Finish(c);
     EXPECT_EQ(code, 0) << flag << ": " << err;
+    EXPECT_THAT(err, HasSubstr("NOT proven"));
   }
   {
     Child c = Spawn({"--file=" + w.file(), "--require_netns_match=maybe"});
@@ -269,7 +319,7 @@ TEST(Waiter, BindingIsComparedWithTheWaitersOwnNetns) {
   // The waiter runs in a fresh netns; a binding to the test's netns (the "old sandbox") must not pass.
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
-  w.Write({{kKey, "initialized"}, {kNetnsKey, OwnNetns()}});
+  w.Write(Marked(OwnNetns()));
   Child c = Spawn({"--file=" + w.file(), "--timeout=300ms"}, /*new_netns=*/true);
   auto [code, err] = Finish(c);
   if (code == 99) FAIL() << "cannot create a network namespace (needs root or user namespaces): " << err;
@@ -320,7 +370,7 @@ TEST(Waiter, TimeoutIsNonZeroWithAClearMessage) {
 TEST(Waiter, AlreadyInitializedAndLateFileAndLegacyFlagSpellings) {
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
-  w.Write({{kKey, "initialized"}, {kNetnsKey, OwnNetns()}});
+  w.Write(Marked(OwnNetns()));
   auto [code, err] = [&] {
     Child c = Spawn({"--file=" + w.file()});
     return Finish(c);
@@ -331,7 +381,7 @@ TEST(Waiter, AlreadyInitializedAndLateFileAndLegacyFlagSpellings) {
   std::string dir2 = MakeTempDir();
   AtomicWriter w2(dir2);
   Child c = Spawn({"-file", w2.file(), "--annotation-key=example.com/ready", "--annotation-value", "yes",
-                   "--timeout=30", "--require-netns-match=false"});
+                   "--timeout=30", "--require-netns-match=false", "--probe=false"});
   std::this_thread::sleep_for(std::chrono::milliseconds(50));
   EXPECT_TRUE(StillRunning(c));
   w2.Write({{"example.com/ready", "yes"}});
@@ -362,22 +412,30 @@ TEST(Waiter, UsageErrors) {
   }
 }
 
-TEST(Waiter, ProbeFailsWithoutRedirection) {
-  // In an empty network namespace the TEST-NET connection cannot be redirected: the probe must fail, not
-  // pass.
+TEST(Waiter, ProbeFailureKeepsWaitingAndSaysWhy) {
+  // An empty network namespace: no route, no rules. Even with the identity check off, the probe the mark
+  // names must pass, and it cannot.
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
-  w.Write({{kKey, "initialized"}});
-  Child c = Spawn({"--file=" + w.file(), "--probe", "--probe_timeout=500ms", "--require_netns_match=false"},
-                  /*new_netns=*/true);
+  w.Write({{kKey, "initialized"}, {kProbeKey, "target=192.0.2.1:15002,capture=15001"}});
+  Child c =
+      Spawn({"--file=" + w.file(), "--probe_timeout=100ms", "--timeout=700ms", "--require_netns_match=false"},
+            /*new_netns=*/true);
   auto [code, err] = Finish(c);
   if (code == 99) {
     FAIL() << "cannot create a network namespace for the probe test (needs root or unprivileged user "
               "namespaces): "
            << err;
   }
-  EXPECT_EQ(code, 4) << err;
-  EXPECT_THAT(err, HasSubstr("not redirected"));
+  EXPECT_EQ(code, 2) << err;
+  EXPECT_THAT(err, HasSubstr("the datapath probe fails"));
+}
+
+TEST(Waiter, RemovedProbeFlagsSaySo) {
+  Child c = Spawn({"--probe_target=192.0.2.1:80"});
+  auto [code, err] = Finish(c);
+  EXPECT_EQ(code, 3);
+  EXPECT_THAT(err, HasSubstr("was removed"));
 }
 
 }  // namespace
