@@ -20,7 +20,8 @@ FULL = "t-istio-pod-network-controller"
 SA = f"system:serviceaccount:{NS}:{FULL}"
 VAP_API = "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy"
 MARK_KEYS = {f"pod-network-controller.istio.io/{k}" for k in ("status", "netns", "probe", "plan")}
-CAPS = {"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}
+CAPS = {"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"}  # NET_RAW: legacy x_tables (iptc, restore, auto)
+CAPS_NFT = {"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}
 with open(os.path.join(CHART, "Chart.yaml")) as f:
     APP_VERSION = str(yaml.safe_load(f)["appVersion"])
 
@@ -96,7 +97,7 @@ def rbac_rules(kinds):
     return rules
 
 
-def common_checks(name, kinds, distribution, cri_path):
+def common_checks(name, kinds, distribution, cri_path, caps=CAPS):
     print(f"[{name}]")
     spec = pod_spec(kinds)
     c = controller_container(kinds)
@@ -109,7 +110,7 @@ def common_checks(name, kinds, distribution, cri_path):
     check(sc.get("readOnlyRootFilesystem") is True, "readOnlyRootFilesystem")
     check(sc.get("seccompProfile") == {"type": "RuntimeDefault"}, "container seccomp RuntimeDefault")
     check(sc.get("capabilities", {}).get("drop") == ["ALL"], "drops ALL capabilities")
-    check(set(sc.get("capabilities", {}).get("add", [])) == CAPS, f"adds exactly {sorted(CAPS)}: {sc}")
+    check(set(sc.get("capabilities", {}).get("add", [])) == caps, f"adds exactly {sorted(caps)}: {sc}")
     check(not spec.get("initContainers"), "no init containers")
     args = c.get("args", [])
     check(f"--distribution={distribution}" in args, f"--distribution={distribution} in {args}")
@@ -236,6 +237,9 @@ check(se.get("type") == "MustRunAs" and se.get("seLinuxOptions", {}).get("type")
 check(spec.get("securityContext", {}).get("seLinuxOptions", {}).get("type") == "spc_t", "pod runs as spc_t")
 check(scc.get("seccompProfiles") == ["runtime/default"], "SCC seccomp runtime/default")
 check(scc.get("readOnlyRootFilesystem") is True, "SCC read-only root")
+o_nft = by_kind(template({"kubernetesDistribution": "OpenShift", "controller.backend": "nft"}))
+common_checks("OpenShift, nft", o_nft, "OpenShift", "/var/run/crio/crio.sock", caps=CAPS_NFT)
+check(set(one(o_nft, "SecurityContextConstraints").get("allowedCapabilities", [])) == CAPS_NFT, "SCC nft: no NET_RAW")
 used = {next(k for k in v if k != "name") for v in spec.get("volumes", [])} | {"projected"}  # + SA token
 check(set(scc.get("volumes", [])) == used, f"SCC volumes {scc.get('volumes')} == used {sorted(used)}")
 check(scc.get("users") == [SA] and not scc.get("groups"), f"SCC for the controller's SA only: {scc.get('users')}")
@@ -253,7 +257,7 @@ n = by_kind(template({"controller.locator": "cgroup", "controller.backend": "nft
                       "image.digest": "sha256:" + "b" * 64, "image.pullPolicy": "Always",
                       "serviceAccount.create": "false", "serviceAccount.name": "pnc",
                       "priorityClassName": "", "seLinuxType": "spc_t"}, files=[values_file]))
-common_checks("non-default values (cgroup locator)", n, "Kubernetes", None)
+common_checks("non-default values (cgroup locator, nft)", n, "Kubernetes", None, caps=CAPS_NFT)
 spec, c = pod_spec(n), controller_container(n)
 args = c.get("args", [])
 for a in ("--backend=nft", "--locator=cgroup", "--workers=16", "--capture_dns=true", "--log_level=debug",

@@ -49,6 +49,18 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if ne .Values.controller.locator "cgroup" -}}true{{- end -}}
 {{- end -}}
 
+{{- /*
+Capabilities, measured (unshare -n + setpriv --bounding-set, iptables 1.8.9, nft 1.0.6): SYS_ADMIN for setns() into
+the pod netns; SYS_PTRACE to open /proc/<pid>/ns/net of a process of another uid (pause runs as 65535); NET_ADMIN
+for netfilter and routes; NET_RAW only for legacy x_tables (libiptc opens a SOCK_RAW socket: the iptc and restore
+backends, and auto, which may pick them); nf_tables over netlink needs no NET_RAW.
+*/ -}}
+{{- define "ipnc.capabilities" -}}
+{{- if eq .Values.controller.backend "nft" -}}[NET_ADMIN, SYS_ADMIN, SYS_PTRACE]
+{{- else -}}[NET_ADMIN, NET_RAW, SYS_ADMIN, SYS_PTRACE]
+{{- end -}}
+{{- end -}}
+
 {{- define "ipnc.seLinuxType" -}}
 {{- if .Values.seLinuxType -}}{{ .Values.seLinuxType }}
 {{- else if include "ipnc.openshift" . -}}spc_t
