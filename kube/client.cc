@@ -1,6 +1,7 @@
 #include "kube/client.h"
 
 #include "absl/strings/str_cat.h"
+#include "nlohmann/json.hpp"
 
 namespace pnc::kube {
 namespace {
@@ -53,6 +54,29 @@ absl::Status HttpError(long code, absl::string_view what, absl::string_view serv
   }
   if (code == 429 || code >= 500) return absl::UnavailableError(msg);
   return absl::UnknownError(msg);
+}
+
+absl::Status PatchStatusError(long code, absl::string_view what, absl::string_view body) {
+  std::string message;
+  bool uid_cause = false;
+  nlohmann::json j = nlohmann::json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_object()) {
+    if (auto m = j.find("message"); m != j.end() && m->is_string()) message = m->get<std::string>();
+    if (auto d = j.find("details"); d != j.end() && d->is_object()) {
+      if (auto c = d->find("causes"); c != d->end() && c->is_array()) {
+        for (const nlohmann::json& cause : *c) {
+          if (!cause.is_object()) continue;
+          auto f = cause.find("field");
+          if (f != cause.end() && f->is_string() && f->get<std::string>() == "metadata.uid") uid_cause = true;
+        }
+      }
+    }
+  }
+  if (code == 422 && uid_cause) {
+    return absl::AbortedError(absl::StrCat(what, ": HTTP 422: the object was replaced (metadata.uid differs)",
+                                           message.empty() ? "" : ": ", message.substr(0, 512)));
+  }
+  return HttpError(code, what, message);
 }
 
 }  // namespace pnc::kube

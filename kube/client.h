@@ -69,7 +69,7 @@ class Client {
                                        const std::atomic<bool>& cancel) = 0;
 
   // JSON merge patch of metadata.annotations on pods/<name>/status, with metadata.uid as a precondition:
-  // NotFound if the pod is gone, Aborted if a pod of that name now has another UID.
+  // NotFound if the pod is gone, Aborted if a pod of that name now has another UID (see PatchStatusError).
   virtual absl::Status PatchPodStatusAnnotations(const std::string& namespace_name, const std::string& name,
                                                  const std::string& uid,
                                                  const std::map<std::string, std::string>& annotations) = 0;
@@ -83,6 +83,13 @@ bool IsDns1123Label(std::string_view s);
 
 // Maps an HTTP status code (and the server's Status message, if any) to an absl status per the table above.
 absl::Status HttpError(long http_code, absl::string_view what, absl::string_view server_message);
+
+// The error of a patch that carries a metadata.uid precondition, from the HTTP code and the response body (a
+// Status object). A real kube-apiserver answers a stored object whose UID differs with 422 Invalid whose
+// details.causes name the field "metadata.uid" ("field is immutable"); some servers answer 409. Both mean the
+// object was replaced: Aborted. Every other answer maps as HttpError (a 422 about another field stays
+// InvalidArgument).
+absl::Status PatchStatusError(long http_code, absl::string_view what, absl::string_view body);
 
 }  // namespace pnc::kube
 

@@ -361,7 +361,7 @@ absl::Status CurlClient::PatchPodStatusAnnotations(const std::string& ns, const 
   try {
     nlohmann::json patch;
     patch["metadata"]["uid"] =
-        uid;  // the API server rejects the patch with 409 if the pod now has another UID
+        uid;  // a pod now under another UID: 422 (kube-apiserver) or 409, see PatchStatusError
     for (const auto& [k, v] : annotations) patch["metadata"]["annotations"][k] = v;
     body = patch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   } catch (const std::exception& e) {
@@ -371,7 +371,7 @@ absl::Status CurlClient::PatchPodStatusAnnotations(const std::string& ns, const 
   absl::StatusOr<Response> resp = Do("PATCH", path, body, "application/merge-patch+json");
   if (!resp.ok()) return resp.status();
   if (resp->code / 100 != 2)
-    return HttpError(resp->code, absl::StrCat("patch ", ns, "/", name), ServerMessage(resp->body));
+    return PatchStatusError(resp->code, absl::StrCat("patch ", ns, "/", name), resp->body);
   return absl::OkStatus();
 }
 

@@ -222,9 +222,21 @@ TEST(CurlClient, PatchStatusCarriesUidPreconditionAndMapsConflicts) {
       return;
     }
     nlohmann::json body = nlohmann::json::parse(req.body, nullptr, false);
-    if (body.is_discarded() || body["metadata"]["uid"] != "u1") {
+    if (req.target.find("/pods/old-server/") != std::string::npos && body["metadata"]["uid"] != "u1") {
       conn.Respond(409,
                    R"({"kind":"Status","code":409,"message":"Precondition failed: UID in precondition"})");
+      return;
+    }
+    if (req.target.find("/pods/bad-value/") != std::string::npos) {  // a 422 about another field
+      conn.Respond(422, R"({"kind":"Status","code":422,"reason":"Invalid","message":"bad annotation",)"
+                        R"("details":{"causes":[{"field":"metadata.annotations"}]}})");
+      return;
+    }
+    if (body.is_discarded() || body["metadata"]["uid"] != "u1") {  // what kube-apiserver answers
+      conn.Respond(422, R"({"kind":"Status","code":422,"reason":"Invalid","message":"Pod \"web-1\" is )"
+                        R"(invalid: metadata.uid: Invalid value: \"u2\": field is immutable","details":{)"
+                        R"("name":"web-1","kind":"Pod","causes":[{"reason":"FieldValueInvalid","field":)"
+                        R"("metadata.uid"}]}})");
       return;
     }
     conn.Respond(200, "{}");
@@ -233,6 +245,9 @@ TEST(CurlClient, PatchStatusCarriesUidPreconditionAndMapsConflicts) {
   std::map<std::string, std::string> ann = {{"pod-network-controller.istio.io/status", "initialized"}};
   EXPECT_TRUE(c->PatchPodStatusAnnotations("shop", "web-1", "u1", ann).ok());
   EXPECT_EQ(c->PatchPodStatusAnnotations("shop", "web-1", "u2", ann).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(c->PatchPodStatusAnnotations("shop", "old-server", "u2", ann).code(), absl::StatusCode::kAborted);
+  EXPECT_EQ(c->PatchPodStatusAnnotations("shop", "bad-value", "u1", ann).code(),
+            absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(c->PatchPodStatusAnnotations("shop", "gone", "u1", ann).code(), absl::StatusCode::kNotFound);
   // Untrusted names never reach the URL.
   EXPECT_EQ(c->PatchPodStatusAnnotations("shop", "../../x", "u1", ann).code(),
@@ -241,7 +256,7 @@ TEST(CurlClient, PatchStatusCarriesUidPreconditionAndMapsConflicts) {
             absl::StatusCode::kInvalidArgument);
 
   std::vector<HttpRequest> reqs = server.requests();
-  ASSERT_EQ(reqs.size(), 3u);
+  ASSERT_EQ(reqs.size(), 5u);  // web-1 twice, old-server, bad-value, gone: the invalid names sent nothing
   EXPECT_EQ(reqs[0].method, "PATCH");
   EXPECT_EQ(reqs[0].target, "/api/v1/namespaces/shop/pods/web-1/status");
   EXPECT_EQ(reqs[0].headers.at("content-type"), "application/merge-patch+json");

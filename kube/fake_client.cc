@@ -159,7 +159,17 @@ absl::Status FakeClient::PatchPodStatusAnnotations(const std::string& ns, const 
   }
   auto it = pods_.find(Key(ns, name));
   if (it == pods_.end()) return HttpError(404, "patch", "pods \"" + name + "\" not found");
-  if (it->second.uid != uid) return HttpError(409, "patch", "Precondition failed: UID in precondition");
+  if (it->second.uid != uid) {
+    // What a real kube-apiserver answers (422 Invalid, cause metadata.uid), through the real client's
+    // mapping.
+    return PatchStatusError(
+        422, "patch",
+        R"({"kind":"Status","apiVersion":"v1","status":"Failure","message":"Pod \")" + name +
+            R"(\" is invalid: metadata.uid: Invalid value: \")" + uid +
+            R"(\": field is immutable","reason":"Invalid","details":{"name":")" + name +
+            R"(","kind":"Pod","causes":[{"reason":"FieldValueInvalid","message":"Invalid value: \")" + uid +
+            R"(\": field is immutable","field":"metadata.uid"}]},"code":422})");
+  }
   for (const auto& [k, v] : annotations) it->second.annotations[k] = v;
   it->second.resource_version = absl::StrCat(++rv_);
   patches_.push_back({ns, name, uid, annotations});

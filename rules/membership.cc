@@ -1,5 +1,6 @@
 #include "rules/membership.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "rules/annotations.h"
 #include "rules/values.h"
@@ -48,6 +49,12 @@ MembershipDecision DecideMembership(const PodFacts& pod) {
 
   if (HasIstioInit(pod))
     return No("pod has an istio-init init container, which programs the redirection itself");
+
+  // Istio's "no redirection at all" mode (the proxy runs, but traffic reaches it only when addressed to it):
+  // not a member, never an error.
+  if (const std::string* mode = Lookup(pod.annotations, kInterceptionModeAnnotation);
+      mode != nullptr && absl::StripAsciiWhitespace(*mode) == "NONE")
+    return No(absl::StrCat(kInterceptionModeAnnotation, "=NONE: no traffic redirection for this pod"));
 
   const bool proxy = HasProxy(pod);
   const bool injected = Lookup(pod.annotations, kSidecarStatusAnnotation) != nullptr;

@@ -66,6 +66,16 @@ TEST(MembershipTest, InjectFalseOptsOut) {
   ExpectDecision(legacy, false, "opted out");
 }
 
+TEST(MembershipTest, InterceptionModeNoneIsNotAMemberNotAnError) {
+  PodFacts pod = InjectedPod();
+  pod.annotations[kInterceptionModeAnnotation] = "NONE";
+  ExpectDecision(pod, false, "interceptionMode=NONE");
+  pod.annotations[kInterceptionModeAnnotation] = " NONE ";
+  ExpectDecision(pod, false, "interceptionMode=NONE");
+  pod.annotations[kInterceptionModeAnnotation] = "none";  // Istio's values are case-sensitive: still a member,
+  ExpectDecision(pod, true, "Istio-injected");            // and BuildPlan rejects the value
+}
+
 TEST(MembershipTest, IstioInitContainerExcludes) {
   PodFacts pod = InjectedPod();
   ContainerFacts init;
