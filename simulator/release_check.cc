@@ -1,0 +1,162 @@
+#include "simulator/release_check.h"
+
+#include <optional>
+#include <utility>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "netns/executor.h"
+#include "netns/testing/run_as.h"
+#include "netns/testing/sockets.h"
+
+namespace pnc::sim {
+namespace {
+
+namespace nt = pnc::netns::testing;
+
+CheckResult Pass(std::string detail) { return {CheckVerdict::kPassed, std::move(detail)}; }
+CheckResult Fail(std::string detail) { return {CheckVerdict::kFailed, std::move(detail)}; }
+
+// Connects from `ns` as uid/gid (nullopt: the calling credentials, used for the client namespace).
+absl::StatusOr<nt::UniqueFd> ConnectFrom(const netns::NetnsHandle& ns,
+                                         std::optional<std::pair<uid_t, gid_t>> as, const std::string& ip,
+                                         uint16_t port, absl::Duration timeout) {
+  nt::UniqueFd out;
+  auto fn = [&]() -> absl::Status {
+    auto c = nt::TcpConnect(ip, port, timeout);
+    if (!c.ok()) return c.status();
+    out = std::move(*c);
+    return absl::OkStatus();
+  };
+  absl::Status s = as ? nt::RunAs(as->first, as->second, &ns, fn) : netns::RunInNetns(ns, fn);
+  if (!s.ok()) return s;
+  return out;
+}
+
+// Accepts the connection `client` made on `listener` and returns its SO_ORIGINAL_DST.
+absl::StatusOr<nt::Endpoint> AcceptOriginalDst(int listener, int client, absl::Duration timeout) {
+  auto accepted = nt::Accept(listener, timeout);
+  if (!accepted.ok()) return accepted.status();
+  auto peer = nt::PeerEndpoint(accepted->get());
+  auto local = nt::LocalEndpoint(client);
+  if (peer.ok() && local.ok() && !(*peer == *local)) {
+    return absl::InternalError(absl::StrCat("accepted a connection from ", peer->ToString(), ", not from ",
+                                            local->ToString(), " (someone else's)"));
+  }
+  return nt::OriginalDst(accepted->get());
+}
+
+std::string NotRedirected(const absl::Status& s) {
+  if (absl::IsDeadlineExceeded(s)) return "connect timed out: not redirected";
+  return absl::StrCat("connect failed: ", s.message());
+}
+
+CheckResult Outbound(const ReleaseCheckOptions& o, int capture15001) {
+  const nt::Endpoint want{o.test_net_ip, o.test_net_port};
+  auto conn = ConnectFrom(*o.pod, std::make_pair(o.app_uid, static_cast<gid_t>(o.app_uid)), want.ip,
+                          want.port, o.timeout);
+  if (!conn.ok())
+    return Fail(absl::StrCat("uid ", o.app_uid, " -> ", want.ToString(), ": ", NotRedirected(conn.status())));
+  auto dst = AcceptOriginalDst(capture15001, conn->get(), o.timeout);
+  if (!dst.ok())
+    return Fail(
+        absl::StrCat("connected to ", want.ToString(), " but not via 15001: ", dst.status().message()));
+  if (!(*dst == want))
+    return Fail(absl::StrCat("landed on 15001 with original destination ", dst->ToString()));
+  return Pass(absl::StrCat("uid ", o.app_uid, " -> ", want.ToString(), " landed on 15001, SO_ORIGINAL_DST ",
+                           dst->ToString()));
+}
+
+CheckResult Inbound(const ReleaseCheckOptions& o, int capture15006) {
+  const nt::Endpoint want{o.pod_ip, o.app_port};
+  auto conn = ConnectFrom(*o.client, std::nullopt, want.ip, want.port, o.timeout);
+  if (!conn.ok())
+    return Fail(absl::StrCat("client -> ", want.ToString(), ": ", NotRedirected(conn.status())));
+  auto dst = AcceptOriginalDst(capture15006, conn->get(), o.timeout);
+  if (!dst.ok())
+    return Fail(absl::StrCat("client connected to ", want.ToString(),
+                             " but not via 15006: ", dst.status().message()));
+  if (!(*dst == want))
+    return Fail(absl::StrCat("landed on 15006 with original destination ", dst->ToString()));
+  return Pass(
+      absl::StrCat("client -> ", want.ToString(), " landed on 15006, SO_ORIGINAL_DST ", dst->ToString()));
+}
+
+CheckResult Bypass(const ReleaseCheckOptions& o, int capture15001) {
+  nt::UniqueFd target;
+  absl::Status s = netns::RunInNetns(*o.client, [&]() -> absl::Status {
+    auto l = nt::TcpListen(o.client_ip, o.bypass_port);
+    if (!l.ok()) return l.status();
+    target = std::move(*l);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return Fail(absl::StrCat("bypass target listener: ", s.ToString()));
+  const nt::Endpoint dest{o.client_ip, o.bypass_port};
+  std::string ok;
+  for (auto [uid, gid] : {std::pair<uid_t, gid_t>{o.proxy_uid, o.proxy_gid}, {o.app_uid, o.proxy_gid}}) {
+    std::string who = absl::StrCat("uid ", uid, " gid ", gid);
+    auto conn = ConnectFrom(*o.pod, std::make_pair(uid, gid), dest.ip, dest.port, o.timeout);
+    if (!conn.ok()) return Fail(absl::StrCat(who, " -> ", dest.ToString(), ": ", conn.status().message()));
+    if (nt::HasPendingConnection(capture15001)) {
+      auto stray = nt::Accept(capture15001, absl::ZeroDuration());  // drain it for the next identity
+      return Fail(absl::StrCat(who, " -> ", dest.ToString(), " was captured (landed on 15001)"));
+    }
+    auto accepted = nt::Accept(target.get(), o.timeout);
+    if (!accepted.ok())
+      return Fail(
+          absl::StrCat(who, " -> ", dest.ToString(), " never arrived: ", accepted.status().message()));
+    absl::StrAppend(&ok, ok.empty() ? "" : ", ", who);
+  }
+  return Pass(absl::StrCat(ok, " reached ", dest.ToString(), " directly"));
+}
+
+}  // namespace
+
+const char* CheckVerdictName(CheckVerdict v) {
+  switch (v) {
+    case CheckVerdict::kPassed:
+      return "passed";
+    case CheckVerdict::kFailed:
+      return "FAILED";
+    case CheckVerdict::kNotRun:
+      break;
+  }
+  return "not run";
+}
+
+bool ReleaseCheck::passed() const {
+  return outbound.verdict == CheckVerdict::kPassed && inbound.verdict == CheckVerdict::kPassed &&
+         bypass.verdict == CheckVerdict::kPassed;
+}
+
+std::string ReleaseCheck::Summary() const {
+  auto one = [](const char* name, const CheckResult& r) {
+    return absl::StrCat(name, " ", CheckVerdictName(r.verdict), r.detail.empty() ? "" : " (", r.detail,
+                        r.detail.empty() ? "" : ")");
+  };
+  return absl::StrCat(one("outbound", outbound), "; ", one("inbound", inbound), "; ", one("bypass", bypass));
+}
+
+ReleaseCheck CheckInterceptionAtRelease(const ReleaseCheckOptions& o) {
+  ReleaseCheck out;
+  nt::UniqueFd capture15001, capture15006;
+  absl::Status s = nt::RunAs(o.proxy_uid, o.proxy_gid, o.pod, [&]() -> absl::Status {
+    auto l1 = nt::TcpListen("0.0.0.0", 15001);
+    if (!l1.ok()) return l1.status();
+    auto l2 = nt::TcpListen("0.0.0.0", 15006);
+    if (!l2.ok()) return l2.status();
+    capture15001 = std::move(*l1);
+    capture15006 = std::move(*l2);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) {
+    out.outbound = out.inbound = out.bypass = Fail(absl::StrCat("capture listeners: ", s.ToString()));
+    return out;
+  }
+  out.outbound = Outbound(o, capture15001.get());
+  out.inbound = Inbound(o, capture15006.get());
+  out.bypass = Bypass(o, capture15001.get());
+  return out;
+}
+
+}  // namespace pnc::sim

@@ -1,0 +1,60 @@
+// The check a fake node runs AT THE MOMENT a pod's waiter exits 0, before the sidecar and the app start: is
+// the pod's traffic already redirected? (The product's promise is that the app never starts before; an
+// after-the-fact check could be fooled by a retransmitted SYN that gets redirected once rules arrive late.)
+//
+// From real sockets, in the pod's network namespace:
+//   outbound  as the app's uid/gid, connect to a TEST-NET address: a listener on 15001 must accept it with
+//             SO_ORIGINAL_DST == that address;
+//   inbound   from a client namespace (the node's side of the pod's veth), connect to <pod IP>:<app port>: a
+//             listener on 15006 must accept it with SO_ORIGINAL_DST == <pod IP>:<app port>;
+//   bypass    as the proxy's uid+gid, and as the app's uid with the proxy's gid, connect to a listener in the
+//             client namespace: it must arrive there, not on 15001.
+// The listeners are the node's instruments and are closed before returning (the sidecar stand-in binds the
+// same ports next).
+#ifndef PNC_SIMULATOR_RELEASE_CHECK_H_
+#define PNC_SIMULATOR_RELEASE_CHECK_H_
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "absl/time/time.h"
+#include "netns/netns.h"
+
+namespace pnc::sim {
+
+struct ReleaseCheckOptions {
+  const netns::NetnsHandle* pod = nullptr;     // the pod's network namespace
+  const netns::NetnsHandle* client = nullptr;  // where inbound connections come from (the veth peer side)
+  std::string pod_ip;                          // reachable from `client`
+  std::string client_ip;                       // an address of `client` reachable from the pod
+  uint16_t app_port = 8080;                    // the app's containerPort (inbound target)
+  uint16_t bypass_port = 15999;                // listener in `client` for the bypass check
+  uid_t app_uid = 1000;
+  uid_t proxy_uid = 1337;
+  gid_t proxy_gid = 1337;
+  std::string test_net_ip = "192.0.2.10";
+  uint16_t test_net_port = 80;
+  absl::Duration timeout = absl::Seconds(1);  // per connection
+};
+
+enum class CheckVerdict { kPassed, kFailed, kNotRun };
+const char* CheckVerdictName(CheckVerdict v);  // "passed" / "FAILED" / "not run"
+
+struct CheckResult {
+  CheckVerdict verdict = CheckVerdict::kNotRun;
+  std::string detail;
+};
+
+struct ReleaseCheck {
+  CheckResult outbound, inbound, bypass;
+  bool passed() const;          // all three passed
+  std::string Summary() const;  // "outbound passed (...); inbound FAILED (...); bypass passed (...)"
+};
+
+ReleaseCheck CheckInterceptionAtRelease(const ReleaseCheckOptions& options);
+
+}  // namespace pnc::sim
+
+#endif  // PNC_SIMULATOR_RELEASE_CHECK_H_
