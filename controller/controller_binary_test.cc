@@ -160,7 +160,7 @@ Outputs RunCapturingBoth(std::vector<std::string> args) {
 // handling exits 1. --help lists this binary's flags, --helpfull the libraries' too; after "--" it is no
 // flag.
 TEST(ControllerBinary, HelpExitsZeroWithUsageOnStdout) {
-  for (const char* flag : {"--help", "-h", "-help"}) {
+  for (const char* flag : {"--help", "-h", "-help", "--helpshort"}) {
     Outputs o = RunCapturingBoth({flag});
     EXPECT_EQ(o.code, 0) << flag << ": " << o.err;
     EXPECT_THAT(o.out, HasSubstr("Usage: controller --node_name=NODE")) << flag;

@@ -206,15 +206,16 @@ int Main() {
 
 namespace {
 
-// --help / -h / --helpfull are answered here, before absl::ParseCommandLine, whose own help handling exits 1:
-// usage on stdout, exit 0. --help lists this binary's flags, --helpfull every linked-in flag. Arguments after
-// "--" are not flags. Returns -1 when no help was asked for.
+// --help / -h / --helpshort / --helpfull are answered here, before absl::ParseCommandLine, whose own help
+// handling exits 1: usage on stdout, exit 0. --help lists this binary's flags, --helpfull every linked-in
+// flag. Arguments after "--" are not flags. Returns -1 when no help was asked for.
 int MaybeHelp(int argc, char** argv) {
   bool help = false, full = false;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (std::strcmp(a, "--") == 0) break;
-    if (std::strcmp(a, "--help") == 0 || std::strcmp(a, "-help") == 0 || std::strcmp(a, "-h") == 0)
+    if (std::strcmp(a, "--help") == 0 || std::strcmp(a, "-help") == 0 || std::strcmp(a, "-h") == 0 ||
+        std::strcmp(a, "--helpshort") == 0)
       help = true;
     if (std::strcmp(a, "--helpfull") == 0 || std::strcmp(a, "-helpfull") == 0) help = full = true;
   }
