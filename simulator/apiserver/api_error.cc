@@ -124,6 +124,21 @@ FieldCause ForbiddenCause(const std::string& field, const std::string& detail) {
   return {"FieldValueForbidden", field, absl::StrCat("Forbidden: ", detail)};
 }
 
+absl::Status ApiErrorWithCauses(int http_code, const std::string& reason, const std::string& message,
+                                const std::string& kind, const std::string& name,
+                                const std::vector<FieldCause>& causes) {
+  absl::Status s(CodeFor(http_code), message);
+  nlohmann::json jc = nlohmann::json::array();
+  for (const auto& c : causes)
+    jc.push_back({{"reason", c.reason}, {"message", c.message}, {"field", c.field}});
+  nlohmann::json details = {{"causes", jc}};
+  if (!name.empty()) details["name"] = name;
+  if (!kind.empty()) details["kind"] = kind;
+  nlohmann::json meta = {{"code", http_code}, {"reason", reason}, {"details", details}};
+  s.SetPayload(kPayloadUrl, absl::Cord(meta.dump()));
+  return s;
+}
+
 absl::Status InvalidError(const std::string& kind, const std::string& group, const std::string& name,
                           const std::vector<FieldCause>& causes) {
   std::string qualified = group.empty() ? kind : absl::StrCat(kind, ".", group);

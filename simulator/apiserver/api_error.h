@@ -40,6 +40,11 @@ FieldCause NotSupportedCause(const std::string& field, const nlohmann::json& val
                              const std::vector<std::string>& supported);
 FieldCause ForbiddenCause(const std::string& field, const std::string& detail);
 
+// Any Status error with details.causes (e.g. 409 Conflict with FieldManagerConflict causes).
+absl::Status ApiErrorWithCauses(int http_code, const std::string& reason, const std::string& message,
+                                const std::string& kind, const std::string& name,
+                                const std::vector<FieldCause>& causes);
+
 // 422 Invalid for an object of `kind` ("Pod"; group "" for core): message
 // `Pod "p" is invalid: <field>: <message>` (several causes: `[a: x, b: y]`), details {name, group, kind,
 // causes}, like apierrors.NewInvalid.

@@ -121,6 +121,12 @@ absl::StatusOr<json> Strategic(const json& original, const json& patch) {
 
 }  // namespace
 
+std::optional<std::string> ListMergeKey(const std::string& field) {
+  auto it = MergeKeys().find(field);
+  if (it == MergeKeys().end()) return std::nullopt;
+  return it->second;
+}
+
 absl::StatusOr<PatchType> PatchTypeFromContentType(const std::string& content_type) {
   std::string ct = content_type.substr(0, content_type.find(';'));
   if (ct == "application/merge-patch+json") return PatchType::kMerge;

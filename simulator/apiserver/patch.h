@@ -11,6 +11,7 @@
 #ifndef PNC_SIMULATOR_APISERVER_PATCH_H_
 #define PNC_SIMULATOR_APISERVER_PATCH_H_
 
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -22,6 +23,10 @@ enum class PatchType { kMerge, kStrategicMerge, kJson };
 
 // Maps a Content-Type header to a PatchType; Unimplemented (415) for anything else, e.g. server-side apply.
 absl::StatusOr<PatchType> PatchTypeFromContentType(const std::string& content_type);
+
+// The strategic-merge key of a list field: "containers" -> "name"; "" for a set of primitives (finalizers);
+// nullopt for an atomic list (replaced as a whole).
+std::optional<std::string> ListMergeKey(const std::string& field);
 
 absl::StatusOr<nlohmann::json> ApplyPatch(const nlohmann::json& original, PatchType type,
                                           const nlohmann::json& patch);

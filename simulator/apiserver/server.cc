@@ -17,6 +17,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "simulator/apiserver/api_error.h"
+#include "simulator/apiserver/discovery.h"
+#include "simulator/apiserver/request.h"
+#include "simulator/apiserver/routes.h"
+#include "simulator/apiserver/table.h"
 #include "simulator/apiserver/tls.h"
 
 namespace pnc::sim {
@@ -27,291 +31,6 @@ namespace http = beast::http;
 namespace ssl = net::ssl;
 using tcp = net::ip::tcp;
 using nlohmann::json;
-
-namespace {
-
-constexpr char kVersionJson[] =
-    R"({"major":"1","minor":"32","gitVersion":"v1.32.0-pnc-simulator","gitCommit":"0000000000000000000000000000000000000000","gitTreeState":"clean","buildDate":"2026-01-01T00:00:00Z","goVersion":"go1.23.0","compiler":"gc","platform":"linux/amd64"})";
-
-std::string UrlDecode(absl::string_view in) {
-  std::string out;
-  out.reserve(in.size());
-  for (size_t i = 0; i < in.size(); ++i) {
-    if (in[i] == '+') {
-      out += ' ';
-    } else if (in[i] == '%' && i + 2 < in.size()) {
-      int v = 0;
-      if (absl::SimpleHexAtoi(in.substr(i + 1, 2), &v)) {
-        out += static_cast<char>(v);
-        i += 2;
-      } else {
-        out += in[i];
-      }
-    } else {
-      out += in[i];
-    }
-  }
-  return out;
-}
-
-struct Query {
-  std::map<std::string, std::string> values;
-  std::string Get(const std::string& k) const {
-    auto it = values.find(k);
-    return it == values.end() ? "" : it->second;
-  }
-  bool Has(const std::string& k) const { return values.count(k) > 0; }
-  bool Bool(const std::string& k) const {
-    std::string v = Get(k);
-    return v == "true" || v == "1";
-  }
-};
-
-// What a request path addresses.
-struct Target {
-  Resource resource = Resource::kPods;
-  std::string ns;
-  std::string name;
-  Subresource sub = Subresource::kNone;
-  bool watch_prefix = false;
-};
-
-// Parses the part after /api/v1/. Returns NotFound for anything unknown.
-absl::StatusOr<Target> ParseTarget(std::vector<std::string> seg) {
-  Target t;
-  if (!seg.empty() && seg[0] == "watch") {
-    t.watch_prefix = true;
-    seg.erase(seg.begin());
-  }
-  if (seg.empty()) return absl::NotFoundError("the server could not find the requested resource");
-  auto parse_sub = [&](const std::string& s) -> absl::Status {
-    if (s == "status") {
-      t.sub = Subresource::kStatus;
-      return absl::OkStatus();
-    }
-    return ApiError(404, "NotFound", "the server could not find the requested resource");
-  };
-  if (seg[0] == "namespaces" && seg.size() >= 3) {
-    auto r = ResourceFromPlural(seg[2]);
-    if (r && Info(*r).namespaced) {
-      t.resource = *r;
-      t.ns = seg[1];
-      if (seg.size() >= 4) t.name = seg[3];
-      if (seg.size() == 5) {
-        if (auto s = parse_sub(seg[4]); !s.ok()) return s;
-      }
-      if (seg.size() > 5)
-        return ApiError(404, "NotFound", "the server could not find the requested resource");
-      return t;
-    }
-  }
-  auto r = ResourceFromPlural(seg[0]);
-  if (!r) return ApiError(404, "NotFound", "the server could not find the requested resource");
-  t.resource = *r;
-  if (seg.size() >= 2) {
-    if (Info(*r).namespaced)
-      return ApiError(404, "NotFound", "the server could not find the requested resource");
-    t.name = seg[1];
-  }
-  if (seg.size() == 3) {
-    if (auto s = parse_sub(seg[2]); !s.ok()) return s;
-  }
-  if (seg.size() > 3) return ApiError(404, "NotFound", "the server could not find the requested resource");
-  return t;
-}
-
-// OpenAPI v3, only as much as kubectl reads: the PATCH operations with their GVK and the fieldValidation
-// parameter, which makes kubectl use server-side field validation instead of downloading schemas. No
-// component schemas: kubectl apply then builds strategic merge patches from its compiled-in types, as it does
-// for any built-in kind.
-json OpenApiV3Root() {
-  return {{"paths", {{"api/v1", {{"serverRelativeURL", "/openapi/v3/api/v1?hash=pnc-simulator-1"}}}}}};
-}
-
-json OpenApiV3CoreV1() {
-  json paths = json::object();
-  auto op = [](const char* kind) {
-    return json{{"patch",
-                 {{"x-kubernetes-group-version-kind", {{"group", ""}, {"version", "v1"}, {"kind", kind}}},
-                  {"x-kubernetes-action", "patch"},
-                  {"parameters",
-                   {{{"name", "fieldValidation"}, {"in", "query"}, {"schema", {{"type", "string"}}}},
-                    {{"name", "fieldManager"}, {"in", "query"}, {"schema", {{"type", "string"}}}}}},
-                  {"responses", {{"200", {{"description", "OK"}}}}}}}};
-  };
-  paths["/api/v1/namespaces/{namespace}/pods/{name}"] = op("Pod");
-  paths["/api/v1/namespaces/{namespace}/events/{name}"] = op("Event");
-  paths["/api/v1/namespaces/{name}"] = op("Namespace");
-  paths["/api/v1/nodes/{name}"] = op("Node");
-  return {{"openapi", "3.0.0"},
-          {"info", {{"title", "Kubernetes (pnc simulator)"}, {"version", "v1.32.0"}}},
-          {"paths", paths},
-          {"components", {{"schemas", json::object()}}}};
-}
-
-// OpenAPI v2 for older kubectl (e.g. Debian's 1.20), which fetches /openapi/v2 as protobuf (gnostic's
-// openapi_v2.Document) before create/apply and gives up on 404. A document with no definitions makes it skip
-// client-side schema validation for every kind, which is what the v3 document above achieves for newer
-// kubectl. Hand-encoded: Document{swagger(1): "2.0", info(2): Info{title(1), version(2)}}.
-std::string OpenApiV2Protobuf() {
-  auto field = [](int number, const std::string& bytes) {
-    std::string out(1, static_cast<char>((number << 3) | 2));  // length-delimited
-    out.push_back(static_cast<char>(bytes.size()));            // < 128 bytes: one-byte varint
-    return out + bytes;
-  };
-  return field(1, "2.0") + field(2, field(1, "Kubernetes (pnc simulator)") + field(2, "v1.32.0"));
-}
-
-json ApiResources() {
-  auto res = [](const char* name, const char* singular, bool namespaced, const char* kind,
-                std::vector<std::string> verbs, std::vector<std::string> shorts, bool all) {
-    json r = {{"name", name},
-              {"singularName", singular},
-              {"namespaced", namespaced},
-              {"kind", kind},
-              {"verbs", verbs}};
-    if (!shorts.empty()) r["shortNames"] = shorts;
-    if (all) r["categories"] = {"all"};
-    return r;
-  };
-  std::vector<std::string> rw = {"create", "delete", "get", "list", "patch", "update", "watch"};
-  return {{"kind", "APIResourceList"},
-          {"groupVersion", "v1"},
-          {"resources",
-           {res("events", "event", true, "Event", rw, {"ev"}, false),
-            res("namespaces", "namespace", false, "Namespace", rw, {"ns"}, false),
-            res("namespaces/status", "", false, "Namespace", {"get", "patch", "update"}, {}, false),
-            res("nodes", "node", false, "Node", rw, {"no"}, false),
-            res("nodes/status", "", false, "Node", {"get", "patch", "update"}, {}, false),
-            res("pods", "pod", true, "Pod", rw, {"po"}, true),
-            res("pods/status", "", true, "Pod", {"get", "patch", "update"}, {}, false)}}};
-}
-
-std::string HumanAge(const json& obj) {
-  std::string ts;
-  if (obj.contains("metadata") && obj["metadata"].contains("creationTimestamp") &&
-      obj["metadata"]["creationTimestamp"].is_string()) {
-    ts = obj["metadata"]["creationTimestamp"].get<std::string>();
-  }
-  absl::Time t;
-  std::string err;
-  if (ts.empty() || !absl::ParseTime(absl::RFC3339_full, ts, &t, &err)) return "<unknown>";
-  int64_t s = absl::ToInt64Seconds(absl::Now() - t);
-  if (s < 0) s = 0;
-  if (s < 120) return absl::StrCat(s, "s");
-  if (s < 3600 * 2) return absl::StrCat(s / 60, "m");
-  if (s < 86400 * 2) return absl::StrCat(s / 3600, "h");
-  return absl::StrCat(s / 86400, "d");
-}
-
-json Column(const char* name, const char* type, const char* format, int priority) {
-  return {{"name", name}, {"type", type}, {"format", format}, {"description", ""}, {"priority", priority}};
-}
-
-// kubectl's default table columns (a subset of the real printers).
-json TableColumns(Resource r) {
-  switch (r) {
-    case Resource::kPods:
-      return {Column("Name", "string", "name", 0), Column("Ready", "string", "", 0),
-              Column("Status", "string", "", 0),   Column("Restarts", "string", "", 0),
-              Column("Age", "string", "", 0),      Column("IP", "string", "", 1),
-              Column("Node", "string", "", 1)};
-    case Resource::kNamespaces:
-      return {Column("Name", "string", "name", 0), Column("Status", "string", "", 0),
-              Column("Age", "string", "", 0)};
-    case Resource::kNodes:
-      return {Column("Name", "string", "name", 0), Column("Status", "string", "", 0),
-              Column("Age", "string", "", 0)};
-    case Resource::kEvents:
-      return {Column("Last Seen", "string", "", 0), Column("Type", "string", "", 0),
-              Column("Reason", "string", "", 0), Column("Object", "string", "", 0),
-              Column("Message", "string", "", 0)};
-  }
-  return json::array();
-}
-
-json TableRow(Resource r, const json& obj) {
-  json cells;
-  std::string name = FieldValue(obj, "metadata.name");
-  switch (r) {
-    case Resource::kPods: {
-      size_t total =
-          obj.contains("spec") && obj["spec"].contains("containers") ? obj["spec"]["containers"].size() : 0;
-      size_t ready = 0;
-      if (obj.contains("status") && obj["status"].contains("containerStatuses")) {
-        for (const auto& cs : obj["status"]["containerStatuses"]) {
-          if (cs.value("ready", false)) ++ready;
-        }
-      }
-      std::string phase = FieldValue(obj, "status.phase");
-      std::string reason = FieldValue(obj, "status.reason");
-      cells = {name,
-               absl::StrCat(ready, "/", total),
-               reason.empty() ? phase : reason,
-               "0",
-               HumanAge(obj),
-               FieldValue(obj, "status.podIP").empty() ? "<none>" : FieldValue(obj, "status.podIP"),
-               FieldValue(obj, "spec.nodeName").empty() ? "<none>" : FieldValue(obj, "spec.nodeName")};
-      break;
-    }
-    case Resource::kNamespaces:
-      cells = {name, FieldValue(obj, "status.phase"), HumanAge(obj)};
-      break;
-    case Resource::kNodes:
-      cells = {name, "Ready", HumanAge(obj)};
-      break;
-    case Resource::kEvents:
-      cells = {HumanAge(obj), FieldValue(obj, "type"), FieldValue(obj, "reason"),
-               absl::StrCat(absl::AsciiStrToLower(FieldValue(obj, "involvedObject.kind")), "/",
-                            FieldValue(obj, "involvedObject.name")),
-               FieldValue(obj, "message")};
-      break;
-  }
-  json meta = obj.value("metadata", json::object());
-  return {
-      {"cells", cells},
-      {"object", {{"kind", "PartialObjectMetadata"}, {"apiVersion", "meta.k8s.io/v1"}, {"metadata", meta}}}};
-}
-
-json Table(Resource r, const std::vector<ObjectPtr>& items, uint64_t rv, const std::string& cont) {
-  json rows = json::array();
-  for (const auto& o : items) rows.push_back(TableRow(r, *o));
-  json md = {{"resourceVersion", std::to_string(rv)}};
-  if (!cont.empty()) md["continue"] = cont;
-  return {{"kind", "Table"},
-          {"apiVersion", "meta.k8s.io/v1"},
-          {"metadata", md},
-          {"columnDefinitions", TableColumns(r)},
-          {"rows", rows}};
-}
-
-bool WantsTable(const std::string& accept) { return absl::StrContains(accept, "as=Table"); }
-
-}  // namespace
-
-// One response for an ordinary request.
-struct Reply {
-  http::status status = http::status::ok;
-  std::string body;
-  std::string content_type = "application/json";
-  int retry_after = 0;
-};
-
-Reply StatusReply(const absl::Status& s) {
-  Reply r;
-  r.status = static_cast<http::status>(HttpCode(s));
-  r.body = StatusObject(s).dump();
-  return r;
-}
-
-// A request that turns its connection into a watch stream.
-struct WatchPlan {
-  Resource resource;
-  std::string ns;
-  WatchOptions options;
-  int timeout_seconds = 0;
-  bool table = false;
-};
 
 class ApiServer::Impl {
  public:
@@ -390,6 +109,7 @@ class ApiServer::Impl {
 
   // Returns a reply, or sets *watch for a watch request.
   Reply Handle(const http::request<http::string_body>& req, std::optional<WatchPlan>* watch);
+  std::optional<Reply> InjectedFailure();
 
   Store* store_;
   ServerOptions options_;
@@ -460,7 +180,7 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     void OnEvent(const std::string& type, const ObjectPtr& obj, uint64_t rv, const EventLine&) override {
       auto s = session.lock();
       if (!s) return;
-      json o = type == "BOOKMARK" ? *obj : pnc::sim::Table(resource, {obj}, rv, "");
+      json o = type == "BOOKMARK" ? *obj : TableOf(resource, {obj}, rv, "");
       s->Enqueue(std::make_shared<const std::string>(EncodeWatchLine(type, o)));
     }
     void OnClosed() override {
@@ -485,7 +205,11 @@ class Session : public std::enable_shared_from_this<Session<Stream>> {
     std::optional<WatchPlan> watch;
     Reply reply = server_->Handle(req, &watch);
     if (watch) return StartWatch(req, *watch);
-    auto res = std::make_shared<http::response<http::string_body>>(reply.status, req.version());
+    auto res = std::make_shared<http::response<http::string_body>>(static_cast<http::status>(reply.status),
+                                                                   req.version());
+    for (const auto& w : reply.warnings) {
+      res->insert(http::field::warning, absl::StrCat("299 - ", nlohmann::json(w).dump()));
+    }
     res->set(http::field::server, "pnc-simulator");
     res->set(http::field::content_type, reply.content_type);
     res->set("Cache-Control", "no-cache, private");
@@ -689,23 +413,30 @@ Reply ApiServer::Impl::Handle(const http::request<http::string_body>& req, std::
   requests_.fetch_add(1, std::memory_order_relaxed);
   std::string target(req.target());
   std::string path = target.substr(0, target.find('?'));
-  Query q;
-  if (size_t qpos = target.find('?'); qpos != std::string::npos) {
-    for (absl::string_view kv :
-         absl::StrSplit(absl::string_view(target).substr(qpos + 1), '&', absl::SkipEmpty())) {
-      std::pair<std::string, std::string> p = absl::StrSplit(kv, absl::MaxSplits('=', 1));
-      q.values[UrlDecode(p.first)] = UrlDecode(p.second);
-    }
-  }
-  if (path == "/healthz" || path == "/readyz" || path == "/livez")
-    return Reply{http::status::ok, "ok", "text/plain"};
+  if (path == "/healthz" || path == "/readyz" || path == "/livez") return Reply{200, "ok", "text/plain"};
   if (!options_.token.empty()) {
     std::string auth(req[http::field::authorization]);
     if (auth != absl::StrCat("Bearer ", options_.token)) {
       return StatusReply(ApiError(401, "Unauthorized", "Unauthorized"));
     }
   }
-  // Injected failures (fault hook) hit every API request after authentication.
+  if (auto injected = InjectedFailure()) return *injected;
+  if (auto doc = DiscoveryDocument(path, absl::StrCat(host_, ":", port_))) {
+    return Reply{200, std::move(doc->body), doc->content_type};
+  }
+  auto t = ParseResourcePath(path);
+  if (!t.ok()) return StatusReply(t.status());
+  ApiRequest api{std::string(req.method_string()),
+                 ParseQuery(target),
+                 std::string(req[http::field::content_type]),
+                 std::string(req[http::field::accept]),
+                 std::string(req[http::field::user_agent]),
+                 &req.body()};
+  return ServeResource(store_, api, *t, watch);
+}
+
+// Injected failures (fault hook) hit every API request after authentication.
+std::optional<Reply> ApiServer::Impl::InjectedFailure() {
   for (int n = fail_count_.load(); n > 0;) {
     if (fail_count_.compare_exchange_weak(n, n - 1)) {
       if (fail_code_ == 429) {
@@ -720,176 +451,7 @@ Reply ApiServer::Impl::Handle(const http::request<http::string_body>& req, std::
           ApiError(fail_code_, "InternalError", "Internal error occurred: injected fault (pnc simulator)"));
     }
   }
-  if (path == "/version" || path == "/version/") return Reply{http::status::ok, kVersionJson};
-  if (path == "/api" || path == "/api/") {
-    return Reply{http::status::ok,
-                 json{{"kind", "APIVersions"},
-                      {"versions", {"v1"}},
-                      {"serverAddressByClientCIDRs",
-                       {{{"clientCIDR", "0.0.0.0/0"}, {"serverAddress", absl::StrCat(host_, ":", port_)}}}}}
-                     .dump()};
-  }
-  if (path == "/apis" || path == "/apis/") {
-    return Reply{http::status::ok,
-                 json{{"kind", "APIGroupList"}, {"apiVersion", "v1"}, {"groups", json::array()}}.dump()};
-  }
-  if (path == "/api/v1" || path == "/api/v1/") return Reply{http::status::ok, ApiResources().dump()};
-  if (path == "/openapi/v2") {
-    return Reply{http::status::ok, OpenApiV2Protobuf(), "application/octet-stream"};
-  }
-  if (path == "/openapi/v3") return Reply{http::status::ok, OpenApiV3Root().dump()};
-  if (path == "/openapi/v3/api/v1") return Reply{http::status::ok, OpenApiV3CoreV1().dump()};
-  if (!absl::StartsWith(path, "/api/v1/")) {
-    return StatusReply(ApiError(404, "NotFound", "the server could not find the requested resource"));
-  }
-  std::vector<std::string> seg = absl::StrSplit(path.substr(8), '/', absl::SkipEmpty());
-  auto t = ParseTarget(seg);
-  if (!t.ok()) return StatusReply(t.status());
-  const ResourceInfo& info = Info(t->resource);
-  bool table = WantsTable(std::string(req[http::field::accept]));
-  auto object_reply = [&](const absl::StatusOr<ObjectPtr>& o, http::status ok = http::status::ok) {
-    if (!o.ok()) return StatusReply(o.status());
-    return Reply{ok, (*o)->dump()};
-  };
-  auto parse_body = [&](json* out) -> absl::Status {
-    *out = json::parse(req.body(), nullptr, /*allow_exceptions=*/false);
-    if (out->is_discarded()) {
-      return BadRequestError(
-          "the body of the request could not be decoded as JSON (only JSON bodies are supported)");
-    }
-    return absl::OkStatus();
-  };
-  bool collection = t->name.empty();
-  bool is_watch = t->watch_prefix || q.Bool("watch");
-  try {
-    switch (req.method()) {
-      case http::verb::get: {
-        if (is_watch) {
-          WatchPlan plan{t->resource, t->ns, {}, 0, table};
-          plan.options.label_selector = q.Get("labelSelector");
-          plan.options.field_selector = q.Get("fieldSelector");
-          if (!collection) {
-            // Watching one object = a field selector on its name.
-            plan.options.field_selector =
-                absl::StrCat("metadata.name=", t->name, plan.options.field_selector.empty() ? "" : ",",
-                             plan.options.field_selector);
-          }
-          plan.options.resource_version = q.Get("resourceVersion");
-          plan.options.bookmarks = q.Bool("allowWatchBookmarks");
-          if (q.Has("timeoutSeconds") && !absl::SimpleAtoi(q.Get("timeoutSeconds"), &plan.timeout_seconds)) {
-            return StatusReply(BadRequestError("timeoutSeconds must be an integer"));
-          }
-          // Selector errors must be a 400, not an ERROR event: check them before switching to streaming.
-          if (auto l = LabelSelector::Parse(plan.options.label_selector); !l.ok()) {
-            return StatusReply(BadRequestError(std::string(l.status().message())));
-          }
-          if (auto f = FieldSelector::Parse(info.plural, plan.options.field_selector); !f.ok()) {
-            return StatusReply(BadRequestError(std::string(f.status().message())));
-          }
-          *watch = plan;
-          return Reply{};
-        }
-        if (!collection) {
-          auto o = store_->Get(t->resource, t->ns, t->name);
-          if (o.ok() && table) return Reply{http::status::ok, Table(t->resource, {*o}, 0, "").dump()};
-          return object_reply(o);
-        }
-        ListOptions lo;
-        lo.label_selector = q.Get("labelSelector");
-        lo.field_selector = q.Get("fieldSelector");
-        lo.continue_token = q.Get("continue");
-        if (q.Has("limit") && !absl::SimpleAtoi(q.Get("limit"), &lo.limit)) {
-          return StatusReply(BadRequestError("limit must be an integer"));
-        }
-        auto list = store_->List(t->resource, t->ns, lo);
-        if (!list.ok()) return StatusReply(list.status());
-        if (table) {
-          return Reply{http::status::ok,
-                       Table(t->resource, list->items, list->resource_version, list->continue_token).dump()};
-        }
-        // Assemble the list text directly: the items are already immutable JSON snapshots.
-        json md = {{"resourceVersion", std::to_string(list->resource_version)}};
-        if (!list->continue_token.empty()) md["continue"] = list->continue_token;
-        if (list->remaining) md["remainingItemCount"] = *list->remaining;
-        std::string body =
-            absl::StrCat("{\"kind\":\"", info.kind, "List\",\"apiVersion\":\"v1\",\"metadata\":", md.dump(),
-                         ",\"items\":[");
-        for (size_t i = 0; i < list->items.size(); ++i) {
-          if (i > 0) body += ',';
-          body += list->items[i]->dump();
-        }
-        body += "]}";
-        return Reply{http::status::ok, std::move(body)};
-      }
-      case http::verb::post: {
-        if (!collection || t->sub != Subresource::kNone) {
-          return StatusReply(ApiError(405, "MethodNotAllowed",
-                                      "the server does not allow this method on the requested resource"));
-        }
-        json body;
-        if (auto s = parse_body(&body); !s.ok()) return StatusReply(s);
-        return object_reply(store_->Create(t->resource, t->ns, std::move(body)), http::status::created);
-      }
-      case http::verb::put: {
-        if (collection) {
-          return StatusReply(ApiError(405, "MethodNotAllowed",
-                                      "the server does not allow this method on the requested resource"));
-        }
-        json body;
-        if (auto s = parse_body(&body); !s.ok()) return StatusReply(s);
-        return object_reply(store_->Update(t->resource, t->ns, t->name, std::move(body), t->sub));
-      }
-      case http::verb::patch: {
-        if (collection) {
-          return StatusReply(ApiError(405, "MethodNotAllowed",
-                                      "the server does not allow this method on the requested resource"));
-        }
-        auto type = PatchTypeFromContentType(std::string(req[http::field::content_type]));
-        if (!type.ok())
-          return StatusReply(ApiError(415, "UnsupportedMediaType", std::string(type.status().message())));
-        json body;
-        if (auto s = parse_body(&body); !s.ok()) return StatusReply(s);
-        return object_reply(store_->Patch(t->resource, t->ns, t->name, *type, body, t->sub));
-      }
-      case http::verb::delete_: {
-        if (collection || t->sub != Subresource::kNone) {
-          return StatusReply(ApiError(405, "MethodNotAllowed",
-                                      "the server does not allow this method on the requested resource"));
-        }
-        DeleteOptions del;
-        Preconditions& pre = del.preconditions;
-        if (q.Has("gracePeriodSeconds")) {
-          int64_t g;
-          if (!absl::SimpleAtoi(q.Get("gracePeriodSeconds"), &g)) {
-            return StatusReply(BadRequestError("gracePeriodSeconds must be an integer"));
-          }
-          del.grace_period_seconds = g;
-        }
-        if (!req.body().empty()) {
-          json body;
-          if (auto s = parse_body(&body); !s.ok()) return StatusReply(s);
-          if (body.is_object() && body.contains("preconditions") && body["preconditions"].is_object()) {
-            const json& p = body["preconditions"];
-            if (p.contains("uid") && p["uid"].is_string()) pre.uid = p["uid"].get<std::string>();
-            if (p.contains("resourceVersion") && p["resourceVersion"].is_string()) {
-              pre.resource_version = p["resourceVersion"].get<std::string>();
-            }
-          }
-          if (body.is_object() && body.contains("gracePeriodSeconds") &&
-              body["gracePeriodSeconds"].is_number_integer()) {
-            del.grace_period_seconds = body["gracePeriodSeconds"].get<int64_t>();
-          }
-        }
-        return object_reply(store_->Delete(t->resource, t->ns, t->name, del));
-      }
-      default:
-        return StatusReply(ApiError(405, "MethodNotAllowed",
-                                    "the server does not allow this method on the requested resource"));
-    }
-  } catch (const json::exception& e) {
-    // Malformed but parseable bodies (wrong types in known fields) end here instead of crashing the server.
-    return StatusReply(BadRequestError(absl::StrCat("the request could not be processed: ", e.what())));
-  }
+  return std::nullopt;
 }
 
 ApiServer::ApiServer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}

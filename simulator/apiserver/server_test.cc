@@ -64,9 +64,121 @@ TEST_F(ServerTest, DiscoveryAndStatusObjects) {
   auto garbage = Request(cfg_, "POST", "/api/v1/namespaces/default/pods", "{not json");
   EXPECT_EQ(garbage.code, 400);
   // Like the real server, an unsupported patch type is refused before the object is looked up.
-  auto wrong_type =
-      Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/x", "{}", "application/apply-patch+yaml");
+  auto wrong_type = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/x", "{}", "application/xml");
   EXPECT_EQ(wrong_type.code, 415);
+  // Server-side apply needs a field manager.
+  auto no_manager =
+      Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/x", "{}", "application/apply-patch+yaml");
+  EXPECT_EQ(no_manager.code, 422);
+  EXPECT_EQ(no_manager.Json()["details"]["causes"][0]["field"], "fieldManager");
+  // A protobuf body is 415 (this server speaks JSON only); an Accept list without JSON is 406.
+  auto proto = Request(cfg_, "POST", "/api/v1/namespaces", "k8s\0", "application/vnd.kubernetes.protobuf");
+  EXPECT_EQ(proto.code, 415);
+  EXPECT_EQ(proto.Json()["reason"], "UnsupportedMediaType");
+}
+
+TEST_F(ServerTest, DryRunNeverPersists) {
+  auto created = Request(cfg_, "POST", "/api/v1/namespaces/default/pods?dryRun=All", PodJson("dry"));
+  EXPECT_EQ(created.code, 201) << created.body;
+  EXPECT_EQ(created.Json()["metadata"]["name"], "dry");
+  EXPECT_EQ(Request(cfg_, "GET", "/api/v1/namespaces/default/pods/dry").code, 404);
+  Create("p");
+  std::string rv =
+      Request(cfg_, "GET", "/api/v1/namespaces/default/pods/p").Json()["metadata"]["resourceVersion"];
+  auto patched = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/p?dryRun=All",
+                         R"({"metadata":{"labels":{"x":"y"}}})", "application/merge-patch+json");
+  EXPECT_EQ(patched.code, 200);
+  EXPECT_EQ(patched.Json()["metadata"]["labels"]["x"], "y");
+  auto applied = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/p?dryRun=All&fieldManager=t",
+                         R"({"apiVersion":"v1","kind":"Pod","metadata":{"labels":{"z":"1"}}})",
+                         "application/apply-patch+yaml");
+  EXPECT_EQ(applied.code, 200) << applied.body;
+  EXPECT_EQ(Request(cfg_, "DELETE", "/api/v1/namespaces/default/pods/p?dryRun=All").code, 200);
+  auto bad = Request(cfg_, "DELETE", "/api/v1/namespaces/default/pods/p?dryRun=Some");
+  EXPECT_EQ(bad.code, 422);
+  json now = Request(cfg_, "GET", "/api/v1/namespaces/default/pods/p").Json();
+  EXPECT_EQ(now["metadata"]["resourceVersion"], rv);
+  EXPECT_FALSE(now["metadata"].contains("labels"));
+}
+
+TEST_F(ServerTest, ServerSideApplyOwnsFieldsAndConflicts) {
+  const char* apply = R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"s","labels":{"a":"1"}},
+      "spec":{"containers":[{"name":"app","image":"busybox"}]}})";
+  auto created = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/s?fieldManager=one", apply,
+                         "application/apply-patch+yaml");
+  ASSERT_EQ(created.code, 201) << created.body;  // apply created it
+  json mf = created.Json()["metadata"]["managedFields"];
+  ASSERT_EQ(mf.size(), 1u);
+  EXPECT_EQ(mf[0]["manager"], "one");
+  EXPECT_EQ(mf[0]["operation"], "Apply");
+  EXPECT_TRUE(mf[0]["fieldsV1"]["f:metadata"]["f:labels"].contains("f:a"));
+  std::string other = R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"s","labels":{"a":"2"}}})";
+  auto conflict = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/s?fieldManager=two", other,
+                          "application/apply-patch+yaml");
+  EXPECT_EQ(conflict.code, 409);
+  EXPECT_EQ(conflict.Json()["details"]["causes"][0]["reason"], "FieldManagerConflict");
+  EXPECT_EQ(conflict.Json()["details"]["causes"][0]["field"], ".metadata.labels.a");
+  auto forced = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/s?fieldManager=two&force=true", other,
+                        "application/apply-patch+yaml");
+  ASSERT_EQ(forced.code, 200) << forced.body;
+  EXPECT_EQ(forced.Json()["metadata"]["labels"]["a"], "2");
+  // Manager "one" drops label a from its config: it stays, "two" owns it now. Label b, which "one" adds and
+  // then drops, goes.
+  const std::string spec = R"("spec":{"containers":[{"name":"app","image":"busybox"}]})";
+  auto again =
+      Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/s?fieldManager=one",
+              R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"s","labels":{"b":"x"}},)" + spec + "}",
+              "application/apply-patch+yaml");
+  ASSERT_EQ(again.code, 200) << again.body;
+  EXPECT_EQ(again.Json()["metadata"]["labels"], json({{"a", "2"}, {"b", "x"}}));
+  auto drop = Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/s?fieldManager=one",
+                      R"({"apiVersion":"v1","kind":"Pod","metadata":{"name":"s"},)" + spec + "}",
+                      "application/apply-patch+yaml");
+  ASSERT_EQ(drop.code, 200) << drop.body;
+  EXPECT_EQ(drop.Json()["metadata"]["labels"], json({{"a", "2"}}));
+}
+
+TEST_F(ServerTest, FieldValidationAndCauses) {
+  json pod = json::parse(PodJson("v"));
+  pod["spec"]["foo"] = 1;
+  auto strict = Request(cfg_, "POST", "/api/v1/namespaces/default/pods?fieldValidation=Strict", pod.dump());
+  EXPECT_EQ(strict.code, 400);
+  EXPECT_THAT(strict.Json()["message"].get<std::string>(),
+              HasSubstr("strict decoding error: unknown field \"spec.foo\""));
+  auto warn = Request(cfg_, "POST", "/api/v1/namespaces/default/pods?fieldValidation=Warn", pod.dump());
+  EXPECT_EQ(warn.code, 201);
+  EXPECT_THAT(warn.headers, HasSubstr("Warning: 299 - \"unknown field \\\"spec.foo\\\"\""));
+  json bad = json::parse(PodJson("w"));
+  bad["spec"]["restartPolicy"] = "Sometimes";
+  bad["spec"]["containers"].push_back({{"name", "app"}});
+  auto invalid = Request(cfg_, "POST", "/api/v1/namespaces/default/pods", bad.dump());
+  EXPECT_EQ(invalid.code, 422);
+  json causes = invalid.Json()["details"]["causes"];
+  ASSERT_EQ(causes.size(), 3u) << invalid.body;
+  EXPECT_EQ(causes[0]["field"], "spec.containers[1].name");
+  EXPECT_EQ(causes[0]["reason"], "FieldValueDuplicate");
+  EXPECT_EQ(causes[1]["field"], "spec.containers[1].image");
+  EXPECT_EQ(causes[1]["reason"], "FieldValueRequired");
+  EXPECT_EQ(causes[2]["field"], "spec.restartPolicy");
+  EXPECT_EQ(causes[2]["reason"], "FieldValueNotSupported");
+}
+
+TEST_F(ServerTest, WatchListSendsInitialEventsThenBookmark) {
+  Create("a");
+  Create("b");
+  auto rejected = Request(cfg_, "GET", "/api/v1/namespaces/default/pods?watch=1&sendInitialEvents=true");
+  EXPECT_EQ(rejected.code, 422);
+  WatchReader w(cfg_,
+                "/api/v1/namespaces/default/pods?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
+                "&resourceVersionMatch=NotOlderThan");
+  std::vector<std::string> types;
+  for (int i = 0; i < 3; ++i) {
+    auto e = w.Next(absl::Seconds(5));
+    ASSERT_TRUE(e);
+    types.push_back((*e)["type"]);
+    if (i == 2) EXPECT_EQ((*e)["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+  }
+  EXPECT_EQ(types, (std::vector<std::string>{"ADDED", "ADDED", "BOOKMARK"}));
 }
 
 TEST_F(ServerTest, ListWithSelectorsAndPagination) {

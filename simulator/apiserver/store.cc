@@ -8,18 +8,35 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "simulator/apiserver/api_error.h"
+#include "simulator/apiserver/managed_fields.h"
+#include "simulator/apiserver/validation.h"
 
 namespace pnc::sim {
 namespace {
 
 using nlohmann::json;
 
+constexpr char kRbac[] = "rbac.authorization.k8s.io";
+constexpr char kAdmission[] = "admissionregistration.k8s.io";
+// In the order of enum Resource.
 constexpr ResourceInfo kInfos[] = {
-    {"namespaces", "Namespace", false, "ns"},
-    {"pods", "Pod", true, "po"},
-    {"events", "Event", true, "ev"},
-    {"nodes", "Node", false, "no"},
+    {"namespaces", "Namespace", false, "ns", "", "v1", true},
+    {"pods", "Pod", true, "po", "", "v1", true},
+    {"events", "Event", true, "ev", "", "v1", false},
+    {"nodes", "Node", false, "no", "", "v1", true},
+    {"serviceaccounts", "ServiceAccount", true, "sa", "", "v1", false},
+    {"secrets", "Secret", true, "", "", "v1", false},
+    {"configmaps", "ConfigMap", true, "cm", "", "v1", false},
+    {"clusterroles", "ClusterRole", false, "", kRbac, "v1", false},
+    {"clusterrolebindings", "ClusterRoleBinding", false, "", kRbac, "v1", false},
+    {"roles", "Role", true, "", kRbac, "v1", false},
+    {"rolebindings", "RoleBinding", true, "", kRbac, "v1", false},
+    {"daemonsets", "DaemonSet", true, "ds", "apps", "v1", true},
+    {"validatingadmissionpolicies", "ValidatingAdmissionPolicy", false, "", kAdmission, "v1", true},
+    {"validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", false, "", kAdmission, "v1",
+     false},
 };
+static_assert(sizeof(kInfos) / sizeof(kInfos[0]) == kResourceCount);
 
 int Index(Resource r) { return static_cast<int>(r); }
 
@@ -58,9 +75,13 @@ json WithRv(const json& obj, uint64_t rv) {
 
 const ResourceInfo& Info(Resource r) { return kInfos[Index(r)]; }
 
-std::optional<Resource> ResourceFromPlural(std::string_view plural) {
+std::string ResourceInfo::ApiVersion() const {
+  return *group ? absl::StrCat(group, "/", version) : std::string(version);
+}
+
+std::optional<Resource> ResourceFromPlural(std::string_view group, std::string_view plural) {
   for (Resource r : kAllResources) {
-    if (plural == Info(r).plural) return r;
+    if (plural == Info(r).plural && group == Info(r).group) return r;
   }
   return std::nullopt;
 }
@@ -204,7 +225,14 @@ void Store::ScheduleLocked(const ObjectPtr& pod) {
   CommitLocked(Resource::kPods, "MODIFIED", std::move(next), pod);
 }
 
-absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json object) {
+absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json object,
+                                        const WriteOptions& write) {
+  absl::MutexLock lock(&mu_);
+  return CreateLocked(r, ns, std::move(object), write);
+}
+
+absl::StatusOr<ObjectPtr> Store::CreateLocked(Resource r, const std::string& ns, json object,
+                                              const WriteOptions& write) {
   const ResourceInfo& info = Info(r);
   if (!object.is_object()) return BadRequestError("the request body must be a JSON object");
   if (object.contains("kind") && object["kind"] != info.kind) {
@@ -212,10 +240,9 @@ absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json 
                                         ") does not match the resource ", info.plural));
   }
   object["kind"] = info.kind;
-  object["apiVersion"] = "v1";
+  object["apiVersion"] = info.ApiVersion();
   json& md = object["metadata"];
   if (!md.is_object()) return BadRequestError("metadata must be an object");
-  absl::MutexLock lock(&mu_);
   std::string name = MetaString(object, "name");
   if (name.empty()) {
     std::string prefix = MetaString(object, "generateName");
@@ -256,16 +283,8 @@ absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json 
   switch (r) {
     case Resource::kPods: {
       md["generation"] = 1;
+      if (auto v = ValidatePod(object, name); !v.ok()) return v;
       json& spec = object["spec"];
-      if (!spec.is_object() || !spec.contains("containers") || !spec["containers"].is_array() ||
-          spec["containers"].empty()) {
-        return InvalidError(info.kind, "", name, {RequiredCause("spec.containers")});
-      }
-      for (const auto& c : spec["containers"]) {
-        if (!c.is_object() || !c.contains("name") || !c.contains("image")) {
-          return InvalidError(info.kind, "", name, {RequiredCause("spec.containers[].name")});
-        }
-      }
       if (!spec.contains("restartPolicy")) spec["restartPolicy"] = "Always";
       if (!spec.contains("schedulerName")) spec["schedulerName"] = "default-scheduler";
       if (!spec.contains("terminationGracePeriodSeconds")) spec["terminationGracePeriodSeconds"] = 30;
@@ -278,10 +297,21 @@ absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json 
       object["spec"] = {{"finalizers", {"kubernetes"}}};
       object["status"] = {{"phase", "Active"}};
       break;
-    case Resource::kNodes:
-    case Resource::kEvents:
+    case Resource::kDaemonSets:
+      md["generation"] = 1;
+      object["status"] = {{"currentNumberScheduled", 0},
+                          {"desiredNumberScheduled", 0},
+                          {"numberMisscheduled", 0},
+                          {"numberReady", 0}};
+      break;
+    default:
       break;
   }
+  if (!write.field_manager.empty()) {
+    object =
+        RecordUpdate(json(), std::move(object), {write.field_manager, info.ApiVersion(), NowLocked(), false});
+  }
+  if (write.dry_run) return std::make_shared<const json>(std::move(object));
   ObjectPtr created = CommitLocked(r, "ADDED", std::move(object), nullptr);
   if (r == Resource::kPods && options_.scheduler && FieldValue(*created, "spec.nodeName").empty()) {
     // The client sees the create response (unbound), watchers then see the binding, like with a real
@@ -365,7 +395,8 @@ absl::StatusOr<ListResult> Store::List(Resource r, const std::string& ns, const 
 }
 
 absl::StatusOr<ObjectPtr> Store::CommitUpdateLocked(Resource r, const ObjectPtr& old, json next,
-                                                    Subresource sub) {
+                                                    Subresource sub, const WriteOptions& write,
+                                                    bool from_apply) {
   const ResourceInfo& info = Info(r);
   const std::string name = MetaString(*old, "name");
   if (!next.is_object()) return BadRequestError("the request body must be a JSON object");
@@ -391,8 +422,16 @@ absl::StatusOr<ObjectPtr> Store::CommitUpdateLocked(Resource r, const ObjectPtr&
         "the object has been modified; please apply your changes to the latest version and try again");
   }
   next["kind"] = info.kind;
-  next["apiVersion"] = "v1";
+  next["apiVersion"] = info.ApiVersion();
   json& md = next["metadata"];
+  // Clients never write managedFields directly; server-side apply has computed them already.
+  if (!from_apply) {
+    if (old->at("metadata").contains("managedFields")) {
+      md["managedFields"] = old->at("metadata").at("managedFields");
+    } else {
+      md.erase("managedFields");
+    }
+  }
   for (const char* keep : {"uid", "creationTimestamp", "namespace", "generation", "deletionTimestamp",
                            "deletionGracePeriodSeconds"}) {
     auto o = old->at("metadata").find(keep);
@@ -437,15 +476,23 @@ absl::StatusOr<ObjectPtr> Store::CommitUpdateLocked(Resource r, const ObjectPtr&
       }
     }
   }
+  if (r == Resource::kPods && sub == Subresource::kNone) {
+    if (auto v = ValidatePod(next, name); !v.ok()) return v;
+  }
+  if (!write.field_manager.empty()) {
+    next = RecordUpdate(*old, std::move(next),
+                        {write.field_manager, info.ApiVersion(), NowLocked(), sub == Subresource::kStatus});
+  }
   // A no-op update keeps the resourceVersion and emits nothing.
   json cmp = next;
   cmp["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
   if (cmp == *old) return old;
+  if (write.dry_run) return std::make_shared<const json>(std::move(next));
   return CommitLocked(r, "MODIFIED", std::move(next), old);
 }
 
 absl::StatusOr<ObjectPtr> Store::Update(Resource r, const std::string& ns, const std::string& name,
-                                        json object, Subresource sub) {
+                                        json object, Subresource sub, const WriteOptions& write) {
   absl::MutexLock lock(&mu_);
   auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
   if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
@@ -453,11 +500,12 @@ absl::StatusOr<ObjectPtr> Store::Update(Resource r, const std::string& ns, const
       MetaString(object, "namespace").empty()) {
     object["metadata"]["namespace"] = ns;
   }
-  return CommitUpdateLocked(r, it->second, std::move(object), sub);
+  return CommitUpdateLocked(r, it->second, std::move(object), sub, write);
 }
 
 absl::StatusOr<ObjectPtr> Store::Patch(Resource r, const std::string& ns, const std::string& name,
-                                       PatchType type, const json& patch, Subresource sub) {
+                                       PatchType type, const json& patch, Subresource sub,
+                                       const WriteOptions& write) {
   absl::MutexLock lock(&mu_);
   auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
   if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
@@ -476,7 +524,45 @@ absl::StatusOr<ObjectPtr> Store::Patch(Resource r, const std::string& ns, const 
                   patch["metadata"].contains("resourceVersion");
     if (!has_rv) (*next)["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
   }
-  return CommitUpdateLocked(r, old, *std::move(next), sub);
+  return CommitUpdateLocked(r, old, *std::move(next), sub, write);
+}
+
+absl::StatusOr<ObjectPtr> Store::Apply(Resource r, const std::string& ns, const std::string& name,
+                                       const json& applied, Subresource sub, const WriteOptions& write) {
+  const ResourceInfo& info = Info(r);
+  if (write.field_manager.empty()) {
+    return InvalidError("PatchOptions", "meta.k8s.io", "",
+                        {RequiredCause("fieldManager", "is required for apply patch")});
+  }
+  if (!applied.is_object()) return BadRequestError("the applied configuration must be an object");
+  if (applied.value("apiVersion", "") != info.ApiVersion() || applied.value("kind", "") != info.kind) {
+    return BadRequestError(absl::StrCat("the applied configuration must set apiVersion \"", info.ApiVersion(),
+                                        "\" and kind \"", info.kind, "\""));
+  }
+  if (applied.contains("metadata") && applied["metadata"].is_object() &&
+      applied["metadata"].contains("name") && applied["metadata"]["name"] != name) {
+    return BadRequestError(absl::StrCat("the name of the object (", applied["metadata"]["name"].dump(),
+                                        ") does not match the name on the URL (", name, ")"));
+  }
+  absl::MutexLock lock(&mu_);
+  ManagerInfo who{write.field_manager, info.ApiVersion(), NowLocked(), sub == Subresource::kStatus};
+  auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
+  if (it == objects_[Index(r)].end()) {
+    if (sub != Subresource::kNone) return NotFoundError(info.plural, name);
+    auto created = ApplyConfiguration(json(), applied, who, write.force, info.plural, name);
+    if (!created.ok()) return created.status();
+    (*created)["metadata"]["name"] = name;
+    WriteOptions w = write;
+    w.field_manager.clear();  // ApplyConfiguration recorded the Apply entry
+    return CreateLocked(r, ns, *std::move(created), w);
+  }
+  ObjectPtr old = it->second;
+  auto next = ApplyConfiguration(*old, applied, who, write.force, info.plural, name);
+  if (!next.ok()) return next.status();
+  (*next)["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
+  WriteOptions w = write;
+  w.field_manager.clear();
+  return CommitUpdateLocked(r, old, *std::move(next), sub, w, /*from_apply=*/true);
 }
 
 absl::StatusOr<ObjectPtr> Store::DeleteLocked(Resource r, const Key& key) {
@@ -505,6 +591,7 @@ absl::StatusOr<ObjectPtr> Store::Delete(Resource r, const std::string& ns, const
         absl::StrCat("Precondition failed: ResourceVersion in precondition: ", *pre.resource_version,
                      ", ResourceVersion in object meta: ", MetaString(*old, "resourceVersion")));
   }
+  if (options.dry_run) return old;
   if (r == Resource::kPods && options_.graceful_pod_deletion && !FieldValue(*old, "spec.nodeName").empty()) {
     int64_t grace = 30;
     if (old->contains("spec") && (*old)["spec"].contains("terminationGracePeriodSeconds") &&
@@ -523,7 +610,8 @@ absl::StatusOr<ObjectPtr> Store::Delete(Resource r, const std::string& ns, const
   }
   if (r == Resource::kNamespaces) {
     // No namespace lifecycle controller: the namespace's objects go with it, each with its own DELETED event.
-    for (Resource inner : {Resource::kPods, Resource::kEvents}) {
+    for (Resource inner : kAllResources) {
+      if (!Info(inner).namespaced) continue;
       auto& objs = objects_[Index(inner)];
       std::vector<Key> keys;
       for (auto o = objs.lower_bound(name + "/"); o != objs.end() && o->first.rfind(name + "/", 0) == 0;
@@ -543,8 +631,9 @@ absl::StatusOr<uint64_t> Store::Watch(Resource r, const std::string& ns, const W
   auto fields = FieldSelector::Parse(Info(r).plural, options.field_selector);
   if (!fields.ok()) return BadRequestError(std::string(fields.status().message()));
   uint64_t from = 0;
-  bool initial = options.resource_version.empty() || options.resource_version == "0";
-  if (!initial && !absl::SimpleAtoi(options.resource_version, &from)) {
+  bool initial =
+      options.send_initial_events || options.resource_version.empty() || options.resource_version == "0";
+  if (!options.resource_version.empty() && !absl::SimpleAtoi(options.resource_version, &from)) {
     return BadRequestError(absl::StrCat("invalid resource version: ", options.resource_version));
   }
   absl::MutexLock lock(&mu_);
@@ -566,6 +655,18 @@ absl::StatusOr<uint64_t> Store::Watch(Resource r, const std::string& ns, const W
       EventLine line;
       if (w.sink->WantsLine()) line = std::make_shared<const std::string>(EncodeWatchLine("ADDED", *obj));
       w.sink->OnEvent("ADDED", obj, rv_, line);
+    }
+    if (options.send_initial_events) {
+      auto end =
+          std::make_shared<const json>(json{{"kind", Info(r).kind},
+                                            {"apiVersion", Info(r).ApiVersion()},
+                                            {"metadata",
+                                             {{"resourceVersion", std::to_string(rv_)},
+                                              {"creationTimestamp", nullptr},
+                                              {"annotations", {{"k8s.io/initial-events-end", "true"}}}}}});
+      EventLine line;
+      if (w.sink->WantsLine()) line = std::make_shared<const std::string>(EncodeWatchLine("BOOKMARK", *end));
+      w.sink->OnEvent("BOOKMARK", end, rv_, line);
     }
   } else {
     for (const Event& e : history_) {
@@ -610,7 +711,7 @@ void Store::Bookmark(uint64_t id) {
   if (it == watchers_.end() || !it->second.bookmarks) return;
   const ResourceInfo& info = Info(it->second.resource);
   json obj = {{"kind", info.kind},
-              {"apiVersion", "v1"},
+              {"apiVersion", info.ApiVersion()},
               {"metadata", {{"resourceVersion", std::to_string(rv_)}, {"creationTimestamp", nullptr}}}};
   auto ptr = std::make_shared<const json>(std::move(obj));
   EventLine line;

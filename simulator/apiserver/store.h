@@ -48,18 +48,52 @@
 
 namespace pnc::sim {
 
-enum class Resource { kNamespaces, kPods, kEvents, kNodes };
-inline constexpr Resource kAllResources[] = {Resource::kNamespaces, Resource::kPods, Resource::kEvents,
-                                             Resource::kNodes};
+// The kinds the server stores. The first four have behaviour (scheduling, graceful deletion, pod validation);
+// the others are plain storage with the common metadata rules (what `helm install` of our chart needs).
+enum class Resource {
+  kNamespaces,
+  kPods,
+  kEvents,
+  kNodes,
+  kServiceAccounts,
+  kSecrets,
+  kConfigMaps,
+  kClusterRoles,
+  kClusterRoleBindings,
+  kRoles,
+  kRoleBindings,
+  kDaemonSets,
+  kValidatingAdmissionPolicies,
+  kValidatingAdmissionPolicyBindings,
+};
+inline constexpr Resource kAllResources[] = {Resource::kNamespaces,
+                                             Resource::kPods,
+                                             Resource::kEvents,
+                                             Resource::kNodes,
+                                             Resource::kServiceAccounts,
+                                             Resource::kSecrets,
+                                             Resource::kConfigMaps,
+                                             Resource::kClusterRoles,
+                                             Resource::kClusterRoleBindings,
+                                             Resource::kRoles,
+                                             Resource::kRoleBindings,
+                                             Resource::kDaemonSets,
+                                             Resource::kValidatingAdmissionPolicies,
+                                             Resource::kValidatingAdmissionPolicyBindings};
+inline constexpr size_t kResourceCount = sizeof(kAllResources) / sizeof(kAllResources[0]);
 
 struct ResourceInfo {
   const char* plural;  // "pods"
   const char* kind;    // "Pod"
   bool namespaced;
-  const char* short_name;  // "po"
+  const char* short_name;          // "po" or ""
+  const char* group;               // "" for core
+  const char* version;             // "v1"
+  bool has_status;                 // a status subresource
+  std::string ApiVersion() const;  // "v1", "apps/v1"
 };
 const ResourceInfo& Info(Resource r);
-std::optional<Resource> ResourceFromPlural(std::string_view plural);
+std::optional<Resource> ResourceFromPlural(std::string_view group, std::string_view plural);
 
 using ObjectPtr = std::shared_ptr<const nlohmann::json>;
 using EventLine = std::shared_ptr<const std::string>;
@@ -87,6 +121,9 @@ struct WatchOptions {
   // this RV.
   std::string resource_version;
   bool bookmarks = false;  // allowWatchBookmarks
+  // sendInitialEvents=true (WatchList): the current objects as ADDED whatever resource_version says, then a
+  // BOOKMARK annotated k8s.io/initial-events-end=true, then changes.
+  bool send_initial_events = false;
 };
 
 struct Preconditions {
@@ -94,8 +131,17 @@ struct Preconditions {
   std::optional<std::string> resource_version;
 };
 
+// Options every write shares (query parameters of create/update/patch/apply).
+struct WriteOptions {
+  bool dry_run =
+      false;  // dryRun=All: validated and answered like the real write, nothing persisted or emitted
+  std::string field_manager;  // records metadata.managedFields (empty: none recorded)
+  bool force = false;         // server-side apply: take over conflicting fields
+};
+
 struct DeleteOptions {
   Preconditions preconditions;
+  bool dry_run = false;
   // Pods with graceful deletion: unset = the pod's terminationGracePeriodSeconds; 0 = remove now.
   std::optional<int64_t> grace_period_seconds;
 };
@@ -136,18 +182,26 @@ class Store {
   Store(const Store&) = delete;
   Store& operator=(const Store&) = delete;
 
-  absl::StatusOr<ObjectPtr> Create(Resource r, const std::string& ns, nlohmann::json object);
+  // Pods are validated like the real server's (422 with details.causes, see validation.h).
+  absl::StatusOr<ObjectPtr> Create(Resource r, const std::string& ns, nlohmann::json object,
+                                   const WriteOptions& write = {});
   absl::StatusOr<ObjectPtr> Get(Resource r, const std::string& ns, const std::string& name) const;
   absl::StatusOr<ListResult> List(Resource r, const std::string& ns, const ListOptions& options) const;
   // PUT. A metadata.resourceVersion in `object` must match (409 Conflict otherwise); empty means
   // unconditional. A metadata.uid that differs from the stored one is 422 Invalid ("metadata.uid: Invalid
   // value: ...: field is immutable", details.causes), as on the real server.
   absl::StatusOr<ObjectPtr> Update(Resource r, const std::string& ns, const std::string& name,
-                                   nlohmann::json object, Subresource sub);
+                                   nlohmann::json object, Subresource sub, const WriteOptions& write = {});
   // PATCH. metadata.resourceVersion inside a merge or strategic patch is a precondition (409 Conflict);
   // a metadata.uid that differs from the stored one is 422 Invalid (immutable field), like Update.
   absl::StatusOr<ObjectPtr> Patch(Resource r, const std::string& ns, const std::string& name, PatchType type,
-                                  const nlohmann::json& patch, Subresource sub);
+                                  const nlohmann::json& patch, Subresource sub,
+                                  const WriteOptions& write = {});
+  // Server-side apply (application/apply-patch+yaml): creates the object when absent (not for status), else
+  // merges the applied configuration with the field ownership rules of managed_fields.h.
+  // write.field_manager is required (400 otherwise, like the real server).
+  absl::StatusOr<ObjectPtr> Apply(Resource r, const std::string& ns, const std::string& name,
+                                  const nlohmann::json& applied, Subresource sub, const WriteOptions& write);
   // Pods bound to a node are deleted gracefully when Options::graceful_pod_deletion is set, like on a real
   // cluster: the first DELETE only sets metadata.deletionTimestamp / deletionGracePeriodSeconds (a MODIFIED
   // event) and the node's kubelet removes the pod with a second DELETE (grace 0) once its containers are
@@ -192,8 +246,11 @@ class Store {
   };
   using Key = std::string;  // "ns/name" or "name"
 
+  absl::StatusOr<ObjectPtr> CreateLocked(Resource r, const std::string& ns, nlohmann::json object,
+                                         const WriteOptions& write) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::StatusOr<ObjectPtr> CommitUpdateLocked(Resource r, const ObjectPtr& old, nlohmann::json next,
-                                               Subresource sub) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                                               Subresource sub, const WriteOptions& write,
+                                               bool from_apply = false) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   ObjectPtr CommitLocked(Resource r, const std::string& type, nlohmann::json object, ObjectPtr prev)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void CloseWatches(bool only_droppable);
@@ -210,14 +267,14 @@ class Store {
   mutable absl::Mutex mu_;
   uint64_t rv_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t compacted_rv_ ABSL_GUARDED_BY(mu_) = 0;  // events with rv <= this are gone
-  std::map<Key, ObjectPtr> objects_[4] ABSL_GUARDED_BY(mu_);
+  std::map<Key, ObjectPtr> objects_[kResourceCount] ABSL_GUARDED_BY(mu_);
   std::deque<Event> history_ ABSL_GUARDED_BY(mu_);
   std::mt19937_64 rng_ ABSL_GUARDED_BY(mu_);
   size_t next_node_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t next_watch_id_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_map<uint64_t, Watcher> watchers_ ABSL_GUARDED_BY(mu_);
   // Watch ids per resource that are not node-indexed, and pod watches indexed by spec.nodeName.
-  std::set<uint64_t> general_[4] ABSL_GUARDED_BY(mu_);
+  std::set<uint64_t> general_[kResourceCount] ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::set<uint64_t>> by_node_ ABSL_GUARDED_BY(mu_);
 };
 
