@@ -25,7 +25,8 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
             // more pass (ordered after it by the queue) finds the pod gone and drops that state.
             queue_.Add(uid);
           }}),
-      reconciler_(Reconciler::Deps{&informer_, client, locator, backend, metrics, options_.read_addresses},
+      reconciler_(Reconciler::Deps{&informer_, client, locator, backend, metrics, options_.read_addresses,
+                                   options_.inspector, options_.boot_id},
                   plan_config, options_.node_name) {
   if (metrics_ != nullptr) {
     metrics_->queue_depth = [this] { return static_cast<double>(queue_.Len() + queue_.Delayed()); };

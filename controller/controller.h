@@ -29,6 +29,9 @@ struct ControllerOptions {
   absl::Duration watch_backoff_base = absl::Milliseconds(200);
   WorkQueue::Options queue;
   AddressReader read_addresses;  // empty: netns::ReadGlobalAddresses (tests with fake handles inject one)
+  netns::Inspector* inspector =
+      nullptr;          // null: a netns::KernelInspector (tests with fake handles inject one)
+  std::string boot_id;  // empty: read from /proc/sys/kernel/random/boot_id
 };
 
 class Controller {

@@ -18,6 +18,7 @@
 #include "gtest/gtest.h"
 #include "kube/fake_client.h"
 #include "netns/fake_backend.h"
+#include "netns/fake_inspector.h"
 #include "netns/fake_locator.h"
 #include "rules/annotations.h"
 
@@ -81,6 +82,9 @@ TEST(Controller, ListWatchRelistAndDrain) {
   o.read_addresses = [](const netns::NetnsHandle&) -> absl::StatusOr<std::vector<std::string>> {
     return std::vector<std::string>{"10.244.1.5"};
   };
+  netns::FakeInspector inspector;
+  o.inspector = &inspector;
+  o.boot_id = "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b";
   Controller c(o, &client, &locator, &backend, rules::PlanConfig{}, &metrics);
   EXPECT_FALSE(c.Ready());
   c.Start();

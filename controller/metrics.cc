@@ -94,6 +94,11 @@ Metrics::Metrics()
                      Histogram::LatencyBuckets(), "backend"),
       errors("pnc_errors_total", "Errors by reason.", "reason"),
       reconciles("pnc_reconciles_total", "Reconcile outcomes.", "outcome"),
+      foreign_marks(
+          "pnc_foreign_marks_total",
+          "Initialized marks found that this controller did not write for the pod's current network "
+          "namespace (forged, or from a previous sandbox); each was replaced by a verified one.",
+          "kind"),
       watch_restarts("pnc_watch_restarts_total", "List/watch failures and restarts.", "reason") {}
 
 std::string Metrics::Render() const {
@@ -103,6 +108,7 @@ std::string Metrics::Render() const {
   apply_duration.Render(&out);
   errors.Render(&out);
   reconciles.Render(&out);
+  foreign_marks.Render(&out);
   watch_restarts.Render(&out);
   if (queue_depth) {
     absl::StrAppend(&out,

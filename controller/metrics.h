@@ -59,6 +59,8 @@ struct Metrics {
   Histogram apply_duration;     // pnc_apply_duration_seconds{backend}: ApplyAndVerify
   Counter errors;               // pnc_errors_total{reason}
   Counter reconciles;           // pnc_reconciles_total{outcome}
+  Counter foreign_marks;        // pnc_foreign_marks_total{kind}: `initialized` marks this controller did not
+                                // write for the pod's current netns (kind: unverified, other_netns)
   Counter watch_restarts;       // pnc_watch_restarts_total{reason}
   // Gauges read at render time.
   std::function<double()> queue_depth;

@@ -6,8 +6,10 @@
 #include "controller/log.h"
 #include "netns/addresses.h"
 #include "rules/annotations.h"
+#include "rules/digest.h"
 #include "rules/membership.h"
 #include "rules/plan.h"
+#include "rules/probe_target.h"
 
 namespace pnc::controller {
 namespace {
@@ -35,7 +37,46 @@ std::vector<std::string> OnePerFamily(const std::vector<std::string>& addrs) {
   return out;
 }
 
+netns::PodRef RefOf(const kube::Pod& pod) {
+  return netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips};
+}
+
+std::string Get(const std::map<std::string, std::string>& m, const char* key) {
+  auto it = m.find(key);
+  return it == m.end() ? "" : it->second;
+}
+
+bool SameFamilies(const rules::Ruleset& a, const rules::Ruleset& b) {
+  if (a.families.size() != b.families.size()) return false;
+  for (size_t i = 0; i < a.families.size(); ++i)
+    if (a.families[i].family != b.families[i].family) return false;
+  return true;
+}
+
+bool HasRules(const rules::Ruleset& r) {
+  for (const rules::FamilyRules& f : r.families)
+    for (const rules::TableRules& t : f.tables)
+      if (!t.chains.empty()) return true;
+  return false;
+}
+
 }  // namespace
+
+MarkView ReadMark(const std::map<std::string, std::string>& annotations,
+                  const rules::NetnsIdentity& current) {
+  MarkView v;
+  if (Get(annotations, rules::kStatusAnnotation) != rules::kStatusInitialized) return v;
+  v.probe = Get(annotations, rules::kProbeAnnotation);
+  std::string digest = Get(annotations, rules::kPlanAnnotation);
+  if (rules::IsPlanDigest(digest)) v.plan_digest = digest;
+  v.bound = rules::ParseNetnsIdentity(Get(annotations, rules::kNetnsAnnotation));
+  if (!v.bound) {
+    v.state = MarkState::kUnbound;
+  } else {
+    v.state = *v.bound == current ? MarkState::kThisNetns : MarkState::kOtherNetns;
+  }
+  return v;
+}
 
 const char* OutcomeName(Outcome o) {
   switch (o) {
@@ -60,6 +101,15 @@ const char* OutcomeName(Outcome o) {
 Reconciler::Reconciler(Deps deps, rules::PlanConfig config, std::string node_name)
     : deps_(std::move(deps)), config_(config), node_name_(std::move(node_name)) {
   if (!deps_.read_addresses) deps_.read_addresses = netns::ReadGlobalAddresses;
+  if (deps_.boot_id.empty()) {
+    // main() reads it at startup and refuses to run without it; this covers embedders that did not.
+    absl::StatusOr<std::string> id = netns::ReadBootId();
+    if (id.ok()) deps_.boot_id = *id;
+  }
+  if (deps_.inspector == nullptr) {
+    own_inspector_ = std::make_unique<netns::KernelInspector>();
+    deps_.inspector = own_inspector_.get();
+  }
 }
 
 void Reconciler::Forget(const std::string& uid) {
@@ -103,21 +153,27 @@ void Reconciler::Error(const char* reason) {
   if (deps_.metrics != nullptr) deps_.metrics->errors.Inc(reason);
 }
 
-ReconcileResult Reconciler::Finish(ReconcileResult r, const std::string& uid, NetnsId netns,
-                                   uint8_t ip_families) {
+std::optional<Reconciler::State> Reconciler::StateOf(const std::string& uid) const {
+  absl::MutexLock lock(&mu_);
+  auto it = state_.find(uid);
+  if (it == state_.end()) return std::nullopt;
+  return it->second;
+}
+
+ReconcileResult Reconciler::Finish(ReconcileResult r, const std::string& uid, std::optional<State> done) {
   if (deps_.metrics != nullptr) deps_.metrics->reconciles.Inc(OutcomeName(r.outcome));
   absl::MutexLock lock(&mu_);
-  switch (r.outcome) {
-    case Outcome::kInitialized:
-    case Outcome::kVerified:
-    case Outcome::kReapplied:
-      state_[uid] = State{.done = true, .netns = netns, .ip_families = ip_families};
-      break;
-    case Outcome::kGone:
-      state_.erase(uid);
-      break;
-    default:
-      break;
+  if (done) {
+    State& st = state_[uid];
+    done->done = true;
+    done->reverify = false;
+    done->stuck_reported = st.stuck_reported;
+    done->foreign_reported = st.foreign_reported;
+    done->event_sent_for = st.event_sent_for;
+    if (done->ignored_edit.empty()) done->ignored_edit = st.ignored_edit;
+    st = *std::move(done);
+  } else if (r.outcome == Outcome::kGone) {
+    state_.erase(uid);
   }
   return r;
 }
@@ -162,102 +218,262 @@ ReconcileResult Reconciler::Permanent(const kube::Pod& pod, const absl::Status& 
   return {Outcome::kPermanentError, st, "invalid annotation"};
 }
 
+struct Reconciler::Located {
+  netns::NetnsHandle handle;
+  rules::NetnsIdentity identity;
+  std::map<std::string, std::string> route_device;
+};
+
+absl::StatusOr<Reconciler::Located> Reconciler::LocateAndInspect(const kube::Pod& pod,
+                                                                 const std::vector<std::string>& routes) {
+  absl::StatusOr<netns::NetnsHandle> handle = deps_.locator->Locate(RefOf(pod));
+  if (!handle.ok()) {
+    Error(handle.status().code() == absl::StatusCode::kNotFound ? "locate_not_found" : "locate_failed");
+    return handle.status();
+  }
+  absl::StatusOr<netns::NetnsView> view = deps_.inspector->Inspect(*handle, routes);
+  if (!view.ok()) {
+    Error("inspect_failed");
+    return view.status();
+  }
+  return Located{*std::move(handle), rules::NetnsIdentity{deps_.boot_id, view->cookie},
+                 std::move(view->route_device)};
+}
+
+// Done in this process, nothing changed: the same netns identity (re-inspected: a recreated sandbox usually
+// gets the old inode back, never the old cookie), the same address families, and the mark as we wrote it.
+std::optional<ReconcileResult> Reconciler::FastPath(const std::string& uid, const kube::Pod& pod) {
+  std::optional<State> st = StateOf(uid);
+  if (!st || !st->done || st->reverify) return std::nullopt;
+  if (!pod.pod_ips.empty() && IpFamilies(pod.pod_ips) != st->ip_families) {
+    // Planned from the netns's addresses before status.podIPs was published, and the published IPs have
+    // another family set (e.g. CNI had not added the IPv6 address yet): plan again now, not at the resync.
+    Log(LogLevel::kInfo, "published pod IPs differ in address family from those the rules were planned for",
+        {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
+    return std::nullopt;
+  }
+  absl::StatusOr<Located> now = LocateAndInspect(pod, {});
+  if (!now.ok()) return Finish({Outcome::kRetry, now.status(), "re-locate a done pod"}, uid);
+  if (!(now->identity == st->netns)) {
+    Log(LogLevel::kInfo, "pod network namespace changed since it was initialized; verifying again",
+        {{"pod_uid", uid},
+         {"namespace", pod.namespace_name},
+         {"pod", pod.name},
+         {"was", rules::FormatNetnsIdentity(st->netns)},
+         {"now", rules::FormatNetnsIdentity(now->identity)}});
+    return std::nullopt;
+  }
+  for (const auto& [k, v] : st->mark) {
+    if (Get(pod.annotations, k.c_str()) != v) {
+      Log(LogLevel::kWarning, "the mark was changed by someone else; verifying and marking again",
+          {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}, {"annotation", k}});
+      return std::nullopt;
+    }
+  }
+  return ReconcileResult{Outcome::kSkipped, absl::OkStatus(), "done"};
+}
+
+// The pod's annotations do not plan. A running pod whose rules we verified for its current netns keeps them
+// (the annotation was edited after start); everything else gets `error: <reason>`.
+ReconcileResult Reconciler::InvalidPlan(const kube::Pod& pod, const absl::Status& invalid) {
+  if (Get(pod.annotations, rules::kStatusAnnotation) == rules::kStatusInitialized) {
+    absl::StatusOr<Located> at = LocateAndInspect(pod, {});
+    if (!at.ok())
+      return Finish({Outcome::kRetry, at.status(), "locate (invalid annotation, marked pod)"}, pod.uid);
+    MarkView mark = ReadMark(pod.annotations, at->identity);
+    std::optional<State> st = StateOf(pod.uid);
+    bool verified = false;
+    if (mark.state == MarkState::kThisNetns) {
+      absl::StatusOr<rules::Ruleset> current = deps_.backend->ReadBack(at->handle);
+      if (current.ok() && HasRules(*current)) {
+        verified = (st && st->done && st->netns == at->identity && st->applied && *st->applied == *current) ||
+                   (!mark.plan_digest.empty() && rules::RulesetDigest(*current) == mark.plan_digest);
+      }
+    }
+    if (verified)
+      return Finish({Outcome::kPermanentError, invalid, "annotation became invalid after initialization"},
+                    pod.uid);
+    if (mark.state != MarkState::kNone) ReportForeignMark(pod, mark, at->identity);
+  }
+  return Finish(Permanent(pod, invalid), pod.uid);
+}
+
+void Reconciler::ReportForeignMark(const kube::Pod& pod, const MarkView& mark,
+                                   const rules::NetnsIdentity& now) {
+  std::optional<State> st = StateOf(pod.uid);
+  if (mark.state == MarkState::kOtherNetns &&
+      ((st && st->netns == *mark.bound) || mark.bound->boot_id != deps_.boot_id)) {
+    return;  // ours for a previous sandbox of this pod, or from before a reboot: expected, not foreign
+  }
+  const char* kind = mark.state == MarkState::kOtherNetns ? "other_netns" : "unverified";
+  if (deps_.metrics != nullptr) deps_.metrics->foreign_marks.Inc(kind);
+  Log(LogLevel::kWarning,
+      "pod carries an initialized mark this controller did not write for its network namespace",
+      {{"pod_uid", pod.uid},
+       {"namespace", pod.namespace_name},
+       {"pod", pod.name},
+       {"kind", kind},
+       {"netns", rules::FormatNetnsIdentity(now)}});
+  {
+    absl::MutexLock lock(&mu_);
+    State& s = state_[pod.uid];
+    if (s.foreign_reported) return;
+    s.foreign_reported = true;
+  }
+  kube::EventRecord ev;
+  ev.namespace_name = pod.namespace_name;
+  ev.pod_name = pod.name;
+  ev.pod_uid = pod.uid;
+  ev.type = "Warning";
+  ev.reason = "UnverifiedRedirectMark";
+  ev.message = absl::StrCat(
+      rules::kStatusAnnotation, "=", rules::kStatusInitialized,
+      " was not written by istio-pod-network-controller for this pod's current network namespace (forged, or "
+      "left from another sandbox); the controller verifies the rules and writes its own mark");
+  ev.host = node_name_;
+  if (!deps_.client->CreateEvent(ev).ok()) Error("event_failed");
+}
+
+// Verify what the netns holds, apply what is missing, and write the mark unless it is already ours.
+ReconcileResult Reconciler::VerifyApplyMark(const CachedPod& cached, const rules::PodFacts& facts,
+                                            const rules::RedirectPlan& plan, Located& at) {
+  const kube::Pod& pod = cached.pod;
+  const std::string& uid = pod.uid;
+  rules::Ruleset desired = rules::BuildRuleset(plan);
+  MarkView mark = ReadMark(pod.annotations, at.identity);
+  std::optional<State> st = StateOf(uid);
+  // What this process applied and verified in this very netns, for the same address families (a new family
+  // set, published after the netns's addresses were used, is planned again, not "an edit").
+  const bool known = st && st->done && st->netns == at.identity && st->applied.has_value() &&
+                     st->ip_families == IpFamilies(facts.pod_ips);
+  if (known && !(*st->applied == desired)) {
+    // Istio reads the annotations at pod start only: keep what this netns was set up with.
+    std::string edit = rules::RulesetDigest(desired);
+    if (st->ignored_edit != edit) {
+      Log(LogLevel::kInfo, "annotations changed on a running pod; its live rules are kept (applied at start)",
+          {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
+      absl::MutexLock lock(&mu_);
+      state_[uid].ignored_edit = edit;
+    }
+    desired = *st->applied;
+  }
+  // Read back whenever something may be there already (a mark, or our own earlier work).
+  std::optional<rules::Ruleset> current;
+  if (mark.state != MarkState::kNone || st) {
+    absl::StatusOr<rules::Ruleset> rb = deps_.backend->ReadBack(at.handle);
+    if (rb.ok()) current = *std::move(rb);
+  }
+  bool ours = false;  // the mark is one we wrote for this netns, and its rules are there
+  if (mark.state == MarkState::kThisNetns && current && HasRules(*current)) {
+    if (known && *current == desired) {
+      ours = true;
+    } else if (!known && !mark.plan_digest.empty() && rules::RulesetDigest(*current) == mark.plan_digest) {
+      ours = true;  // e.g. after a restart: the rules are the ones the mark's plan names
+      if (SameFamilies(*current, desired)) {
+        if (!(*current == desired))
+          Log(LogLevel::kInfo,
+              "annotations changed on a running pod; its live rules are kept (applied at start)",
+              {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
+        desired = *current;
+      }
+    }
+  }
+
+  const bool present = current && *current == desired;
+  absl::Time t1 = absl::Now();
+  if (!present) {
+    if (current && HasRules(*current))
+      Log(LogLevel::kWarning, "rules in the pod network namespace differ from the plan; re-applying",
+          {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
+    absl::Time t0 = absl::Now();
+    absl::StatusOr<rules::Ruleset> after = deps_.backend->ApplyAndReadBack(at.handle, desired);
+    t1 = absl::Now();
+    if (deps_.metrics != nullptr)
+      deps_.metrics->apply_duration.Observe(Seconds(t1 - t0), deps_.backend->Name());
+    if (!after.ok()) {
+      Error("apply_failed");
+      return Finish({Outcome::kRetry, after.status(), "apply"}, uid);
+    }
+    if (!(*after == desired)) {
+      Error("verify_failed");
+      return Finish(
+          {Outcome::kRetry,
+           absl::InternalError("verification failed: the rules read back differ from the rules applied"),
+           "verify"},
+          uid);
+    }
+  }
+
+  rules::ProbeSpec probe = rules::ChooseProbe(desired, plan, facts.pod_ips, at.route_device);
+  std::map<std::string, std::string> want = {
+      {rules::kStatusAnnotation, rules::kStatusInitialized},
+      {rules::kNetnsAnnotation, rules::FormatNetnsIdentity(at.identity)},
+      {rules::kProbeAnnotation, rules::FormatProbeSpec(probe)},
+      {rules::kPlanAnnotation, rules::RulesetDigest(desired)},
+  };
+  State done{
+      .netns = at.identity, .ip_families = IpFamilies(facts.pod_ips), .applied = desired, .mark = want};
+  // The mark already says exactly what was verified now (ours, or ours after a restart whose rules had
+  // drifted, or a perfect forgery that our rules have just made true): no patch; the waiter proves it anyway.
+  bool up_to_date = true;
+  for (const auto& [k, v] : want) up_to_date = up_to_date && Get(pod.annotations, k.c_str()) == v;
+  if (mark.state != MarkState::kNone && !ours && !up_to_date) ReportForeignMark(pod, mark, at.identity);
+  if (up_to_date) {
+    return Finish(present ? ReconcileResult{Outcome::kVerified, absl::OkStatus(), "verified"}
+                          : ReconcileResult{Outcome::kReapplied, absl::OkStatus(), "re-applied"},
+                  uid, std::move(done));
+  }
+  if (deps_.metrics != nullptr && mark.state == MarkState::kNone)
+    deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached.first_seen));
+
+  // mark: status, identity, probe and plan in one patch (the waiter needs them together).
+  absl::Status patched = deps_.client->PatchPodStatusAnnotations(pod.namespace_name, pod.name, uid, want);
+  if (patched.code() == absl::StatusCode::kNotFound || patched.code() == absl::StatusCode::kAborted)
+    return Finish({Outcome::kGone, patched, "pod deleted or replaced before marking"}, uid);
+  if (!patched.ok()) {
+    Error("patch_failed");
+    return Finish({Outcome::kRetry, patched, "mark"}, uid);
+  }
+  if (deps_.metrics != nullptr) deps_.metrics->applied_to_marked.Observe(Seconds(absl::Now() - t1));
+  return Finish({Outcome::kInitialized, absl::OkStatus(), "initialized"}, uid, std::move(done));
+}
+
 ReconcileResult Reconciler::Reconcile(const std::string& uid) {
+  // gate
   std::optional<CachedPod> cached = deps_.store->GetPod(uid);
   if (!cached) return Finish({Outcome::kGone, absl::OkStatus(), "not in cache"}, uid);
   const kube::Pod& pod = cached->pod;
   if (pod.host_network) return Finish({Outcome::kSkipped, absl::OkStatus(), "hostNetwork"}, uid);
   // The watch is node-scoped by a field selector; do not rely on the server (or a proxy) alone for that.
   if (pod.node_name != node_name_) return Finish({Outcome::kSkipped, absl::OkStatus(), "other node"}, uid);
-  if (pod.deleting || pod.phase == "Succeeded" || pod.phase == "Failed") {
+  if (pod.deleting || pod.phase == "Succeeded" || pod.phase == "Failed")
     return Finish({Outcome::kSkipped, absl::OkStatus(), "terminating"}, uid);
-  }
-  std::optional<NetnsId> done_in;
-  uint8_t done_families = 0;
-  {
-    // Done already, and no resync asked for a read-back. A pending reverify falls through; whether it only
-    // reads back or also re-marks depends on what the cache says (`marked` below).
-    absl::MutexLock lock(&mu_);
-    auto it = state_.find(uid);
-    if (it != state_.end() && it->second.done && !it->second.reverify) {
-      done_in = it->second.netns;
-      done_families = it->second.ip_families;
-    }
-  }
-  if (done_in && !pod.pod_ips.empty() && IpFamilies(pod.pod_ips) != done_families) {
-    // Planned from the netns's addresses before status.podIPs was published, and the published IPs have
-    // another family set (e.g. CNI had not added the IPv6 address yet): plan again now, not at the resync.
-    Log(LogLevel::kInfo, "published pod IPs differ in address family from those the rules were planned for",
-        {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
-    done_in.reset();
-  }
-  if (done_in) {
-    // A sandbox recreated under the same pod UID (pause container died, node reboot) has a new, empty netns
-    // while the pod still says `initialized` (bound to the old netns, so its re-run waiter waits): every
-    // event of a done pod re-locates its netns, and a different one is verified, re-applied and re-marked
-    // right away instead of at the next resync. A failed locate keeps the pod done: the new sandbox's
-    // container starts bring further events.
-    absl::StatusOr<netns::NetnsHandle> now =
-        deps_.locator->Locate(netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips});
-    if (!now.ok() || NetnsId{now->device(), now->inode()} == *done_in) {
-      return {Outcome::kSkipped, absl::OkStatus(), "done"};
-    }
-    Log(LogLevel::kInfo, "pod network namespace changed since it was initialized; verifying again",
-        {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
-  }
+  if (std::optional<ReconcileResult> done = FastPath(uid, pod)) return *done;
 
   // select
   std::optional<kube::Namespace> ns = deps_.store->GetNamespace(pod.namespace_name);
-  if (!ns && !deps_.store->NamespacesSynced()) {
+  if (!ns && !deps_.store->NamespacesSynced())
     return Finish({Outcome::kRetry, absl::UnavailableError("namespace cache not synced"), "namespace"}, uid);
-  }
   rules::PodFacts facts = kube::ToPodFacts(pod, ns ? &*ns : nullptr);
   rules::MembershipDecision m = rules::DecideMembership(facts);
   if (!m.member) return Finish({Outcome::kSkipped, absl::OkStatus(), m.reason}, uid);
 
-  auto status_it = pod.annotations.find(rules::kStatusAnnotation);
-  bool marked = status_it != pod.annotations.end() && status_it->second == rules::kStatusInitialized;
-  // The netns the `initialized` was written for (kNetnsAnnotation); empty: none (forged at creation, or
-  // written by a controller that predates the binding). `marked` alone never means done: the mark counts
-  // only when bound to the netns located below.
-  auto bound_it = pod.annotations.find(rules::kNetnsAnnotation);
-  std::string bound_to = bound_it != pod.annotations.end() ? bound_it->second : "";
-
   // plan (before locating: a bad annotation is reported even while the sandbox does not exist)
   absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, config_);
+  if (!plan.ok() && plan.status().code() == absl::StatusCode::kInvalidArgument)
+    return InvalidPlan(pod, plan.status());
   if (!plan.ok()) {
-    if (plan.status().code() == absl::StatusCode::kInvalidArgument) {
-      if (marked && !bound_to.empty()) {
-        // Annotations edited after initialization: the running pod keeps the rules it started with; flipping
-        // its status to an error would only break its next init-container restart. Unless its sandbox was
-        // recreated since: the new netns has no rules and none can be planned, so its waiter must fail with
-        // the reason rather than time out. A forged `initialized` (no binding) is simply not ours.
-        absl::StatusOr<netns::NetnsHandle> now =
-            deps_.locator->Locate(netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips});
-        if (!now.ok() || std::to_string(now->inode()) == bound_to) {
-          return Finish(
-              {Outcome::kPermanentError, plan.status(), "annotation became invalid after initialization"},
-              uid);
-        }
-      }
-      return Finish(Permanent(pod, plan.status()), uid);
-    }
     Error("plan_failed");
     return Finish({Outcome::kRetry, plan.status(), "plan"}, uid);
   }
 
-  // locate
-  absl::StatusOr<netns::NetnsHandle> handle =
-      deps_.locator->Locate(netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips});
-  if (!handle.ok()) {
-    Error(handle.status().code() == absl::StatusCode::kNotFound ? "locate_not_found" : "locate_failed");
-    return Finish({Outcome::kRetry, handle.status(), "locate"}, uid);
-  }
-
+  // locate + inspect (identity, and routes for the probe target)
+  absl::StatusOr<Located> at = LocateAndInspect(pod, rules::ProbeCandidateAddresses(*plan));
+  if (!at.ok()) return Finish({Outcome::kRetry, at.status(), "locate"}, uid);
   if (facts.pod_ips.empty()) {
     // status.podIPs not published yet: the families come from the sandbox itself, or an IPv6 pod would be
     // marked with IPv4 rules only.
-    absl::StatusOr<std::vector<std::string>> addrs = deps_.read_addresses(*handle);
+    absl::StatusOr<std::vector<std::string>> addrs = deps_.read_addresses(at->handle);
     if (!addrs.ok()) {
       Error("addresses_failed");
       return Finish({Outcome::kRetry, addrs.status(), "read pod addresses"}, uid);
@@ -276,65 +492,14 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
       Error("plan_failed");
       return Finish({Outcome::kRetry, plan.status(), "plan with the netns addresses"}, uid);
     }
-  }
-  rules::Ruleset ruleset = rules::BuildRuleset(*plan);
-
-  const std::string inode = std::to_string(handle->inode());
-  const bool bound = marked && bound_to == inode;
-  bool present = false;  // rules read back equal to the plan: apply can be skipped
-  if (marked) {
-    // Startup, resync, recreated sandbox, or a status we did not write: trust nothing, read back.
-    absl::StatusOr<rules::Ruleset> current = deps_.backend->ReadBack(*handle);
-    present = current.ok() && *current == ruleset;
-    if (present && bound)
-      return Finish({Outcome::kVerified, absl::OkStatus(), "verified"}, uid,
-                    NetnsId{handle->device(), handle->inode()}, IpFamilies(facts.pod_ips));
-    if (!present) {
-      Log(LogLevel::kWarning,
-          bound ? "rules missing or different on an initialized pod; re-applying"
-                : "pod says initialized but not for its current network namespace; applying",
-          {{"pod_uid", uid},
-           {"namespace", pod.namespace_name},
-           {"pod", pod.name},
-           {"netns", inode},
-           {"bound_to", bound_to},
-           {"readback", current.ok() ? "differs" : std::string(current.status().message())}});
-    }
+    absl::StatusOr<netns::NetnsView> view =
+        deps_.inspector->Inspect(at->handle, rules::ProbeCandidateAddresses(*plan));
+    if (!view.ok()) return Finish({Outcome::kRetry, view.status(), "inspect"}, uid);
+    at->route_device = std::move(view->route_device);
   }
 
-  // apply + verify
-  absl::Time t1 = absl::Now();
-  if (!present) {
-    absl::Time t0 = absl::Now();
-    absl::Status applied = netns::ApplyAndVerify(*deps_.backend, *handle, ruleset);
-    t1 = absl::Now();
-    if (deps_.metrics != nullptr)
-      deps_.metrics->apply_duration.Observe(Seconds(t1 - t0), deps_.backend->Name());
-    if (!applied.ok()) {
-      Error(absl::StrContains(applied.message(), "verification failed") ? "verify_failed" : "apply_failed");
-      return Finish({Outcome::kRetry, applied, "apply"}, uid);
-    }
-  }
-  if (bound)
-    return Finish({Outcome::kReapplied, absl::OkStatus(), "re-applied"}, uid,
-                  NetnsId{handle->device(), handle->inode()}, IpFamilies(facts.pod_ips));
-  if (deps_.metrics != nullptr && !marked)
-    deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached->first_seen));
-
-  // mark: the status and the netns it holds for, in one patch (the waiter needs both).
-  absl::Status patched = deps_.client->PatchPodStatusAnnotations(
-      pod.namespace_name, pod.name, pod.uid,
-      {{rules::kStatusAnnotation, rules::kStatusInitialized}, {rules::kNetnsAnnotation, inode}});
-  if (patched.code() == absl::StatusCode::kNotFound || patched.code() == absl::StatusCode::kAborted) {
-    return Finish({Outcome::kGone, patched, "pod deleted or replaced before marking"}, uid);
-  }
-  if (!patched.ok()) {
-    Error("patch_failed");
-    return Finish({Outcome::kRetry, patched, "mark"}, uid);
-  }
-  if (deps_.metrics != nullptr) deps_.metrics->applied_to_marked.Observe(Seconds(absl::Now() - t1));
-  return Finish({Outcome::kInitialized, absl::OkStatus(), "initialized"}, uid,
-                NetnsId{handle->device(), handle->inode()}, IpFamilies(facts.pod_ips));
+  // verify -> apply -> mark
+  return VerifyApplyMark(*cached, facts, *plan, *at);
 }
 
 }  // namespace pnc::controller

@@ -1,38 +1,37 @@
-// Reconciler: one pod UID -> rules in its network namespace, verified, and the pod marked. Implements the
-// data flow of DESIGN.md: select -> plan -> locate -> apply -> verify -> mark.
+// Reconciler: one pod UID -> rules in its network namespace, verified, and the pod marked. Reconcile reads as
+// the steps of DESIGN.md: gate -> fast path -> select -> plan -> locate -> inspect -> verify/apply -> mark.
 //
-// Guarantees:
-//  - Never annotates `initialized` without rules that were read back equal to the plan.
-//  - Idempotent by UID: calling Reconcile again after success only re-locates the netns (until
-//    RequestReverify); if the pod's sandbox was recreated (new netns, same UID) it verifies and re-applies
-//    at once instead of waiting for the resync.
-//  - A crash between apply and mark is harmless: apply is idempotent and the next run re-applies, verifies,
-//    then marks.
-//  - The mark is `initialized` plus kNetnsAnnotation = the nsfs inode of the netns the rules were verified
-//  in,
-//    in one patch; the waiter accepts only a mark bound to its own netns.
-//  - A pod already annotated `initialized` and bound to its current netns (e.g. at controller startup) is
-//    verified (ReadBack == plan) and left alone; if its rules are gone it is re-applied and verified, but
-//    not re-marked. `initialized` without a binding, or bound to another netns (a recreated sandbox, a
-//    status forged at creation, a pre-binding controller), is never taken as done: the rules are read back,
-//    applied if needed, verified, and the mark is rewritten with the current inode.
-//  - A bad annotation (BuildPlan InvalidArgument) is permanent: one Warning Event and `error: <reason>` in
-//    the status annotation, no retry. If the pod's annotations are fixed later, the next event reconciles it
-//    normally.
-//  - status.podIPs decides which families get rules (IPv6 only for a pod with an IPv6 address). A pod
-//    reconciled before its IPs are published is planned with the global addresses read from inside its
-//    netns; a netns without one yet (CNI still running) is a transient failure, never a guess. If the IPs
-//    published later have another family set, the next event plans, verifies and re-applies again.
-//  - Transient failures (sandbox not there yet, runtime or API hiccups, failed verification) return kRetry;
-//    the caller requeues with backoff.
-//  - A pod that vanished (404) or was recreated under the same name with a new UID (409 on the UID
-//    precondition) is dropped.
+// Contract:
+//  - Never writes `initialized` without rules that were read back from the pod's netns equal to what it
+//    applied. The mark (docs/mark.md) binds it to the netns's never-reused identity (boot id + netns cookie),
+//    names the datapath probe the waiter must pass (chosen by evaluating the applied rules, over a route the
+//    pod has), and carries the applied plan's digest; all in one status patch with a UID precondition.
+//  - Never keeps a mark it did not verify for the current identity. `initialized` is "ours" only when this
+//    process recorded it for this identity, or (after a restart) the rules read back are non-empty and their
+//    digest equals the mark's. Anything else (another identity, no identity, a guessed cookie without our
+//    rules) is re-planned: applied, verified and re-marked, or `error: <reason>` when the pod's annotations
+//    are invalid. Such a mark that is neither a previous sandbox of ours nor from a previous boot counts in
+//    pnc_foreign_marks_total and gets one Warning Event (UnverifiedRedirectMark).
+//  - Idempotent by UID. A done pod is re-located and re-inspected on every event: another identity (a
+//    sandbox recreated under the same UID, which usually reuses the old inode) is verified, re-applied and
+//    re-marked at once; a failed re-locate is retried with backoff, never dropped.
+//  - Istio reads its annotations at pod start only: an annotation edited on a running pod does not rewrite
+//    its live rules (logged once per value). Drift (rules missing or changed) is repaired with the plan that
+//    was applied, when this process knows it; after a restart, with the plan of the current annotations.
+//  - A bad annotation (BuildPlan InvalidArgument) is permanent: one Warning Event and `error: <reason>`, no
+//    retry; unless the pod runs with rules of ours verified for its current netns (annotation edited later).
+//  - status.podIPs decides which families get rules; before it is published, the netns's own global
+//    addresses do (none yet: retry, never a guess). Another family set published later re-plans at once.
+//  - Transient failures return kRetry (the caller requeues with backoff); a pod that vanished (404) or was
+//    replaced (409, or 422 with cause metadata.uid) returns kGone.
 #ifndef PNC_CONTROLLER_RECONCILER_H_
 #define PNC_CONTROLLER_RECONCILER_H_
 
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -42,8 +41,12 @@
 #include "controller/metrics.h"
 #include "kube/client.h"
 #include "netns/backend.h"
+#include "netns/inspector.h"
 #include "netns/locator.h"
 #include "rules/inputs.h"
+#include "rules/mark.h"
+#include "rules/plan.h"
+#include "rules/ruleset.h"
 
 namespace pnc::controller {
 
@@ -53,9 +56,9 @@ using AddressReader = std::function<absl::StatusOr<std::vector<std::string>>(con
 
 enum class Outcome {
   kSkipped,         // not ours (non-member, hostNetwork, terminating, done already)
-  kInitialized,     // applied (or found present), verified, marked with the current netns
-  kVerified,        // already marked; rules verified present
-  kReapplied,       // already marked; rules were missing/different and were re-applied
+  kInitialized,     // applied (or found present), verified, marked for the current netns
+  kVerified,        // marked by us for this netns; rules verified present
+  kReapplied,       // marked by us for this netns; rules were missing/different and were re-applied
   kPermanentError,  // bad annotation: Event + error annotation, no retry
   kRetry,           // transient failure: requeue with backoff
   kGone,            // pod deleted or replaced: drop
@@ -68,6 +71,21 @@ struct ReconcileResult {
   std::string detail;   // short reason for logs
 };
 
+// What a pod's status annotations say, compared with the identity of the netns located for it now.
+enum class MarkState {
+  kNone,        // no `initialized` (absent, an error, anything else)
+  kThisNetns,   // `initialized` bound to the current identity: still to be verified (cookies are guessable)
+  kOtherNetns,  // `initialized` bound to another identity: a recreated sandbox, a reboot, or forged
+  kUnbound,     // `initialized` without a valid identity: forged, or an old controller's inode binding
+};
+struct MarkView {
+  MarkState state = MarkState::kNone;
+  std::optional<rules::NetnsIdentity> bound;  // kThisNetns / kOtherNetns
+  std::string probe;                          // the probe annotation as written ("" if absent)
+  std::string plan_digest;                    // "" if absent or not a digest
+};
+MarkView ReadMark(const std::map<std::string, std::string>& annotations, const rules::NetnsIdentity& current);
+
 class Reconciler {
  public:
   struct Deps {
@@ -75,8 +93,10 @@ class Reconciler {
     kube::Client* client = nullptr;
     netns::Locator* locator = nullptr;
     netns::Backend* backend = nullptr;
-    Metrics* metrics = nullptr;    // may be null
-    AddressReader read_addresses;  // empty: netns::ReadGlobalAddresses
+    Metrics* metrics = nullptr;             // may be null
+    AddressReader read_addresses;           // empty: netns::ReadGlobalAddresses
+    netns::Inspector* inspector = nullptr;  // null: a netns::KernelInspector
+    std::string boot_id;                    // this node's boot id (netns::ReadBootId); required
   };
   Reconciler(Deps deps, rules::PlanConfig config, std::string node_name);
 
@@ -89,31 +109,39 @@ class Reconciler {
   size_t NumTracked() const;
   // Periodic resync: the next Reconcile of this UID re-verifies the rules of an initialized pod.
   void RequestReverify(const std::string& uid);
-  // A pod that keeps failing transiently (e.g. its sandbox never shows up, or the runtime reports a netns
-  // that must not be touched): one Warning Event (`RedirectionDelayed`) so that `kubectl describe pod`
-  // explains the wait.
+  // A pod that keeps failing transiently: one Warning Event (`RedirectionDelayed`) so that `kubectl describe
+  // pod` explains the wait.
   void ReportStuck(const std::string& uid, const absl::Status& last_error, int attempts);
 
  private:
-  struct NetnsId {  // no member initializers: usable in the default argument below; {} zeroes it
-    uint64_t device;
-    uint64_t inode;
-    bool operator==(const NetnsId&) const = default;
-  };
   struct State {
-    bool done = false;      // initialized (or verified) by us in this process
+    bool done = false;      // marked (or verified) by us in this process, for `netns`
     bool reverify = false;  // resync asked for a read-back
     bool stuck_reported = false;
-    std::string event_sent_for;  // the error message an InvalidRedirectAnnotation Event was already sent for
-    NetnsId netns{};             // the namespace `done` refers to (a recreated sandbox has another one)
+    bool foreign_reported = false;
+    std::string event_sent_for;  // the error an InvalidRedirectAnnotation Event was already sent for
+    std::string ignored_edit;    // the plan digest of an annotation edit already logged as ignored
+    rules::NetnsIdentity netns;  // the namespace `done` refers to
     uint8_t ip_families = 0;     // of the pod IPs the rules were planned for (bit 1 IPv4, bit 2 IPv6)
+    std::optional<rules::Ruleset> applied;    // what is verified in `netns` (re-applied on drift)
+    std::map<std::string, std::string> mark;  // the annotations we wrote (a changed mark is re-checked)
   };
-  ReconcileResult Finish(ReconcileResult r, const std::string& uid, NetnsId netns = {},
-                         uint8_t ip_families = 0);
+  // One located pod netns and what it holds, for the verify/apply/mark steps.
+  struct Located;
+
+  std::optional<ReconcileResult> FastPath(const std::string& uid, const kube::Pod& pod);
+  ReconcileResult InvalidPlan(const kube::Pod& pod, const absl::Status& invalid);
+  absl::StatusOr<Located> LocateAndInspect(const kube::Pod& pod, const std::vector<std::string>& routes);
+  ReconcileResult VerifyApplyMark(const CachedPod& cached, const rules::PodFacts& facts,
+                                  const rules::RedirectPlan& plan, Located& at);
+  void ReportForeignMark(const kube::Pod& pod, const MarkView& mark, const rules::NetnsIdentity& now);
+  ReconcileResult Finish(ReconcileResult r, const std::string& uid, std::optional<State> done = std::nullopt);
   ReconcileResult Permanent(const kube::Pod& pod, const absl::Status& st);
+  std::optional<State> StateOf(const std::string& uid) const;
   void Error(const char* reason);
 
   Deps deps_;
+  std::unique_ptr<netns::Inspector> own_inspector_;
   rules::PlanConfig config_;
   std::string node_name_;
   mutable absl::Mutex mu_;

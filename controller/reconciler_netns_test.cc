@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 #include "controller/informer.h"
 #include "controller/log.h"
 #include "controller/metrics.h"
@@ -18,6 +19,7 @@
 #include "netns/testing/gtest_sandbox.h"
 #include "netns/testing/run_as.h"
 #include "rules/annotations.h"
+#include "rules/mark.h"
 
 namespace pnc::controller {
 namespace {
@@ -94,15 +96,23 @@ TEST_P(ReconcilerNetnsTest, AppliesVerifiesMarksAndRepairs) {
   ASSERT_EQ(res.outcome, Outcome::kInitialized) << res.status;
   ASSERT_EQ(client.patches().size(), 1u);
 
-  // Redirection really works: an app-uid connection to a TEST-NET address lands on 15001.
-  waiter::ProbeOptions po;
-  po.timeout_ms = 1000;
-  waiter::ProbeResult probe;
-  ASSERT_TRUE(netns::testing::RunAs(1000, 1000, &pod->handle(), [&] {
-                probe = waiter::RunProbe(po);
-                return absl::OkStatus();
-              }).ok());
-  EXPECT_TRUE(probe.ok) << probe.message;
+  // Redirection really works: the probe the controller wrote into the mark passes as an app uid.
+  auto probe_passes = [&](const netns::NetnsHandle& h) {
+    std::optional<kube::Pod> now = client.GetPod("shop", "web");
+    std::optional<rules::ProbeSpec> spec = rules::ParseProbeSpec(now->annotations[rules::kProbeAnnotation]);
+    EXPECT_TRUE(spec.has_value() && !spec->none) << now->annotations[rules::kProbeAnnotation];
+    if (!spec || spec->none) return false;
+    waiter::ProbeResult probe;
+    EXPECT_TRUE(netns::testing::RunAs(1000, 1000, &h, [&] {
+                  probe = waiter::RunProbe(*spec, 1000);
+                  return absl::OkStatus();
+                }).ok());
+    EXPECT_TRUE(probe.ok) << probe.message;
+    return probe.ok;
+  };
+  EXPECT_TRUE(probe_passes(pod->handle()));
+  EXPECT_EQ(client.GetPod("shop", "web")->annotations[rules::kProbeAnnotation],
+            "target=192.0.2.1:15002,capture=15001");
 
   // Restart: the pod is initialized and its rules are intact -> verified, not re-applied, not re-marked.
   informer.ApplyPodEvent(kube::EventType::kModified, *client.GetPod("shop", "web"));
@@ -119,6 +129,22 @@ TEST_P(ReconcilerNetnsTest, AppliesVerifiesMarksAndRepairs) {
   r->RequestReverify("uid-1");
   EXPECT_EQ(r->Reconcile("uid-1").outcome, Outcome::kVerified);
   EXPECT_EQ(metrics.errors.Value("verify_failed"), 0);
+
+  // The sandbox is recreated under the same pod UID: a new, empty netns (usually with the old inode number).
+  // The next event re-applies and re-marks it for the new identity.
+  const uint64_t old_inode = pod->handle().inode();
+  const std::string old_netns = client.GetPod("shop", "web")->annotations[rules::kNetnsAnnotation];
+  pod = absl::StatusOr<netns::testing::PodNetns>(absl::UnknownError("freed"));
+  absl::SleepFor(absl::Milliseconds(300));  // the kernel frees the old namespace asynchronously
+  absl::StatusOr<netns::testing::PodNetns> again = sb->CreatePodNetns(std::string("rk2-") + backend_name);
+  ASSERT_TRUE(again.ok()) << again.status();
+  std::printf("recreated sandbox: inode %s\n", again->handle().inode() == old_inode ? "reused" : "new");
+  locator.Add("uid-1", again->netns.path());
+  informer.ApplyPodEvent(kube::EventType::kModified, *client.GetPod("shop", "web"));
+  res = r->Reconcile("uid-1");
+  EXPECT_EQ(res.outcome, Outcome::kInitialized) << res.status;
+  EXPECT_NE(client.GetPod("shop", "web")->annotations[rules::kNetnsAnnotation], old_netns);
+  EXPECT_TRUE(probe_passes(again->handle()));
   SetLogSink(nullptr);
 }
 

@@ -10,8 +10,10 @@
 #include "gtest/gtest.h"
 #include "kube/fake_client.h"
 #include "netns/fake_backend.h"
+#include "netns/fake_inspector.h"
 #include "netns/fake_locator.h"
 #include "rules/annotations.h"
+#include "rules/mark.h"
 
 namespace pnc::controller {
 namespace {
@@ -37,6 +39,8 @@ kube::Pod MemberPod(const std::string& uid, const std::string& name = "web-1") {
   return p;
 }
 
+constexpr char kBootId[] = "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b";
+
 class ReconcilerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -50,7 +54,8 @@ class ReconcilerTest : public ::testing::Test {
 
   std::unique_ptr<Reconciler> NewReconciler() {  // also "restarts the controller"
     return std::make_unique<Reconciler>(
-        Reconciler::Deps{&informer_, &client_, &locator_, &backend_, &metrics_, FakeAddressReader()},
+        Reconciler::Deps{&informer_, &client_, &locator_, &backend_, &metrics_, FakeAddressReader(),
+                         &inspector_, kBootId},
         rules::PlanConfig{}, "node-a");
   }
   // What the pod's netns holds (FakeLocator handles have no fd for the real RTM_GETADDR dump).
@@ -62,10 +67,17 @@ class ReconcilerTest : public ::testing::Test {
       return netns_addresses_;
     };
   }
-  rules::Ruleset Installed(uint64_t inode) {
-    absl::StatusOr<rules::Ruleset> r = backend_.ReadBack(netns::NetnsHandle::ForTesting("t", inode));
-    EXPECT_TRUE(r.ok()) << r.status();
-    return r.ok() ? *r : rules::Ruleset{};
+  rules::Ruleset Installed(uint64_t inode) { return backend_.At(inode); }
+  // The identity the controller must bind the mark of this pod's current sandbox to.
+  std::string IdOf(const std::string& uid) {
+    std::optional<netns::FakeLocator::Sandbox> sb = locator_.Get(uid);
+    EXPECT_TRUE(sb.has_value());
+    return sb ? rules::FormatNetnsIdentity({kBootId, sb->cookie}) : "";
+  }
+  int EventsWithReason(const std::string& reason) {
+    int n = 0;
+    for (const kube::EventRecord& e : client_.events()) n += e.reason == reason;
+    return n;
   }
   void Add(const kube::Pod& p) {
     client_.UpsertPod(p);
@@ -88,6 +100,7 @@ class ReconcilerTest : public ::testing::Test {
   kube::FakeClient client_;
   netns::FakeLocator locator_;
   netns::FakeBackend backend_;
+  netns::FakeInspector inspector_;
   Metrics metrics_;
   std::unique_ptr<Reconciler> reconciler_;
   std::vector<std::string> netns_addresses_ = {"10.244.1.5"};
@@ -106,9 +119,13 @@ TEST_F(ReconcilerTest, MemberIsAppliedVerifiedAndMarkedOnce) {
   EXPECT_EQ(StatusOf(p), "initialized");
   ASSERT_EQ(client_.patches().size(), 1u);
   EXPECT_EQ(client_.patches()[0].uid, "u1");  // UID precondition
-  // The same patch binds the status to the netns (nsfs inode) the rules were verified in.
+  // The same patch binds the status to the netns identity (boot id + cookie) the rules were verified in,
+  // names the waiter's probe and the applied plan.
   EXPECT_EQ(client_.patches()[0].annotations.at(rules::kStatusAnnotation), "initialized");
-  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), "101");
+  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), IdOf("u1"));
+  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kProbeAnnotation),
+            "target=192.0.2.1:15002,capture=15001");
+  EXPECT_TRUE(rules::IsPlanDigest(client_.patches()[0].annotations.at(rules::kPlanAnnotation)));
   EXPECT_EQ(metrics_.event_to_applied.Count(), 1u);
   EXPECT_EQ(metrics_.applied_to_marked.Count(), 1u);
   EXPECT_EQ(metrics_.apply_duration.Count("fake"), 1u);
@@ -356,14 +373,20 @@ TEST_F(ReconcilerTest, RecreatedSandboxOfADonePodIsReappliedOnTheNextEvent) {
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);  // same netns: nothing to do
   EXPECT_EQ(backend_.apply_calls(), 1);
 
-  // The kubelet recreated the sandbox (same pod UID, new empty netns); the pod still says `initialized`,
-  // bound to the old netns, so the new sandbox's waiter keeps waiting until the mark is rebound.
-  locator_.AddSandbox("u1", 202);
+  // The kubelet recreated the sandbox (same pod UID, new empty netns that gets the OLD inode number back, as
+  // the kernel does); the pod still says `initialized`, bound to the old netns, so the new sandbox's waiter
+  // keeps waiting until the mark is rebound.
+  const std::string old_id = IdOf("u1");
+  netns::FakeLocator::Sandbox again = locator_.RecreateSandbox("u1");
+  ASSERT_EQ(again.inode, 101u);                      // reused
   ReconcileResult r = reconciler_->Reconcile("u1");  // the next pod event, not a resync
   EXPECT_EQ(r.outcome, Outcome::kInitialized) << r.detail;
-  EXPECT_TRUE(backend_.Has(202));
+  EXPECT_EQ(backend_.apply_calls(), 2);
   ASSERT_EQ(client_.patches().size(), 2u);
-  EXPECT_EQ(client_.patches()[1].annotations.at(rules::kNetnsAnnotation), "202");
+  EXPECT_EQ(client_.patches()[1].annotations.at(rules::kNetnsAnnotation), IdOf("u1"));
+  EXPECT_NE(IdOf("u1"), old_id);
+  EXPECT_EQ(metrics_.foreign_marks.Value("other_netns"), 0);  // our own earlier mark: not foreign
+  EXPECT_EQ(EventsWithReason("UnverifiedRedirectMark"), 0);
   EXPECT_EQ(client_.patches()[1].annotations.at(rules::kStatusAnnotation), "initialized");
   SyncFromServer(p);
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);  // done again, in the new netns
@@ -374,8 +397,11 @@ TEST_F(ReconcilerTest, RecreatedSandboxOfADonePodIsReappliedOnTheNextEvent) {
   EXPECT_EQ(backend_.apply_calls(), 2);
   EXPECT_EQ(client_.patches().size(), 2u);
 
-  // A failed locate of a done pod does not churn: it stays done.
+  // A failed re-locate of a done pod is retried (with the queue's backoff), never dropped.
+  SyncFromServer(p);
   locator_.SetError("u1", absl::UnavailableError("runtime restarting"));
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kRetry);
+  locator_.SetError("u1", absl::OkStatus());
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
   EXPECT_EQ(backend_.apply_calls(), 2);
 }
@@ -392,7 +418,7 @@ TEST_F(ReconcilerTest, ForgedInitializedAtCreationIsAppliedVerifiedAndBound) {
   EXPECT_TRUE(backend_.Has(101));
   EXPECT_EQ(backend_.apply_calls(), 1);
   ASSERT_EQ(client_.patches().size(), 1u);
-  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), "101");
+  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), IdOf("u1"));
   SyncFromServer(p);
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
   EXPECT_EQ(client_.patches().size(), 1u);
@@ -407,7 +433,9 @@ TEST_F(ReconcilerTest, ForgedBindingToAnotherNetnsIsNotTrusted) {
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
   EXPECT_TRUE(backend_.Has(101));
   ASSERT_EQ(client_.patches().size(), 1u);
-  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), "101");
+  EXPECT_EQ(client_.patches()[0].annotations.at(rules::kNetnsAnnotation), IdOf("u1"));
+  EXPECT_EQ(metrics_.foreign_marks.Value("unverified"), 1);
+  EXPECT_EQ(EventsWithReason("UnverifiedRedirectMark"), 1);
 }
 
 TEST_F(ReconcilerTest, UnboundMarkWithRulesPresentIsBoundWithoutReapplying) {
@@ -423,7 +451,7 @@ TEST_F(ReconcilerTest, UnboundMarkWithRulesPresentIsBoundWithoutReapplying) {
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
   EXPECT_EQ(backend_.apply_calls(), 1);  // read back equal: no second apply
   ASSERT_EQ(client_.patches().size(), 2u);
-  EXPECT_EQ(client_.patches()[1].annotations.at(rules::kNetnsAnnotation), "101");
+  EXPECT_EQ(client_.patches()[1].annotations.at(rules::kNetnsAnnotation), IdOf("u1"));
 }
 
 TEST_F(ReconcilerTest, ForgedInitializedWithBadAnnotationGetsTheError) {
@@ -445,11 +473,110 @@ TEST_F(ReconcilerTest, RecreatedSandboxWithAnnotationBrokenSinceGetsTheError) {
   kube::Pod edited = *client_.GetPod("shop", "web-1");
   edited.annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = "http";
   Add(edited);
-  locator_.AddSandbox("u1", 202);
-  reconciler_ = NewReconciler();
+  locator_.RecreateSandbox("u1");  // same inode, new cookie, empty
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kPermanentError);
   EXPECT_THAT(StatusOf(p), StartsWith("error: "));  // the new sandbox's waiter fails with the reason
-  EXPECT_FALSE(backend_.Has(202));
+  EXPECT_EQ(backend_.apply_calls(), 1);
+}
+
+// What a tenant who predicts the next netns cookie can write at pod creation: our exact mark format, bound to
+// the right identity, `probe: none`, any plan digest. No rules of ours are there, so it is not ours.
+TEST_F(ReconcilerTest, ForgedMarkWithPredictedIdentityIsReplacedByAVerifiedOne) {
+  for (const bool valid : {true, false}) {
+    SCOPED_TRACE(valid ? "valid annotations" : "invalid annotation");
+    const std::string uid = valid ? "u1" : "u2";
+    kube::Pod p = MemberPod(uid, valid ? "web-1" : "web-2");
+    locator_.AddSandbox(uid, valid ? 101 : 102);
+    p.annotations[rules::kStatusAnnotation] = rules::kStatusInitialized;
+    p.annotations[rules::kNetnsAnnotation] = IdOf(uid);  // predicted exactly
+    p.annotations[rules::kProbeAnnotation] = "none";
+    p.annotations[rules::kPlanAnnotation] = "0123456789abcdef";
+    if (!valid) p.annotations["traffic.sidecar.istio.io/includeOutboundIPRanges"] = "10.0.0.0/33";
+    Add(p);
+    ReconcileResult r = reconciler_->Reconcile(uid);
+    std::optional<kube::Pod> now = client_.GetPod("shop", p.name);
+    if (valid) {
+      EXPECT_EQ(r.outcome, Outcome::kInitialized) << r.status;
+      EXPECT_EQ(now->annotations[rules::kProbeAnnotation], "target=192.0.2.1:15002,capture=15001");
+      EXPECT_NE(now->annotations[rules::kPlanAnnotation], "0123456789abcdef");
+    } else {
+      EXPECT_EQ(r.outcome, Outcome::kPermanentError) << r.status;
+      EXPECT_THAT(StatusOf(p), StartsWith("error: "));
+    }
+  }
+  EXPECT_EQ(backend_.apply_calls(), 1);
+  EXPECT_EQ(metrics_.foreign_marks.Value("unverified"), 2);
+  EXPECT_EQ(EventsWithReason("UnverifiedRedirectMark"), 2);
+}
+
+// Istio reads the traffic annotations at pod start only: an edit on a running pod changes nothing live, and
+// drift is repaired with the plan that was applied, also after a controller restart.
+TEST_F(ReconcilerTest, AnnotationEditedOnARunningPodDoesNotRewriteItsLiveRules) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  const rules::Ruleset at_start = Installed(101);
+  kube::Pod edited = *client_.GetPod("shop", "web-1");
+  edited.annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] = "5432";
+  Add(edited);
+  reconciler_->RequestReverify("u1");
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kVerified);
+  EXPECT_EQ(Installed(101), at_start);
+  backend_.Wipe(101);  // drift
+  reconciler_->RequestReverify("u1");
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kReapplied);
+  EXPECT_EQ(Installed(101), at_start);  // the plan applied at start, not the edited one
+  EXPECT_EQ(client_.patches().size(), 1u);
+
+  // After a restart the mark's plan digest says the live rules are the ones applied at start.
+  reconciler_ = NewReconciler();
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kVerified);
+  EXPECT_EQ(Installed(101), at_start);
+  EXPECT_EQ(client_.patches().size(), 1u);
+  EXPECT_EQ(metrics_.foreign_marks.Value("unverified"), 0);
+}
+
+TEST_F(ReconcilerTest, AMarkChangedBySomeoneElseIsRewritten) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  kube::Pod tampered = *client_.GetPod("shop", "web-1");
+  tampered.annotations[rules::kProbeAnnotation] = "none";
+  Add(tampered);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(client_.GetPod("shop", "web-1")->annotations[rules::kProbeAnnotation],
+            "target=192.0.2.1:15002,capture=15001");
+  EXPECT_EQ(backend_.apply_calls(), 1);
+}
+
+TEST_F(ReconcilerTest, NoRouteForAProbeSaysNone) {
+  inspector_.SetDefaultRoute(std::nullopt);
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(client_.GetPod("shop", "web-1")->annotations[rules::kProbeAnnotation], "none");
+}
+
+TEST_F(ReconcilerTest, ReadMarkClassifies) {
+  rules::NetnsIdentity now{kBootId, 42};
+  std::map<std::string, std::string> a;
+  EXPECT_EQ(ReadMark(a, now).state, MarkState::kNone);
+  a[rules::kStatusAnnotation] = "error: x";
+  EXPECT_EQ(ReadMark(a, now).state, MarkState::kNone);
+  a[rules::kStatusAnnotation] = "initialized";
+  EXPECT_EQ(ReadMark(a, now).state, MarkState::kUnbound);
+  a[rules::kNetnsAnnotation] = "4026532281";
+  EXPECT_EQ(ReadMark(a, now).state, MarkState::kUnbound);
+  a[rules::kNetnsAnnotation] = rules::FormatNetnsIdentity({kBootId, 43});
+  EXPECT_EQ(ReadMark(a, now).state, MarkState::kOtherNetns);
+  a[rules::kNetnsAnnotation] = rules::FormatNetnsIdentity(now);
+  a[rules::kPlanAnnotation] = "not-a-digest";
+  MarkView v = ReadMark(a, now);
+  EXPECT_EQ(v.state, MarkState::kThisNetns);
+  EXPECT_EQ(v.plan_digest, "");
 }
 
 TEST_F(ReconcilerTest, PodWithoutPublishedIpsIsPlannedWithTheNetnsAddresses) {
@@ -496,9 +623,11 @@ TEST_F(ReconcilerTest, PublishedIpsWithAnotherFamilyReplanOnTheNextEvent) {
 
   published.pod_ips = {"10.244.1.5", "fd00:10:244::5"};
   Add(published);
-  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kReapplied);
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
   EXPECT_NE(Installed(101).Find(rules::Family::kIPv6), nullptr);
-  EXPECT_EQ(client_.patches().size(), 1u);  // still bound to the same netns: no new mark
+  ASSERT_EQ(client_.patches().size(), 2u);  // same netns, but a new plan digest in the mark
+  EXPECT_EQ(client_.patches()[1].annotations.at(rules::kNetnsAnnotation), IdOf("u1"));
+  SyncFromServer(published);
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
   EXPECT_EQ(backend_.apply_calls(), 2);
 }

@@ -9,15 +9,16 @@ absl::Status FakeBackend::Apply(const NetnsHandle& ns, const rules::Ruleset& rul
     --fail_next_;
     return fail_status_;
   }
-  installed_[ns.inode()] = ruleset;
+  installed_[ns.inode()] = Installed{ns.testing_cookie(), ruleset};
   return absl::OkStatus();
 }
 
 absl::StatusOr<rules::Ruleset> FakeBackend::ReadBack(const NetnsHandle& ns) {
   absl::MutexLock lock(&mu_);
   auto it = installed_.find(ns.inode());
-  if (it == installed_.end()) return rules::Ruleset{};
-  rules::Ruleset out = it->second;
+  // Same inode, another cookie: a new namespace that reuses a freed inode number, so it holds nothing.
+  if (it == installed_.end() || it->second.cookie != ns.testing_cookie()) return rules::Ruleset{};
+  rules::Ruleset out = it->second.ruleset;
   if (corrupt_) {
     for (auto& fam : out.families)
       for (auto& table : fam.tables)
@@ -51,6 +52,12 @@ void FakeBackend::CorruptReadBack(bool corrupt) {
 bool FakeBackend::Has(uint64_t inode) const {
   absl::MutexLock lock(&mu_);
   return installed_.count(inode) > 0;
+}
+
+rules::Ruleset FakeBackend::At(uint64_t inode) const {
+  absl::MutexLock lock(&mu_);
+  auto it = installed_.find(inode);
+  return it == installed_.end() ? rules::Ruleset{} : it->second.ruleset;
 }
 
 int FakeBackend::apply_calls() const {

@@ -1,4 +1,6 @@
 // FakeBackend: an in-memory Backend keyed by namespace inode, with fault injection, for controller tests.
+// Like the kernel, a namespace that reuses a freed inode number (another fake cookie, netns/fake_locator.h)
+// starts empty.
 #ifndef PNC_NETNS_FAKE_BACKEND_H_
 #define PNC_NETNS_FAKE_BACKEND_H_
 
@@ -25,6 +27,8 @@ class FakeBackend : public Backend {
   void CorruptReadBack(bool corrupt);
   // Inspection.
   bool Has(uint64_t inode) const;
+  // What was last applied at this inode, whichever namespace (cookie) it was; empty if none.
+  rules::Ruleset At(uint64_t inode) const;
   int apply_calls() const;
   int remove_calls() const;
   // Pretend someone else (an admin, a crash) wiped our rules in a namespace.
@@ -32,7 +36,11 @@ class FakeBackend : public Backend {
 
  private:
   mutable absl::Mutex mu_;
-  std::map<uint64_t, rules::Ruleset> installed_ ABSL_GUARDED_BY(mu_);
+  struct Installed {
+    uint64_t cookie = 0;
+    rules::Ruleset ruleset;
+  };
+  std::map<uint64_t, Installed> installed_ ABSL_GUARDED_BY(mu_);
   int fail_next_ ABSL_GUARDED_BY(mu_) = 0;
   absl::Status fail_status_ ABSL_GUARDED_BY(mu_);
   bool corrupt_ ABSL_GUARDED_BY(mu_) = false;

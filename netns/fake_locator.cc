@@ -19,11 +19,24 @@ absl::StatusOr<NetnsHandle> FakeLocator::Locate(const PodRef& pod) {
 
 FakeLocator::Sandbox FakeLocator::CreateSandbox(const std::string& pod_uid) {
   absl::MutexLock lock(&mu_);
-  sandboxes_.erase(pod_uid);
+  if (auto it = sandboxes_.find(pod_uid); it != sandboxes_.end()) {
+    freed_.insert(it->second.inode);
+    sandboxes_.erase(it);
+  }
+  // Lowest free number first: a freed one if any, else the next never used.
   std::set<uint64_t> used;
   for (const auto& [uid, sb] : sandboxes_) used.insert(sb.inode);
-  uint64_t inode = kFirstInode;
-  while (used.count(inode) != 0) ++inode;
+  uint64_t inode = 0;
+  for (uint64_t f : freed_)
+    if (used.count(f) == 0) {
+      inode = f;
+      break;
+    }
+  if (inode == 0) {
+    inode = kFirstInode;
+    while (used.count(inode) != 0) ++inode;
+  }
+  freed_.erase(inode);
   Sandbox sb{inode, next_cookie_};
   // Not strictly monotonic, like the kernel's per-CPU cookie allocation, but never reused.
   next_cookie_ += 1 + (next_cookie_ % 3);
@@ -51,7 +64,10 @@ void FakeLocator::AddSandbox(const std::string& pod_uid, uint64_t inode) {
 
 void FakeLocator::RemoveSandbox(const std::string& pod_uid) {
   absl::MutexLock lock(&mu_);
-  sandboxes_.erase(pod_uid);
+  auto it = sandboxes_.find(pod_uid);
+  if (it == sandboxes_.end()) return;
+  freed_.insert(it->second.inode);
+  sandboxes_.erase(it);
 }
 
 void FakeLocator::SetError(const std::string& pod_uid, absl::Status status) {

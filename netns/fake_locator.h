@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 
 #include "absl/synchronization/mutex.h"
@@ -24,7 +25,8 @@ class FakeLocator : public Locator {
     uint64_t inode = 0;
     uint64_t cookie = 0;
   };
-  // A new sandbox for the pod (replacing any): lowest free inode from kFirstInode, a fresh cookie.
+  // A new sandbox for the pod (replacing any): the lowest free inode (a freed one first, else the next from
+  // kFirstInode), a fresh cookie.
   Sandbox CreateSandbox(const std::string& pod_uid);
   // The pod's sandbox exists with this fake inode (a fresh cookie).
   void AddSandbox(const std::string& pod_uid, uint64_t inode);
@@ -40,6 +42,7 @@ class FakeLocator : public Locator {
  private:
   mutable absl::Mutex mu_;
   std::map<std::string, Sandbox> sandboxes_ ABSL_GUARDED_BY(mu_);
+  std::set<uint64_t> freed_ ABSL_GUARDED_BY(mu_);  // inode numbers of removed sandboxes, reused first
   uint64_t next_cookie_ ABSL_GUARDED_BY(mu_) = 4097;
   std::map<std::string, absl::Status> errors_ ABSL_GUARDED_BY(mu_);
   int locate_calls_ ABSL_GUARDED_BY(mu_) = 0;
