@@ -14,7 +14,9 @@
 #include "netns/testing/sockets.h"
 #include "simulator/downward.h"
 #include "simulator/netfilter_probe.h"
+#include "simulator/netns_identity.h"
 #include "simulator/process.h"
+#include "simulator/release_check.h"
 
 namespace pnc::sim {
 
@@ -25,6 +27,7 @@ namespace {
 
 constexpr char kStatusAnnotation[] = "pod-network-controller.istio.io/status";
 constexpr char kNetnsAnnotation[] = "pod-network-controller.istio.io/netns";
+constexpr char kProbeAnnotation[] = "pod-network-controller.istio.io/probe";
 constexpr char kNodeIp[] = "10.249.0.1";
 
 std::atomic<int> g_netns_counter{
@@ -77,7 +80,7 @@ json Condition(const char* type, bool ok, absl::Time t, const std::string& reaso
   return c;
 }
 
-json ContainerStatuses(const json& pod, const char* list, const json& state, bool ready) {
+json ContainerStatuses(const json& pod, const char* list, const json& state, bool ready, int restarts) {
   json out = json::array();
   if (!pod.contains("spec") || !pod["spec"].contains(list)) return out;
   for (const auto& c : pod["spec"][list]) {
@@ -85,7 +88,7 @@ json ContainerStatuses(const json& pod, const char* list, const json& state, boo
                    {"image", c.value("image", "")},
                    {"imageID", ""},
                    {"ready", ready},
-                   {"restartCount", 0},
+                   {"restartCount", restarts},
                    {"started", ready},
                    {"state", state}});
   }
@@ -104,6 +107,8 @@ struct FakeNode::Pod {
   bool deleted ABSL_GUARDED_BY(mu) = false;
   bool terminating ABSL_GUARDED_BY(mu) = false;  // graceful deletion: we owe the API server the final DELETE
   bool refresh_pending ABSL_GUARDED_BY(mu) = false;  // a delayed Downward API refresh is queued
+  bool recreate ABSL_GUARDED_BY(mu) = false;         // RecreateSandbox: kill this sandbox, make a new one
+  absl::Duration recreate_down ABSL_GUARDED_BY(mu);
   std::thread worker;
   std::atomic<bool> done{false};
 };
@@ -239,9 +244,15 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
   }
   auto annotations = Annotations(*obj);
   if (auto a = annotations.find(kStatusAnnotation); a != annotations.end()) {
+    auto n = annotations.find(kNetnsAnnotation);
+    std::string netns_value = n == annotations.end() ? "" : n->second;
     recorder_->Update(uid, [&](PodRecord& r) {
-      if (r.annotated == absl::InfinitePast() || r.status_annotation != a->second) r.annotated = absl::Now();
+      // A re-mark for a recreated sandbox keeps the status and changes the identity.
+      if (r.annotated == absl::InfinitePast() || r.status_annotation != a->second ||
+          r.netns_annotation != netns_value)
+        r.annotated = absl::Now();
       r.status_annotation = a->second;
+      r.netns_annotation = netns_value;
     });
   }
   bool terminating = type != "DELETED" && (*obj)["metadata"].contains("deletionTimestamp");
@@ -251,6 +262,7 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
       absl::MutexLock l(&pod->mu);
       pod->deleted = true;
       pod->terminating |= terminating;
+      pod->recreate = false;
       if (pod->waiter_pid > 0) ::kill(pod->waiter_pid, SIGKILL);
     } else if (terminating) {
       FinishDeletion(FieldValue(*obj, "metadata.namespace"), FieldValue(*obj, "metadata.name"), uid);
@@ -327,6 +339,33 @@ void FakeNode::PublishStatus(const Pod& pod, const json& status) {
   (void)r;  // NotFound/Conflict: the pod is gone or replaced; nothing to report
 }
 
+absl::Status FakeNode::RecreateSandbox(const std::string& ns, const std::string& name, absl::Duration down) {
+  std::shared_ptr<Pod> pod;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [uid, p] : pods_) {
+      if (p->namespace_name == ns && p->name == name && !p->done) pod = p;
+    }
+  }
+  if (pod == nullptr)
+    return absl::NotFoundError(absl::StrCat("no pod ", ns, "/", name, " on ", options_.name));
+  if (options_.lightweight) return absl::FailedPreconditionError("lightweight nodes have no sandboxes");
+  {
+    absl::MutexLock l(&pod->mu);
+    if (pod->deleted) return absl::NotFoundError(absl::StrCat(ns, "/", name, " is being deleted"));
+    pod->recreate = true;
+    pod->recreate_down = down;
+    if (pod->waiter_pid > 0) ::kill(pod->waiter_pid, SIGKILL);
+  }
+  // Synchronously, so a wait_settled right after this waits for the new sandbox.
+  recorder_->Update(pod->uid, [](PodRecord& r) {
+    r.recreated = absl::Now();
+    r.settled = false;
+    r.phase = "Pending";
+  });
+  return absl::OkStatus();
+}
+
 void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
   ObjectPtr spec_obj;
   {
@@ -334,9 +373,62 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
     spec_obj = pod->latest;
   }
   const json& podj = *spec_obj;
-  absl::Time start = absl::Now();
-  bool host_network = podj.contains("spec") && podj["spec"].value("hostNetwork", false);
-  bool waiter = HasWaiter(podj);
+  const bool host_network = podj.contains("spec") && podj["spec"].value("hostNetwork", false);
+  if (options_.lightweight || host_network) {
+    absl::Time start = absl::Now();
+    std::string ip =
+        host_network ? kNodeIp : absl::StrCat("10.248.", (next_ip_ >> 8) & 0xff, ".", next_ip_ & 0xff);
+    ++next_ip_;
+    json terminated = {{"terminated", {{"exitCode", 0}, {"reason", "Completed"}}}};
+    json running = {{"running", {{"startedAt", Rfc3339(start)}}}};
+    PublishStatus(*pod,
+                  {{"phase", "Running"},
+                   {"hostIP", kNodeIp},
+                   {"podIP", ip},
+                   {"podIPs", {{{"ip", ip}}}},
+                   {"startTime", Rfc3339(start)},
+                   {"conditions",
+                    {Condition("PodScheduled", true, start), Condition("Initialized", true, start),
+                     Condition("ContainersReady", true, start), Condition("Ready", true, start)}},
+                   {"initContainerStatuses", ContainerStatuses(podj, "initContainers", terminated, false, 0)},
+                   {"containerStatuses", ContainerStatuses(podj, "containers", running, true, 0)}});
+    recorder_->Update(pod->uid, [&](PodRecord& r) {
+      r.phase = "Running";
+      r.settled = true;
+      r.settled_at = absl::Now();
+    });
+    absl::MutexLock l(&pod->mu);
+    auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pod->mu) { return pod->deleted; };
+    pod->mu.Await(absl::Condition(&gone));
+    return;
+  }
+  for (int generation = 0;; ++generation) {
+    if (RunSandbox(pod, generation) == SandboxEnd::kDeleted) break;
+    absl::Duration down;
+    {
+      absl::MutexLock l(&pod->mu);
+      down = pod->recreate_down;
+    }
+    absl::SleepFor(down);  // the runtime notices, kubelet's pod worker comes back (a deletion may intervene)
+    absl::MutexLock l(&pod->mu);
+    pod->recreate = false;
+    if (pod->deleted) break;
+  }
+  absl::MutexLock l(&pod->mu);
+  if (pod->volume) pod->volume->Remove();
+}
+
+FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int generation) {
+  ObjectPtr spec_obj;
+  {
+    absl::MutexLock l(&pod->mu);
+    spec_obj = pod->latest;
+  }
+  const json& podj = *spec_obj;
+  const absl::Time start = absl::Now();
+  const bool waiter = HasWaiter(podj);
+  // Deleted, or asked to recreate: the sandbox's life is over.
+  auto interrupted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pod->mu) { return pod->deleted || pod->recreate; };
   auto settle = [&](const std::string& phase, const json& status) {
     PublishStatus(*pod, status);
     recorder_->Update(pod->uid, [&](PodRecord& r) {
@@ -345,90 +437,101 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
       r.settled_at = absl::Now();
     });
   };
-  auto running_status = [&](const std::string& ip, absl::Time init_done) {
-    json terminated = {{"terminated",
-                        {{"exitCode", 0},
-                         {"reason", "Completed"},
-                         {"startedAt", Rfc3339(start)},
-                         {"finishedAt", Rfc3339(init_done)}}}};
-    json running = {{"running", {{"startedAt", Rfc3339(absl::Now())}}}};
-    return json{{"phase", "Running"},
-                {"hostIP", kNodeIp},
-                {"podIP", ip},
-                {"podIPs", {{{"ip", ip}}}},
-                {"startTime", Rfc3339(start)},
-                {"conditions",
-                 {Condition("PodScheduled", true, start), Condition("Initialized", true, init_done),
-                  Condition("ContainersReady", true, absl::Now()), Condition("Ready", true, absl::Now())}},
-                {"initContainerStatuses", ContainerStatuses(podj, "initContainers", terminated, false)},
-                {"containerStatuses", ContainerStatuses(podj, "containers", running, true)}};
-  };
-  auto wait_deleted = [&] {
+  auto end_of_life = [&] {
     absl::MutexLock l(&pod->mu);
-    auto gone = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pod->mu) { return pod->deleted; };
-    pod->mu.Await(absl::Condition(&gone));
+    pod->mu.Await(absl::Condition(&interrupted));
+    return pod->deleted ? SandboxEnd::kDeleted : SandboxEnd::kRecreate;
   };
-
-  if (options_.lightweight || host_network) {
-    std::string ip =
-        host_network ? kNodeIp : absl::StrCat("10.248.", (next_ip_ >> 8) & 0xff, ".", next_ip_ & 0xff);
-    ++next_ip_;
-    settle("Running", running_status(ip, absl::Now()));
-    wait_deleted();
-    return;
-  }
 
   // 1. Sandbox.
   auto netns = sandbox_->CreatePodNetns(absl::StrCat("pod", g_netns_counter.fetch_add(1)));
   if (!netns.ok()) {
     settle("Failed",
            {{"phase", "Failed"}, {"reason", "SandboxFailed"}, {"message", netns.status().ToString()}});
-    wait_deleted();
-    return;
+    return end_of_life();
   }
   const std::string ip = netns->pod_ipv4;
-  SandboxInfo sandbox_info{absl::StrCat("sb-", pod->uid), pod->uid, pod->namespace_name, pod->name,
-                           netns->netns.path(),           ip};
+  SandboxRecord identity{.inode = netns->handle().inode(), .ip = ip};
+  std::string identity_text = "(netns cookie unreadable)";
+  if (auto cookie = NetnsCookie(netns->handle()); cookie.ok()) {
+    identity.cookie = *cookie;
+    if (auto boot = BootId(); boot.ok()) identity_text = IdentityText(*boot, *cookie);
+  } else {
+    std::fprintf(stderr, "node %s: netns cookie of %s: %s\n", options_.name.c_str(), pod->name.c_str(),
+                 cookie.status().ToString().c_str());
+  }
+  recorder_->Update(pod->uid, [&](PodRecord& r) {
+    r.sandboxes.push_back(identity);
+    if (generation > 0) {  // the previous sandbox's results are history now
+      r.waiter_exit.reset();
+      r.waiter_message.clear();
+      r.waiter_exited = absl::InfinitePast();
+      r.binding_checked = r.marked_for_this_netns = false;
+      r.binding_detail.clear();
+      r.mark_at_release.clear();
+      r.release_check = ReleaseCheck{};
+      r.interception_checked = r.intercepted = false;
+      r.interception_detail.clear();
+      r.intercepted_at = absl::InfinitePast();
+    }
+  });
+  SandboxInfo sandbox_info{absl::StrCat("sb-", pod->uid, "-", generation),
+                           pod->uid,
+                           pod->namespace_name,
+                           pod->name,
+                           netns->netns.path(),
+                           ip};
+  if (generation > 0) {
+    // What kubelet reports when it replaces a pod's sandbox.
+    json event = {
+        {"metadata", {{"generateName", absl::StrCat(pod->name, ".")}, {"namespace", pod->namespace_name}}},
+        {"involvedObject",
+         {{"kind", "Pod"}, {"namespace", pod->namespace_name}, {"name", pod->name}, {"uid", pod->uid}}},
+        {"type", "Normal"},
+        {"reason", "SandboxChanged"},
+        {"message", "Pod sandbox changed, it will be killed and re-created."},
+        {"source", {{"component", "kubelet"}, {"host", options_.name}}}};
+    (void)store_->Create(Resource::kEvents, pod->namespace_name, event);
+  }
   if (listener_) listener_->SandboxReady(sandbox_info);
   json waiting = {{"waiting", {{"reason", "PodInitializing"}}}};
-  PublishStatus(*pod, {{"phase", "Pending"},
-                       {"hostIP", kNodeIp},
-                       {"podIP", ip},
-                       {"podIPs", {{{"ip", ip}}}},
-                       {"startTime", Rfc3339(start)},
-                       {"conditions",
-                        {Condition("PodScheduled", true, start),
-                         Condition("Initialized", false, start, "ContainersNotInitialized"),
-                         Condition("ContainersReady", false, start, "ContainersNotReady"),
-                         Condition("Ready", false, start, "ContainersNotReady")}},
-                       {"initContainerStatuses", ContainerStatuses(podj, "initContainers", waiting, false)},
-                       {"containerStatuses", ContainerStatuses(podj, "containers", waiting, false)}});
+  PublishStatus(
+      *pod, {{"phase", "Pending"},
+             {"hostIP", kNodeIp},
+             {"podIP", ip},
+             {"podIPs", {{{"ip", ip}}}},
+             {"startTime", Rfc3339(start)},
+             {"conditions",
+              {Condition("PodScheduled", true, start),
+               Condition("Initialized", false, start, "ContainersNotInitialized"),
+               Condition("ContainersReady", false, start, "ContainersNotReady"),
+               Condition("Ready", false, start, "ContainersNotReady")}},
+             {"initContainerStatuses", ContainerStatuses(podj, "initContainers", waiting, false, generation)},
+             {"containerStatuses", ContainerStatuses(podj, "containers", waiting, false, generation)}});
   recorder_->Update(pod->uid, [](PodRecord& r) { r.sandbox_ready = absl::Now(); });
 
-  // 2. Downward API volume.
+  // 2. Downward API volume (it outlives sandboxes, like the pod's volume directory on a real node).
   std::string pod_dir = absl::StrCat(options_.state_dir, "/", pod->uid);
-  ::mkdir(pod_dir.c_str(), 0755);
   {
     absl::MutexLock l(&pod->mu);
-    pod->volume = std::make_unique<DownwardVolume>(pod_dir + "/podinfo");
-    if (auto s = pod->volume->Update({{"pod_annotations", FormatDownwardMap(pod->annotations)}}); !s.ok()) {
-      std::fprintf(stderr, "downward volume for %s: %s\n", pod->name.c_str(), s.ToString().c_str());
+    if (pod->volume == nullptr) {
+      ::mkdir(pod_dir.c_str(), 0755);
+      pod->volume = std::make_unique<DownwardVolume>(pod_dir + "/podinfo");
+      RefreshVolumeLocked(*pod);
     }
   }
 
   auto teardown = [&] {
-    wait_deleted();
-    {
-      absl::MutexLock l(&pod->mu);
-      if (pod->volume) pod->volume->Remove();
-    }
+    SandboxEnd end = end_of_life();
     if (listener_) listener_->SandboxRemoved(sandbox_info);
+    return end;  // `netns` goes with this frame
   };
 
   // 3. Init container: the real waiter, in the pod netns, as a non-root uid.
   absl::Time init_done = absl::Now();
   if (waiter) {
-    std::string log = pod_dir + "/waiter.log";
+    std::string log =
+        absl::StrCat(pod_dir, "/waiter", generation == 0 ? "" : absl::StrCat("-", generation), ".log");
     SpawnOptions so;
     so.argv = {options_.waiter_binary, absl::StrCat("--file=", pod_dir, "/podinfo/pod_annotations"),
                absl::StrCat("--timeout=", absl::ToInt64Seconds(options_.waiter_timeout), "s")};
@@ -442,7 +545,7 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
       absl::StatusOr<ChildProcess> child = absl::UnavailableError("not started");
       {
         absl::MutexLock l(&pod->mu);
-        if (!pod->deleted) {
+        if (!interrupted()) {
           child = options_.waiter_binary.empty() ? absl::FailedPreconditionError("no --waiter_binary")
                                                  : ChildProcess::Spawn(so);
           if (child.ok()) pod->waiter_pid = child->pid();
@@ -459,36 +562,47 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
     }
     if (message.empty()) message = LastLine(log);
     init_done = absl::Now();
-    // What the API server said when the app was let go: the controller's mark, bound to THIS sandbox's netns
-    // (a status forged at creation or left by an earlier sandbox must not release the app).
-    std::string marked_for;
+    // The mark as this node had it when the waiter let go (informational: a tenant can guess a cookie, so
+    // the proof is the datapath check below, not the mark).
+    std::string status, marked_for, probe;
+    bool stopped;
     {
       absl::MutexLock l(&pod->mu);
-      auto st = pod->annotations.find(kStatusAnnotation);
-      auto ns = pod->annotations.find(kNetnsAnnotation);
-      if (st != pod->annotations.end() && st->second == "initialized" && ns != pod->annotations.end())
-        marked_for = ns->second;
+      stopped = interrupted();
+      auto get = [&](const char* key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(pod->mu) {
+        auto it = pod->annotations.find(key);
+        return it == pod->annotations.end() ? std::string() : it->second;
+      };
+      status = get(kStatusAnnotation);
+      marked_for = get(kNetnsAnnotation);
+      probe = get(kProbeAnnotation);
     }
-    const bool bound_here = marked_for == absl::StrCat(netns->handle().inode());
+    ReleaseCheck check;
+    if (code == 0 && !stopped) {
+      check = CheckInterceptionAtRelease({.pod = &netns->handle(),
+                                          .client = &sandbox_->peer(),
+                                          .pod_ip = ip,
+                                          .client_ip = netns->peer_ipv4,
+                                          .app_uid = options_.app_uid,
+                                          .proxy_uid = options_.proxy_uid,
+                                          .proxy_gid = options_.proxy_uid,
+                                          .test_net_ip = options_.test_net_ip,
+                                          .test_net_port = options_.test_net_port});
+    }
+    const bool bound_here = status == "initialized" && marked_for == identity_text;
     recorder_->Update(pod->uid, [&](PodRecord& r) {
       r.waiter_exit = code;
       r.waiter_message = message;
       r.waiter_exited = init_done;
       r.binding_checked = true;
       r.marked_for_this_netns = bound_here;
-      r.binding_detail = marked_for.empty() ? "no initialized+netns mark seen yet"
-                                            : absl::StrCat("marked for netns ", marked_for,
-                                                           ", sandbox netns ", netns->handle().inode());
+      r.mark_at_release = absl::StrCat("status=", status.empty() ? "-" : status,
+                                       " netns=", marked_for.empty() ? "-" : marked_for,
+                                       " probe=", probe.empty() ? "-" : probe);
+      r.binding_detail = absl::StrCat("sandbox netns inode ", identity.inode, ", identity ", identity_text);
+      r.release_check = check;
     });
-    bool deleted;
-    {
-      absl::MutexLock l(&pod->mu);
-      deleted = pod->deleted;
-    }
-    if (deleted) {
-      teardown();
-      return;
-    }
+    if (stopped) return teardown();
     if (code != 0) {
       json term = {{"terminated",
                     {{"exitCode", code},
@@ -496,19 +610,19 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
                      {"message", message},
                      {"startedAt", Rfc3339(start)},
                      {"finishedAt", Rfc3339(init_done)}}}};
-      settle("Failed", {{"phase", "Failed"},
-                        {"reason", "InitContainerFailed"},
-                        {"message", absl::StrCat("init container ", kWaiterContainer, " exited with ", code,
-                                                 ": ", message)},
-                        {"podIP", ip},
-                        {"podIPs", {{{"ip", ip}}}},
-                        {"conditions",
-                         {Condition("PodScheduled", true, start),
-                          Condition("Initialized", false, init_done, "ContainersNotInitialized"),
-                          Condition("Ready", false, init_done, "PodFailed")}},
-                        {"initContainerStatuses", ContainerStatuses(podj, "initContainers", term, false)}});
-      teardown();
-      return;
+      settle("Failed",
+             {{"phase", "Failed"},
+              {"reason", "InitContainerFailed"},
+              {"message",
+               absl::StrCat("init container ", kWaiterContainer, " exited with ", code, ": ", message)},
+              {"podIP", ip},
+              {"podIPs", {{{"ip", ip}}}},
+              {"conditions",
+               {Condition("PodScheduled", true, start),
+                Condition("Initialized", false, init_done, "ContainersNotInitialized"),
+                Condition("Ready", false, init_done, "PodFailed")}},
+              {"initContainerStatuses", ContainerStatuses(podj, "initContainers", term, false, generation)}});
+      return teardown();
     }
   }
 
@@ -578,9 +692,27 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
     r.interception_detail = detail;
     if (intercepted) r.intercepted_at = absl::Now();
   });
-  settle("Running", running_status(ip, init_done));
+  json terminated = {{"terminated",
+                      {{"exitCode", 0},
+                       {"reason", "Completed"},
+                       {"startedAt", Rfc3339(start)},
+                       {"finishedAt", Rfc3339(init_done)}}}};
+  json running = {{"running", {{"startedAt", Rfc3339(absl::Now())}}}};
+  settle("Running",
+         {{"phase", "Running"},
+          {"hostIP", kNodeIp},
+          {"podIP", ip},
+          {"podIPs", {{{"ip", ip}}}},
+          {"startTime", Rfc3339(start)},
+          {"conditions",
+           {Condition("PodScheduled", true, start), Condition("Initialized", true, init_done),
+            Condition("ContainersReady", true, absl::Now()), Condition("Ready", true, absl::Now())}},
+          {"initContainerStatuses", ContainerStatuses(podj, "initContainers", terminated, false, generation)},
+          {"containerStatuses", ContainerStatuses(podj, "containers", running, true, generation)}});
   conn = nt::UniqueFd();
-  teardown();
+  outbound_listener = nt::UniqueFd();
+  inbound_listener = nt::UniqueFd();
+  return teardown();
 }
 
 }  // namespace pnc::sim

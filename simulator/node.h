@@ -20,9 +20,17 @@
 //      tables): none allowed.
 //   5. status: phase Running (or Failed when the waiter failed: no init retries here), podIP(s), conditions,
 //      init/container statuses.
-//   On deletion (DELETED, or deletionTimestamp set by a graceful delete): the waiter is killed, listeners
-//   closed, the netns and volume removed, the sandbox withdrawn; a graceful deletion is then completed with
-//   DELETE (grace 0).
+//   Right when the waiter exits 0, before step 4, the node checks from real sockets that the pod's traffic is
+//   ALREADY redirected (release_check.h: outbound to 15001, inbound to 15006, proxy uid/gid bypass) and
+//   records the result with the mark it had seen: an app must never start before its redirection.
+//   RecreateSandbox (a pause container crash, a runtime restart, a node reboot): the pod's containers and
+//   network namespace are killed, and after `down` a NEW sandbox is created under the SAME pod UID (new
+//   netns, new IP; the kernel may hand out the old nsfs inode again, never the old netns cookie). The
+//   annotations stay as the API server has them (the old mark included), the Downward API volume is kept, the
+//   status goes back to Pending with the new IP and restartCount + 1 (and a SandboxChanged Event), then the
+//   waiter runs again as the init container and the pod continues as a new one. On deletion (DELETED, or
+//   deletionTimestamp set by a graceful delete): the waiter is killed, listeners closed, the netns and volume
+//   removed, the sandbox withdrawn; a graceful deletion is then completed with DELETE (grace 0).
 // hostNetwork pods never get a netns: they report the node's IP and go Running.
 #ifndef PNC_SIMULATOR_NODE_H_
 #define PNC_SIMULATOR_NODE_H_
@@ -70,7 +78,7 @@ struct NodeOptions {
   std::string waiter_binary;  // required in netns mode for pods with a kWaiterContainer init container
   absl::Duration waiter_timeout = absl::Seconds(60);
   uid_t app_uid = 1000;
-  uid_t proxy_uid = 1337;
+  uid_t proxy_uid = 1337;  // and gid
   std::string test_net_ip = "192.0.2.10";
   uint16_t test_net_port = 80;
   absl::Duration no_redirect_timeout = absl::Milliseconds(300);
@@ -92,6 +100,8 @@ class FakeNode {
   const std::string& name() const { return options_.name; }
   // Pods whose worker is still running (not yet settled or not yet torn down).
   int busy() const;
+  // See the file comment. NotFound if no live pod ns/name runs (in netns mode) on this node.
+  absl::Status RecreateSandbox(const std::string& ns, const std::string& name, absl::Duration down);
 
   struct Pod;
 
@@ -100,6 +110,9 @@ class FakeNode {
   void Dispatch();
   void OnPodEvent(const std::string& type, const ObjectPtr& pod);
   void RunPod(std::shared_ptr<Pod> pod);
+  enum class SandboxEnd { kDeleted, kRecreate };
+  // One sandbox of the pod, from creation to deletion or a recreation request; `generation` counts from 0.
+  SandboxEnd RunSandbox(const std::shared_ptr<Pod>& pod, int generation);
   void PublishStatus(const Pod& pod, const nlohmann::json& status);
   void FinishDeletion(const std::string& ns, const std::string& name, const std::string& uid);
   void RefreshVolumeLocked(Pod& pod);

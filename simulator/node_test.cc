@@ -16,6 +16,7 @@
 #include "netns/testing/sandbox.h"
 #include "rules/annotations.h"
 #include "simulator/netfilter_probe.h"
+#include "simulator/netns_identity.h"
 #include "simulator/process.h"
 
 namespace pnc::sim {
@@ -25,56 +26,30 @@ using nlohmann::json;
 namespace nt = pnc::netns::testing;
 
 constexpr char kStatus[] = "pod-network-controller.istio.io/status";
+constexpr char kProbe[] = "pod-network-controller.istio.io/probe";
 
-// What the controller does, reduced to the minimum: one REDIRECT rule, then the annotation (bound to the
-// pod's netns inode, which the real waiter, running inside that netns, checks).
+// What the controller does, reduced to the minimum: Istio-like REDIRECT rules (outbound to 15001 except the
+// proxy's uid/gid, inbound to 15006), then the mark bound to the pod's netns identity with a probe target the
+// rules capture (what the real waiter, running inside that netns, checks). Every sandbox of a pod (recreated
+// ones too) is handled the same way.
 class StandInController : public SandboxListener {
  public:
   StandInController(Store* store, bool fail) : store_(store), fail_(fail) {}
   ~StandInController() override {
+    absl::MutexLock l(&mu_);
     for (auto& t : threads_) t.join();
   }
   void SandboxReady(const SandboxInfo& info) override {
     if (info.pod_name.rfind("mesh", 0) != 0) return;
+    absl::MutexLock l(&mu_);
+    ++ready_;
     threads_.emplace_back([this, info] {
-      std::string value = "initialized";
-      std::string bound;  // like the real controller: the mark is bound to the pod's netns inode
+      json annotations = {{kStatus, "initialized"}};
       if (fail_ || info.pod_name == "mesh-bad") {
-        value = "error: traffic.sidecar.istio.io/includeOutboundIPRanges: bad CIDR";
-      } else {
-        auto ns = netns::NetnsHandle::Open(info.netns_path);
-        if (!ns.ok()) {
-          value = "error: " + ns.status().ToString();
-        } else {
-          SpawnOptions so;
-          so.argv = {"/usr/sbin/iptables-legacy",
-                     "-w",
-                     "-t",
-                     "nat",
-                     "-A",
-                     "OUTPUT",
-                     "-p",
-                     "tcp",
-                     "-m",
-                     "owner",
-                     "!",
-                     "--uid-owner",
-                     "1337",
-                     "-d",
-                     "192.0.2.0/24",
-                     "-j",
-                     "REDIRECT",
-                     "--to-ports",
-                     "15001"};
-          so.netns_fd = ns->fd();
-          auto child = ChildProcess::Spawn(so);
-          int code = child.ok() ? child->Wait() : -1;
-          if (code != 0) value = absl::StrCat("error: iptables exit ", code);
-          bound = std::to_string(ns->inode());
-        }
+        annotations[kStatus] = "error: traffic.sidecar.istio.io/includeOutboundIPRanges: bad CIDR";
+      } else if (auto s = Apply(info.netns_path, &annotations); !s.ok()) {
+        annotations[kStatus] = "error: " + s.ToString();
       }
-      json annotations = {{kStatus, value}};
-      if (!bound.empty()) annotations[rules::kNetnsAnnotation] = bound;
       auto r = store_->Patch(Resource::kPods, info.pod_namespace, info.pod_name, PatchType::kMerge,
                              {{"metadata", {{"uid", info.pod_uid}, {"annotations", annotations}}}},
                              Subresource::kStatus);
@@ -83,11 +58,44 @@ class StandInController : public SandboxListener {
   }
   void SandboxRemoved(const SandboxInfo& info) override { removed_++; }
   std::atomic<int> removed_{0};
+  int ready() {
+    absl::MutexLock l(&mu_);
+    return ready_;
+  }
 
  private:
+  static absl::Status Apply(const std::string& netns_path, json* annotations) {
+    auto ns = netns::NetnsHandle::Open(netns_path);
+    if (!ns.ok()) return ns.status();
+    const std::vector<std::vector<std::string>> rules = {
+        {"-A", "OUTPUT", "-p", "tcp", "-m", "owner", "--uid-owner", "1337", "-j", "RETURN"},
+        {"-A", "OUTPUT", "-p", "tcp", "-m", "owner", "--gid-owner", "1337", "-j", "RETURN"},
+        {"-A", "OUTPUT", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15001"},
+        {"-A", "PREROUTING", "-p", "tcp", "-j", "REDIRECT", "--to-ports", "15006"}};
+    for (const auto& rule : rules) {
+      SpawnOptions so;
+      so.argv = {"/usr/sbin/iptables-legacy", "-w", "-t", "nat"};
+      so.argv.insert(so.argv.end(), rule.begin(), rule.end());
+      so.netns_fd = ns->fd();
+      auto child = ChildProcess::Spawn(so);
+      if (!child.ok()) return child.status();
+      if (int code = child->Wait(); code != 0)
+        return absl::InternalError(absl::StrCat("iptables exit ", code));
+    }
+    auto boot = BootId();
+    if (!boot.ok()) return boot.status();
+    auto cookie = NetnsCookie(*ns);
+    if (!cookie.ok()) return cookie.status();
+    (*annotations)[rules::kNetnsAnnotation] = IdentityText(*boot, *cookie);
+    (*annotations)[kProbe] = "target=192.0.2.1:15002,capture=15001";
+    return absl::OkStatus();
+  }
+
   Store* store_;
   bool fail_;
-  std::vector<std::thread> threads_;
+  absl::Mutex mu_;
+  int ready_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<std::thread> threads_ ABSL_GUARDED_BY(mu_);
 };
 
 json Pod(const std::string& name, bool mesh) {
@@ -204,6 +212,120 @@ TEST_F(NodeTest, ControllerErrorFailsTheInitContainerWithItsReason) {
   EXPECT_NE(r->waiter_message.find("includeOutboundIPRanges"), std::string::npos) << r->waiter_message;
   auto pod = store.Get(Resource::kPods, "default", "mesh-bad");
   EXPECT_NE((**pod)["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 0);
+}
+
+TEST_F(NodeTest, ReleaseCheckPassesWhenRulesAreInPlaceAtWaiterExit) {
+  Store store;
+  Recorder rec;
+  StandInController ctl(&store, false);
+  FakeNode node(&store, &rec, Options(), sandbox_, &ctl);
+  ASSERT_TRUE(node.Start().ok());
+  ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("mesh-1", true)).ok());
+  auto r = WaitSettled(rec, store, "mesh-1");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->waiter_exit, 0) << r->waiter_message;
+  EXPECT_TRUE(r->release_check.passed()) << r->release_check.Summary();
+  EXPECT_NE(r->release_check.outbound.detail.find("SO_ORIGINAL_DST 192.0.2.10:80"), std::string::npos)
+      << r->release_check.Summary();
+  EXPECT_NE(r->release_check.inbound.detail.find(":8080 landed on 15006"), std::string::npos)
+      << r->release_check.Summary();
+  EXPECT_NE(r->release_check.bypass.detail.find("uid 1337 gid 1337, uid 1000 gid 1337"), std::string::npos)
+      << r->release_check.Summary();
+  EXPECT_TRUE(r->marked_for_this_netns) << r->mark_at_release << " vs " << r->binding_detail;
+}
+
+// A waiter that exits 0 at once (here /bin/true) before anything installed rules: the node's check at that
+// moment must say so, even though nothing else is wrong with the pod.
+TEST_F(NodeTest, ReleaseCheckFailsWhenTheWaiterExitsBeforeTheRules) {
+  Store store;
+  Recorder rec;
+  NodeOptions o = Options();
+  o.waiter_binary = "/bin/true";
+  FakeNode node(&store, &rec, o, sandbox_, nullptr);
+  ASSERT_TRUE(node.Start().ok());
+  ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("mesh-early", true)).ok());
+  auto r = WaitSettled(rec, store, "mesh-early");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->waiter_exit, 0);
+  EXPECT_FALSE(r->release_check.passed());
+  EXPECT_EQ(r->release_check.outbound.verdict, CheckVerdict::kFailed) << r->release_check.Summary();
+  EXPECT_EQ(r->release_check.inbound.verdict, CheckVerdict::kFailed) << r->release_check.Summary();
+  EXPECT_EQ(r->release_check.bypass.verdict, CheckVerdict::kPassed) << r->release_check.Summary();
+  EXPECT_FALSE(r->intercepted);
+}
+
+// The proxy's uid bypass is checked, not assumed: rules that capture uid 1337 too fail the bypass check.
+TEST_F(NodeTest, ReleaseCheckFailsWhenTheProxyIsCaptured) {
+  auto pod = sandbox_->CreatePodNetns("capture-all");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  SpawnOptions so;
+  so.argv = {"/usr/sbin/iptables-legacy",
+             "-w",
+             "-t",
+             "nat",
+             "-A",
+             "OUTPUT",
+             "-p",
+             "tcp",
+             "-j",
+             "REDIRECT",
+             "--to-ports",
+             "15001"};
+  so.netns_fd = pod->handle().fd();
+  auto child = ChildProcess::Spawn(so);
+  ASSERT_TRUE(child.ok()) << child.status();
+  ASSERT_EQ(child->Wait(), 0);
+  ReleaseCheck c = CheckInterceptionAtRelease({.pod = &pod->handle(),
+                                               .client = &sandbox_->peer(),
+                                               .pod_ip = pod->pod_ipv4,
+                                               .client_ip = pod->peer_ipv4});
+  EXPECT_EQ(c.outbound.verdict, CheckVerdict::kPassed) << c.Summary();
+  EXPECT_EQ(c.inbound.verdict, CheckVerdict::kFailed) << c.Summary();
+  EXPECT_EQ(c.bypass.verdict, CheckVerdict::kFailed) << c.Summary();
+  EXPECT_NE(c.bypass.detail.find("captured"), std::string::npos) << c.Summary();
+}
+
+// recreate_sandbox: same UID, new netns (the inode may come back, the cookie never), the old mark still on
+// the pod, the waiter runs again and only the re-mark for the new sandbox lets it go.
+TEST_F(NodeTest, RecreatedSandboxRunsTheWaiterAgainAndIsCheckedAtRelease) {
+  Store store;
+  Recorder rec;
+  StandInController ctl(&store, false);
+  NodeOptions o = Options();
+  FakeNode node(&store, &rec, o, sandbox_, &ctl);
+  ASSERT_TRUE(node.Start().ok());
+  ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("mesh-re", true)).ok());
+  auto first = WaitSettled(rec, store, "mesh-re");
+  ASSERT_TRUE(first);
+  ASSERT_EQ(first->phase, "Running");
+  ASSERT_EQ(first->sandboxes.size(), 1u);
+  const std::string old_ip = first->sandboxes[0].ip;
+
+  EXPECT_TRUE(absl::IsNotFound(node.RecreateSandbox("default", "nope", absl::ZeroDuration())));
+  ASSERT_TRUE(node.RecreateSandbox("default", "mesh-re", absl::Milliseconds(200)).ok());
+  EXPECT_FALSE(rec.Get(first->uid)->settled);  // at once, so a wait for settlement waits for the new one
+  auto second = WaitSettled(rec, store, "mesh-re");
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->uid, first->uid);
+  ASSERT_EQ(second->sandboxes.size(), 2u);
+  EXPECT_NE(second->sandboxes[1].cookie, second->sandboxes[0].cookie);
+  EXPECT_NE(second->sandboxes[1].ip, old_ip);
+  std::printf("recreated sandbox: inode %lu -> %lu, cookie %lu -> %lu\n",
+              static_cast<unsigned long>(second->sandboxes[0].inode),
+              static_cast<unsigned long>(second->sandboxes[1].inode),
+              static_cast<unsigned long>(second->sandboxes[0].cookie),
+              static_cast<unsigned long>(second->sandboxes[1].cookie));
+  EXPECT_EQ(second->phase, "Running");
+  EXPECT_EQ(second->waiter_exit, 0) << second->waiter_message;
+  EXPECT_TRUE(second->release_check.passed()) << second->release_check.Summary();
+  EXPECT_TRUE(second->marked_for_this_netns) << second->mark_at_release << " vs " << second->binding_detail;
+  EXPECT_EQ(ctl.ready(), 2);
+  EXPECT_EQ(ctl.removed_, 1);
+  auto pod = store.Get(Resource::kPods, "default", "mesh-re");
+  ASSERT_TRUE(pod.ok());
+  EXPECT_EQ(FieldValue(**pod, "status.podIP"), second->sandboxes[1].ip);
+  EXPECT_EQ((**pod)["status"]["containerStatuses"][0]["restartCount"], 1);
+  EXPECT_TRUE(std::filesystem::exists(o.state_dir + "/" + first->uid + "/waiter-1.log"));
 }
 
 TEST_F(NodeTest, NetfilterProbeSeesXtablesAndNftTables) {

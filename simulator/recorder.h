@@ -10,18 +10,35 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "simulator/release_check.h"
 
 namespace pnc::sim {
+
+// One network namespace a node created for a pod (a recreate_sandbox step adds another under the same UID).
+struct SandboxRecord {
+  uint64_t inode = 0;   // nsfs inode
+  uint64_t cookie = 0;  // SO_NETNS_COOKIE (0: unreadable)
+  std::string ip;
+};
+
+// What a forging tenant wrote on the pod at creation (set by the runner), and what it based its guesses on.
+struct ForgeryRecord {
+  std::string kind;  // "predicted inode", "predicted cookie", "status only", ...
+  std::map<std::string, std::string> annotations;      // the forged mark as written
+  uint64_t throwaway_inode = 0, throwaway_cookie = 0;  // the throwaway netns created and freed just before
+};
 
 struct PodRecord {
   std::string uid, namespace_name, name, template_name, node;
   absl::Time created = absl::InfinitePast();        // create committed
+  absl::Time recreated = absl::InfinitePast();      // last recreate_sandbox request (latencies count from it)
   absl::Time sandbox_ready = absl::InfinitePast();  // netns + IP ready, status.podIP published
   absl::Time annotated = absl::InfinitePast();      // controller's status annotation reached the API server
   absl::Time waiter_exited = absl::InfinitePast();
   absl::Time intercepted_at = absl::InfinitePast();
   absl::Time settled_at = absl::InfinitePast();  // final phase published
   std::string status_annotation;                 // last value of pod-network-controller.istio.io/status
+  std::string netns_annotation;                  // last value of pod-network-controller.istio.io/netns
   std::optional<int> waiter_exit;
   std::string waiter_message;  // last line of the waiter's output
   bool interception_checked = false;
@@ -32,6 +49,11 @@ struct PodRecord {
   bool binding_checked = false;
   bool marked_for_this_netns = false;
   std::string binding_detail;
+  std::string mark_at_release;  // status/netns/probe annotations the node had when the waiter exited
+  // Run by the node when the waiter exited 0, before the sidecar and app started (release_check.h).
+  ReleaseCheck release_check;
+  std::vector<SandboxRecord> sandboxes;  // in creation order; the last one is current
+  std::optional<ForgeryRecord> forgery;
   bool tables_checked = false;   // non-mesh pods: the pod netns was probed for netfilter tables
   std::string netfilter_tables;  // what the probe found ("" = none)
   std::string phase = "Pending";

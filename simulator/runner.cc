@@ -23,6 +23,7 @@
 #include "simulator/apiserver/server.h"
 #include "simulator/apiserver/store.h"
 #include "simulator/netfilter_probe.h"
+#include "simulator/netns_identity.h"
 #include "simulator/node.h"
 #include "simulator/process.h"
 #include "simulator/recorder.h"
@@ -111,6 +112,47 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(idx, v.size() - 1)];
 }
 
+json CheckJson(const CheckResult& c) {
+  return {{"verdict", CheckVerdictName(c.verdict)}, {"detail", c.detail}};
+}
+
+json ReleaseCheckJson(const ReleaseCheck& c) {
+  return {{"passed", c.passed()},
+          {"outbound", CheckJson(c.outbound)},
+          {"inbound", CheckJson(c.inbound)},
+          {"bypass", CheckJson(c.bypass)}};
+}
+
+json SandboxesJson(const std::vector<SandboxRecord>& sandboxes) {
+  json out = json::array();
+  for (const auto& s : sandboxes) out.push_back({{"inode", s.inode}, {"cookie", s.cookie}, {"ip", s.ip}});
+  return out;
+}
+
+// Whether the tenant's guess named the pod's first sandbox (the one the forged mark was written for).
+std::string GuessOutcome(const ForgeryRecord& f, const PodRecord& r) {
+  auto it = f.annotations.find("pod-network-controller.istio.io/netns");
+  if (it == f.annotations.end()) return "no netns guess";
+  if (r.sandboxes.empty()) return "no sandbox";
+  const SandboxRecord& sb = r.sandboxes.front();
+  const std::string& guess = it->second;
+  if (guess.find('/') == std::string::npos) {
+    return guess == absl::StrCat(sb.inode) ? absl::StrCat("inode guess RIGHT (", sb.inode, ")")
+                                           : absl::StrCat("inode guess wrong (sandbox has ", sb.inode, ")");
+  }
+  std::string cookie = guess.substr(guess.find('/') + 1);
+  return cookie == absl::StrCat(sb.cookie) ? absl::StrCat("cookie guess RIGHT (", sb.cookie, ")")
+                                           : absl::StrCat("cookie guess wrong (sandbox has ", sb.cookie, ")");
+}
+
+json ForgeryJson(const ForgeryRecord& f, const PodRecord& r) {
+  return {{"kind", f.kind},
+          {"annotations", f.annotations},
+          {"throwaway_inode", f.throwaway_inode},
+          {"throwaway_cookie", f.throwaway_cookie},
+          {"guess", GuessOutcome(f, r)}};
+}
+
 struct Created {
   std::string uid, ns, name, template_name;
 };
@@ -128,6 +170,9 @@ class Run {
   absl::Status Step(const proto::Step& step);
   absl::Status CreatePod(const std::string& template_name, const std::string& ns, const std::string& name,
                          const std::string& node);
+  // The forged mark of `forge` for one pod, predicted from a throwaway netns created and freed now.
+  absl::StatusOr<ForgeryRecord> Forge(const proto::Forgery& forge);
+  absl::Status RecreateSandbox(const proto::RecreateSandbox& step);
   bool AllSettled();
   Report BuildReport();
   void Teardown();
@@ -141,6 +186,8 @@ class Run {
   RunnerOptions options_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<ApiServer> server_;
+  nt::Sandbox* sandbox_ = nullptr;  // null when every node is lightweight
+  int throwaways_ = 0;
   Recorder recorder_;
   std::vector<std::unique_ptr<CriListener>> cri_;
   std::vector<std::unique_ptr<FakeNode>> nodes_;
@@ -168,6 +215,7 @@ absl::Status Run::Setup() {
           absl::StrCat("network namespace sandbox: ", sb.status().ToString()));
     sandbox = *sb;
   }
+  sandbox_ = sandbox;
   if (!options_.waiter_binary.empty()) {
     // The waiter runs as a non-root uid: give it a copy it can execute (Bazel's output tree is root-only).
     std::string bin_dir = options_.work_dir + "/bin";
@@ -282,7 +330,15 @@ absl::Status Run::CreatePod(const std::string& template_name, const std::string&
     if (tt.name() == template_name) t = &tt;
   }
   if (t == nullptr) return absl::InvalidArgumentError(absl::StrCat("unknown template ", template_name));
-  auto created = store_->Create(Resource::kPods, ns, PodFromTemplate(*t, ns, name, node));
+  json pod = PodFromTemplate(*t, ns, name, node);
+  std::optional<ForgeryRecord> forgery;
+  if (t->has_forge()) {
+    auto f = Forge(t->forge());
+    if (!f.ok()) return f.status();
+    for (const auto& [k, v] : f->annotations) pod["metadata"]["annotations"][k] = v;
+    forgery = *std::move(f);
+  }
+  auto created = store_->Create(Resource::kPods, ns, pod);
   if (!created.ok()) return created.status();
   std::string uid = FieldValue(**created, "metadata.uid");
   absl::Time now = absl::Now();
@@ -291,10 +347,69 @@ absl::Status Run::CreatePod(const std::string& template_name, const std::string&
     r.namespace_name = ns;
     r.name = name;
     r.template_name = template_name;
+    r.forgery = forgery;
   });
   created_.push_back({uid, ns, name, template_name});
   template_of_[ns + "/" + name] = template_name;
   return absl::OkStatus();
+}
+
+absl::StatusOr<ForgeryRecord> Run::Forge(const proto::Forgery& forge) {
+  ForgeryRecord out;
+  std::vector<std::string> kind;
+  if (forge.status_initialized()) {
+    out.annotations["pod-network-controller.istio.io/status"] = "initialized";
+    kind.push_back("status");
+  }
+  if (forge.netns() != proto::Forgery::NO_NETNS) {
+    if (sandbox_ == nullptr) return absl::FailedPreconditionError("forged netns guesses need netns nodes");
+    // The tenant's throwaway pod: its netns is created, observed and freed; the guess is what comes next.
+    NetnsFingerprint seen;
+    {
+      auto ns = sandbox_->CreateBareNetns(absl::StrCat("throwaway-", throwaways_++));
+      if (!ns.ok()) return ns.status();
+      auto fp = Fingerprint(ns->handle());
+      if (!fp.ok()) return fp.status();
+      seen = *fp;
+    }
+    // The kernel frees a namespace asynchronously (cleanup_net): a tenant waits for its throwaway pod to be
+    // gone, which takes longer than this.
+    absl::SleepFor(absl::Milliseconds(50));
+    out.throwaway_inode = seen.inode;
+    out.throwaway_cookie = seen.cookie;
+    if (forge.netns() == proto::Forgery::PREDICTED_INODE) {
+      out.annotations["pod-network-controller.istio.io/netns"] = absl::StrCat(seen.inode);
+      kind.push_back("predicted inode");
+    } else {
+      auto boot = BootId();
+      if (!boot.ok()) return boot.status();
+      int64_t guess = static_cast<int64_t>(seen.cookie) + forge.cookie_offset();
+      out.annotations["pod-network-controller.istio.io/netns"] =
+          IdentityText(*boot, std::max<int64_t>(guess, 1));
+      kind.push_back(absl::StrCat("predicted cookie (throwaway", forge.cookie_offset() < 0 ? "" : "+",
+                                  forge.cookie_offset(), ")"));
+    }
+  }
+  if (!forge.probe().empty()) {
+    out.annotations["pod-network-controller.istio.io/probe"] = forge.probe();
+    kind.push_back(absl::StrCat("probe=", forge.probe()));
+  }
+  out.kind = absl::StrJoin(kind, " + ");
+  return out;
+}
+
+absl::Status Run::RecreateSandbox(const proto::RecreateSandbox& rs) {
+  // The node may not have picked the pod up yet right after its creation.
+  absl::Time deadline = absl::Now() + absl::Seconds(5);
+  absl::Status last = absl::NotFoundError("no node");
+  while (true) {
+    for (auto& n : nodes_) {
+      last = n->RecreateSandbox(rs.namespace_(), rs.name(), absl::Milliseconds(rs.down_ms()));
+      if (last.ok() || !absl::IsNotFound(last)) return last;
+    }
+    if (absl::Now() >= deadline) return last;
+    absl::SleepFor(absl::Milliseconds(20));
+  }
 }
 
 absl::Status Run::Step(const proto::Step& step) {
@@ -394,6 +509,13 @@ absl::Status Run::Step(const proto::Step& step) {
       }
       break;
     }
+    case proto::Step::kRecreateSandbox: {
+      const auto& rs = step.recreate_sandbox();
+      if (auto s = RecreateSandbox(rs); !s.ok()) return s;
+      step_log_.push_back(absl::StrCat("recreate sandbox of ", rs.namespace_(), "/", rs.name(), " (down ",
+                                       rs.down_ms(), " ms)"));
+      break;
+    }
     case proto::Step::kWaitSettled: {
       absl::Time deadline = absl::Now() + absl::Milliseconds(step.wait_settled().timeout_ms());
       while (!AllSettled() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
@@ -469,15 +591,16 @@ Report Run::BuildReport() {
             why = "never settled";
           } else if (r.phase != "Running") {
             why = absl::StrCat("phase ", r.phase, "; waiter: ", r.waiter_message);
-          } else if (r.binding_checked && r.waiter_exit == 0 && !r.marked_for_this_netns) {
-            // Even if the traffic ends up redirected (a retransmitted SYN after the rules arrive), the app
-            // was let go before the controller had installed and verified them.
-            why = absl::StrCat("the waiter exited before the controller marked this sandbox: ",
-                               r.binding_detail);
+          } else if (r.waiter_exit == 0 && !r.release_check.passed()) {
+            // Checked when the waiter exited, before the app started: even if the traffic ends up
+            // redirected later (a retransmitted SYN after the rules arrive), the app was let go too early.
+            why = absl::StrCat("the waiter let the pod go before its traffic was redirected: ",
+                               r.release_check.Summary(), "; mark then: ", r.mark_at_release);
           } else if (!r.intercepted) {
             why = absl::StrCat("not intercepted: ", r.interception_detail);
-          } else if (r.intercepted_at - r.created > limit) {
-            why = absl::StrCat("intercepted after ", FmtMs(Ms(r.created, r.intercepted_at)), " ms > limit");
+          } else if (r.intercepted_at - std::max(r.created, r.recreated) > limit) {
+            why = absl::StrCat("intercepted after ",
+                               FmtMs(Ms(std::max(r.created, r.recreated), r.intercepted_at)), " ms > limit");
           }
           break;
         case proto::PodTemplate::UNTOUCHED:
@@ -554,6 +677,10 @@ Report Run::BuildReport() {
               {"intercepted", r.intercepted},
               {"interception_detail", r.interception_detail},
               {"marked_for_this_netns_at_waiter_exit", r.marked_for_this_netns},
+              {"mark_at_waiter_exit", r.mark_at_release},
+              {"release_check", ReleaseCheckJson(r.release_check)},
+              {"sandboxes", SandboxesJson(r.sandboxes)},
+              {"forgery", r.forgery ? ForgeryJson(*r.forgery, r) : json()},
               {"netfilter_tables_checked", r.tables_checked},
               {"netfilter_tables", r.netfilter_tables},
               {"ms_created_to_sandbox", Ms(r.created, r.sandbox_ready)},
@@ -563,6 +690,38 @@ Report Run::BuildReport() {
               {"events", events.count(c.uid) ? events[c.uid] : json::array()}};
     pods.push_back(p);
   }
+  // Sandbox recreations (inode reuse vs cookie) and what each forgery got.
+  std::ostringstream recreations, forgeries;
+  int recreated = 0, inode_reused = 0, cookie_differs = 0;
+  for (const auto& c : created_) {
+    PodRecord r = recorder_.Get(c.uid).value_or(PodRecord{});
+    for (size_t i = 1; i < r.sandboxes.size(); ++i) {
+      const SandboxRecord& a = r.sandboxes[i - 1];
+      const SandboxRecord& b = r.sandboxes[i];
+      ++recreated;
+      inode_reused += a.inode == b.inode;
+      cookie_differs += a.cookie != b.cookie;
+      recreations << absl::StrFormat("  %s/%s: inode %d -> %d (%s), cookie %d -> %d (%s)\n", c.ns, c.name,
+                                     a.inode, b.inode, a.inode == b.inode ? "REUSED" : "new", a.cookie,
+                                     b.cookie, a.cookie == b.cookie ? "SAME" : "differs");
+    }
+    if (r.forgery) {
+      std::string got = r.waiter_exit ? absl::StrCat("waiter exit ", *r.waiter_exit) : "waiter never exited";
+      if (r.waiter_exit == 0)
+        absl::StrAppend(&got, ", at release: ", r.release_check.passed() ? "redirected" : "NOT redirected");
+      forgeries << absl::StrFormat("  %s/%s [%s]: %s; %s; phase %s, status %s\n", c.ns, c.name,
+                                   r.forgery->kind, GuessOutcome(*r.forgery, r), got, r.phase,
+                                   r.status_annotation.empty() ? "-" : r.status_annotation.substr(0, 60));
+    }
+  }
+  if (recreated > 0) {
+    recreations.str(
+        absl::StrFormat("sandbox recreations under the same pod UID: %d; nsfs inode reused %d/%d; netns "
+                        "cookie differed %d/%d\n%s",
+                        recreated, inode_reused, recreated, cookie_differs, recreated, recreations.str()));
+  }
+  if (!forgeries.str().empty())
+    forgeries.str("forged marks (tenant's guess; what the waiter did; end state):\n" + forgeries.str());
   double pods_per_s = -1;
   if (!to_intercept.empty() && last_intercepted > first_created) {
     pods_per_s = to_intercept.size() / absl::ToDoubleSeconds(last_intercepted - first_created);
@@ -582,6 +741,7 @@ Report Run::BuildReport() {
          "the init "
          "container exited; INTERCEPT: the app's connect to 192.0.2.10:80 landed on 15001):\n"
       << table.str() << "\n";
+  out << recreations.str() << forgeries.str();
   out << absl::StrFormat("created -> annotated:   p50 %s ms  p99 %s ms  (n=%d)\n",
                          FmtMs(Percentile(to_annotated, 50)), FmtMs(Percentile(to_annotated, 99)),
                          to_annotated.size());
@@ -612,6 +772,8 @@ Report Run::BuildReport() {
         {"created_to_intercepted",
          {{"p50", Percentile(to_intercept, 50)}, {"p99", Percentile(to_intercept, 99)}}}}},
       {"pods_per_second", pods_per_s},
+      {"sandbox_recreations",
+       {{"count", recreated}, {"inode_reused", inode_reused}, {"cookie_differed", cookie_differs}}},
       {"pods", pods}};
   return report;
 }
@@ -686,6 +848,10 @@ absl::Status ValidateScenario(const proto::Scenario& s) {
     if (t.name().empty() || !templates.insert(t.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat("empty or duplicate template name \"", t.name(), "\""));
     }
+    if (t.has_forge() && t.mesh() == proto::PodTemplate::NONE) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("template ", t.name(), ": forged marks only on mesh pods"));
+    }
     if (t.expect() == proto::PodTemplate::FAILED && t.mesh() == proto::PodTemplate::NONE) {
       return absl::InvalidArgumentError(
           absl::StrCat("template ", t.name(), ": only mesh pods can fail initialization"));
@@ -736,6 +902,11 @@ absl::Status ValidateScenario(const proto::Scenario& s) {
         }
         break;
       }
+      case proto::Step::kRecreateSandbox:
+        if (step.recreate_sandbox().namespace_().empty() || step.recreate_sandbox().name().empty()) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "recreate_sandbox needs namespace and name"));
+        }
+        break;
       case proto::Step::kWaitSettled:
         break;
       default:
