@@ -25,6 +25,7 @@
 #include "controller/wiring.h"
 #include "kube/config.h"
 #include "kube/curl_client.h"
+#include "netns/inspector.h"
 
 namespace {
 std::string EnvOr(const char* name, const char* fallback) {
@@ -143,6 +144,12 @@ int Main() {
   absl::StatusOr<std::unique_ptr<netns::Locator>> locator = MakeLocator(
       absl::GetFlag(FLAGS_locator), absl::GetFlag(FLAGS_cri_endpoint), absl::GetFlag(FLAGS_proc_root));
   if (!locator.ok()) return Fail("no netns locator", locator.status());
+  // A pod's netns is identified by its cookie (+ the boot id), never by its reusable inode: no cookies, no
+  // controller (no silent fallback).
+  if (absl::Status st = netns::CheckNetnsCookieSupport(); !st.ok())
+    return Fail("cannot identify network namespaces", st);
+  absl::StatusOr<std::string> boot_id = netns::ReadBootId();
+  if (!boot_id.ok()) return Fail("cannot read the boot id", boot_id.status());
 
   // Signals are taken synchronously by sigwait in this thread; block them before any thread starts.
   sigset_t sigs;
@@ -154,6 +161,7 @@ int Main() {
   Metrics metrics;
   ControllerOptions opts;
   opts.node_name = node;
+  opts.boot_id = *boot_id;
   opts.workers = absl::GetFlag(FLAGS_workers);
   opts.resync = absl::GetFlag(FLAGS_resync);
   opts.watch_timeout_seconds =
