@@ -25,11 +25,23 @@ checked = [p for p in r["pods"] if p["result"] != "gone"]
 assert checked, "no pod was checked"
 for p in checked:
     assert p["result"] == "ok", p
+    # No sandbox of any pod (recreated ones included) was let go by its waiter before its traffic was redirected.
+    for sb in p["sandboxes"]:
+        assert sb["waiter_exit"] != 0 or sb["redirected_at_release"], (p["name"], sb)
     if p["expect"] == "INTERCEPTED":
         assert p["intercepted"] and p["waiter_exit"] == 0 and p["status_annotation"] == "initialized", p
+        rc = p["release_check"]
+        assert rc["passed"] and all(rc[k]["verdict"] == "passed" for k in ("outbound", "inbound", "bypass")), p
     if p["expect"] == "UNTOUCHED":
         assert not p["intercepted"] and p["status_annotation"] == "", p
     if p["expect"] == "FAILED":
         assert p["waiter_exit"] not in (None, 0) and p["status_annotation"].startswith("error: "), p
-print("report OK:", len(checked), "pods checked,", r["pods_deleted"], "deleted by the timeline")
+rec = r["sandbox_recreations"]
+# The kernel never hands out a netns cookie twice within a boot (the nsfs inode it often does: reported only).
+assert rec["cookie_differed"] == rec["count"], rec
+if r["scenario"] == "races":
+    assert rec["count"] >= 2, rec
+    assert any(p["forgery"] for p in r["pods"]), "races lost its forged pods"
+print("report OK:", len(checked), "pods checked,", r["pods_deleted"], "deleted by the timeline;",
+      rec["count"], "sandbox recreations, inode reused", rec["inode_reused"], "times")
 PY

@@ -601,6 +601,12 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
                                        " probe=", probe.empty() ? "-" : probe);
       r.binding_detail = absl::StrCat("sandbox netns inode ", identity.inode, ", identity ", identity_text);
       r.release_check = check;
+      if (!r.sandboxes.empty()) {
+        SandboxRecord& sb = r.sandboxes.back();
+        sb.waiter_exit = code;
+        sb.redirected_at_release = code == 0 && check.passed();
+        if (code == 0) sb.release_summary = absl::StrCat(check.Summary(), "; mark then: ", r.mark_at_release);
+      }
     });
     if (stopped) return teardown();
     if (code != 0) {

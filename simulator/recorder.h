@@ -19,6 +19,10 @@ struct SandboxRecord {
   uint64_t inode = 0;   // nsfs inode
   uint64_t cookie = 0;  // SO_NETNS_COOKIE (0: unreadable)
   std::string ip;
+  // What its waiter did (kept when a later sandbox replaces it, so a too-early release is never forgotten).
+  std::optional<int> waiter_exit;
+  bool redirected_at_release = false;  // release_check passed when the waiter exited 0
+  std::string release_summary;         // release_check.Summary() + the mark then
 };
 
 // What a forging tenant wrote on the pod at creation (set by the runner), and what it based its guesses on.

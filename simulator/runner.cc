@@ -112,6 +112,19 @@ double Percentile(std::vector<double> v, double p) {
   return v[std::min(idx, v.size() - 1)];
 }
 
+// The first sandbox of the pod (a recreated one included) whose waiter exited 0 before the traffic was
+// redirected.
+std::string ReleasedTooEarly(const PodRecord& r) {
+  for (size_t i = 0; i < r.sandboxes.size(); ++i) {
+    const SandboxRecord& sb = r.sandboxes[i];
+    if (sb.waiter_exit == 0 && !sb.redirected_at_release) {
+      return absl::StrCat("the waiter let sandbox #", i + 1, " (cookie ", sb.cookie,
+                          ") go before its traffic was redirected: ", sb.release_summary);
+    }
+  }
+  return "";
+}
+
 json CheckJson(const CheckResult& c) {
   return {{"verdict", CheckVerdictName(c.verdict)}, {"detail", c.detail}};
 }
@@ -125,7 +138,14 @@ json ReleaseCheckJson(const ReleaseCheck& c) {
 
 json SandboxesJson(const std::vector<SandboxRecord>& sandboxes) {
   json out = json::array();
-  for (const auto& s : sandboxes) out.push_back({{"inode", s.inode}, {"cookie", s.cookie}, {"ip", s.ip}});
+  for (const auto& s : sandboxes) {
+    out.push_back({{"inode", s.inode},
+                   {"cookie", s.cookie},
+                   {"ip", s.ip},
+                   {"waiter_exit", s.waiter_exit ? json(*s.waiter_exit) : json()},
+                   {"redirected_at_release", s.redirected_at_release},
+                   {"release", s.release_summary}});
+  }
   return out;
 }
 
@@ -591,6 +611,8 @@ Report Run::BuildReport() {
             why = "never settled";
           } else if (r.phase != "Running") {
             why = absl::StrCat("phase ", r.phase, "; waiter: ", r.waiter_message);
+          } else if (auto early = ReleasedTooEarly(r); !early.empty()) {
+            why = early;
           } else if (r.waiter_exit == 0 && !r.release_check.passed()) {
             // Checked when the waiter exited, before the app started: even if the traffic ends up
             // redirected later (a retransmitted SYN after the rules arrive), the app was let go too early.
@@ -706,9 +728,12 @@ Report Run::BuildReport() {
                                      b.cookie, a.cookie == b.cookie ? "SAME" : "differs");
     }
     if (r.forgery) {
-      std::string got = r.waiter_exit ? absl::StrCat("waiter exit ", *r.waiter_exit) : "waiter never exited";
-      if (r.waiter_exit == 0)
-        absl::StrAppend(&got, ", at release: ", r.release_check.passed() ? "redirected" : "NOT redirected");
+      // The sandbox the forged mark was written for is the first one.
+      std::optional<int> exit = r.sandboxes.empty() ? std::nullopt : r.sandboxes.front().waiter_exit;
+      std::string got = exit ? absl::StrCat("waiter exit ", *exit) : "waiter never exited";
+      if (exit == 0)
+        absl::StrAppend(&got, ", at release: ",
+                        r.sandboxes.front().redirected_at_release ? "redirected" : "NOT redirected");
       forgeries << absl::StrFormat("  %s/%s [%s]: %s; %s; phase %s, status %s\n", c.ns, c.name,
                                    r.forgery->kind, GuessOutcome(*r.forgery, r), got, r.phase,
                                    r.status_annotation.empty() ? "-" : r.status_annotation.substr(0, 60));

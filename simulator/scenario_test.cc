@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/text_format.h"
@@ -25,6 +26,32 @@ TEST(ScenarioTest, ShippedScenariosParseAndValidate) {
   }
 }
 
+// Issue 8: races must keep sandbox recreation and every forgery variant (predicted inode / cookie, with an
+// invalid and a valid traffic annotation, probe none), so the e2e cannot lose them silently.
+TEST(ScenarioTest, RacesRecreatesSandboxesAndForgesEveryVariant) {
+  auto s = LoadScenario(Runfile("simulator/scenarios/races.textproto"));
+  ASSERT_TRUE(s.ok()) << s.status();
+  int recreations = 0;
+  std::set<std::string> created;
+  for (const auto& step : s->timeline()) {
+    recreations += step.has_recreate_sandbox();
+    if (step.has_create()) created.insert(step.create().template_());
+  }
+  EXPECT_GE(recreations, 2);
+  std::set<std::string> variants;
+  for (const auto& t : s->templates()) {
+    if (!t.has_forge() || created.count(t.name()) == 0) continue;
+    bool invalid = t.annotations().count("traffic.sidecar.istio.io/includeOutboundIPRanges") > 0;
+    EXPECT_TRUE(t.forge().status_initialized()) << t.name();
+    EXPECT_EQ(t.forge().probe(), "none") << t.name();
+    EXPECT_EQ(t.expect(), invalid ? proto::PodTemplate::FAILED : proto::PodTemplate::INTERCEPTED) << t.name();
+    variants.insert(
+        absl::StrCat(proto::Forgery::NetnsGuess_Name(t.forge().netns()), invalid ? "/invalid" : "/valid"));
+  }
+  EXPECT_EQ(variants, (std::set<std::string>{"PREDICTED_COOKIE/invalid", "PREDICTED_COOKIE/valid",
+                                             "PREDICTED_INODE/invalid", "PREDICTED_INODE/valid"}));
+}
+
 proto::Scenario Parse(const std::string& text) {
   proto::Scenario s;
   EXPECT_TRUE(google::protobuf::TextFormat::ParseFromString(text, &s)) << text;
@@ -42,6 +69,11 @@ TEST(ScenarioTest, InvalidReferencesAreRejected) {
   EXPECT_FALSE(ValidateScenario(Parse(R"(nodes { name: "n" } nodes { name: "n" })")).ok());
   EXPECT_FALSE(ValidateScenario(Parse(R"(nodes { name: "n" } templates { name: "t" expect: FAILED })")).ok());
   EXPECT_FALSE(ValidateScenario(Parse(R"(nodes { name: "n" } timeline { fault { } })")).ok());
+  EXPECT_FALSE(
+      ValidateScenario(Parse(R"(nodes { name: "n" } timeline { recreate_sandbox { name: "p" } })")).ok());
+  EXPECT_FALSE(ValidateScenario(
+                   Parse(R"(nodes { name: "n" } templates { name: "t" forge { status_initialized: true } })"))
+                   .ok());
 }
 
 TEST(ScenarioTest, LightweightScenarioRunsWithoutController) {
