@@ -60,7 +60,7 @@ TEST(ProbeSpec, RoundTripsBothFamiliesAndNone) {
 
 // A forged probe must not be able to name a connection that succeeds without redirection.
 TEST(ProbeSpec, RejectsTargetsThatProveNothingAndNonCanonicalText) {
-  for (const std::string& bad : {
+  for (const char* bad : {
            "",
            "None",
            "none ",
