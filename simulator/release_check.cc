@@ -98,7 +98,6 @@ CheckResult Bypass(const ReleaseCheckOptions& o, int capture15001) {
     auto conn = ConnectFrom(*o.pod, std::make_pair(uid, gid), dest.ip, dest.port, o.timeout);
     if (!conn.ok()) return Fail(absl::StrCat(who, " -> ", dest.ToString(), ": ", conn.status().message()));
     if (nt::HasPendingConnection(capture15001)) {
-      auto stray = nt::Accept(capture15001, absl::ZeroDuration());  // drain it for the next identity
       return Fail(absl::StrCat(who, " -> ", dest.ToString(), " was captured (landed on 15001)"));
     }
     auto accepted = nt::Accept(target.get(), o.timeout);
