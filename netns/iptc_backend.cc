@@ -8,6 +8,7 @@
 #include <linux/netfilter/xt_MARK.h>
 #include <linux/netfilter/xt_TPROXY.h>
 #include <linux/netfilter/xt_connmark.h>
+#include <linux/netfilter/xt_conntrack.h>
 #include <linux/netfilter/xt_mark.h>
 #include <linux/netfilter/xt_owner.h>
 #include <linux/netfilter/xt_socket.h>
@@ -312,8 +313,9 @@ absl::Status BuildEntry(const Rule& rule, EntryBuilder<F>& b) {
   }
   if (rule.mark) {
     auto* m = b.template AddMatch<xt_mark_mtinfo1>("mark", 1);
-    m->mark = *rule.mark;
+    m->mark = rule.mark->value;
     m->mask = 0xffffffff;
+    m->invert = rule.mark->negate ? 1 : 0;
   }
   if (rule.connmark) {
     auto* m = b.template AddMatch<xt_connmark_mtinfo1>("connmark", 1);
@@ -323,6 +325,12 @@ absl::Status BuildEntry(const Rule& rule, EntryBuilder<F>& b) {
   if (rule.socket_transparent) {
     auto* m = b.template AddMatch<xt_socket_mtinfo3>("socket", 3);
     m->flags = XT_SOCKET_TRANSPARENT;
+  }
+  if (rule.ct_related_established) {
+    // What `iptables -m conntrack --ctstate RELATED,ESTABLISHED` builds (revision 3).
+    auto* m = b.template AddMatch<xt_conntrack_mtinfo3>("conntrack", 3);
+    m->match_flags = XT_CONNTRACK_STATE;
+    m->state_mask = XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED) | XT_CONNTRACK_STATE_BIT(IP_CT_RELATED);
   }
 
   return std::visit(
@@ -496,9 +504,8 @@ absl::StatusOr<Rule> TranslateEntry(const typename F::Entry* e, xtc_handle* h) {
       }
     } else if (name == "mark" && rev == 1) {
       const auto* mk = static_cast<const xt_mark_mtinfo1*>(data);
-      if (mk->mask != 0xffffffff || mk->invert)
-        return absl::InternalError("mark match with mask or negation");
-      rule.mark = mk->mark;
+      if (mk->mask != 0xffffffff || mk->invert > 1) return absl::InternalError("mark match with a mask");
+      rule.mark = rules::Negatable<uint32_t>{mk->mark, mk->invert == 1};
     } else if (name == "connmark" && rev == 1) {
       const auto* mk = static_cast<const xt_connmark_mtinfo1*>(data);
       if (mk->mask != 0xffffffff || mk->invert)
@@ -509,6 +516,13 @@ absl::StatusOr<Rule> TranslateEntry(const typename F::Entry* e, xtc_handle* h) {
       const uint8_t flags = *static_cast<const uint8_t*>(data);
       if (flags != XT_SOCKET_TRANSPARENT) return absl::InternalError("socket match other than --transparent");
       rule.socket_transparent = true;
+    } else if (name == "conntrack" && rev == 3) {
+      const auto* ct = static_cast<const xt_conntrack_mtinfo3*>(data);
+      const uint16_t want =
+          XT_CONNTRACK_STATE_BIT(IP_CT_ESTABLISHED) | XT_CONNTRACK_STATE_BIT(IP_CT_RELATED);
+      if (ct->match_flags != XT_CONNTRACK_STATE || ct->invert_flags != 0 || ct->state_mask != want)
+        return absl::InternalError("conntrack match other than --ctstate RELATED,ESTABLISHED");
+      rule.ct_related_established = true;
     } else {
       return absl::InternalError(absl::StrCat("unsupported match ", name, " revision ", rev));
     }
@@ -713,17 +727,16 @@ absl::Status SyncTable(Table table, const rules::TableRules* want) {
         return IptcError<F>(absl::StrCat("create chain ", chain), table);
       }
     }
-    // 3. Our rules, then our jumps at the top of the built-in chains.
+    // 3. Our rules, then our jumps APPENDED to the built-in chains (istio-iptables appends its jumps with
+    //    `iptables-restore --noflush`: a rule someone else put in the chain before us runs first).
     for (const auto& chain : want->chains) {
-      unsigned pos = 0;
       for (const auto& rule : chain.rules) {
         EntryBuilder<F> b;
         if (absl::Status s = BuildEntry<F>(rule, b); !s.ok()) {
           return absl::InvalidArgumentError(
               absl::StrCat(rules::TableName(table), "/", chain.name, ": ", s.message()));
         }
-        const int ok = chain.builtin() ? F::Insert(chain.name.c_str(), b.entry(), pos++, h.get())
-                                       : F::Append(chain.name.c_str(), b.entry(), h.get());
+        const int ok = F::Append(chain.name.c_str(), b.entry(), h.get());
         if (!ok) return IptcError<F>(absl::StrCat("add rule to ", chain.name), table);
       }
     }

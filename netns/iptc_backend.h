@@ -5,7 +5,7 @@
 // state):
 //   1. delete our jumps (rules of built-in chains whose target is an ISTIO_* chain),
 //   2. flush every ISTIO_* chain, delete the ones the new ruleset no longer has, create the missing ones,
-//   3. append our chains' rules, insert our jumps at the top of the built-in chains (in ruleset order),
+//   3. append our chains' rules, then append our jumps to the built-in chains (in ruleset order; Istio appends),
 //   4. commit.
 // Every other chain and rule of the table is left exactly as found, so a second Apply with the same ruleset
 // leaves one copy, and a changed ruleset replaces ours. Tables the ruleset does not use are only touched when
@@ -13,7 +13,7 @@
 // Then the TPROXY policy routes are synced with netns/routing (empty ruleset.routes removes ours).
 //
 // ReadBack translates the kernel's entries of our chains (and our jumps) into the Ruleset model: matches tcp,
-// udp, owner, mark, connmark, socket (any revision iptables 1.8 writes); targets jump, RETURN, ACCEPT,
+// udp, owner, mark (also negated), connmark, conntrack --ctstate RELATED,ESTABLISHED, socket (any revision iptables 1.8 writes); targets jump, RETURN, ACCEPT,
 // REDIRECT, TPROXY, MARK, CONNMARK, CT. Anything else inside our chains is an Internal error naming the chain
 // and rule (tampering must fail verification, not be ignored). Tables are discovered via
 // /proc/thread-self/net/ip{,6}_tables_names, so ReadBack creates nothing. Remove = Apply of an empty ruleset.

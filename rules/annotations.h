@@ -31,6 +31,9 @@ inline constexpr char kSidecarStatusAnnotation[] = "sidecar.istio.io/status";
 // 2018-compatible opt-in, on the pod or on its namespace: value "true".
 inline constexpr char kLegacyInitializeAnnotation[] = "istio-pod-network-controller/initialize";
 inline constexpr char kProxyContainerName[] = "istio-proxy";
+// Environment variables of the istio-proxy container that Istio's CNI plugin reads (cni/pkg/plugin).
+inline constexpr char kDnsCaptureEnv[] = "ISTIO_META_DNS_CAPTURE";
+inline constexpr char kDualStackEnv[] = "ISTIO_DUAL_STACK";
 inline constexpr char kIstioInitContainerName[] = "istio-init";
 
 // --- Namespace (OpenShift) ---

@@ -24,7 +24,19 @@ std::vector<Case> GoldenCases() {
   {
     PlanConfig c;
     c.capture_dns = true;
-    add("dns", "controller-wide DNS capture", With({}), c);
+    add("dns", "mesh-wide DNS capture (ISTIO_META_DNS_CAPTURE)", With({}), c);
+  }
+  {
+    PodFacts p = With({});
+    p.containers[1].env[kDnsCaptureEnv] = "true";
+    add("dns_pod_env", "DNS capture switched on by the pod's istio-proxy env, mesh-wide off", p);
+  }
+  {
+    PodFacts p = With({});
+    p.containers[1].env[kDnsCaptureEnv] = "false";
+    PlanConfig c;
+    c.capture_dns = true;
+    add("dns_pod_env_off", "DNS capture switched off by the pod's istio-proxy env, mesh-wide on", p, c);
   }
   {
     PodFacts p = With({});
@@ -34,7 +46,20 @@ std::vector<Case> GoldenCases() {
   {
     PodFacts p = With({});
     p.pod_ips = {"10.244.1.5", "fd00:10:244::5"};
-    add("dual_stack", "dual-stack pod", p);
+    PlanConfig c;
+    c.dual_stack = true;
+    add("dual_stack", "dual-stack pod, mesh-wide ISTIO_DUAL_STACK", p, c);
+  }
+  {
+    PodFacts p = With({});
+    p.pod_ips = {"10.244.1.5", "fd00:10:244::5"};
+    add("dual_stack_ips_without_setting", "dual-stack pod without ISTIO_DUAL_STACK: IPv4 rules only", p);
+  }
+  {
+    PodFacts p = With({});
+    p.pod_ips = {"10.244.1.5", "fd00:10:244::5"};
+    p.containers[1].env[kDualStackEnv] = "true";
+    add("dual_stack_pod_env", "dual-stack pod, ISTIO_DUAL_STACK in the istio-proxy env", p);
   }
   {
     PlanConfig c;
@@ -56,13 +81,17 @@ std::vector<Case> GoldenCases() {
   {
     PodFacts p = With({{kIncludeOutboundIPRangesAnnotation, "10.96.0.0/12, fd00:96::/108,10.1.2.3/8"}});
     p.pod_ips = {"10.244.1.5", "fd00:10:244::5"};
-    add("include_outbound_cidrs_mixed", "include CIDRs of both families; host bits normalised", p);
+    PlanConfig c;
+    c.dual_stack = true;
+    add("include_outbound_cidrs_mixed", "include CIDRs of both families; host bits normalised", p, c);
   }
   {
     PodFacts p =
         With({{kExcludeOutboundIPRangesAnnotation, "169.254.169.254/32,fd00:1::/64,192.168.0.0/16"}});
     p.pod_ips = {"10.244.1.5", "fd00:10:244::5"};
-    add("exclude_outbound_cidrs_mixed", "exclude CIDRs of both families", p);
+    PlanConfig c;
+    c.dual_stack = true;
+    add("exclude_outbound_cidrs_mixed", "exclude CIDRs of both families", p, c);
   }
   add("empty_include_outbound_ranges", "no outbound capture by destination",
       With({{kIncludeOutboundIPRangesAnnotation, ""}}));
@@ -83,7 +112,18 @@ std::vector<Case> GoldenCases() {
       With({{kExcludeInterfacesAnnotation, "eth1, net1"}}));
   add("reroute_interfaces", "VM traffic from tap0 / k6t-eth0 goes to the outbound capture",
       With({{kRerouteVirtualInterfacesAnnotation, "tap0,k6t-eth0"}}));
-  add("tproxy_reroute_interfaces", "TPROXY leaves rerouted VM interfaces to the nat outbound capture",
+  add("reroute_interfaces_include_ranges", "VM traffic is rerouted only to the included ranges",
+      With({{kRerouteVirtualInterfacesAnnotation, "tap0"},
+            {kIncludeOutboundIPRangesAnnotation, "10.96.0.0/12,10.100.0.0/16"}}));
+  add("include_loopback_range", "loopback as an included range: no RETURN for the app's lo traffic",
+      With({{kIncludeOutboundIPRangesAnnotation, "127.0.0.1/32,10.96.0.0/12"}}));
+  add("dns_exclude_port_53", "DNS capture with outbound port 53 excluded (Istio keeps the DNS rules)",
+      With({{kExcludeOutboundPortsAnnotation, "53"}}), [] {
+        PlanConfig c;
+        c.capture_dns = true;
+        return c;
+      }());
+  add("tproxy_reroute_interfaces", "TPROXY with a rerouted VM interface (Istio: nat only)",
       With({{kInterceptionModeAnnotation, "TPROXY"}, {kRerouteVirtualInterfacesAnnotation, "tap0"}}));
   add("kubevirt_interfaces_legacy", "older kubevirtInterfaces spelling",
       With({{kKubevirtInterfacesAnnotation, "tap0"}}));
@@ -96,6 +136,7 @@ std::vector<Case> GoldenCases() {
     p.pod_ips = {"10.244.1.5", "fd00:10:244::5"};
     PlanConfig c;
     c.capture_dns = true;
+    c.dual_stack = true;
     add("tproxy_dns_dual_stack_ports", "TPROXY + DNS + dual-stack + include inbound ports + exclusions", p,
         c);
   }

@@ -25,6 +25,10 @@ struct ContainerFacts {
   std::optional<int64_t> run_as_group;  // container securityContext.runAsGroup
   std::vector<ContainerPortFacts> ports;
   bool restart_policy_always = false;  // init container with restartPolicy: Always (native sidecar)
+  // env[].name -> env[].value (literal values only). Read for the istio-proxy container: the Istio CNI
+  // plugin takes ISTIO_META_DNS_CAPTURE and ISTIO_DUAL_STACK from there (the injector renders the mesh's
+  // and the pod's proxyMetadata into it).
+  std::map<std::string, std::string> env;
 };
 
 struct PodFacts {
@@ -50,10 +54,16 @@ struct PlanConfig {
   Distribution distribution = Distribution::kKubernetes;
   uint32_t default_proxy_uid = 1337;
   uint32_t default_proxy_gid = 1337;
-  bool capture_dns =
-      false;  // like Istio's ISTIO_META_DNS_CAPTURE; a pod annotation may not turn it on by itself
-  // Families to program when the pod has no IPs yet: IPv4 always; IPv6 only when the pod has an IPv6 address
-  // or this is set (clusters that are IPv6 single-stack).
+  // Mesh-wide ISTIO_META_DNS_CAPTURE: used for a pod whose istio-proxy container does not set the variable
+  // itself (Istio's CNI plugin reads only the container's env, which the injector fills from the mesh's
+  // defaultConfig.proxyMetadata and the pod's proxy.istio.io/config; a pod whose env we do not see gets the
+  // mesh's value).
+  bool capture_dns = false;
+  // Mesh-wide ISTIO_DUAL_STACK (same precedence as capture_dns): IPv6 rules also for a pod that has an IPv4
+  // address. Without it, like istio-iptables, IPv6 is programmed only for a pod whose primary address is
+  // IPv6 (IPv6 single-stack); IPv4 always.
+  bool dual_stack = false;
+  // Families when the pod has no IPs yet: IPv4, plus IPv6 when this is set (IPv6 single-stack clusters).
   bool assume_ipv6 = false;
 };
 

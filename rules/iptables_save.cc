@@ -158,7 +158,8 @@ struct Parser {
         if (module == "tcp" || module == "udp") {
           if (!r.protocol || module != (*r.protocol == Protocol::kTcp ? "tcp" : "udp"))
             return Err("match module without matching -p:", module);
-        } else if (module != "owner" && module != "mark" && module != "connmark" && module != "socket") {
+        } else if (module != "owner" && module != "mark" && module != "connmark" && module != "socket" &&
+                   module != "conntrack") {
           return Err("unsupported match module", module);
         }
         ++i;
@@ -183,15 +184,29 @@ struct Parser {
         field = Negatable<uint32_t>{*id, neg};
         ++i;
       } else if (tok == "--mark") {
-        if (auto s = no_neg(tok); !s.ok()) return s;
         if (module != "mark" && module != "connmark") return Err("option outside -m mark/connmark:", tok);
+        if (module == "connmark")
+          if (auto s = no_neg(tok); !s.ok()) return s;
         auto v = need(i);
         if (!v.ok()) return v.status();
         auto m = FullMaskMark(*v, false);
         if (!m.ok()) return m.status();
-        auto& field = module == "mark" ? r.mark : r.connmark;
-        if (field) return Err("duplicate", tok);
-        field = *m;
+        if (module == "mark") {
+          if (r.mark) return Err("duplicate", tok);
+          r.mark = Negatable<uint32_t>{*m, neg};
+        } else {
+          if (r.connmark) return Err("duplicate", tok);
+          r.connmark = *m;
+        }
+        ++i;
+      } else if (tok == "--ctstate") {
+        if (auto s = no_neg(tok); !s.ok()) return s;
+        if (module != "conntrack") return Err("option outside -m conntrack:", tok);
+        auto v = need(i);
+        if (!v.ok()) return v.status();
+        if (*v != "RELATED,ESTABLISHED") return Err("unsupported --ctstate (only RELATED,ESTABLISHED):", *v);
+        if (r.ct_related_established) return Err("duplicate", tok);
+        r.ct_related_established = true;
         ++i;
       } else if (tok == "--transparent") {
         if (auto s = no_neg(tok); !s.ok()) return s;

@@ -65,9 +65,9 @@ COMMIT
 -A POSTROUTING -m comment --comment "weird \"-j ISTIO_X\" text" -j MASQUERADE --random-fully
 -A CNI-abc -p tcp -m multiport --dports 80,443 -j DNAT --to-destination 10.0.0.1
 -A ISTIO_INBOUND -p tcp -m tcp --dport 15008 -j RETURN
--A ISTIO_INBOUND -p tcp -m tcp --dport 15090 -j RETURN
--A ISTIO_INBOUND -p tcp -m tcp --dport 15021 -j RETURN
 -A ISTIO_INBOUND -p tcp -m tcp --dport 15020 -j RETURN
+-A ISTIO_INBOUND -p tcp -m tcp --dport 15021 -j RETURN
+-A ISTIO_INBOUND -p tcp -m tcp --dport 15090 -j RETURN
 -A ISTIO_INBOUND -p tcp -j ISTIO_IN_REDIRECT
 -A ISTIO_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
 -A ISTIO_OUTPUT -p tcp -m tcp --dport 15020 -j RETURN
@@ -193,7 +193,7 @@ TEST(ParseIptablesSaveTest, AcceptsSpellingVariants) {
   ASSERT_EQ(back->tables.size(), 1u);
   const auto& rules = back->tables[0].chains[0].rules;
   ASSERT_EQ(rules.size(), 2u);
-  EXPECT_EQ(rules[0].mark, 0x539u);
+  EXPECT_EQ(rules[0].mark, (Negatable<uint32_t>{0x539u, false}));
   EXPECT_EQ(rules[0].protocol, Protocol::kTcp);
   EXPECT_TRUE(std::holds_alternative<ConnmarkTarget>(rules[0].target));
   EXPECT_EQ(rules[1].source_port->value, 53);

@@ -172,6 +172,14 @@ absl::StatusOr<uint32_t> OpenShiftFirstUid(const PodFacts& pod) {
   return *first;
 }
 
+std::optional<bool> ParseGoBool(absl::string_view v) {
+  for (absl::string_view t : {"1", "t", "T", "TRUE", "true", "True"})
+    if (v == t) return true;
+  for (absl::string_view f : {"0", "f", "F", "FALSE", "false", "False"})
+    if (v == f) return false;
+  return std::nullopt;
+}
+
 }  // namespace
 
 const char* InterceptionModeName(InterceptionMode m) {
@@ -216,8 +224,9 @@ absl::StatusOr<RedirectPlan> BuildPlan(const PodFacts& pod, const PlanConfig& co
     if (!v.ok()) return v.status();
     auto excl = ParsePortList(kExcludeInboundPortsAnnotation, v->value_or("15020"), false);
     if (!excl.ok()) return excl.status();
-    std::vector<uint16_t> all = {15090, 15021, 15020, plan.status_port};
-    all.insert(all.end(), excl->ports.begin(), excl->ports.end());
+    // The CNI plugin's order: the annotation's list (default 15020), then 15020,15021,15090; the status port.
+    std::vector<uint16_t> all = excl->ports;
+    all.insert(all.end(), {15020, 15021, 15090, plan.status_port});
     std::bitset<65536> seen;
     for (uint16_t p : all) {
       if (seen.test(p)) continue;
@@ -310,314 +319,43 @@ absl::StatusOr<RedirectPlan> BuildPlan(const PodFacts& pod, const PlanConfig& co
     if (g->has_value()) plan.proxy_gid = **g;
   }
 
-  // Families.
+  // Per-pod proxy settings the Istio CNI plugin reads from the istio-proxy container's env (Go
+  // strconv.ParseBool spellings); the mesh-wide value when the container does not set the variable.
+  const ContainerFacts* proxy = FindProxy(pod);
+  bool dual_stack = config.dual_stack;
+  plan.capture_dns = config.capture_dns;
+  if (proxy != nullptr) {
+    for (auto [name, field] : {std::pair<const char*, bool*>{kDnsCaptureEnv, &plan.capture_dns},
+                               std::pair<const char*, bool*>{kDualStackEnv, &dual_stack}}) {
+      auto it = proxy->env.find(name);
+      if (it == proxy->env.end()) continue;
+      std::optional<bool> b = ParseGoBool(it->second);
+      if (!b)
+        return Bad(absl::StrCat("istio-proxy env ", name), it->second,
+                   "is not a boolean (true/false, 1/0, t/f)");
+      *field = *b;
+    }
+  }
+
+  // Families. istio-iptables always programs IPv4; IPv6 when the pod's (first) address is IPv6, or, with
+  // ISTIO_DUAL_STACK, when it has any IPv6 address.
   {
     if (pod.pod_ips.size() > 16)
       return absl::InvalidArgumentError(
           absl::StrCat("status.podIPs: ", pod.pod_ips.size(), " addresses (max 16)"));
-    bool has4 = false, has6 = false;
-    for (const auto& ip : pod.pod_ips) {
-      auto f = internal::ParseIpAddressFamily(ip);
-      if (!f) return Bad("status.podIPs", ip, "is not an IP address");
-      (*f == Family::kIPv4 ? has4 : has6) = true;
+    bool has6 = false, primary6 = false;
+    for (size_t i = 0; i < pod.pod_ips.size(); ++i) {
+      auto f = internal::ParseIpAddressFamily(pod.pod_ips[i]);
+      if (!f) return Bad("status.podIPs", pod.pod_ips[i], "is not an IP address");
+      if (*f == Family::kIPv6) {
+        has6 = true;
+        if (i == 0) primary6 = true;
+      }
     }
-    if (!has4 && !has6) {
-      plan.ipv4 = true;
-      plan.ipv6 = config.assume_ipv6;
-    } else {
-      plan.ipv4 = has4;
-      plan.ipv6 = has6 || config.assume_ipv6;
-    }
+    plan.ipv4 = true;
+    plan.ipv6 = pod.pod_ips.empty() ? config.assume_ipv6 : (primary6 || (dual_stack && has6));
   }
-
-  // DNS capture is controller-wide; an explicit exclusion of port 53 wins (otherwise ISTIO_OUTPUT_DNS, which
-  // runs before ISTIO_OUTPUT, would capture it anyway).
-  plan.capture_dns = config.capture_dns &&
-                     std::find(plan.exclude_outbound_ports.begin(), plan.exclude_outbound_ports.end(), 53) ==
-                         plan.exclude_outbound_ports.end();
   return plan;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// BuildRuleset
-
-namespace {
-
-constexpr char kInbound[] = "ISTIO_INBOUND";
-constexpr char kInRedirect[] = "ISTIO_IN_REDIRECT";
-constexpr char kRedirect[] = "ISTIO_REDIRECT";
-constexpr char kOutput[] = "ISTIO_OUTPUT";
-constexpr char kOutputDns[] = "ISTIO_OUTPUT_DNS";
-constexpr char kPrert[] = "ISTIO_PRERT";
-constexpr char kDivert[] = "ISTIO_DIVERT";
-constexpr char kTproxy[] = "ISTIO_TPROXY";
-constexpr char kSaveMark[] = "ISTIO_SAVE_MARK";
-constexpr char kRestoreMark[] = "ISTIO_RESTORE_MARK";
-
-// Tiny fluent builder so the rule lists below read like the iptables they produce.
-struct R {
-  Rule r;
-  R& tcp() {
-    r.protocol = Protocol::kTcp;
-    return *this;
-  }
-  R& udp() {
-    r.protocol = Protocol::kUdp;
-    return *this;
-  }
-  R& proto(Protocol p) {
-    r.protocol = p;
-    return *this;
-  }
-  R& src(const Cidr& c, bool neg = false) {
-    r.source = Negatable<Cidr>{c, neg};
-    return *this;
-  }
-  R& dst(const Cidr& c, bool neg = false) {
-    r.destination = Negatable<Cidr>{c, neg};
-    return *this;
-  }
-  R& in(const std::string& i, bool neg = false) {
-    r.in_interface = Negatable<std::string>{i, neg};
-    return *this;
-  }
-  R& out(const std::string& o, bool neg = false) {
-    r.out_interface = Negatable<std::string>{o, neg};
-    return *this;
-  }
-  R& sport(uint16_t p) {
-    r.source_port = Negatable<uint16_t>{p, false};
-    return *this;
-  }
-  R& dport(uint16_t p, bool neg = false) {
-    r.destination_port = Negatable<uint16_t>{p, neg};
-    return *this;
-  }
-  R& uid(uint32_t u, bool neg = false) {
-    r.uid_owner = Negatable<uint32_t>{u, neg};
-    return *this;
-  }
-  R& gid(uint32_t g, bool neg = false) {
-    r.gid_owner = Negatable<uint32_t>{g, neg};
-    return *this;
-  }
-  R& mark(uint32_t m) {
-    r.mark = m;
-    return *this;
-  }
-  R& connmark(uint32_t m) {
-    r.connmark = m;
-    return *this;
-  }
-  R& transparent() {
-    r.socket_transparent = true;
-    return *this;
-  }
-  Rule jump(const char* chain) {
-    r.target = JumpTarget{chain};
-    return r;
-  }
-  Rule ret() {
-    r.target = ReturnTarget{};
-    return r;
-  }
-  Rule accept() {
-    r.target = AcceptTarget{};
-    return r;
-  }
-  Rule redirect(uint16_t port) {
-    r.target = RedirectTarget{port};
-    return r;
-  }
-  Rule tproxy(uint16_t port, uint32_t m) {
-    r.target = TproxyTarget{port, m, 0xffffffff};
-    return r;
-  }
-  Rule set_mark(uint32_t m) {
-    r.target = MarkTarget{m, 0xffffffff};
-    return r;
-  }
-  Rule connmark_op(ConnmarkTarget::Op op) {
-    r.target = ConnmarkTarget{op};
-    return r;
-  }
-  Rule ct_zone(uint16_t z) {
-    r.target = CtZoneTarget{z};
-    return r;
-  }
-};
-
-Cidr Host(Family f, const char* v4, const char* v6) {
-  return f == Family::kIPv4 ? Cidr{Family::kIPv4, v4, 32} : Cidr{Family::kIPv6, v6, 128};
-}
-
-int BuiltinRank(const std::string& name) {
-  static constexpr absl::string_view kOrder[] = {"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"};
-  for (int i = 0; i < 5; ++i)
-    if (name == kOrder[i]) return i;
-  return 5;
-}
-
-// Accumulates chains of one table, then emits them in canonical order (built-ins fixed, ours by name).
-class TableBuilder {
- public:
-  explicit TableBuilder(Table t) : table_(t) {}
-  std::vector<Rule>& operator[](const std::string& chain) {
-    for (auto& c : chains_)
-      if (c.name == chain) return c.rules;
-    chains_.push_back(Chain{chain, {}});
-    return chains_.back().rules;
-  }
-  bool empty() const { return chains_.empty(); }
-  TableRules Finish() && {
-    std::stable_sort(chains_.begin(), chains_.end(), [](const Chain& a, const Chain& b) {
-      int ra = a.builtin() ? BuiltinRank(a.name) : 5, rb = b.builtin() ? BuiltinRank(b.name) : 5;
-      if (ra != rb) return ra < rb;
-      return !a.builtin() && a.name < b.name;
-    });
-    return TableRules{table_, std::move(chains_)};
-  }
-
- private:
-  Table table_;
-  std::vector<Chain> chains_;
-};
-
-FamilyRules BuildFamily(const RedirectPlan& plan, Family f) {
-  const Cidr loopback = Host(f, "127.0.0.1", "::1");
-  const Cidr passthrough = Host(f, "127.0.0.6", "::6");
-  const uint32_t uid = plan.proxy_uid, gid = plan.proxy_gid;
-  const bool tproxy = plan.mode == InterceptionMode::kTproxy;
-  const bool inbound = plan.capture_all_inbound || !plan.include_inbound_ports.empty();
-  const auto& include_cidrs =
-      f == Family::kIPv4 ? plan.include_outbound_cidrs_v4 : plan.include_outbound_cidrs_v6;
-  const auto& exclude_cidrs =
-      f == Family::kIPv4 ? plan.exclude_outbound_cidrs_v4 : plan.exclude_outbound_cidrs_v6;
-
-  FamilyRules fr;
-  fr.family = f;
-
-  // raw: DNS conntrack zones. xt_CT keeps the FIRST zone assigned to a packet, so proxy-specific rules come
-  // first.
-  TableBuilder raw(Table::kRaw);
-  if (plan.capture_dns) {
-    raw["PREROUTING"].push_back(R().udp().jump(kPrert));
-    raw["OUTPUT"].push_back(R().udp().jump(kOutputDns));
-    auto& dns = raw[kOutputDns];
-    dns.push_back(R().udp().dport(53).uid(uid).ct_zone(kDnsUpstreamCtZone));
-    dns.push_back(R().udp().sport(kDnsCapturePort).uid(uid).ct_zone(kDnsCapturedCtZone));
-    dns.push_back(R().udp().dport(53).gid(gid).ct_zone(kDnsUpstreamCtZone));
-    dns.push_back(R().udp().sport(kDnsCapturePort).gid(gid).ct_zone(kDnsCapturedCtZone));
-    dns.push_back(R().udp().dport(53).ct_zone(kDnsCapturedCtZone));
-    raw[kPrert].push_back(R().udp().sport(53).ct_zone(kDnsUpstreamCtZone));
-  }
-
-  // Inbound capture rules (shared shape for nat/REDIRECT and mangle/TPROXY).
-  auto inbound_chain = [&](std::vector<Rule>& chain) {
-    for (const auto& i : plan.exclude_interfaces) chain.push_back(R().in(i).ret());
-    // TPROXY runs in mangle, before nat's PREROUTING reroute jump: leave rerouted (VM) traffic to it.
-    if (tproxy)
-      for (const auto& i : plan.reroute_interfaces) chain.push_back(R().in(i).ret());
-    if (plan.capture_all_inbound) {
-      chain.push_back(R().tcp().dport(kHboneTunnelPort).ret());
-      for (uint16_t p : plan.exclude_inbound_ports) chain.push_back(R().tcp().dport(p).ret());
-      if (tproxy) {
-        chain.push_back(R().tcp().transparent().jump(kDivert));
-        chain.push_back(R().tcp().jump(kTproxy));
-      } else {
-        chain.push_back(R().tcp().jump(kInRedirect));
-      }
-    } else {
-      for (uint16_t p : plan.include_inbound_ports) {
-        if (tproxy) {
-          chain.push_back(R().tcp().dport(p).transparent().jump(kDivert));
-          chain.push_back(R().tcp().dport(p).jump(kTproxy));
-        } else {
-          chain.push_back(R().tcp().dport(p).jump(kInRedirect));
-        }
-      }
-    }
-  };
-
-  // mangle: TPROXY inbound.
-  TableBuilder mangle(Table::kMangle);
-  if (tproxy && inbound) {
-    mangle["PREROUTING"].push_back(R().tcp().jump(kInbound));
-    mangle["PREROUTING"].push_back(R().tcp().mark(kTproxyMark).jump(kSaveMark));
-    mangle["OUTPUT"].push_back(R().tcp().connmark(kTproxyMark).jump(kRestoreMark));
-    mangle[kDivert].push_back(R().set_mark(kTproxyMark));
-    mangle[kDivert].push_back(R().accept());
-    inbound_chain(mangle[kInbound]);
-    mangle[kTproxy].push_back(R().dst(loopback, true).tcp().tproxy(kInboundCapturePort, kTproxyMark));
-    mangle[kSaveMark].push_back(R().connmark_op(ConnmarkTarget::Op::kSave));
-    mangle[kRestoreMark].push_back(R().connmark_op(ConnmarkTarget::Op::kRestore));
-  }
-
-  // nat.
-  TableBuilder nat(Table::kNat);
-  for (const auto& i : plan.reroute_interfaces) nat["PREROUTING"].push_back(R().in(i).tcp().jump(kRedirect));
-  if (!tproxy && inbound) {
-    nat["PREROUTING"].push_back(R().tcp().jump(kInbound));
-    inbound_chain(nat[kInbound]);
-  }
-  nat[kInRedirect].push_back(R().tcp().redirect(kInboundCapturePort));
-  nat[kRedirect].push_back(R().tcp().redirect(kOutboundCapturePort));
-  if (plan.capture_dns) {
-    nat["OUTPUT"].push_back(R().jump(kOutputDns));
-    auto& dns = nat[kOutputDns];
-    for (const auto& i : plan.exclude_interfaces) dns.push_back(R().out(i).ret());
-    dns.push_back(R().uid(uid).ret());
-    dns.push_back(R().gid(gid).ret());
-    dns.push_back(R().udp().dport(53).redirect(kDnsCapturePort));
-    dns.push_back(R().tcp().dport(53).redirect(kDnsCapturePort));
-  }
-  nat["OUTPUT"].push_back(R().jump(kOutput));
-  auto& out = nat[kOutput];
-  // TPROXY: traffic the proxy marked for the app must not be captured again on its way back through lo.
-  if (tproxy) out.push_back(R().out("lo").tcp().mark(kTproxyMark).ret());
-  for (const auto& i : plan.exclude_interfaces) out.push_back(R().out(i).ret());
-  for (uint16_t p : plan.exclude_outbound_ports) {
-    out.push_back(R().tcp().dport(p).ret());
-    out.push_back(R().udp().dport(p).ret());
-  }
-  out.push_back(R().src(passthrough).out("lo").ret());
-  // App -> own pod IP through the proxy: the proxy's outbound leg arrives on lo and goes to the inbound
-  // listener.
-  out.push_back(
-      R().dst(loopback, true).out("lo").tcp().dport(kHboneTunnelPort, true).uid(uid).jump(kInRedirect));
-  out.push_back(R().out("lo").uid(uid, true).ret());
-  out.push_back(R().uid(uid).ret());
-  out.push_back(
-      R().dst(loopback, true).out("lo").tcp().dport(kHboneTunnelPort, true).gid(gid).jump(kInRedirect));
-  out.push_back(R().out("lo").gid(gid, true).ret());
-  out.push_back(R().gid(gid).ret());
-  out.push_back(R().dst(loopback).ret());
-  for (const auto& c : exclude_cidrs) out.push_back(R().dst(c).ret());
-  for (uint16_t p : plan.include_outbound_ports) out.push_back(R().tcp().dport(p).jump(kRedirect));
-  if (plan.capture_all_outbound) {
-    out.push_back(R().jump(kRedirect));
-  } else {
-    for (const auto& c : include_cidrs) out.push_back(R().dst(c).jump(kRedirect));
-  }
-
-  if (!raw.empty()) fr.tables.push_back(std::move(raw).Finish());
-  if (!mangle.empty()) fr.tables.push_back(std::move(mangle).Finish());
-  fr.tables.push_back(std::move(nat).Finish());
-  return fr;
-}
-
-}  // namespace
-
-Ruleset BuildRuleset(const RedirectPlan& plan) {
-  Ruleset rs;
-  const bool tproxy_routes = plan.mode == InterceptionMode::kTproxy &&
-                             (plan.capture_all_inbound || !plan.include_inbound_ports.empty());
-  for (Family f : {Family::kIPv4, Family::kIPv6}) {
-    if ((f == Family::kIPv4 && !plan.ipv4) || (f == Family::kIPv6 && !plan.ipv6)) continue;
-    rs.families.push_back(BuildFamily(plan, f));
-    if (tproxy_routes) rs.routes.push_back(PolicyRoute{f, kTproxyMark, kTproxyRouteTable});
-  }
-  return rs;
 }
 
 }  // namespace pnc::rules

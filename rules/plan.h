@@ -49,7 +49,8 @@ inline constexpr uint16_t kInboundCapturePort = 15006;
 inline constexpr uint16_t kHboneTunnelPort = 15008;
 inline constexpr uint16_t kDnsCapturePort = 15053;
 inline constexpr uint16_t kDefaultStatusPort = 15020;
-inline constexpr uint32_t kTproxyMark = 1337;  // 0x539
+inline constexpr uint32_t kTproxyMark = 1337;          // 0x539
+inline constexpr uint32_t kTproxyOutboundMark = 1338;  // Envoy outbound -> own pod IP on lo (Istio's OutboundMark)
 inline constexpr uint32_t kTproxyRouteTable = 133;
 inline constexpr uint16_t kDnsUpstreamCtZone = 1;  // proxy <-> upstream DNS server
 inline constexpr uint16_t kDnsCapturedCtZone = 2;  // app <-> DNS proxy (before/after NAT)
@@ -86,7 +87,7 @@ struct RedirectPlan {
       reroute_interfaces;  // tcp arriving on these goes to the outbound capture (VMs, KubeVirt)
 
   uint16_t status_port = kDefaultStatusPort;
-  bool capture_dns = false;  // ISTIO_OUTPUT_DNS (nat) + conntrack zones (raw)
+  bool capture_dns = false;  // ISTIO_META_DNS_CAPTURE: tcp/udp dport 53 -> 15053 (nat) + conntrack zones (raw)
 
   friend bool operator==(const RedirectPlan&, const RedirectPlan&) = default;
 };
@@ -94,36 +95,38 @@ struct RedirectPlan {
 // Validates and combines pod input and controller config. Pure and deterministic.
 absl::StatusOr<RedirectPlan> BuildPlan(const PodFacts& pod, const PlanConfig& config);
 
-// Rule layout (per family; goldens in rules/testdata/golden show every variant):
-//   nat     PREROUTING -> [reroute: -i IF -p tcp -> ISTIO_REDIRECT] [REDIRECT mode: -p tcp -> ISTIO_INBOUND]
-//           OUTPUT -> [DNS: ISTIO_OUTPUT_DNS] ISTIO_OUTPUT
-//           ISTIO_INBOUND: excluded interfaces, 15008 + excluded ports RETURN, rest (or listed ports) ->
-//             ISTIO_IN_REDIRECT (REDIRECT 15006)
-//           ISTIO_OUTPUT: Istio's order (spec note): excluded interfaces/ports, 127.0.0.6 on lo, proxy uid
-//           then gid
-//             (lo -> ISTIO_IN_REDIRECT, lo non-proxy RETURN, proxy RETURN), 127.0.0.1, excluded CIDRs,
-//             included ports, included CIDRs / everything -> ISTIO_REDIRECT (REDIRECT 15001)
-//           ISTIO_OUTPUT_DNS (DNS): excluded interfaces + proxy uid/gid RETURN, udp/tcp dport 53 -> REDIRECT
-//           15053
-//   mangle  (TPROXY) PREROUTING -p tcp -> ISTIO_INBOUND (socket --transparent -> ISTIO_DIVERT (MARK 1337,
-//   ACCEPT),
-//           else ISTIO_TPROXY: TPROXY 15006 mark 1337), mark 1337 -> ISTIO_SAVE_MARK (CONNMARK save);
-//           OUTPUT connmark 1337 -> ISTIO_RESTORE_MARK (CONNMARK restore); plus Ruleset.routes fwmark 1337 ->
-//           table 133
-//   raw     (DNS) OUTPUT -p udp -> ISTIO_OUTPUT_DNS (ct zone 1 for proxy<->upstream, 2 for app<->proxy; xt_CT
-//   keeps
-//           the first zone set, so proxy rules come first), PREROUTING -p udp -> ISTIO_PRERT (sport 53 ->
-//           zone 1)
-// Differences from istio-iptables, all so that built-in chains hold nothing but jumps into ISTIO_* chains
-// (exact cleanup and read-back): excluded interfaces are RETURNs inside our chains instead of rules in
-// PREROUTING/OUTPUT, and the CONNMARK rules live in ISTIO_SAVE_MARK / ISTIO_RESTORE_MARK. DNS capture is
-// controller-wide (PlanConfig.capture_dns) and is off for pods that exclude outbound port 53. In TPROXY mode,
-// rerouted interfaces RETURN from mangle ISTIO_INBOUND so their traffic reaches nat's outbound capture.
+// Rule layout (layout.cc; per family; goldens in rules/testdata/golden show every variant). It follows
+// istio-iptables (tools/istio-iptables/pkg/capture/run.go) as Istio's CNI plugin drives it (capture-all DNS,
+// excludeOutboundPorts default 15020), rule for rule and in Istio's order:
+//   raw     (DNS) OUTPUT -> ISTIO_OUTPUT_DNS: proxy uid/gid udp dport 53 -> CT zone 1, sport 15053 -> zone 2,
+//           then udp dport 53 -> zone 2;  PREROUTING -> ISTIO_INBOUND: udp sport 53 -> zone 1
+//   mangle  (TPROXY) PREROUTING -p tcp -> ISTIO_INBOUND: mark 1337 RETURN, -s 127.0.0.6 -i lo RETURN,
+//           -i lo mark != 1338 RETURN, excluded ports RETURN, ctstate RELATED,ESTABLISHED -> ISTIO_DIVERT
+//           (MARK 1337, ACCEPT), rest -> ISTIO_TPROXY (! -d 127.0.0.1 TPROXY 15006 mark 1337);
+//           PREROUTING -p tcp mark 1337 -> ISTIO_SAVE_MARK (CONNMARK save);
+//           OUTPUT -> ISTIO_OUTPUT: -o lo mark 1337 RETURN, proxy uid/gid ! -d 127.0.0.1 -o lo MARK 1338,
+//           connmark 1337 CONNMARK restore;  Ruleset.routes: fwmark 1337 -> table 133 (local default via lo)
+//   nat     PREROUTING -> [reroute: -i IF [-d included CIDR] -> ISTIO_REDIRECT] [REDIRECT: -p tcp ->
+//           ISTIO_INBOUND: 15008 RETURN, excluded ports RETURN, rest (or listed ports) -> ISTIO_IN_REDIRECT]
+//           OUTPUT -> ISTIO_OUTPUT: excluded ports tcp+udp RETURN, -s 127.0.0.6 -o lo RETURN, per proxy uid
+//           then gid (lo ! -d 127.0.0.1 tcp ! 15008 -> ISTIO_IN_REDIRECT; lo non-proxy RETURN unless loopback
+//           is an included range; proxy RETURN), [DNS: -> ISTIO_OUTPUT_DNS: tcp/udp dport 53 -> REDIRECT
+//           15053], -d 127.0.0.1 RETURN, excluded CIDRs RETURN, included ports and CIDRs (or all) ->
+//           ISTIO_REDIRECT (REDIRECT 15001); ISTIO_IN_REDIRECT = REDIRECT 15006
+// Differences from istio-iptables, none of which changes what a packet meets (the traffic matrix,
+// netns/traffic_matrix_test.cc, runs both spellings' outcomes as facts):
+//  - built-in chains hold only our jumps (exact cleanup and read-back), so Istio's `-i/-o IF -j RETURN` in
+//    PREROUTING/OUTPUT (excluded and rerouted interfaces) are the first RETURNs of the chain they guard, and
+//    CONNMARK --save-mark sits in ISTIO_SAVE_MARK, the mangle OUTPUT rules in mangle ISTIO_OUTPUT;
+//  - Istio's `-m multiport ! --dports 53,15008` (DNS, uid rule) is a tcp/53 RETURN followed by `! --dport
+//    15008`: the proxy's tcp/53 on lo returns in both;
+//  - dead chains are not created (nat ISTIO_INBOUND in TPROXY mode; mangle ISTIO_INBOUND without inbound
+//    capture), and our jumps into built-in chains are appended as one block (Istio inserts reroute jumps at
+//    position 1 and appends the rest: they differ only when a foreign rule already sits in nat PREROUTING).
 //
 // Pure and deterministic: chains of each table are built-ins first (fixed order), then ours sorted by name
 // (the order iptables-save prints them in, so a read-back compares equal). Built-in chains only ever hold
-// jumps to ISTIO_* chains. The default REDIRECT plan for IPv4 gives 20 rules in the nat table (see
-// rules/testdata/default.golden).
+// jumps to ISTIO_* chains.
 Ruleset BuildRuleset(const RedirectPlan& plan);
 
 }  // namespace pnc::rules

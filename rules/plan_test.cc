@@ -223,7 +223,8 @@ TEST(PlanTest, DefaultsMatchIstio) {
   EXPECT_EQ(plan->proxy_gid, 1337u);
   EXPECT_TRUE(plan->capture_all_inbound);
   EXPECT_TRUE(plan->capture_all_outbound);
-  EXPECT_EQ(plan->exclude_inbound_ports, (std::vector<uint16_t>{15090, 15021, 15020}));
+  // The Istio CNI plugin: excludeInboundPorts "15020" + "15020,15021,15090"; excludeOutboundPorts "15020".
+  EXPECT_EQ(plan->exclude_inbound_ports, (std::vector<uint16_t>{15020, 15021, 15090}));
   EXPECT_EQ(plan->exclude_outbound_ports, (std::vector<uint16_t>{15020}));
   EXPECT_TRUE(plan->ipv4);
   EXPECT_FALSE(plan->ipv6);
@@ -237,7 +238,7 @@ TEST(PlanTest, SpacesTrimmedDuplicatesRemovedHostBitsNormalised) {
   pod.annotations[kExcludeInterfacesAnnotation] = "eth1,eth1";
   auto plan = BuildPlan(pod, PlanConfig{});
   ASSERT_TRUE(plan.ok()) << plan.status();
-  EXPECT_EQ(plan->exclude_inbound_ports, (std::vector<uint16_t>{15090, 15021, 15020, 22, 8081}));
+  EXPECT_EQ(plan->exclude_inbound_ports, (std::vector<uint16_t>{22, 8081, 15090, 15020, 15021}));
   ASSERT_EQ(plan->exclude_outbound_cidrs_v4.size(), 1u);
   EXPECT_EQ(plan->exclude_outbound_cidrs_v4[0], (Cidr{Family::kIPv4, "10.0.0.0", 8}));
   ASSERT_EQ(plan->exclude_outbound_cidrs_v6.size(), 1u);
@@ -338,12 +339,15 @@ TEST(PlanTest, Families) {
     bool assume_v6;
     bool v4, v6;
   };
+  // istio-iptables: IPv4 always; IPv6 for a pod whose first address is IPv6, or any IPv6 address with
+  // ISTIO_DUAL_STACK (tested below); assume_ipv6 only decides for a pod without IPs.
   for (const F& f : std::vector<F>{{{}, false, true, false},
                                    {{}, true, true, true},
                                    {{"10.0.0.1"}, false, true, false},
-                                   {{"fd00::1"}, false, false, true},
-                                   {{"10.0.0.1", "fd00::1"}, false, true, true},
-                                   {{"10.0.0.1"}, true, true, true}}) {
+                                   {{"fd00::1"}, false, true, true},
+                                   {{"10.0.0.1", "fd00::1"}, false, true, false},
+                                   {{"fd00::1", "10.0.0.1"}, false, true, true},
+                                   {{"10.0.0.1"}, true, true, false}}) {
     PodFacts pod = InjectedPod();
     pod.pod_ips = f.ips;
     PlanConfig c;
@@ -358,19 +362,38 @@ TEST(PlanTest, Families) {
   }
 }
 
-TEST(PlanTest, DnsCaptureIsConfigOnlyAndYieldsToExcludedPort53) {
+TEST(PlanTest, DualStackSettingFromConfigOrProxyEnv) {
+  PodFacts pod = InjectedPod();
+  pod.pod_ips = {"10.0.0.1", "fd00::1"};
+  PlanConfig dual;
+  dual.dual_stack = true;
+  EXPECT_TRUE(BuildPlan(pod, dual)->ipv6);
+  pod.containers[1].env[kDualStackEnv] = "false";
+  EXPECT_FALSE(BuildPlan(pod, dual)->ipv6);  // the pod's env wins, as in Istio's CNI plugin
+  pod.containers[1].env[kDualStackEnv] = "1";
+  EXPECT_TRUE(BuildPlan(pod, PlanConfig{})->ipv6);
+  pod.containers[1].env[kDualStackEnv] = "yes";
+  auto bad = BuildPlan(pod, PlanConfig{});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(std::string(bad.status().message()), ::testing::HasSubstr("ISTIO_DUAL_STACK"));
+}
+
+// Behaviour change: per pod like Istio's CNI plugin (ISTIO_META_DNS_CAPTURE in the istio-proxy env, the
+// mesh-wide setting otherwise), and an excluded outbound port 53 no longer switches it off: Istio keeps the
+// DNS rules (its port-53 RETURN comes first in ISTIO_OUTPUT).
+TEST(PlanTest, DnsCapturePerPodEnvElseMeshWide) {
   PlanConfig c;
   c.capture_dns = true;
   PodFacts pod = InjectedPod();
-  auto on = BuildPlan(pod, c);
-  ASSERT_TRUE(on.ok());
-  EXPECT_TRUE(on->capture_dns);
+  EXPECT_TRUE(BuildPlan(pod, c)->capture_dns);
   pod.annotations[kExcludeOutboundPortsAnnotation] = "53";
-  auto off = BuildPlan(pod, c);
-  ASSERT_TRUE(off.ok());
-  EXPECT_FALSE(off->capture_dns);
-  auto none = BuildPlan(InjectedPod(), PlanConfig{});
-  EXPECT_FALSE(none->capture_dns);
+  EXPECT_TRUE(BuildPlan(pod, c)->capture_dns);
+  EXPECT_FALSE(BuildPlan(InjectedPod(), PlanConfig{})->capture_dns);
+  PodFacts env = InjectedPod();
+  env.containers[1].env[kDnsCaptureEnv] = "true";
+  EXPECT_TRUE(BuildPlan(env, PlanConfig{})->capture_dns);
+  env.containers[1].env[kDnsCaptureEnv] = "False";
+  EXPECT_FALSE(BuildPlan(env, c)->capture_dns);
 }
 
 TEST(PlanTest, RerouteAnnotationPrefersNewSpelling) {
@@ -400,13 +423,15 @@ TEST(PlanTest, TproxyAddsPolicyRoutesPerFamily) {
   PodFacts pod = InjectedPod();
   pod.annotations[kInterceptionModeAnnotation] = "TPROXY";
   pod.pod_ips = {"10.0.0.1", "fd00::1"};
-  auto plan = BuildPlan(pod, {});
+  PlanConfig dual;
+  dual.dual_stack = true;
+  auto plan = BuildPlan(pod, dual);
   ASSERT_TRUE(plan.ok());
   Ruleset rs = BuildRuleset(*plan);
   ASSERT_EQ(rs.routes.size(), 2u);
   EXPECT_EQ(rs.routes[0], (PolicyRoute{Family::kIPv4, 1337, 133}));
   EXPECT_EQ(rs.routes[1], (PolicyRoute{Family::kIPv6, 1337, 133}));
-  // With no inbound capture there is nothing to divert: no mangle, no routes.
+  // With no inbound capture there is nothing to divert: no routes (tools/common/tproxy checks the same).
   pod.annotations[kIncludeInboundPortsAnnotation] = "";
   auto none = BuildPlan(pod, {});
   ASSERT_TRUE(none.ok());

@@ -64,9 +64,11 @@ M Matches(const Rule& r, const OutboundTcp& p) {
   // The prober is never the proxy: a uid/gid owner match names the proxy's ids only.
   if (r.uid_owner) m = And(m, Not(M::kNo, r.uid_owner->negate));
   if (r.gid_owner) m = And(m, Not(M::kNo, r.gid_owner->negate));
-  if (r.mark) m = And(m, *r.mark == 0 ? M::kYes : M::kNo);  // a new connection carries no mark
+  if (r.mark)  // a new connection carries no mark
+    m = And(m, Not(r.mark->value == 0 ? M::kYes : M::kNo, r.mark->negate));
   if (r.connmark) m = And(m, *r.connmark == 0 ? M::kYes : M::kNo);
   if (r.socket_transparent) m = And(m, M::kUnknown);
+  if (r.ct_related_established) m = And(m, M::kNo);  // the probe's SYN is a NEW connection
   return m;
 }
 

@@ -14,11 +14,12 @@ struct Built {
   std::vector<std::string> ips;
 };
 
-Built Build(std::map<std::string, std::string> annotations, std::vector<std::string> ips = {"10.244.1.5"}) {
+Built Build(std::map<std::string, std::string> annotations, std::vector<std::string> ips = {"10.244.1.5"},
+            PlanConfig config = {}) {
   PodFacts pod = testing::InjectedPod();
   for (auto& [k, v] : annotations) pod.annotations[k] = v;
   pod.pod_ips = ips;
-  absl::StatusOr<RedirectPlan> plan = BuildPlan(pod, PlanConfig{});
+  absl::StatusOr<RedirectPlan> plan = BuildPlan(pod, config);
   EXPECT_TRUE(plan.ok()) << plan.status();
   if (!plan.ok()) return {};
   return {*plan, BuildRuleset(*plan), ips};
@@ -79,14 +80,21 @@ TEST(ChooseProbe, ExcludedInterfaceOfTheRouteIsNotCaptured) {
   EXPECT_EQ(Choose(b, DefaultRoute(b.plan, "net1")), "target=192.0.2.1:15002,capture=15001");
 }
 
+// Istio programs IPv4 rules in every pod (also IPv6 single-stack ones), so the IPv6-only pod has both
+// families' rules; what makes the probe IPv6 is that its netns has no IPv4 route.
 TEST(ChooseProbe, Ipv6OnlyPodGetsAnIpv6Target) {
   Built b = Build({}, {"fd00:10:244::5"});
   ASSERT_TRUE(b.plan.ipv6);
-  EXPECT_EQ(Choose(b, DefaultRoute(b.plan)), "target=[2001:db8::1]:15002,capture=15001");
+  std::map<std::string, std::string> routes;
+  routes["2001:db8::1"] = "eth0";
+  EXPECT_EQ(Choose(b, routes), "target=[2001:db8::1]:15002,capture=15001");
 }
 
+// Behaviour change (Istio's ISTIO_DUAL_STACK): a dual-stack pod gets IPv6 rules only with the setting.
 TEST(ChooseProbe, DualStackWithoutAnIpv4RouteUsesIpv6) {
-  Built b = Build({}, {"10.244.1.5", "fd00:10:244::5"});
+  PlanConfig dual;
+  dual.dual_stack = true;
+  Built b = Build({}, {"10.244.1.5", "fd00:10:244::5"}, dual);
   std::map<std::string, std::string> routes;
   routes["2001:db8::1"] = "eth0";
   EXPECT_EQ(Choose(b, routes), "target=[2001:db8::1]:15002,capture=15001");

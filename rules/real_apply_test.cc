@@ -182,8 +182,8 @@ TEST_P(RealApplyTest, ForeignRulesSurviveApplyAndCleanup) {
   ASSERT_EQ(Restore(Family::kIPv4, RenderIptablesRestore(a)).status, 0);
   std::string with = Save(Family::kIPv4);
   EXPECT_NE(with.find("-j CNI-HOSTPORT"), std::string::npos);
-  // Our jumps are at the top of PREROUTING, before the foreign one.
-  EXPECT_LT(with.find("-A PREROUTING -p tcp -j ISTIO_INBOUND"), with.find("-A PREROUTING -m addrtype"));
+  // Our jumps are appended (as istio-iptables does): after the foreign one already in PREROUTING.
+  EXPECT_GT(with.find("-A PREROUTING -p tcp -j ISTIO_INBOUND"), with.find("-A PREROUTING -m addrtype"));
   auto cur = ParseIptablesSave(Family::kIPv4, with);
   ASSERT_TRUE(cur.ok() && *cur == a);
   ASSERT_EQ(Restore(Family::kIPv4, RenderIptablesRestoreCleanup(*cur)).status, 0);

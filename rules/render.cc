@@ -69,9 +69,10 @@ std::string RenderIptablesRuleSpec(Family family, const Rule& r) {
     parts.push_back(absl::StrCat("-m owner ", Neg(r.uid_owner->negate), "--uid-owner ", r.uid_owner->value));
   if (r.gid_owner)
     parts.push_back(absl::StrCat("-m owner ", Neg(r.gid_owner->negate), "--gid-owner ", r.gid_owner->value));
-  if (r.mark) parts.push_back(absl::StrCat("-m mark --mark ", Hex(*r.mark)));
+  if (r.mark) parts.push_back(absl::StrCat("-m mark ", Neg(r.mark->negate), "--mark ", Hex(r.mark->value)));
   if (r.connmark) parts.push_back(absl::StrCat("-m connmark --mark ", Hex(*r.connmark)));
   if (r.socket_transparent) parts.push_back("-m socket --transparent");
+  if (r.ct_related_established) parts.push_back("-m conntrack --ctstate RELATED,ESTABLISHED");
   parts.push_back(TargetSpec(family, r.target));
   return absl::StrJoin(parts, " ");
 }
@@ -111,18 +112,14 @@ std::string RenderIptablesRestoreReplacing(const FamilyRules& desired, const Fam
     for (const auto& name : ours)
       if (!keep.count(name)) absl::StrAppend(&out, "-X ", name, "\n");
     if (want) {
-      for (const auto& c : want->chains) {
-        if (!c.builtin()) continue;
-        int pos = 1;
-        for (const auto& r : c.rules)
-          absl::StrAppend(&out, "-I ", c.name, " ", pos++, " ", RenderIptablesRuleSpec(desired.family, r),
-                          "\n");
-      }
-      for (const auto& c : want->chains) {
-        if (c.builtin()) continue;
-        for (const auto& r : c.rules)
-          absl::StrAppend(&out, "-A ", c.name, " ", RenderIptablesRuleSpec(desired.family, r), "\n");
-      }
+      // Our chains first, then our jumps APPENDED to the built-in chains, as istio-iptables does (restore
+      // --noflush with -A): a rule someone else put there before us keeps running first.
+      for (bool builtin : {false, true})
+        for (const auto& c : want->chains) {
+          if (c.builtin() != builtin) continue;
+          for (const auto& r : c.rules)
+            absl::StrAppend(&out, "-A ", c.name, " ", RenderIptablesRuleSpec(desired.family, r), "\n");
+        }
     }
     absl::StrAppend(&out, "COMMIT\n");
   }
@@ -227,9 +224,10 @@ std::string NftRule(Family f, Table table, const Rule& r) {
     p.push_back(absl::StrCat("meta skuid ", r.uid_owner->negate ? "!= " : "", r.uid_owner->value));
   if (r.gid_owner)
     p.push_back(absl::StrCat("meta skgid ", r.gid_owner->negate ? "!= " : "", r.gid_owner->value));
-  if (r.mark) p.push_back(absl::StrCat("meta mark ", Hex(*r.mark)));
+  if (r.mark) p.push_back(absl::StrCat("meta mark ", r.mark->negate ? "!= " : "", Hex(r.mark->value)));
   if (r.connmark) p.push_back(absl::StrCat("ct mark ", Hex(*r.connmark)));
   if (r.socket_transparent) p.push_back("socket transparent 1");
+  if (r.ct_related_established) p.push_back("ct state established,related");
   struct V {
     Table table;
     std::string operator()(const JumpTarget& j) const {

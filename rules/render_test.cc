@@ -23,11 +23,13 @@ FamilyRules Build(std::map<std::string, std::string> annotations) {
   return BuildRuleset(*plan).families[0];
 }
 
-TEST(RenderTest, FirstApplyDeclaresOurChainsAndInsertsJumpsAtTheTop) {
+// Behaviour change: istio-iptables appends its jumps (-A with restore --noflush); so do we.
+TEST(RenderTest, FirstApplyDeclaresOurChainsAndAppendsJumps) {
   std::string text = RenderIptablesRestore(Build({}));
   EXPECT_THAT(text, HasSubstr("*nat\n:ISTIO_INBOUND - [0:0]\n"));
-  EXPECT_THAT(text, HasSubstr("-I PREROUTING 1 -p tcp -j ISTIO_INBOUND\n"));
-  EXPECT_THAT(text, HasSubstr("-I OUTPUT 1 -j ISTIO_OUTPUT\n"));
+  EXPECT_THAT(text, HasSubstr("-A PREROUTING -p tcp -j ISTIO_INBOUND\n"));
+  EXPECT_THAT(text, HasSubstr("-A OUTPUT -j ISTIO_OUTPUT\n"));
+  EXPECT_THAT(text, Not(HasSubstr("-I ")));
   EXPECT_THAT(text, Not(HasSubstr(":PREROUTING")));  // never reset a built-in policy
   EXPECT_THAT(text, Not(HasSubstr("-D ")));
   EXPECT_THAT(text, HasSubstr("COMMIT\n"));
@@ -40,10 +42,10 @@ TEST(RenderTest, ReplacingDeletesOldJumpsAndDropsChainsNoLongerPlanned) {
   EXPECT_THAT(text, HasSubstr("-D PREROUTING -p tcp -j ISTIO_INBOUND\n"));
   EXPECT_THAT(text, HasSubstr("-D OUTPUT -j ISTIO_OUTPUT\n"));
   EXPECT_THAT(text, HasSubstr("-X ISTIO_INBOUND\n"));
-  EXPECT_THAT(text, HasSubstr("-I OUTPUT 1 -j ISTIO_OUTPUT\n"));
-  EXPECT_THAT(text, Not(HasSubstr("-I PREROUTING")));
-  // Deletes come before inserts.
-  EXPECT_LT(text.find("-D OUTPUT"), text.find("-I OUTPUT"));
+  EXPECT_THAT(text, HasSubstr("-A OUTPUT -j ISTIO_OUTPUT\n"));
+  EXPECT_THAT(text, Not(HasSubstr("-A PREROUTING")));
+  // Deletes come before the new jumps.
+  EXPECT_LT(text.find("-D OUTPUT"), text.find("-A OUTPUT"));
 }
 
 TEST(RenderTest, ReplacingWithEmptyCurrentEqualsFirstApply) {
@@ -71,7 +73,7 @@ TEST(RenderTest, EveryTargetKindRoundTripsThroughRuleSpec) {
     r.source_port = Negatable<uint16_t>{53, true};
     r.destination_port = Negatable<uint16_t>{5353, false};
     r.in_interface = Negatable<std::string>{"eth0", true};
-    r.mark = 7;
+    r.mark = Negatable<uint32_t>{7, false};
     r.connmark = 8;
     r.socket_transparent = true;
     r.uid_owner = Negatable<uint32_t>{1, true};
@@ -102,7 +104,9 @@ TEST(RenderTest, EveryTargetKindRoundTripsThroughRuleSpec) {
 TEST(RenderTest, NftScriptUsesOneTablePerFamilyAndNeverDeletes) {
   PodFacts pod = testing::InjectedPod();
   pod.pod_ips = {"10.0.0.1", "fd00::1"};
-  auto plan = BuildPlan(pod, {});
+  PlanConfig dual;
+  dual.dual_stack = true;
+  auto plan = BuildPlan(pod, dual);
   ASSERT_TRUE(plan.ok());
   std::string nft = RenderNftables(BuildRuleset(*plan));
   EXPECT_THAT(nft, HasSubstr("add table ip istio_pnc\nflush table ip istio_pnc\n"));

@@ -7,7 +7,7 @@
 // CIDR is stored normalised, a single port is never a range of one).
 //
 // Layout: a Ruleset holds, per address family, the tables we touch. Each table holds our own chains (all
-// named ISTIO_*) plus the jump rules we insert at the top of built-in chains (PREROUTING, OUTPUT, ...).
+// named ISTIO_*) plus the jump rules we append to built-in chains (PREROUTING, OUTPUT, ...).
 // Chains that are not ours are never represented and never touched.
 #ifndef PNC_RULES_RULESET_H_
 #define PNC_RULES_RULESET_H_
@@ -81,7 +81,7 @@ using Target = std::variant<JumpTarget, ReturnTarget, AcceptTarget, RedirectTarg
 
 // One rule. Unset optionals mean "no such match". Matches are ANDed; the order of the fields below has no
 // meaning for the kernel. The iptables renderer emits them in the canonical order iptables-save prints (-s -d
-// -i -o -p, then -m tcp/udp, owner, mark, connmark, socket), so rendered text and saved text are identical
+// -i -o -p, then -m tcp/udp, owner, mark, connmark, socket, conntrack), so rendered text and saved text are identical
 // per rule.
 struct Rule {
   std::optional<Protocol> protocol;
@@ -93,15 +93,16 @@ struct Rule {
   std::optional<Negatable<uint16_t>> destination_port;  // needs protocol
   std::optional<Negatable<uint32_t>> uid_owner;         // -m owner --uid-owner (OUTPUT/POSTROUTING only)
   std::optional<Negatable<uint32_t>> gid_owner;         // -m owner --gid-owner
-  std::optional<uint32_t> mark;                         // -m mark --mark M (mask 0xffffffff)
+  std::optional<Negatable<uint32_t>> mark;              // -m mark [!] --mark M (mask 0xffffffff)
   std::optional<uint32_t> connmark;                     // -m connmark --mark M (mask 0xffffffff)
-  bool socket_transparent = false;                      // -m socket --transparent (TPROXY divert)
+  bool socket_transparent = false;                      // -m socket --transparent
+  bool ct_related_established = false;  // -m conntrack --ctstate RELATED,ESTABLISHED (Istio's TPROXY divert)
   Target target;
   friend bool operator==(const Rule&, const Rule&) = default;
 };
 
 // One of our chains (name starts with "ISTIO_"), or one built-in chain ("PREROUTING", "OUTPUT", ...) of which
-// `rules` lists only the rules we own, which backends keep at the top of that chain, in this order.
+// `rules` lists only the rules we own, which backends append to that chain (after any foreign rule already there, as istio-iptables does), in this order.
 struct Chain {
   std::string name;
   std::vector<Rule> rules;

@@ -134,7 +134,7 @@ Ruleset TproxyRuleset() {
     tproxy_masked.protocol = Protocol::kTcp;
     Rule mark = R(MarkTarget{1337, 0xffffffff});
     Rule mark_masked = R(MarkTarget{0x20, 0xf0});
-    mark_masked.mark = 7;
+    mark_masked.mark = rules::Negatable<uint32_t>{7, false};
     Rule save = R(ConnmarkTarget{ConnmarkTarget::Op::kSave});
     Rule accept = R(AcceptTarget{});
     accept.out_interface = Negatable<std::string>{"veth0", true};

@@ -41,6 +41,8 @@ using rules::TproxyTarget;
 
 // Every expression loads into / stores from this register, as nft itself does for these matches.
 constexpr uint32_t kReg = NFT_REG_1;
+// NF_CT_STATE_BIT(IP_CT_ESTABLISHED) | NF_CT_STATE_BIT(IP_CT_RELATED): 1 << (ctinfo + 1), host order.
+constexpr uint32_t kCtStateEstablishedRelated = (1u << 1) | (1u << 2);
 
 struct ExprIterFree {
   void operator()(nftnl_expr_iter* i) const { nftnl_expr_iter_destroy(i); }
@@ -258,7 +260,7 @@ absl::Status EncodeRuleImpl(nftnl_rule* r, Family family, Table table, const Rul
   }
   if (rule.mark) {
     w.Meta(NFT_META_MARK);
-    w.Cmp(false, &*rule.mark, 4);
+    w.Cmp(rule.mark->negate, &rule.mark->value, 4);
   }
   if (rule.connmark) {
     w.Ct(NFT_CT_MARK);
@@ -268,6 +270,13 @@ absl::Status EncodeRuleImpl(nftnl_rule* r, Family family, Table table, const Rul
     uint8_t one = 1;
     w.Socket(NFT_SOCKET_TRANSPARENT);
     w.Cmp(false, &one, 1);
+  }
+  if (rule.ct_related_established) {
+    // `ct state established,related`: ct load state, bitwise & mask, cmp != 0 (what nft itself emits).
+    const uint32_t mask = kCtStateEstablishedRelated, zero = 0;
+    w.Ct(NFT_CT_STATE);
+    w.Bitwise(&mask, &zero, 4);
+    w.Cmp(true, &zero, 4);
   }
   return std::visit(
       [&](const auto& t) -> absl::Status {
@@ -548,8 +557,8 @@ absl::StatusOr<Rule> DecodeRuleImpl(nftnl_rule* r, Family family, Table table, c
       used = 2;
     } else if (rd.IsMetaLoad(0, NFT_META_MARK) && rd.CmpAt(1) && advance(9)) {
       auto cmp = rd.CmpAt(1);
-      if (cmp->first || cmp->second.size() != 4) return unknown();
-      rule.mark = LoadU32(cmp->second);
+      if (cmp->second.size() != 4) return unknown();
+      rule.mark = Negatable<uint32_t>{LoadU32(cmp->second), cmp->first};
       used = 2;
     } else if (rd.IsCtLoad(0, NFT_CT_MARK) && rd.CmpAt(1) && advance(10)) {
       auto cmp = rd.CmpAt(1);
@@ -565,6 +574,16 @@ absl::StatusOr<Rule> DecodeRuleImpl(nftnl_rule* r, Family family, Table table, c
       }
       rule.socket_transparent = true;
       used = 2;
+    } else if (rd.IsCtLoad(0, NFT_CT_STATE) && advance(12)) {
+      std::optional<std::pair<std::string, std::string>> mx = rd.BitwiseAt(1, 4);
+      auto cmp = rd.CmpAt(2);
+      if (!mx || mx->first.size() != 4 || mx->second.size() != 4 ||
+          LoadU32(mx->first) != kCtStateEstablishedRelated || LoadU32(mx->second) != 0 || !cmp ||
+          !cmp->first || cmp->second != std::string(4, '\0')) {
+        return unknown();
+      }
+      rule.ct_related_established = true;
+      used = 3;
     }
     if (used == 0) break;  // not a match: must be the target
     rd.Skip(used);

@@ -99,7 +99,8 @@ std::vector<Rule> MatchVariants(Family f) {
   all.destination_port = Negatable<uint16_t>{80, true};
   all.uid_owner = Negatable<uint32_t>{0};
   all.gid_owner = Negatable<uint32_t>{1337, true};
-  all.mark = 0x539;
+  all.mark = Negatable<uint32_t>{0x539, true};
+  all.ct_related_established = true;
   all.connmark = 0xffffffff;
   all.socket_transparent = true;
   out.push_back(all);

@@ -72,7 +72,7 @@ rules::FamilyRules Build(Family f, const FixtureOptions& o) {
     for (uint16_t p : {15008, 15090, 15021, 15020}) inbound.rules.push_back(Tcp(rules::ReturnTarget{}, p));
     for (uint16_t p : o.exclude_inbound_ports) inbound.rules.push_back(Tcp(rules::ReturnTarget{}, p));
     Rule save = Tcp(rules::ConnmarkTarget{rules::ConnmarkTarget::Op::kSave});
-    save.mark = 1337;
+    save.mark = rules::Negatable<uint32_t>{1337, false};
     inbound.rules.push_back(save);
     Rule established = Tcp(Jump("ISTIO_DIVERT"));
     established.socket_transparent = true;
