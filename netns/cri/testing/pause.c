@@ -1,0 +1,29 @@
+// The sandbox ("pause") process of the containerd fixture's image: holds the pod's namespaces, reaps
+// children, exits 0 on SIGINT/SIGTERM. Linked statically: the image holds nothing but this file.
+#include <signal.h>
+#include <stddef.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void Reap(int sig) {
+  (void)sig;
+  while (waitpid(-1, NULL, WNOHANG) > 0) {
+  }
+}
+
+static void Quit(int sig) {
+  (void)sig;
+  _exit(0);
+}
+
+int main(void) {
+  struct sigaction quit = {0};
+  quit.sa_handler = Quit;
+  sigaction(SIGINT, &quit, NULL);
+  sigaction(SIGTERM, &quit, NULL);
+  struct sigaction reap = {0};
+  reap.sa_handler = Reap;
+  reap.sa_flags = SA_NOCLDSTOP | SA_RESTART;
+  sigaction(SIGCHLD, &reap, NULL);
+  for (;;) pause();
+}
