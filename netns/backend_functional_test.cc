@@ -466,12 +466,14 @@ TEST_P(BackendTest, EveryPlannedGoldenCaseAppliesAndVerifies) {
   }
 }
 
-// The planner's default injected dual-stack pod, end to end with sockets.
+// The planner's default injected dual-stack pod (mesh-wide ISTIO_DUAL_STACK), end to end with sockets.
 TEST_P(BackendTest, PlannedDefaultPodRedirectsBothWays) {
   rules::PodFacts facts = rules::testing::InjectedPod();
   PodNetns pod = NewPod();
   facts.pod_ips = {pod.pod_ipv4, pod.pod_ipv6};
-  absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, rules::PlanConfig{});
+  rules::PlanConfig dual;
+  dual.dual_stack = true;
+  absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, dual);
   ASSERT_TRUE(plan.ok()) << plan.status();
   ASSERT_TRUE(plan->ipv4 && plan->ipv6);
   ApplyAndExpectReadBack(pod, rules::BuildRuleset(*plan));
