@@ -30,6 +30,7 @@ struct ForgeryRecord {
   std::string kind;  // "predicted inode", "predicted cookie", "status only", ...
   std::map<std::string, std::string> annotations;      // the forged mark as written
   uint64_t throwaway_inode = 0, throwaway_cookie = 0;  // the throwaway netns created and freed just before
+  std::vector<std::string> spray;  // netns values patched on the pod one after the other after its creation
 };
 
 struct PodRecord {

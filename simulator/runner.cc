@@ -22,6 +22,7 @@
 #include "netns/testing/sandbox.h"
 #include "simulator/apiserver/server.h"
 #include "simulator/apiserver/store.h"
+#include "simulator/forgery.h"
 #include "simulator/netfilter_probe.h"
 #include "simulator/netns_identity.h"
 #include "simulator/node.h"
@@ -149,27 +150,12 @@ json SandboxesJson(const std::vector<SandboxRecord>& sandboxes) {
   return out;
 }
 
-// Whether the tenant's guess named the pod's first sandbox (the one the forged mark was written for).
-std::string GuessOutcome(const ForgeryRecord& f, const PodRecord& r) {
-  auto it = f.annotations.find("pod-network-controller.istio.io/netns");
-  if (it == f.annotations.end()) return "no netns guess";
-  if (r.sandboxes.empty()) return "no sandbox";
-  const SandboxRecord& sb = r.sandboxes.front();
-  const std::string& guess = it->second;
-  if (guess.find('/') == std::string::npos) {
-    return guess == absl::StrCat(sb.inode) ? absl::StrCat("inode guess RIGHT (", sb.inode, ")")
-                                           : absl::StrCat("inode guess wrong (sandbox has ", sb.inode, ")");
-  }
-  std::string cookie = guess.substr(guess.find('/') + 1);
-  return cookie == absl::StrCat(sb.cookie) ? absl::StrCat("cookie guess RIGHT (", sb.cookie, ")")
-                                           : absl::StrCat("cookie guess wrong (sandbox has ", sb.cookie, ")");
-}
-
 json ForgeryJson(const ForgeryRecord& f, const PodRecord& r) {
   return {{"kind", f.kind},
           {"annotations", f.annotations},
           {"throwaway_inode", f.throwaway_inode},
           {"throwaway_cookie", f.throwaway_cookie},
+          {"spray", f.spray},
           {"guess", GuessOutcome(f, r)}};
 }
 
@@ -190,8 +176,9 @@ class Run {
   absl::Status Step(const proto::Step& step);
   absl::Status CreatePod(const std::string& template_name, const std::string& ns, const std::string& name,
                          const std::string& node);
-  // The forged mark of `forge` for one pod, predicted from a throwaway netns created and freed now.
-  absl::StatusOr<ForgeryRecord> Forge(const proto::Forgery& forge);
+  // A forging tenant patches the pod's netns annotation with each guess of `forgery.spray`.
+  void Spray(const std::string& ns, const std::string& name, const ForgeryRecord& forgery,
+             absl::Duration every);
   absl::Status RecreateSandbox(const proto::RecreateSandbox& step);
   bool AllSettled();
   Report BuildReport();
@@ -353,7 +340,7 @@ absl::Status Run::CreatePod(const std::string& template_name, const std::string&
   json pod = PodFromTemplate(*t, ns, name, node);
   std::optional<ForgeryRecord> forgery;
   if (t->has_forge()) {
-    auto f = Forge(t->forge());
+    auto f = PlanForgery(t->forge(), sandbox_, &throwaways_);
     if (!f.ok()) return f.status();
     for (const auto& [k, v] : f->annotations) pod["metadata"]["annotations"][k] = v;
     forgery = *std::move(f);
@@ -371,51 +358,22 @@ absl::Status Run::CreatePod(const std::string& template_name, const std::string&
   });
   created_.push_back({uid, ns, name, template_name});
   template_of_[ns + "/" + name] = template_name;
+  if (forgery && !forgery->spray.empty()) {
+    Spray(ns, name, *forgery, absl::Milliseconds(std::max<uint32_t>(t->forge().spray_interval_ms(), 1)));
+  }
   return absl::OkStatus();
 }
 
-absl::StatusOr<ForgeryRecord> Run::Forge(const proto::Forgery& forge) {
-  ForgeryRecord out;
-  std::vector<std::string> kind;
-  if (forge.status_initialized()) {
-    out.annotations["pod-network-controller.istio.io/status"] = "initialized";
-    kind.push_back("status");
+void Run::Spray(const std::string& ns, const std::string& name, const ForgeryRecord& forgery,
+                absl::Duration every) {
+  absl::SleepFor(every);  // the node creates the sandbox meanwhile
+  for (const std::string& value : forgery.spray) {
+    // An editor's patch on the pod itself (not pods/status), as `kubectl annotate --overwrite` does.
+    json patch = {{"metadata", {{"annotations", {{"pod-network-controller.istio.io/netns", value}}}}}};
+    auto r = store_->Patch(Resource::kPods, ns, name, PatchType::kMerge, patch, Subresource::kNone);
+    if (!r.ok()) Log(absl::StrCat("spray on ", ns, "/", name, ": ", r.status().ToString()));
+    absl::SleepFor(every);
   }
-  if (forge.netns() != proto::Forgery::NO_NETNS) {
-    if (sandbox_ == nullptr) return absl::FailedPreconditionError("forged netns guesses need netns nodes");
-    // The tenant's throwaway pod: its netns is created, observed and freed; the guess is what comes next.
-    NetnsFingerprint seen;
-    {
-      auto ns = sandbox_->CreateBareNetns(absl::StrCat("throwaway-", throwaways_++));
-      if (!ns.ok()) return ns.status();
-      auto fp = Fingerprint(ns->handle());
-      if (!fp.ok()) return fp.status();
-      seen = *fp;
-    }
-    // The kernel frees a namespace asynchronously (cleanup_net): a tenant waits for its throwaway pod to be
-    // gone, which takes longer than this.
-    absl::SleepFor(absl::Milliseconds(50));
-    out.throwaway_inode = seen.inode;
-    out.throwaway_cookie = seen.cookie;
-    if (forge.netns() == proto::Forgery::PREDICTED_INODE) {
-      out.annotations["pod-network-controller.istio.io/netns"] = absl::StrCat(seen.inode);
-      kind.push_back("predicted inode");
-    } else {
-      auto boot = BootId();
-      if (!boot.ok()) return boot.status();
-      int64_t guess = static_cast<int64_t>(seen.cookie) + forge.cookie_offset();
-      out.annotations["pod-network-controller.istio.io/netns"] =
-          IdentityText(*boot, std::max<int64_t>(guess, 1));
-      kind.push_back(absl::StrCat("predicted cookie (throwaway", forge.cookie_offset() < 0 ? "" : "+",
-                                  forge.cookie_offset(), ")"));
-    }
-  }
-  if (!forge.probe().empty()) {
-    out.annotations["pod-network-controller.istio.io/probe"] = forge.probe();
-    kind.push_back(absl::StrCat("probe=", forge.probe()));
-  }
-  out.kind = absl::StrJoin(kind, " + ");
-  return out;
 }
 
 absl::Status Run::RecreateSandbox(const proto::RecreateSandbox& rs) {

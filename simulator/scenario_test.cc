@@ -45,11 +45,12 @@ TEST(ScenarioTest, RacesRecreatesSandboxesAndForgesEveryVariant) {
     EXPECT_TRUE(t.forge().status_initialized()) << t.name();
     EXPECT_EQ(t.forge().probe(), "none") << t.name();
     EXPECT_EQ(t.expect(), invalid ? proto::PodTemplate::FAILED : proto::PodTemplate::INTERCEPTED) << t.name();
-    variants.insert(
-        absl::StrCat(proto::Forgery::NetnsGuess_Name(t.forge().netns()), invalid ? "/invalid" : "/valid"));
+    std::string guess = t.forge().spray() > 0 ? "SPRAY" : proto::Forgery::NetnsGuess_Name(t.forge().netns());
+    variants.insert(absl::StrCat(guess, invalid ? "/invalid" : "/valid"));
   }
   EXPECT_EQ(variants, (std::set<std::string>{"PREDICTED_COOKIE/invalid", "PREDICTED_COOKIE/valid",
-                                             "PREDICTED_INODE/invalid", "PREDICTED_INODE/valid"}));
+                                             "PREDICTED_INODE/invalid", "PREDICTED_INODE/valid",
+                                             "SPRAY/invalid", "SPRAY/valid"}));
 }
 
 proto::Scenario Parse(const std::string& text) {
