@@ -56,7 +56,7 @@ class ReconcilerTest : public ::testing::Test {
     return std::make_unique<Reconciler>(
         Reconciler::Deps{&informer_, &client_, &locator_, &backend_, &metrics_, FakeAddressReader(),
                          &inspector_, kBootId},
-        rules::PlanConfig{}, "node-a");
+        plan_config_, "node-a");
   }
   // What the pod's netns holds (FakeLocator handles have no fd for the real RTM_GETADDR dump).
   AddressReader FakeAddressReader() {
@@ -101,6 +101,7 @@ class ReconcilerTest : public ::testing::Test {
   netns::FakeLocator locator_;
   netns::FakeBackend backend_;
   netns::FakeInspector inspector_;
+  rules::PlanConfig plan_config_;
   Metrics metrics_;
   std::unique_ptr<Reconciler> reconciler_;
   std::vector<std::string> netns_addresses_ = {"10.244.1.5"};
@@ -580,7 +581,10 @@ TEST_F(ReconcilerTest, ReadMarkClassifies) {
 }
 
 TEST_F(ReconcilerTest, PodWithoutPublishedIpsIsPlannedWithTheNetnsAddresses) {
-  // Dual-stack pod reconciled before status.podIPs is published: IPv6 rules too, not IPv4 only.
+  // Dual-stack pod (mesh-wide ISTIO_DUAL_STACK) reconciled before status.podIPs is published: IPv6 rules
+  // too, not IPv4 only.
+  plan_config_.dual_stack = true;
+  reconciler_ = NewReconciler();
   netns_addresses_ = {"10.244.1.5", "fd00:10:244::5", "fd00:10:244::6"};
   kube::Pod p = MemberPod("u1");
   ASSERT_TRUE(p.pod_ips.empty());
@@ -600,11 +604,13 @@ TEST_F(ReconcilerTest, PodWithoutPublishedIpsIsPlannedWithTheNetnsAddresses) {
   Add(p2);
   locator_.AddSandbox("u2", 102);
   ASSERT_EQ(reconciler_->Reconcile("u2").outcome, Outcome::kInitialized);
-  EXPECT_EQ(Installed(102).Find(rules::Family::kIPv4), nullptr);
+  EXPECT_NE(Installed(102).Find(rules::Family::kIPv4), nullptr);  // Istio programs IPv4 always
   EXPECT_NE(Installed(102).Find(rules::Family::kIPv6), nullptr);
 }
 
 TEST_F(ReconcilerTest, PublishedIpsWithAnotherFamilyReplanOnTheNextEvent) {
+  plan_config_.dual_stack = true;
+  reconciler_ = NewReconciler();
   // The netns had only its IPv4 address when it was read; status.podIPs later shows both families.
   netns_addresses_ = {"10.244.1.5"};
   kube::Pod p = MemberPod("u1");

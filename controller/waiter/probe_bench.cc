@@ -34,7 +34,9 @@ void BM_Probe(benchmark::State& state, const char* backend_name, bool ipv6) {
   facts.namespace_name = "ns";
   facts.containers.push_back({"istio-proxy", 1337, 1337, {}, false});
   facts.pod_ips = {pod->pod_ipv4, pod->pod_ipv6};
-  absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, rules::PlanConfig{});
+  rules::PlanConfig config;
+  config.dual_stack = true;  // IPv6 rules for a dual-stack pod (Istio's ISTIO_DUAL_STACK)
+  absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, config);
   absl::StatusOr<std::unique_ptr<netns::Backend>> backend = netns::NewBackendByName(backend_name);
   if (!plan.ok() || !backend.ok() ||
       !netns::ApplyAndVerify(**backend, pod->handle(), rules::BuildRuleset(*plan)).ok())

@@ -41,7 +41,9 @@ void ApplyDefaultPlan(const std::string& backend_name, const netns::testing::Pod
   facts.namespace_name = "ns";
   facts.containers.push_back({"istio-proxy", 1337, 1337, {}, false});
   facts.pod_ips = std::move(ips);
-  absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, rules::PlanConfig{});
+  rules::PlanConfig config;
+  config.dual_stack = true;  // IPv6 rules for a dual-stack pod (Istio's ISTIO_DUAL_STACK)
+  absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(facts, config);
   ASSERT_TRUE(plan.ok()) << plan.status();
   absl::StatusOr<std::unique_ptr<netns::Backend>> backend = netns::NewBackendByName(backend_name);
   ASSERT_TRUE(backend.ok()) << backend.status();
