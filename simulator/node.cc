@@ -529,6 +529,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
 
   // 3. Init container: the real waiter, in the pod netns, as a non-root uid.
   absl::Time init_done = absl::Now();
+  CaptureListeners capture;  // the sidecar stand-in's (mesh pods), opened when the waiter exits 0
   if (waiter) {
     std::string log =
         absl::StrCat(pod_dir, "/waiter", generation == 0 ? "" : absl::StrCat("-", generation), ".log");
@@ -579,6 +580,14 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
     }
     ReleaseCheck check;
     if (code == 0 && !stopped) {
+      // The sidecar stand-in's listeners, opened now (the waiter's probe needed the port until it exited).
+      auto l = OpenCaptureListeners(netns->handle(), options_.proxy_uid, options_.proxy_uid);
+      if (l.ok()) {
+        capture = *std::move(l);
+      } else {
+        std::fprintf(stderr, "sidecar stand-in for %s: %s\n", pod->name.c_str(),
+                     l.status().ToString().c_str());
+      }
       check = CheckInterceptionAtRelease({.pod = &netns->handle(),
                                           .client = &sandbox_->peer(),
                                           .pod_ip = ip,
@@ -587,7 +596,8 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
                                           .proxy_uid = options_.proxy_uid,
                                           .proxy_gid = options_.proxy_uid,
                                           .test_net_ip = options_.test_net_ip,
-                                          .test_net_port = options_.test_net_port});
+                                          .test_net_port = options_.test_net_port},
+                                         capture);
     }
     const bool bound_here = status == "initialized" && marked_for == identity_text;
     recorder_->Update(pod->uid, [&](PodRecord& r) {
@@ -633,22 +643,16 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   }
 
   // 4. Containers: sidecar stand-in (mesh pods) and the app's outbound check.
-  nt::UniqueFd outbound_listener, inbound_listener;
   bool mesh = waiter || HasProxy(podj);
-  if (mesh) {
-    absl::Status s =
-        nt::RunAs(options_.proxy_uid, options_.proxy_uid, &netns->handle(), [&]() -> absl::Status {
-          auto l1 = nt::TcpListen("0.0.0.0", 15001);
-          if (!l1.ok()) return l1.status();
-          auto l2 = nt::TcpListen("0.0.0.0", 15006);
-          if (!l2.ok()) return l2.status();
-          outbound_listener = std::move(*l1);
-          inbound_listener = std::move(*l2);
-          return absl::OkStatus();
-        });
-    if (!s.ok())
-      std::fprintf(stderr, "sidecar stand-in for %s: %s\n", pod->name.c_str(), s.ToString().c_str());
+  if (mesh && !waiter) {  // with a waiter they were opened when it exited
+    auto l = OpenCaptureListeners(netns->handle(), options_.proxy_uid, options_.proxy_uid);
+    if (l.ok()) {
+      capture = *std::move(l);
+    } else {
+      std::fprintf(stderr, "sidecar stand-in for %s: %s\n", pod->name.c_str(), l.status().ToString().c_str());
+    }
   }
+  const nt::UniqueFd& outbound_listener = capture.outbound;
   nt::UniqueFd conn;
   absl::Status connect =
       nt::RunAs(options_.app_uid, options_.app_uid, &netns->handle(), [&]() -> absl::Status {
@@ -716,8 +720,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
           {"initContainerStatuses", ContainerStatuses(podj, "initContainers", terminated, false, generation)},
           {"containerStatuses", ContainerStatuses(podj, "containers", running, true, generation)}});
   conn = nt::UniqueFd();
-  outbound_listener = nt::UniqueFd();
-  inbound_listener = nt::UniqueFd();
+  capture = CaptureListeners();
   return teardown();
 }
 

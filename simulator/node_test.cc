@@ -275,14 +275,18 @@ TEST_F(NodeTest, ReleaseCheckFailsWhenTheProxyIsCaptured) {
   auto child = ChildProcess::Spawn(so);
   ASSERT_TRUE(child.ok()) << child.status();
   ASSERT_EQ(child->Wait(), 0);
+  auto listeners = OpenCaptureListeners(pod->handle(), 1337, 1337);
+  ASSERT_TRUE(listeners.ok()) << listeners.status();
   ReleaseCheck c = CheckInterceptionAtRelease({.pod = &pod->handle(),
                                                .client = &sandbox_->peer(),
                                                .pod_ip = pod->pod_ipv4,
-                                               .client_ip = pod->peer_ipv4});
+                                               .client_ip = pod->peer_ipv4},
+                                              *listeners);
   EXPECT_EQ(c.outbound.verdict, CheckVerdict::kPassed) << c.Summary();
   EXPECT_EQ(c.inbound.verdict, CheckVerdict::kFailed) << c.Summary();
   EXPECT_EQ(c.bypass.verdict, CheckVerdict::kFailed) << c.Summary();
   EXPECT_NE(c.bypass.detail.find("captured"), std::string::npos) << c.Summary();
+  EXPECT_FALSE(nt::HasPendingConnection(listeners->outbound.get()));  // drained for the sidecar
 }
 
 // recreate_sandbox: same UID, new netns (the inode may come back, the cookie never), the old mark still on

@@ -136,25 +136,35 @@ std::string ReleaseCheck::Summary() const {
   return absl::StrCat(one("outbound", outbound), "; ", one("inbound", inbound), "; ", one("bypass", bypass));
 }
 
-ReleaseCheck CheckInterceptionAtRelease(const ReleaseCheckOptions& o) {
-  ReleaseCheck out;
-  nt::UniqueFd capture15001, capture15006;
-  absl::Status s = nt::RunAs(o.proxy_uid, o.proxy_gid, o.pod, [&]() -> absl::Status {
+absl::StatusOr<CaptureListeners> OpenCaptureListeners(const netns::NetnsHandle& pod, uid_t proxy_uid,
+                                                      gid_t proxy_gid) {
+  CaptureListeners out;
+  absl::Status s = nt::RunAs(proxy_uid, proxy_gid, &pod, [&]() -> absl::Status {
     auto l1 = nt::TcpListen("0.0.0.0", 15001);
     if (!l1.ok()) return l1.status();
     auto l2 = nt::TcpListen("0.0.0.0", 15006);
     if (!l2.ok()) return l2.status();
-    capture15001 = std::move(*l1);
-    capture15006 = std::move(*l2);
+    out.outbound = std::move(*l1);
+    out.inbound = std::move(*l2);
     return absl::OkStatus();
   });
-  if (!s.ok()) {
-    out.outbound = out.inbound = out.bypass = Fail(absl::StrCat("capture listeners: ", s.ToString()));
+  if (!s.ok()) return s;
+  return out;
+}
+
+ReleaseCheck CheckInterceptionAtRelease(const ReleaseCheckOptions& o, const CaptureListeners& listeners) {
+  ReleaseCheck out;
+  if (!listeners.outbound.valid() || !listeners.inbound.valid()) {
+    out.outbound = out.inbound = out.bypass = Fail("no capture listeners");
     return out;
   }
-  out.outbound = Outbound(o, capture15001.get());
-  out.inbound = Inbound(o, capture15006.get());
-  out.bypass = Bypass(o, capture15001.get());
+  out.outbound = Outbound(o, listeners.outbound.get());
+  out.inbound = Inbound(o, listeners.inbound.get());
+  out.bypass = Bypass(o, listeners.outbound.get());
+  // Leave the sidecar nothing of ours (e.g. a captured bypass connection).
+  for (int fd : {listeners.outbound.get(), listeners.inbound.get()}) {
+    while (nt::HasPendingConnection(fd)) (void)nt::Accept(fd, absl::ZeroDuration());
+  }
   return out;
 }
 

@@ -9,8 +9,9 @@
 //             listener on 15006 must accept it with SO_ORIGINAL_DST == <pod IP>:<app port>;
 //   bypass    as the proxy's uid+gid, and as the app's uid with the proxy's gid, connect to a listener in the
 //             client namespace: it must arrive there, not on 15001.
-// The listeners are the node's instruments and are closed before returning (the sidecar stand-in binds the
-// same ports next).
+// The capture listeners are the sidecar stand-in's, opened by the caller right after the waiter exited and
+// kept afterwards (closing and re-binding them would race with fork()s elsewhere in the process that briefly
+// hold a copy of the fd): the check accepts its own connections and drains anything else it left queued.
 #ifndef PNC_SIMULATOR_RELEASE_CHECK_H_
 #define PNC_SIMULATOR_RELEASE_CHECK_H_
 
@@ -19,8 +20,10 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "netns/netns.h"
+#include "netns/testing/sockets.h"
 
 namespace pnc::sim {
 
@@ -39,6 +42,14 @@ struct ReleaseCheckOptions {
   absl::Duration timeout = absl::Seconds(1);  // per connection
 };
 
+// Listening sockets on 0.0.0.0:15001 and 0.0.0.0:15006 in a pod's namespace, owned by the proxy's uid/gid.
+struct CaptureListeners {
+  netns::testing::UniqueFd outbound;  // 15001
+  netns::testing::UniqueFd inbound;   // 15006
+};
+absl::StatusOr<CaptureListeners> OpenCaptureListeners(const netns::NetnsHandle& pod, uid_t proxy_uid,
+                                                      gid_t proxy_gid);
+
 enum class CheckVerdict { kPassed, kFailed, kNotRun };
 const char* CheckVerdictName(CheckVerdict v);  // "passed" / "FAILED" / "not run"
 
@@ -53,7 +64,8 @@ struct ReleaseCheck {
   std::string Summary() const;  // "outbound passed (...); inbound FAILED (...); bypass passed (...)"
 };
 
-ReleaseCheck CheckInterceptionAtRelease(const ReleaseCheckOptions& options);
+ReleaseCheck CheckInterceptionAtRelease(const ReleaseCheckOptions& options,
+                                        const CaptureListeners& listeners);
 
 }  // namespace pnc::sim
 
