@@ -7,6 +7,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "nlohmann/json.hpp"
+#include "rules/annotations.h"
 
 namespace pnc::kube {
 namespace {
@@ -96,6 +97,23 @@ absl::Status DecodeSecurityContext(const json& parent, std::optional<int64_t>* u
   return absl::OkStatus();
 }
 
+// env[] of the istio-proxy container: ISTIO_* names with a literal value, at most kMaxEnv of them.
+absl::Status DecodeIstioEnv(const json& c, const char* key, std::map<std::string, std::string>* out) {
+  constexpr size_t kMaxEnv = 64;
+  const json* env = nullptr;
+  PNC_RETURN_IF_ERROR(Arr(c, "env", &env, key));
+  if (env == nullptr) return absl::OkStatus();
+  for (const json& e : *env) {
+    if (!e.is_object()) return Bad(key, "env element is not an object");
+    std::string name, value;
+    PNC_RETURN_IF_ERROR(Str(e, "name", &name, "env"));
+    if (name.rfind("ISTIO_", 0) != 0 || !e.contains("value")) continue;  // valueFrom: not a literal
+    PNC_RETURN_IF_ERROR(Str(e, "value", &value, "env"));
+    if (out->size() < kMaxEnv) (*out)[name] = std::move(value);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status DecodeContainers(const json& spec, const char* key, std::vector<Container>* out) {
   const json* arr = nullptr;
   PNC_RETURN_IF_ERROR(Arr(spec, key, &arr, "spec"));
@@ -119,6 +137,7 @@ absl::Status DecodeContainers(const json& spec, const char* key, std::vector<Con
         out_c.ports.push_back(std::move(cp));
       }
     }
+    if (out_c.name == rules::kProxyContainerName) PNC_RETURN_IF_ERROR(DecodeIstioEnv(c, key, &out_c.env));
     out->push_back(std::move(out_c));
   }
   return absl::OkStatus();
@@ -277,6 +296,7 @@ rules::ContainerFacts ToContainerFacts(const Container& c) {
   f.run_as_group = c.run_as_group;
   for (const ContainerPort& p : c.ports) f.ports.push_back({p.container_port, p.protocol});
   f.restart_policy_always = c.restart_policy == "Always";
+  f.env = c.env;
   return f;
 }
 

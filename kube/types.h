@@ -29,6 +29,10 @@ struct Container {
   std::optional<int64_t> run_as_group;  // securityContext.runAsGroup
   std::vector<ContainerPort> ports;
   std::string restart_policy;  // init containers only: "Always" marks a native sidecar
+  // istio-proxy only: env entries named ISTIO_* with a literal value (the injector renders the mesh's and the
+  // pod's proxyMetadata there, e.g. ISTIO_META_DNS_CAPTURE, ISTIO_DUAL_STACK). Other containers' env is not
+  // kept (memory per cached pod).
+  std::map<std::string, std::string> env;
 };
 
 struct Pod {

@@ -22,9 +22,13 @@ constexpr char kPod[] = R"({
   "spec": {"nodeName": "node-a", "hostNetwork": false,
            "securityContext": {"runAsUser": 1000, "runAsGroup": 3000},
            "initContainers": [{"name": "istio-proxy", "restartPolicy": "Always",
-                               "securityContext": {"runAsUser": 1337}}],
+                               "securityContext": {"runAsUser": 1337},
+                               "env": [{"name": "ISTIO_META_DNS_CAPTURE", "value": "true"},
+                                       {"name": "ISTIO_DUAL_STACK", "valueFrom": {"fieldRef": {}}},
+                                       {"name": "PROXY_CONFIG", "value": "{}"}]}],
            "containers": [{"name": "app", "image": "x", "ports": [{"containerPort": 8080, "protocol": "TCP"},
-                                                                  {"containerPort": 53, "protocol": "UDP"}]}]},
+                                                                  {"containerPort": 53, "protocol": "UDP"}],
+                           "env": [{"name": "ISTIO_META_DNS_CAPTURE", "value": "false"}]}]},
   "status": {"phase": "Pending", "podIP": "10.0.0.5",
              "podIPs": [{"ip": "10.0.0.5"}, {"ip": "fd00::5"}]}
 })";
@@ -46,6 +50,9 @@ TEST(DecodePod, ReadsTheFieldsWeUseAndIgnoresTheRest) {
   ASSERT_EQ(pod->init_containers.size(), 1u);
   EXPECT_EQ(pod->init_containers[0].restart_policy, "Always");
   EXPECT_EQ(pod->init_containers[0].run_as_user, 1337);
+  // istio-proxy's literal ISTIO_* env only (valueFrom and other names skipped; other containers' env not
+  // kept).
+  EXPECT_THAT(pod->init_containers[0].env, ElementsAre(Pair("ISTIO_META_DNS_CAPTURE", "true")));
   ASSERT_EQ(pod->containers.size(), 1u);
   ASSERT_EQ(pod->containers[0].ports.size(), 2u);
   EXPECT_EQ(pod->containers[0].ports[1].container_port, 53);
@@ -58,6 +65,8 @@ TEST(DecodePod, ReadsTheFieldsWeUseAndIgnoresTheRest) {
   EXPECT_EQ(f.pod_run_as_user, 1000);
   ASSERT_EQ(f.init_containers.size(), 1u);
   EXPECT_TRUE(f.init_containers[0].restart_policy_always);
+  EXPECT_EQ(f.init_containers[0].env.at("ISTIO_META_DNS_CAPTURE"), "true");
+  EXPECT_TRUE(f.containers[0].env.empty());
   EXPECT_EQ(f.containers[0].ports[0].container_port, 8080);
   EXPECT_TRUE(f.namespace_labels.empty());
   Namespace ns;
