@@ -215,6 +215,36 @@ TEST(CriLocatorStandaloneTest, UnixSocketPathEndpoint) {
   unlink(path.c_str());
 }
 
+// A runtime restart on the same socket: Unavailable (fast) while nobody serves it, and the first locate after
+// a server listens again reaches it (here: NotFound from the new, empty runtime), without waiting out gRPC's
+// reconnect backoff.
+TEST(CriLocatorStandaloneTest, ReconnectsAtOnceAfterTheRuntimeRestarts) {
+  std::string path =
+      absl::StrCat("/tmp/", FakeCriServer::RandomAbstractEndpoint("pnc-cri").substr(14), ".sock");
+  unlink(path.c_str());
+  absl::StatusOr<std::unique_ptr<FakeCriServer>> server = FakeCriServer::Start(path);
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<std::unique_ptr<Locator>> l = NewCriLocator(path, absl::Seconds(2));
+  ASSERT_TRUE(l.ok());
+  const PodRef pod{kUid, "", "", {}};
+  EXPECT_TRUE(absl::IsNotFound((*l)->Locate(pod).status()));
+  server->reset();
+  unlink(path.c_str());
+  for (int i = 0; i < 20; ++i) {
+    absl::Time t0 = absl::Now();
+    absl::Status s = (*l)->Locate(pod).status();
+    EXPECT_TRUE(absl::IsUnavailable(s)) << s;
+    EXPECT_LT(absl::Now() - t0, absl::Milliseconds(400)) << "a failed connect must not wait for a deadline";
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  server = FakeCriServer::Start(path);
+  ASSERT_TRUE(server.ok()) << server.status();
+  absl::Status first = (*l)->Locate(pod).status();
+  EXPECT_TRUE(absl::IsNotFound(first)) << "first locate after the restart: " << first;
+  server->reset();
+  unlink(path.c_str());
+}
+
 TEST(CriLocatorStandaloneTest, RejectsBadEndpoints) {
   EXPECT_EQ(NewCriLocator("relative.sock").status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(NewCriLocator("tcp://1.2.3.4:5").status().code(), absl::StatusCode::kInvalidArgument);
