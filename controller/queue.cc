@@ -27,6 +27,10 @@ bool WorkQueue::Add(const std::string& key) {
 
 bool WorkQueue::AddAfter(const std::string& key, absl::Duration delay) {
   absl::MutexLock lock(&mu_);
+  return AddAfterLocked(key, delay);
+}
+
+bool WorkQueue::AddAfterLocked(const std::string& key, absl::Duration delay) {
   if (shutting_down_) return false;
   if (delay <= absl::ZeroDuration()) return AddLocked(key);
   absl::Time ready = options_.now() + delay;
@@ -59,6 +63,29 @@ absl::Duration WorkQueue::AddRateLimited(const std::string& key) {
   return d;
 }
 
+bool WorkQueue::ParkForOutage(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  if (!AddAfterLocked(key, options_.outage_retry)) return false;
+  parked_.insert(key);
+  return true;
+}
+
+size_t WorkQueue::ReleaseParked() {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const std::string& key : parked_) {
+    waiting_.erase(key);  // its by_time_ entry is now stale and skipped
+    if (AddLocked(key)) ++n;
+  }
+  parked_.clear();
+  return n;
+}
+
+size_t WorkQueue::Parked() const {
+  absl::MutexLock lock(&mu_);
+  return parked_.size();
+}
+
 void WorkQueue::Forget(const std::string& key) {
   absl::MutexLock lock(&mu_);
   failures_.erase(key);
@@ -89,6 +116,7 @@ bool WorkQueue::PopLocked(std::string* key) {
   *key = std::move(queue_.front());
   queue_.pop_front();
   dirty_.erase(*key);
+  parked_.erase(*key);
   processing_.insert(*key);
   return true;
 }

@@ -8,6 +8,11 @@
 //  - The queue is bounded (queued + delayed keys): beyond max_items Add returns false and the key is dropped
 //    (the periodic resync re-adds it), so a flood of events cannot exhaust memory.
 //  - ShutDown wakes every Get, which then returns false; Done is still accepted.
+//  - Outages (a shared dependency such as the container runtime is down; the key is not at fault):
+//    ParkForOutage re-queues a key after outage_retry WITHOUT growing its failure count, so its own backoff
+//    resumes where it was once the outage ends; ReleaseParked makes every parked key ready at once (call it
+//    when the dependency answers again, e.g. on the first successful locate). A parked key stops being
+//    parked when it is handed out by Get/TryGet (if it fails the same way again it is parked again).
 #ifndef PNC_CONTROLLER_QUEUE_H_
 #define PNC_CONTROLLER_QUEUE_H_
 
@@ -29,6 +34,7 @@ class WorkQueue {
     absl::Duration base_delay = absl::Milliseconds(50);
     absl::Duration max_delay = absl::Seconds(60);
     size_t max_items = 100000;
+    absl::Duration outage_retry = absl::Milliseconds(200);
     std::function<absl::Time()> now = absl::Now;  // injectable for tests
   };
   explicit WorkQueue(Options options);
@@ -39,6 +45,10 @@ class WorkQueue {
   // Returns the delay chosen (for logs); a negative duration means the key was dropped.
   absl::Duration AddRateLimited(const std::string& key);
   void Forget(const std::string& key);
+  // False when the key was dropped (queue full, shutting down).
+  bool ParkForOutage(const std::string& key);
+  size_t ReleaseParked();  // how many keys were made ready
+  size_t Parked() const;
   int NumRequeues(const std::string& key) const;
 
   // Blocks until a key is ready (true) or the queue shuts down (false).
@@ -55,6 +65,7 @@ class WorkQueue {
 
  private:
   bool AddLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AddAfterLocked(const std::string& key, absl::Duration delay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PromoteDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool PopLocked(std::string* key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -67,6 +78,7 @@ class WorkQueue {
   std::map<std::string, absl::Time> waiting_ ABSL_GUARDED_BY(mu_);       // key -> ready time (earliest wins)
   std::multimap<absl::Time, std::string> by_time_ ABSL_GUARDED_BY(mu_);  // may hold stale entries
   std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> parked_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -1,6 +1,7 @@
 #include "controller/queue.h"
 
 #include <atomic>
+#include <set>
 #include <thread>
 
 #include "gtest/gtest.h"
@@ -73,6 +74,55 @@ TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {
   q.Done(k);
   clock.t += absl::Seconds(1);
   EXPECT_FALSE(q.TryGet(&k));  // stale later entries of "a" do not re-add it
+}
+
+TEST(WorkQueue, OutageParkingKeepsTheBackoffAndReleasesAllAtOnce) {
+  FakeClock clock;
+  WorkQueue::Options o;
+  o.base_delay = absl::Milliseconds(50);
+  o.outage_retry = absl::Milliseconds(200);
+  o.now = clock.fn();
+  WorkQueue q(o);
+  std::string k;
+  // "a" failed twice on its own (backoff 50, 100 ms), then the runtime went down.
+  q.AddRateLimited("a");
+  clock.t += absl::Milliseconds(50);
+  ASSERT_TRUE(q.TryGet(&k));
+  q.Done(k);
+  q.AddRateLimited("a");
+  clock.t += absl::Milliseconds(100);
+  ASSERT_TRUE(q.TryGet(&k));
+  q.Done(k);
+  for (int i = 0; i < 5; ++i) {  // five outage retries: the failure count does not grow
+    ASSERT_TRUE(q.ParkForOutage("a"));
+    EXPECT_EQ(q.Parked(), 1u);
+    clock.t += absl::Milliseconds(199);
+    EXPECT_FALSE(q.TryGet(&k));
+    clock.t += absl::Milliseconds(1);
+    ASSERT_TRUE(q.TryGet(&k));  // retried after outage_retry, not after a doubled backoff
+    EXPECT_EQ(q.Parked(), 0u);  // handed out: no longer parked
+    q.Done(k);
+  }
+  EXPECT_EQ(q.NumRequeues("a"), 2);
+  EXPECT_EQ(q.AddRateLimited("a"), absl::Milliseconds(200));  // resumes: 50 * 2^2
+  clock.t += absl::Milliseconds(200);
+  ASSERT_TRUE(q.TryGet(&k));
+  q.Done(k);
+
+  // The runtime answers again: every parked key is ready now, not at its timer.
+  for (std::string key : {"p1", "p2", "p3"}) ASSERT_TRUE(q.ParkForOutage(key));
+  EXPECT_FALSE(q.TryGet(&k));
+  EXPECT_EQ(q.ReleaseParked(), 3u);
+  EXPECT_EQ(q.Parked(), 0u);
+  std::set<std::string> got;
+  while (q.TryGet(&k)) {
+    got.insert(k);
+    q.Done(k);
+  }
+  EXPECT_EQ(got, (std::set<std::string>{"p1", "p2", "p3"}));
+  clock.t += absl::Seconds(1);
+  EXPECT_FALSE(q.TryGet(&k));  // their outage timers are gone
+  EXPECT_EQ(q.Delayed(), 0u);
 }
 
 TEST(WorkQueue, BoundDropsBeyondMaxItems) {
