@@ -188,8 +188,9 @@ std::vector<std::string> MountsUnder(const std::string& dir) {
   return out;
 }
 
-// containerd 1.6's shim socket: /run/containerd/s/<hex sha256("<grpc address>/<namespace>/<id>")>.
-std::string ShimSocket(const std::string& dir, const std::string& ns, const std::string& id) {
+}  // namespace
+
+std::string ShimSocketPath(const std::string& dir, const std::string& ns, const std::string& id) {
   const std::string key = absl::StrCat(SocketPath(dir), "/", ns, "/", id);
   unsigned char md[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
@@ -197,6 +198,8 @@ std::string ShimSocket(const std::string& dir, const std::string& ns, const std:
   return absl::StrCat(kShimSocketDir, "/",
                       absl::BytesToHexString(absl::string_view(reinterpret_cast<char*>(md), len)));
 }
+
+namespace {
 
 std::vector<std::string> ListDir(const std::string& path) {
   std::vector<std::string> out;
@@ -385,7 +388,7 @@ absl::Status TeardownFixtureDir(const std::string& dir) {
   const std::string tasks = absl::StrCat(dir, "/state/io.containerd.runtime.v2.task");
   for (const std::string& ns : ListDir(tasks)) {
     for (const std::string& id : ListDir(absl::StrCat(tasks, "/", ns))) {
-      shim_sockets.push_back(ShimSocket(dir, ns, id));
+      shim_sockets.push_back(ShimSocketPath(dir, ns, id));
     }
   }
   // containerd and its shims name the dir on their command lines; sandbox processes live in our cgroups.

@@ -81,6 +81,10 @@ class Containerd {
   pid_t pid_ = 0;
 };
 
+// containerd 1.6's shim socket for task `id` in namespace `ns` of the fixture in `dir`:
+// /run/containerd/s/<hex sha256("<dir>/c.sock/<ns>/<id>")>.
+std::string ShimSocketPath(const std::string& dir, const std::string& ns, const std::string& id);
+
 // Undoes everything a fixture created under `dir` (see the header comment). Used by ~Containerd and, at
 // Start, for /tmp/pnc-ctrd-* dirs whose owner process is gone. Best effort; returns the first error.
 absl::Status TeardownFixtureDir(const std::string& dir);
