@@ -39,6 +39,8 @@ constexpr char kBridge[] = "pncbr0";
 constexpr char kSubnet[] = "10.251.0.0/24";
 constexpr char kShimSocketDir[] = "/run/containerd/s";  // hard-coded in containerd 1.6
 constexpr char kCniResultsDir[] = "/var/lib/cni/results";
+// Which shared dirs were absent before the first of the fixtures running at the same time started.
+constexpr char kSharedDirsMarker[] = "/tmp/.pnc-ctrd-shared-dirs-absent";
 
 std::string Basename(const std::string& dir) { return dir.substr(dir.rfind('/') + 1); }
 std::string SocketPath(const std::string& dir) { return absl::StrCat(dir, "/c.sock"); }
@@ -213,6 +215,14 @@ std::vector<std::string> ListDir(const std::string& path) {
   return out;
 }
 
+// Written once (O_EXCL) by the first fixture of a concurrent group; the last one's teardown consumes it.
+absl::Status WriteSharedDirsMarker(const std::string& absent) {
+  int fd = ::open(kSharedDirsMarker, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0) return absl::OkStatus();  // another fixture already recorded the state before it started
+  ::close(fd);
+  return WriteFile(kSharedDirsMarker, absent);
+}
+
 // Dirs left by runs that crashed before their destructor ran (owner process gone).
 void SweepStaleFixtures() {
   for (const std::string& name : ListDir("/tmp")) {
@@ -223,6 +233,11 @@ void SweepStaleFixtures() {
       std::vector<std::string> f = absl::StrSplit(*owner, ' ', absl::SkipEmpty());
       pid_t pid;
       if (f.size() == 2 && absl::SimpleAtoi(f[0], &pid) && StartTimeOf(pid) == f[1]) continue;  // alive
+    } else {
+      // No owner yet: another fixture between mkdtemp and writing it, unless that was long ago.
+      struct stat st;
+      if (::stat(dir.c_str(), &st) != 0 || absl::FromTimeT(st.st_mtime) > absl::Now() - absl::Minutes(1))
+        continue;
     }
     std::fprintf(stderr, "containerd fixture: removing the leftovers of a crashed run in %s\n", dir.c_str());
     absl::Status s = TeardownFixtureDir(dir);
@@ -292,7 +307,7 @@ absl::StatusOr<std::unique_ptr<Containerd>> Containerd::Start(const ContainerdOp
   }
   for (absl::Status s : {
            WriteFile(absl::StrCat(dir, "/owner"), absl::StrCat(self, " ", StartTimeOf(self))),
-           WriteFile(absl::StrCat(dir, "/absent_shared_dirs"), absent_shared),
+           WriteSharedDirsMarker(absent_shared),
            WriteFile(absl::StrCat(dir, "/config.toml"), ConfigToml(dir, found["runc"])),
            ::mkdir(absl::StrCat(dir, "/cni").c_str(), 0700) == 0
                ? absl::OkStatus()
@@ -423,15 +438,20 @@ absl::Status TeardownFixtureDir(const std::string& dir) {
     }
     if (ours) ::unlink(absl::StrCat(kCniResultsDir, "/", entry).c_str());
   }
-  // Shared parents that did not exist when the fixture started (containerd and libcni create them on
-  // demand): removed when empty again (rmdir fails while another fixture or a real runtime uses them).
-  absl::StatusOr<std::string> absent = ReadWholeFile(absl::StrCat(dir, "/absent_shared_dirs"));
-  if (absent.ok()) {
+  // Shared parents that did not exist when the first of the concurrently running fixtures started
+  // (containerd and libcni create them on demand): the last fixture removes them when empty.
+  bool last = true;
+  for (const std::string& other : ListDir("/tmp")) {
+    if (absl::StartsWith(other, "pnc-ctrd-") && other != name) last = false;
+  }
+  absl::StatusOr<std::string> absent = ReadWholeFile(kSharedDirsMarker);
+  if (last && absent.ok()) {
     for (absl::string_view shared : absl::StrSplit(*absent, '\n', absl::SkipEmpty())) {
       if (shared == kShimSocketDir || shared == "/run/containerd" || shared == kCniResultsDir ||
           shared == "/var/lib/cni")
         ::rmdir(std::string(shared).c_str());
     }
+    ::unlink(kSharedDirsMarker);
   }
   ::nftw(dir.c_str(), RemoveEntry, 16, FTW_DEPTH | FTW_PHYS | FTW_MOUNT);
   struct stat st;
