@@ -26,7 +26,7 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
             queue_.Add(uid);
           }}),
       reconciler_(Reconciler::Deps{&informer_, client, locator, backend, metrics, options_.read_addresses,
-                                   options_.inspector, options_.boot_id},
+                                   options_.inspector, options_.boot_id, &options_.mesh_defaults},
                   plan_config, options_.node_name) {
   if (metrics_ != nullptr) {
     metrics_->queue_depth = [this] { return static_cast<double>(queue_.Len() + queue_.Delayed()); };

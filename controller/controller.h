@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "controller/informer.h"
+#include "controller/mesh_defaults.h"
 #include "controller/metrics.h"
 #include "controller/queue.h"
 #include "controller/reconciler.h"
@@ -32,6 +33,7 @@ struct ControllerOptions {
   netns::Inspector* inspector =
       nullptr;          // null: a netns::KernelInspector (tests with fake handles inject one)
   std::string boot_id;  // empty: read from /proc/sys/kernel/random/boot_id
+  MeshDefaults mesh_defaults;  // mesh-wide settings for pods that do not carry them (mesh_defaults.h)
 };
 
 class Controller {

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -21,11 +22,13 @@
 #include "controller/controller.h"
 #include "controller/http_server.h"
 #include "controller/log.h"
+#include "controller/mesh_defaults.h"
 #include "controller/metrics.h"
 #include "controller/wiring.h"
 #include "kube/config.h"
 #include "kube/curl_client.h"
 #include "netns/inspector.h"
+#include "rules/annotations.h"
 
 namespace {
 std::string EnvOr(const char* name, const char* fallback) {
@@ -64,6 +67,26 @@ ABSL_FLAG(bool, capture_dns, false,
           "Redirect DNS (udp/tcp 53) to the proxy's DNS port 15053, like ISTIO_META_DNS_CAPTURE.");
 ABSL_FLAG(bool, assume_ipv6, false,
           "Program IPv6 rules even for pods that have no IPv6 address yet (IPv6 clusters).");
+// Mesh-wide defaults, as Istio's injector values name them; used only for pods that do not carry the
+// annotation themselves (Istio's injector in CNI mode writes them onto every injected pod).
+ABSL_FLAG(
+    std::optional<std::string>, mesh_include_ip_ranges, std::nullopt,
+    "Istio global.proxy.includeIPRanges: default for traffic.sidecar.istio.io/includeOutboundIPRanges.");
+ABSL_FLAG(
+    std::optional<std::string>, mesh_exclude_ip_ranges, std::nullopt,
+    "Istio global.proxy.excludeIPRanges: default for traffic.sidecar.istio.io/excludeOutboundIPRanges.");
+ABSL_FLAG(
+    std::optional<std::string>, mesh_include_inbound_ports, std::nullopt,
+    "Istio global.proxy.includeInboundPorts: default for traffic.sidecar.istio.io/includeInboundPorts.");
+ABSL_FLAG(
+    std::optional<std::string>, mesh_exclude_inbound_ports, std::nullopt,
+    "Istio global.proxy.excludeInboundPorts: default for traffic.sidecar.istio.io/excludeInboundPorts.");
+ABSL_FLAG(
+    std::optional<std::string>, mesh_exclude_outbound_ports, std::nullopt,
+    "Istio global.proxy.excludeOutboundPorts: default for traffic.sidecar.istio.io/excludeOutboundPorts.");
+ABSL_FLAG(std::optional<std::string>, mesh_interception_mode, std::nullopt,
+          "Istio meshConfig.defaultConfig.interceptionMode (REDIRECT, TPROXY or NONE): default for "
+          "sidecar.istio.io/interceptionMode.");
 ABSL_FLAG(std::string, metrics_address, ":15014",
           "host:port for /metrics (Prometheus), /healthz and /readyz. Empty disables the server.");
 ABSL_FLAG(absl::Duration, resync, absl::Minutes(5),
@@ -148,6 +171,17 @@ int Main() {
   // controller (no silent fallback).
   if (absl::Status st = netns::CheckNetnsCookieSupport(); !st.ok())
     return Fail("cannot identify network namespaces", st);
+  MeshDefaults mesh;
+  for (auto [flag, key] :
+       {std::pair{&FLAGS_mesh_include_ip_ranges, rules::kIncludeOutboundIPRangesAnnotation},
+        std::pair{&FLAGS_mesh_exclude_ip_ranges, rules::kExcludeOutboundIPRangesAnnotation},
+        std::pair{&FLAGS_mesh_include_inbound_ports, rules::kIncludeInboundPortsAnnotation},
+        std::pair{&FLAGS_mesh_exclude_inbound_ports, rules::kExcludeInboundPortsAnnotation},
+        std::pair{&FLAGS_mesh_exclude_outbound_ports, rules::kExcludeOutboundPortsAnnotation},
+        std::pair{&FLAGS_mesh_interception_mode, rules::kInterceptionModeAnnotation}}) {
+    if (std::optional<std::string> v = absl::GetFlag(*flag)) mesh.annotations[key] = *v;
+  }
+  if (absl::Status st = ValidateMeshDefaults(mesh, plan); !st.ok()) return Fail("bad --mesh_* flag", st);
   absl::StatusOr<std::string> boot_id = netns::ReadBootId();
   if (!boot_id.ok()) return Fail("cannot read the boot id", boot_id.status());
 
@@ -162,6 +196,7 @@ int Main() {
   ControllerOptions opts;
   opts.node_name = node;
   opts.boot_id = *boot_id;
+  opts.mesh_defaults = std::move(mesh);
   opts.workers = absl::GetFlag(FLAGS_workers);
   opts.resync = absl::GetFlag(FLAGS_resync);
   opts.watch_timeout_seconds =

@@ -455,6 +455,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   if (!ns && !deps_.store->NamespacesSynced())
     return Finish({Outcome::kRetry, absl::UnavailableError("namespace cache not synced"), "namespace"}, uid);
   rules::PodFacts facts = kube::ToPodFacts(pod, ns ? &*ns : nullptr);
+  if (deps_.mesh_defaults != nullptr) ApplyMeshDefaults(*deps_.mesh_defaults, &facts);
   rules::MembershipDecision m = rules::DecideMembership(facts);
   if (!m.member) return Finish({Outcome::kSkipped, absl::OkStatus(), m.reason}, uid);
 

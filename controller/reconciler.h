@@ -38,6 +38,7 @@
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
 #include "controller/informer.h"
+#include "controller/mesh_defaults.h"
 #include "controller/metrics.h"
 #include "kube/client.h"
 #include "netns/backend.h"
@@ -93,10 +94,11 @@ class Reconciler {
     kube::Client* client = nullptr;
     netns::Locator* locator = nullptr;
     netns::Backend* backend = nullptr;
-    Metrics* metrics = nullptr;             // may be null
-    AddressReader read_addresses;           // empty: netns::ReadGlobalAddresses
-    netns::Inspector* inspector = nullptr;  // null: a netns::KernelInspector
-    std::string boot_id;                    // this node's boot id (netns::ReadBootId); required
+    Metrics* metrics = nullptr;                   // may be null
+    AddressReader read_addresses;                 // empty: netns::ReadGlobalAddresses
+    netns::Inspector* inspector = nullptr;        // null: a netns::KernelInspector
+    std::string boot_id;                          // this node's boot id (netns::ReadBootId); required
+    const MeshDefaults* mesh_defaults = nullptr;  // null: none
   };
   Reconciler(Deps deps, rules::PlanConfig config, std::string node_name);
 
