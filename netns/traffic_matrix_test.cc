@@ -80,8 +80,10 @@ Row Peer(std::string n, std::string dst, uint16_t port, std::string expect) {
 Row Udp(std::string n, std::string dst, uint16_t port, std::string expect, uint32_t uid = kApp) {
   return {std::move(n), Kind::kAppUdp, uid, uid, std::move(dst), port, std::move(expect)};
 }
-Row Upstream(std::string n, std::string dst, std::string expect) {
-  return {std::move(n), Kind::kUpstream, kProxy, kProxy, std::move(dst), 8080, std::move(expect)};
+// The proxy's upstream leg, opened with the proxy identity Istio's injector gives the mode.
+Row Upstream(std::string n, std::string dst, std::string expect,
+             testing::ProxyIdentity id = testing::kRedirectModeProxy) {
+  return {std::move(n), Kind::kUpstream, id.uid, id.gid, std::move(dst), 8080, std::move(expect)};
 }
 
 // Rows every REDIRECT-mode pod with default annotations shares (Istio CNI basic golden).
@@ -105,29 +107,29 @@ std::vector<Row> DefaultRows() {
 std::vector<PodCase> Cases() {
   std::vector<PodCase> cs;
   cs.push_back({"default", {}, false, false, false, DefaultRows()});
-  cs.push_back({"tproxy",
-                {{rules::kInterceptionModeAnnotation, "TPROXY"}},
-                false,
-                false,
-                false,
-                {
-                    App("app outbound captured", "PEER4", 80, "15001 PEER4:80"),
-                    App("proxy uid bypasses", "PEER4", 80, "peer:80", kProxy, kApp),
-                    App("proxy gid bypasses", "PEER4", 80, "peer:80", kApp, kProxy),
-                    Peer("inbound TPROXYed with original dst", "POD4", 8080, "15006 POD4:8080"),
-                    [] {
-                      Row r = Upstream("transparent upstream leg (orig src, mark 1337) reaches the app and back",
-                                       "POD4", "app:8080 from PEER4");
-                      r.pending =
-                          "the stand-in's transparent SYN (uid 1337, -o lo, ! -d 127.0.0.1) meets Istio's nat "
-                          "uid -> ISTIO_IN_REDIRECT rule; connect times out with every backend: stand-in or "
-                          "rules, not yet determined";
-                      return r;
-                    }(),
-                    App("app -> own pod IP is not captured (lo, unmarked)", "POD4", 8080, "app:8080"),
-                    App("app -> localhost is not captured", "LO4", 8080, "app:8080"),
-                    Peer("inbound 15021 excluded", "POD4", 15021, "app:15021"),
-                }});
+  cs.push_back(
+      {"tproxy",
+       {{rules::kInterceptionModeAnnotation, "TPROXY"}},
+       false,
+       false,
+       false,
+       {
+           App("app outbound captured", "PEER4", 80, "15001 PEER4:80"),
+           App("proxy uid bypasses", "PEER4", 80, "peer:80", kProxy, kApp),
+           App("proxy gid bypasses", "PEER4", 80, "peer:80", kApp, kProxy),
+           Peer("inbound TPROXYed with original dst", "POD4", 8080, "15006 POD4:8080"),
+           // Envoy's original_src listener filter (mark 1337) on the inbound listener, the proxy
+           // running as uid 0 / gid 1337 (injection template, TPROXY).
+           Upstream("transparent upstream leg (orig src, mark 1337) reaches the app and back", "POD4",
+                    "app:8080 from PEER4", testing::kTproxyModeProxy),
+           App("injected proxy (uid 0, gid 1337) outbound bypasses", "PEER4", 80, "peer:80",
+               testing::kTproxyModeProxy.uid, testing::kTproxyModeProxy.gid),
+           App("injected proxy -> own pod IP is TPROXYed to the inbound listener (1338)", "POD4", 8080,
+               "15006 POD4:8080", testing::kTproxyModeProxy.uid, testing::kTproxyModeProxy.gid),
+           App("app -> own pod IP is not captured (lo, unmarked)", "POD4", 8080, "app:8080"),
+           App("app -> localhost is not captured", "LO4", 8080, "app:8080"),
+           Peer("inbound 15021 excluded", "POD4", 15021, "app:15021"),
+       }});
   cs.push_back({"exclude_outbound_cidr",
                 {{rules::kExcludeOutboundIPRangesAnnotation, "PEER4/32"}},
                 false,
@@ -142,22 +144,22 @@ std::vector<PodCase> Cases() {
                 false,
                 {App("outside the included CIDR goes direct", "PEER4", 80, "peer:80"),
                  App("inside the included CIDR captured", "OTHER4", 80, "15001 OTHER4:80")}});
-  cs.push_back({"include_outbound_ports",
-                {{rules::kIncludeOutboundPortsAnnotation, "5432"},
-                 {rules::kIncludeOutboundIPRangesAnnotation, ""}},
-                false,
-                false,
-                false,
-                {App("included port captured", "PEER4", 5432, "15001 PEER4:5432"),
-                 App("other ports direct", "PEER4", 80, "peer:80")}});
-  cs.push_back({"exclude_outbound_port",
-                {{rules::kExcludeOutboundPortsAnnotation, "80"}},
-                false,
-                false,
-                false,
-                {App("excluded port direct", "PEER4", 80, "peer:80"),
-                 App("15020 no longer excluded once the annotation is set", "PEER4", 15020,
-                     "15001 PEER4:15020")}});
+  cs.push_back(
+      {"include_outbound_ports",
+       {{rules::kIncludeOutboundPortsAnnotation, "5432"}, {rules::kIncludeOutboundIPRangesAnnotation, ""}},
+       false,
+       false,
+       false,
+       {App("included port captured", "PEER4", 5432, "15001 PEER4:5432"),
+        App("other ports direct", "PEER4", 80, "peer:80")}});
+  cs.push_back(
+      {"exclude_outbound_port",
+       {{rules::kExcludeOutboundPortsAnnotation, "80"}},
+       false,
+       false,
+       false,
+       {App("excluded port direct", "PEER4", 80, "peer:80"),
+        App("15020 no longer excluded once the annotation is set", "PEER4", 15020, "15001 PEER4:15020")}});
   cs.push_back({"inbound_ports",
                 {{rules::kIncludeInboundPortsAnnotation, "8080"}},
                 false,
@@ -349,6 +351,8 @@ class TrafficMatrix : public ::testing::TestWithParam<Param> {
         // 2. The stand-in's upstream leg to the app, as Envoy opens it.
         testing::UpstreamOptions o;
         o.transparent = tproxy;
+        o.uid = r.uid;
+        o.gid = r.gid;
         if (tproxy) o.source_ip = client_addr->ip;
         absl::StatusOr<UniqueFd> up = testing::ProxyUpstreamConnect(pod_->handle(), o, ip, r.port, kTimeout);
         if (!up.ok()) return absl::StrCat("upstream: ", up.status().ToString());
