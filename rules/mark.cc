@@ -115,4 +115,12 @@ bool IsPlanDigest(std::string_view text) {
   return true;
 }
 
+std::optional<uint32_t> ProofMarkerValue(std::string_view plan_digest) {
+  if (!IsPlanDigest(plan_digest)) return std::nullopt;
+  uint32_t v = 0;
+  auto [ptr, ec] = std::from_chars(plan_digest.data(), plan_digest.data() + 8, v, 16);
+  if (ec != std::errc() || ptr != plan_digest.data() + 8) return std::nullopt;
+  return v == 0 ? 1 : v;  // the kernel does not report a zero fwmark in a rule dump
+}
+
 }  // namespace pnc::rules

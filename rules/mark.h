@@ -51,6 +51,14 @@ std::string ProbeAddressString(const ProbeSpec& spec);
 // The digest of an applied plan: 16 lowercase hex digits.
 bool IsPlanDigest(std::string_view text);
 
+// The proof marker (netns/proof_marker.h): a NOP policy-routing rule the controller adds to the pod's netns
+// after verifying the rules there; IPv4 rule list, this priority and protocol, fwmark = ProofMarkerValue of
+// the plan digest. The waiter relies on it when the mark says `probe: none`.
+inline constexpr uint32_t kProofMarkerPriority = 32764;
+inline constexpr uint8_t kProofMarkerProtocol = 154;
+// The first 8 hex digits of a plan digest as a number (never 0: 0 becomes 1); nullopt unless IsPlanDigest.
+std::optional<uint32_t> ProofMarkerValue(std::string_view plan_digest);
+
 }  // namespace pnc::rules
 
 #endif  // PNC_RULES_MARK_H_

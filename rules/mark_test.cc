@@ -90,6 +90,13 @@ TEST(ProbeSpec, RejectsTargetsThatProveNothingAndNonCanonicalText) {
   }
 }
 
+TEST(ProofMarker, ValueFromTheDigest) {
+  EXPECT_EQ(ProofMarkerValue("89abcdef01234567"), 0x89abcdefu);
+  EXPECT_EQ(ProofMarkerValue("0000000001234567"), 1u);  // never 0
+  EXPECT_FALSE(ProofMarkerValue("89ABCDEF01234567").has_value());
+  EXPECT_FALSE(ProofMarkerValue("").has_value());
+}
+
 TEST(PlanDigest, Shape) {
   EXPECT_TRUE(IsPlanDigest("0123456789abcdef"));
   EXPECT_FALSE(IsPlanDigest("0123456789ABCDEF"));

@@ -4,10 +4,24 @@
 // the sandbox.
 #include "controller/waiter/probe.h"
 
+#include <linux/fib_rules.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+#include "controller/waiter/wait.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "netns/backend.h"
 #include "netns/backends.h"
+#include "netns/proof_marker.h"
 #include "netns/testing/gtest_sandbox.h"
 #include "netns/testing/run_as.h"
 #include "rules/mark.h"
@@ -51,6 +65,50 @@ void ApplyDefaultPlan(const std::string& backend_name, const netns::testing::Pod
   ASSERT_TRUE(st.ok()) << st;
 }
 
+// What a process in the pod would send to forge the marker: RTM_NEWRULE on a raw rtnetlink socket. Returns
+// the kernel's errno (0: accepted).
+int AddMarkerRuleHere(uint32_t value) {
+  int fd = ::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0) return errno;
+  struct {
+    nlmsghdr nh;
+    fib_rule_hdr frh;
+    char attrs[64];
+  } req{};
+  req.nh.nlmsg_len = NLMSG_LENGTH(sizeof(fib_rule_hdr));
+  req.nh.nlmsg_type = RTM_NEWRULE;
+  req.nh.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+  req.frh.family = AF_INET;
+  req.frh.action = FR_ACT_NOP;
+  auto put = [&](uint16_t type, const void* data, size_t len) {
+    auto* a = reinterpret_cast<rtattr*>(reinterpret_cast<char*>(&req) + NLMSG_ALIGN(req.nh.nlmsg_len));
+    a->rta_type = type;
+    a->rta_len = RTA_LENGTH(len);
+    std::memcpy(RTA_DATA(a), data, len);
+    req.nh.nlmsg_len = NLMSG_ALIGN(req.nh.nlmsg_len) + RTA_ALIGN(a->rta_len);
+  };
+  uint32_t prio = rules::kProofMarkerPriority;
+  uint8_t proto = rules::kProofMarkerProtocol;
+  put(FRA_PRIORITY, &prio, 4);
+  put(FRA_FWMARK, &value, 4);
+  put(FRA_PROTOCOL, &proto, 1);
+  int err = 0;
+  if (::send(fd, &req, req.nh.nlmsg_len, 0) < 0) {
+    err = errno;
+  } else {
+    alignas(nlmsghdr) char buf[4096];
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    const auto* m = reinterpret_cast<const nlmsghdr*>(buf);
+    if (n < 0) {
+      err = errno;
+    } else if (m->nlmsg_type == NLMSG_ERROR) {
+      err = -static_cast<const nlmsgerr*>(NLMSG_DATA(m))->error;
+    }
+  }
+  ::close(fd);
+  return err;
+}
+
 constexpr char kV4[] = "target=192.0.2.1:15002,capture=15001";
 constexpr char kV6[] = "target=[2001:db8::1]:15002,capture=15001";
 
@@ -83,6 +141,75 @@ TEST(Probe, PassesOnlyWhenOutboundIsRedirected) {
     EXPECT_FALSE(none.ok) << none.message;
     EXPECT_THAT(none.message, HasSubstr("not redirected"));
   }
+}
+
+// `probe: none`: only the controller's marker in the pod's own netns releases the pod, and nothing running in
+// the pod (no CAP_NET_ADMIN) can create one.
+TEST(ProofMarker, OnlyTheControllersMarkerReleasesAMarkWithoutProbe) {
+  netns::testing::Sandbox* sb = nullptr;
+  PNC_SANDBOX_OR_SKIP(sb);
+  absl::StatusOr<netns::testing::PodNetns> pod = sb->CreatePodNetns("marker-pod");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  // Under /tmp: the test's own temporary directories sit below /root, which uid 1000 cannot traverse.
+  std::string dir = "/tmp/pnc-marker-XXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  struct Cleanup {
+    std::string dir;
+    ~Cleanup() {
+      unlink((dir + "/annotations").c_str());
+      rmdir(dir.c_str());
+    }
+  } cleanup{dir};
+  ASSERT_EQ(chmod(dir.c_str(), 0777), 0);  // the mark is written by the test as uid 1000
+  const std::string digest = "89abcdef01234567";
+
+  // The mark a tenant can forge exactly: status, the pod's own identity (read inside, as the waiter does),
+  // none.
+  auto wait_as_app = [&](const std::string& plan_digest) {
+    WaitResult r;
+    EXPECT_TRUE(netns::testing::RunAs(1000, 1000, &pod->handle(), [&] {
+                  rules::NetnsIdentity id;
+                  std::string err;
+                  if (!ReadOwnIdentity(&id, &err)) return absl::InternalError(err);
+                  std::ofstream(dir + "/annotations")
+                      << "pod-network-controller.istio.io/status=\"initialized\"\n"
+                      << "pod-network-controller.istio.io/netns=\"" << rules::FormatNetnsIdentity(id)
+                      << "\"\n"
+                      << "pod-network-controller.istio.io/probe=\"none\"\n"
+                      << "pod-network-controller.istio.io/plan=\"" << plan_digest << "\"\n";
+                  WaitOptions o;
+                  o.file = dir + "/annotations";
+                  o.timeout_ms = 300;
+                  r = WaitForAnnotation(o);
+                  return absl::OkStatus();
+                }).ok());
+    return r;
+  };
+  WaitResult before = wait_as_app(digest);
+  EXPECT_EQ(before.outcome, WaitOutcome::kTimeout);
+  EXPECT_THAT(before.message, HasSubstr("marker is not in this network namespace"));
+
+  // The pod's own processes cannot add it: the kernel refuses RTM_NEWRULE without CAP_NET_ADMIN.
+  int forged_errno = 0;
+  ASSERT_TRUE(netns::testing::RunAs(1000, 1000, &pod->handle(), [&] {
+                forged_errno = AddMarkerRuleHere(*rules::ProofMarkerValue(digest));
+                return absl::OkStatus();
+              }).ok());
+  EXPECT_EQ(forged_errno, EPERM);
+  EXPECT_EQ(wait_as_app(digest).outcome, WaitOutcome::kTimeout);
+  netns::KernelProofMarker marker;
+
+  // The controller's, for this plan: released, and the note says how it was proven.
+  ASSERT_TRUE(marker.Place(pod->handle(), *rules::ProofMarkerValue(digest)).ok());
+  ASSERT_TRUE(marker.Place(pod->handle(), *rules::ProofMarkerValue(digest)).ok());  // idempotent
+  WaitResult after = wait_as_app(digest);
+  EXPECT_EQ(after.outcome, WaitOutcome::kReady) << after.message;
+  EXPECT_THAT(after.note, HasSubstr("proven by the controller's marker"));
+  // A marker of another plan does not vouch for this one; a newer one replaces the old.
+  EXPECT_EQ(wait_as_app("1111111100000000").outcome, WaitOutcome::kTimeout);
+  ASSERT_TRUE(marker.Place(pod->handle(), *rules::ProofMarkerValue("1111111100000000")).ok());
+  EXPECT_EQ(wait_as_app(digest).outcome, WaitOutcome::kTimeout);
+  EXPECT_EQ(wait_as_app("1111111100000000").outcome, WaitOutcome::kReady);
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "controller/waiter/downward_api.h"
+#include "controller/waiter/marker_check.h"
 #include "controller/waiter/probe.h"
 
 namespace pnc::waiter {
@@ -88,6 +89,11 @@ std::string DirOf(const std::string& file) {
   return file.substr(0, slash);
 }
 
+std::string Get(const std::map<std::string, std::string>& m, const std::string& key) {
+  auto it = m.find(key);
+  return it == m.end() ? "" : it->second;
+}
+
 // What one read of the annotations file says.
 struct Reading {
   enum Kind { kWait, kError, kProbe, kReady } kind = kWait;
@@ -156,11 +162,30 @@ Reading Evaluate(const WaitOptions& o, const std::optional<std::string>& text) {
     return r;
   }
   if (spec->none) {
-    r.kind = Reading::kReady;
-    r.note =
-        "no datapath probe: the controller found no outbound TCP traffic this pod's rules capture "
-        "(e.g. includeOutboundIPRanges is empty); relying on the netns identity";
-    return r;
+    // No connection to prove redirection with (nothing outbound is captured, or the pod has no route):
+    // only the controller's marker in this very netns vouches for the rules, and nothing in the pod can
+    // create it. The mark's text alone (status, identity, `none`) can be forged.
+    std::optional<uint32_t> value = rules::ProofMarkerValue(Get(ann, o.plan_key));
+    if (!value) {
+      r.text = shown + " with " + o.probe_key + "=none but no valid " + o.plan_key;
+      return r;
+    }
+    std::string err;
+    switch (CheckProofMarker(*value, &err)) {
+      case MarkerCheck::kPresent:
+        r.kind = Reading::kReady;
+        r.note =
+            "no datapath probe (the controller found no outbound TCP connection this pod's rules capture); "
+            "proven by the controller's marker in this network namespace";
+        return r;
+      case MarkerCheck::kAbsent:
+        r.text = shown + " with " + o.probe_key +
+                 "=none, but the controller's marker is not in this network namespace (yet)";
+        return r;
+      case MarkerCheck::kError:
+        r.text = shown + " with " + o.probe_key + "=none, and the marker cannot be read: " + err;
+        return r;
+    }
   }
   r.kind = Reading::kProbe;
   r.probe = *spec;

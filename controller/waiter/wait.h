@@ -6,8 +6,9 @@
 //  1. status == `initialized`;
 //  2. the netns identity ("<boot_id>/<cookie>") equal to this process's own network namespace (a mark left
 //     from a recreated sandbox, or from before a reboot, never matches; an nsfs inode would);
-//  3. the datapath probe the mark names passing in this netns (controller/waiter/probe.h), or the mark saying
-//     `none` (the pod's plan captures no outbound TCP), which the result's note states.
+//  3. the datapath probe the mark names passing in this netns (controller/waiter/probe.h); or, when the mark
+//     says `none` (no capturable outbound TCP connection), the controller's proof marker for the mark's plan
+//     present in this netns (marker_check.h), which nothing inside the pod can create. The note says which.
 // While 1-2 hold but the probe fails, the probe is repeated on every directory event and every
 // probe_interval_ms until the timeout. `error: ...` ends the wait at once.
 #ifndef PNC_CONTROLLER_WAITER_WAIT_H_
@@ -37,6 +38,7 @@ struct WaitOptions {
   // so).
   bool probe = true;
   std::string probe_key = "pod-network-controller.istio.io/probe";
+  std::string plan_key = "pod-network-controller.istio.io/plan";
   int probe_attempt_ms = 300;
   int probe_interval_ms = 200;
 };

@@ -211,17 +211,21 @@ std::string OtherNetns() {
   id.cookie += 1;
   return rules::FormatNetnsIdentity(id);
 }
-// These tests exercise the wake-up and the identity; the datapath probe runs in probe_test and in the
-// simulator. `none` is what the controller writes for a pod whose rules capture no outbound TCP.
+constexpr char kPlanKey[] = "pod-network-controller.istio.io/plan";
+// A mark as the controller writes it for a pod with no capturable outbound connection. These tests exercise
+// the wake-up and the identity in the test's own network namespace, where nothing may add the controller's
+// proof marker; those that expect a release pass --probe=false (debugging switch, identity still required).
+// The probe and the marker are exercised in namespaces of their own in probe_test and in the simulator.
 std::map<std::string, std::string> Marked(const std::string& netns) {
-  return {{kKey, "initialized"}, {kNetnsKey, netns}, {kProbeKey, "none"}};
+  return {{kKey, "initialized"}, {kNetnsKey, netns}, {kProbeKey, "none"}, {kPlanKey, "0123456789abcdef"}};
 }
+constexpr char kNoProof[] = "--probe=false";
 
 TEST(Waiter, WaitsThroughSwapsThenExitsZeroOnInitialized) {
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
   w.Write({{"other", "x"}});
-  Child c = Spawn({"--file=" + w.file(), "--timeout=30s"});
+  Child c = Spawn({"--file=" + w.file(), "--timeout=30s", kNoProof});
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   EXPECT_TRUE(StillRunning(c));
   w.Write({{"other", "y"}, {kKey, "pending"}});  // not conclusive
@@ -232,7 +236,7 @@ TEST(Waiter, WaitsThroughSwapsThenExitsZeroOnInitialized) {
   w.Write(ann);
   auto [code, err] = Finish(c);
   EXPECT_EQ(code, 0) << err;
-  EXPECT_THAT(err, HasSubstr("relying on the netns identity"));
+  EXPECT_THAT(err, HasSubstr("NOT proven"));
 }
 
 TEST(Waiter, StatusForAnotherNetnsKeepsWaitingUntilRebound) {
@@ -240,7 +244,7 @@ TEST(Waiter, StatusForAnotherNetnsKeepsWaitingUntilRebound) {
   std::string dir = MakeTempDir();
   AtomicWriter w(dir);
   w.Write(Marked(OtherNetns()));
-  Child c = Spawn({"--file=" + w.file(), "--timeout=30s"});
+  Child c = Spawn({"--file=" + w.file(), "--timeout=30s", kNoProof});
   std::this_thread::sleep_for(std::chrono::milliseconds(150));
   EXPECT_TRUE(StillRunning(c));
   w.Write(Marked(OwnNetns()));  // the controller re-applied and rebound
@@ -275,6 +279,9 @@ TEST(Waiter, ForgedOrMalformedMarksNeverRelease) {
       {{{kKey, "initialized"}, {kNetnsKey, OwnNetns() + " "}, {kProbeKey, "none"}},
        "is not a netns identity"},
       {{{kKey, "initialized"}, {kNetnsKey, OwnNetns()}}, "probe is missing"},
+      // The exact identity (a tenant can predict cookies) and `none`: still no proof in this netns.
+      {Marked(OwnNetns()), "the controller's marker is not in this network namespace"},
+      {{{kKey, "initialized"}, {kNetnsKey, OwnNetns()}, {kProbeKey, "none"}}, "no valid"},
       {{{kKey, "initialized"}, {kNetnsKey, OwnNetns()}, {kProbeKey, "target=127.0.0.1:15002,capture=15001"}},
        "is not a valid probe"},
       {{{kKey, "initialized"}, {kNetnsKey, OwnNetns()}, {kProbeKey, "NONE"}}, "is not a valid probe"},
@@ -372,7 +379,7 @@ TEST(Waiter, AlreadyInitializedAndLateFileAndLegacyFlagSpellings) {
   AtomicWriter w(dir);
   w.Write(Marked(OwnNetns()));
   auto [code, err] = [&] {
-    Child c = Spawn({"--file=" + w.file()});
+    Child c = Spawn({"--file=" + w.file(), kNoProof});
     return Finish(c);
   }();
   EXPECT_EQ(code, 0) << err;
