@@ -92,9 +92,11 @@ struct Fixture {
   netns::FakeBackend backend;
   Metrics metrics;
   netns::FakeInspector inspector;
-  Reconciler reconciler{Reconciler::Deps{&informer, &client, &locator, &backend, &metrics, nullptr,
-                                         &inspector, "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b"},
-                        rules::PlanConfig{}, "node-a"};
+  netns::FakeProofMarker marker;
+  Reconciler reconciler{
+      Reconciler::Deps{&informer, &client, &locator, &backend, &metrics, nullptr, &inspector,
+                       "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b", nullptr, &marker},
+      rules::PlanConfig{}, "node-a"};
 };
 
 // New pod: select -> plan -> locate -> apply -> verify -> mark.

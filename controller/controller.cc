@@ -25,12 +25,14 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
             // more pass (ordered after it by the queue) finds the pod gone and drops that state.
             queue_.Add(uid);
           }}),
-      reconciler_(Reconciler::Deps{&informer_, client, locator, backend, metrics, options_.read_addresses,
-                                   options_.inspector, options_.boot_id, &options_.mesh_defaults},
-                  plan_config, options_.node_name) {
+      reconciler_(
+          Reconciler::Deps{&informer_, client, locator, backend, metrics, options_.read_addresses,
+                           options_.inspector, options_.boot_id, &options_.mesh_defaults, options_.marker},
+          plan_config, options_.node_name) {
   if (metrics_ != nullptr) {
     metrics_->queue_depth = [this] { return static_cast<double>(queue_.Len() + queue_.Delayed()); };
     metrics_->cached_pods = [this] { return static_cast<double>(informer_.NumPods()); };
+    metrics_->parked_pods = [this] { return static_cast<double>(queue_.Parked()); };
   }
   auto on_error = [this](const char* what) {
     return [this, what](const absl::Status& st, const char* phase) {
@@ -106,6 +108,14 @@ void Controller::Worker() {
     ReconcileResult r = reconciler_.Reconcile(uid);
     switch (r.outcome) {
       case Outcome::kRetry: {
+        if (r.cause == Cause::kRuntimeOutage) {
+          // The runtime is down or restarting: retry soon without growing this pod's backoff; every parked
+          // pod goes again as soon as any locate succeeds.
+          queue_.ParkForOutage(uid);
+          Log(LogLevel::kWarning, "container runtime unavailable; pod parked until it answers",
+              {{"pod_uid", uid}, {"error", std::string(r.status.message())}});
+          break;
+        }
         absl::Duration d = queue_.AddRateLimited(uid);
         if (options_.stuck_event_after > 0 && queue_.NumRequeues(uid) == options_.stuck_event_after) {
           reconciler_.ReportStuck(uid, r.status, queue_.NumRequeues(uid));
@@ -120,7 +130,7 @@ void Controller::Worker() {
       }
       case Outcome::kSkipped:
         queue_.Forget(uid);
-        if (r.detail != "done")
+        if (r.cause != Cause::kDone)
           Log(LogLevel::kDebug, "pod skipped", {{"pod_uid", uid}, {"reason", r.detail}});
         break;
       case Outcome::kPermanentError:
@@ -133,6 +143,11 @@ void Controller::Worker() {
         Log(LogLevel::kInfo, absl::StrCat("pod ", OutcomeName(r.outcome)),
             {{"pod_uid", uid}, {"detail", r.detail}});
         break;
+    }
+    if ((r.cause == Cause::kLocated || r.cause == Cause::kDone) && queue_.Parked() > 0) {
+      size_t n = queue_.ReleaseParked();
+      Log(LogLevel::kInfo, "container runtime answers again; parked pods released",
+          {{"pods", std::to_string(n)}});
     }
     queue_.Done(uid);
     absl::MutexLock lock(&mu_);

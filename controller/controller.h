@@ -31,9 +31,11 @@ struct ControllerOptions {
   WorkQueue::Options queue;
   AddressReader read_addresses;  // empty: netns::ReadGlobalAddresses (tests with fake handles inject one)
   netns::Inspector* inspector =
-      nullptr;          // null: a netns::KernelInspector (tests with fake handles inject one)
-  std::string boot_id;  // empty: read from /proc/sys/kernel/random/boot_id
+      nullptr;                 // null: a netns::KernelInspector (tests with fake handles inject one)
+  std::string boot_id;         // empty: read from /proc/sys/kernel/random/boot_id
   MeshDefaults mesh_defaults;  // mesh-wide settings for pods that do not carry them (mesh_defaults.h)
+  netns::ProofMarker* marker =
+      nullptr;  // null: a netns::KernelProofMarker (tests with fake handles inject one)
 };
 
 class Controller {

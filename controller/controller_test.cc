@@ -58,6 +58,40 @@ std::string Status(kube::FakeClient& c, const std::string& name) {
   return it == p->annotations.end() ? "<none>" : it->second;
 }
 
+// A runtime outage is not the pod's fault: its pods are parked (retried on a short fixed interval, backoff
+// not grown) and all go again as soon as any locate succeeds.
+TEST(Controller, RuntimeOutageParksPodsAndReleasesThemWhenItAnswers) {
+  if (!getenv("PNC_TEST_LOGS")) SetLogSink([](const std::string&) {});
+  kube::FakeClient client;
+  netns::FakeLocator locator;
+  netns::FakeBackend backend;
+  netns::FakeInspector inspector;
+  netns::FakeProofMarker marker;
+  Metrics metrics;
+  kube::Namespace ns;
+  ns.name = "shop";
+  client.UpsertNamespace(ns);
+  client.UpsertPod(MemberPod("u1", "a"));
+  locator.AddSandbox("u1", 1);
+  locator.SetError("u1", absl::UnavailableError("connection refused (runtime restarting)"));
+  ControllerOptions o;
+  o.node_name = "node-a";
+  o.resync = absl::ZeroDuration();
+  o.read_addresses = [](const netns::NetnsHandle&) -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"10.244.1.5"};
+  };
+  o.inspector = &inspector;
+  o.marker = &marker;
+  o.boot_id = "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b";
+  Controller c(o, &client, &locator, &backend, rules::PlanConfig{}, &metrics);
+  c.Start();
+  ASSERT_TRUE(Eventually([&] { return metrics.parked_pods && metrics.parked_pods() >= 1; }));
+  locator.SetError("u1", absl::OkStatus());  // the runtime is back
+  ASSERT_TRUE(Eventually([&] { return Status(client, "a") == "initialized"; }));
+  EXPECT_EQ(metrics.parked_pods(), 0);
+  EXPECT_TRUE(c.Stop(absl::Seconds(5)));
+}
+
 TEST(Controller, ListWatchRelistAndDrain) {
   if (!getenv("PNC_TEST_LOGS")) SetLogSink([](const std::string&) {});
   kube::FakeClient client;
@@ -84,6 +118,8 @@ TEST(Controller, ListWatchRelistAndDrain) {
   };
   netns::FakeInspector inspector;
   o.inspector = &inspector;
+  netns::FakeProofMarker marker;
+  o.marker = &marker;
   o.boot_id = "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b";
   Controller c(o, &client, &locator, &backend, rules::PlanConfig{}, &metrics);
   EXPECT_FALSE(c.Ready());

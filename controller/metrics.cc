@@ -115,6 +115,12 @@ std::string Metrics::Render() const {
                     "# HELP pnc_queue_depth Pods waiting in the work queue.\n# TYPE pnc_queue_depth gauge\n",
                     "pnc_queue_depth ", Num(queue_depth()), "\n");
   }
+  if (parked_pods) {
+    absl::StrAppend(&out,
+                    "# HELP pnc_parked_pods Pods waiting for the container runtime to answer (no backoff "
+                    "growth).\n# TYPE pnc_parked_pods gauge\npnc_parked_pods ",
+                    Num(parked_pods()), "\n");
+  }
   if (cached_pods) {
     absl::StrAppend(&out, "# HELP pnc_cached_pods Pods of this node in the informer cache.\n",
                     "# TYPE pnc_cached_pods gauge\npnc_cached_pods ", Num(cached_pods()), "\n");

@@ -65,6 +65,7 @@ struct Metrics {
   // Gauges read at render time.
   std::function<double()> queue_depth;
   std::function<double()> cached_pods;
+  std::function<double()> parked_pods;  // pnc_parked_pods: waiting for the container runtime to answer
 };
 
 }  // namespace pnc::controller

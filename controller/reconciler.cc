@@ -37,6 +37,12 @@ std::vector<std::string> OnePerFamily(const std::vector<std::string>& addrs) {
   return out;
 }
 
+// A locate that failed because the runtime did not answer (Unavailable: connection refused, restarting) is
+// the runtime's outage, not the pod's.
+Cause OutageCause(const absl::Status& st) {
+  return st.code() == absl::StatusCode::kUnavailable ? Cause::kRuntimeOutage : Cause::kUnspecified;
+}
+
 netns::PodRef RefOf(const kube::Pod& pod) {
   return netns::PodRef{pod.uid, pod.namespace_name, pod.name, pod.pod_ips};
 }
@@ -105,6 +111,10 @@ Reconciler::Reconciler(Deps deps, rules::PlanConfig config, std::string node_nam
     // main() reads it at startup and refuses to run without it; this covers embedders that did not.
     absl::StatusOr<std::string> id = netns::ReadBootId();
     if (id.ok()) deps_.boot_id = *id;
+  }
+  if (deps_.marker == nullptr) {
+    own_marker_ = std::make_unique<netns::KernelProofMarker>();
+    deps_.marker = own_marker_.get();
   }
   if (deps_.inspector == nullptr) {
     own_inspector_ = std::make_unique<netns::KernelInspector>();
@@ -253,7 +263,8 @@ std::optional<ReconcileResult> Reconciler::FastPath(const std::string& uid, cons
     return std::nullopt;
   }
   absl::StatusOr<Located> now = LocateAndInspect(pod, {});
-  if (!now.ok()) return Finish({Outcome::kRetry, now.status(), "re-locate a done pod"}, uid);
+  if (!now.ok())
+    return Finish({Outcome::kRetry, now.status(), "re-locate a done pod", OutageCause(now.status())}, uid);
   if (!(now->identity == st->netns)) {
     Log(LogLevel::kInfo, "pod network namespace changed since it was initialized; verifying again",
         {{"pod_uid", uid},
@@ -270,7 +281,7 @@ std::optional<ReconcileResult> Reconciler::FastPath(const std::string& uid, cons
       return std::nullopt;
     }
   }
-  return ReconcileResult{Outcome::kSkipped, absl::OkStatus(), "done"};
+  return ReconcileResult{Outcome::kSkipped, absl::OkStatus(), "done", Cause::kDone};
 }
 
 // The pod's annotations do not plan. A running pod whose rules we verified for its current netns keeps them
@@ -405,11 +416,21 @@ ReconcileResult Reconciler::VerifyApplyMark(const CachedPod& cached, const rules
   }
 
   rules::ProbeSpec probe = rules::ChooseProbe(desired, plan, facts.pod_ips, at.route_device);
+  const std::string digest = rules::RulesetDigest(desired);
+  if (probe.none) {
+    // No datapath proof is possible: the waiter trusts only the marker, placed now that the rules are
+    // verified.
+    absl::Status placed = deps_.marker->Place(at.handle, *rules::ProofMarkerValue(digest));
+    if (!placed.ok()) {
+      Error("marker_failed");
+      return Finish({Outcome::kRetry, placed, "proof marker"}, uid);
+    }
+  }
   std::map<std::string, std::string> want = {
       {rules::kStatusAnnotation, rules::kStatusInitialized},
       {rules::kNetnsAnnotation, rules::FormatNetnsIdentity(at.identity)},
       {rules::kProbeAnnotation, rules::FormatProbeSpec(probe)},
-      {rules::kPlanAnnotation, rules::RulesetDigest(desired)},
+      {rules::kPlanAnnotation, digest},
   };
   State done{
       .netns = at.identity, .ip_families = IpFamilies(facts.pod_ips), .applied = desired, .mark = want};
@@ -470,7 +491,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
 
   // locate + inspect (identity, and routes for the probe target)
   absl::StatusOr<Located> at = LocateAndInspect(pod, rules::ProbeCandidateAddresses(*plan));
-  if (!at.ok()) return Finish({Outcome::kRetry, at.status(), "locate"}, uid);
+  if (!at.ok()) return Finish({Outcome::kRetry, at.status(), "locate", OutageCause(at.status())}, uid);
   if (facts.pod_ips.empty()) {
     // status.podIPs not published yet: the families come from the sandbox itself, or an IPv6 pod would be
     // marked with IPv4 rules only.
@@ -500,7 +521,9 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   }
 
   // verify -> apply -> mark
-  return VerifyApplyMark(*cached, facts, *plan, *at);
+  ReconcileResult r = VerifyApplyMark(*cached, facts, *plan, *at);
+  if (r.cause == Cause::kUnspecified) r.cause = Cause::kLocated;
+  return r;
 }
 
 }  // namespace pnc::controller

@@ -12,6 +12,9 @@
 //    rules) is re-planned: applied, verified and re-marked, or `error: <reason>` when the pod's annotations
 //    are invalid. Such a mark that is neither a previous sandbox of ours nor from a previous boot counts in
 //    pnc_foreign_marks_total and gets one Warning Event (UnverifiedRedirectMark).
+//  - A mark whose probe is `none` (no capturable outbound connection with a route) is written only after the
+//    proof marker for its plan (netns/proof_marker.h) is in the netns: that marker is what the waiter trusts
+//    then.
 //  - Idempotent by UID. A done pod is re-located and re-inspected on every event: another identity (a
 //    sandbox recreated under the same UID, which usually reuses the old inode) is verified, re-applied and
 //    re-marked at once; a failed re-locate is retried with backoff, never dropped.
@@ -44,6 +47,7 @@
 #include "netns/backend.h"
 #include "netns/inspector.h"
 #include "netns/locator.h"
+#include "netns/proof_marker.h"
 #include "rules/inputs.h"
 #include "rules/mark.h"
 #include "rules/plan.h"
@@ -66,10 +70,19 @@ enum class Outcome {
 };
 const char* OutcomeName(Outcome o);
 
+// Why, where the outcome alone does not say enough for the caller.
+enum class Cause {
+  kUnspecified,
+  kDone,           // kSkipped: done already (the echo of our own patch, a resync without reverify)
+  kRuntimeOutage,  // kRetry: the container runtime did not answer (not the pod's fault: no backoff growth)
+  kLocated,        // the pod's sandbox was located (the runtime answers): parked pods may go again
+};
+
 struct ReconcileResult {
   Outcome outcome = Outcome::kSkipped;
   absl::Status status;  // the error for kRetry / kPermanentError
   std::string detail;   // short reason for logs
+  Cause cause = Cause::kUnspecified;
 };
 
 // What a pod's status annotations say, compared with the identity of the netns located for it now.
@@ -99,6 +112,7 @@ class Reconciler {
     netns::Inspector* inspector = nullptr;        // null: a netns::KernelInspector
     std::string boot_id;                          // this node's boot id (netns::ReadBootId); required
     const MeshDefaults* mesh_defaults = nullptr;  // null: none
+    netns::ProofMarker* marker = nullptr;         // null: a netns::KernelProofMarker
   };
   Reconciler(Deps deps, rules::PlanConfig config, std::string node_name);
 
@@ -144,6 +158,7 @@ class Reconciler {
 
   Deps deps_;
   std::unique_ptr<netns::Inspector> own_inspector_;
+  std::unique_ptr<netns::ProofMarker> own_marker_;
   rules::PlanConfig config_;
   std::string node_name_;
   mutable absl::Mutex mu_;

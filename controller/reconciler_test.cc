@@ -55,7 +55,7 @@ class ReconcilerTest : public ::testing::Test {
   std::unique_ptr<Reconciler> NewReconciler() {  // also "restarts the controller"
     return std::make_unique<Reconciler>(
         Reconciler::Deps{&informer_, &client_, &locator_, &backend_, &metrics_, FakeAddressReader(),
-                         &inspector_, kBootId},
+                         &inspector_, kBootId, nullptr, &marker_},
         plan_config_, "node-a");
   }
   // What the pod's netns holds (FakeLocator handles have no fd for the real RTM_GETADDR dump).
@@ -101,6 +101,7 @@ class ReconcilerTest : public ::testing::Test {
   netns::FakeLocator locator_;
   netns::FakeBackend backend_;
   netns::FakeInspector inspector_;
+  netns::FakeProofMarker marker_;
   rules::PlanConfig plan_config_;
   Metrics metrics_;
   std::unique_ptr<Reconciler> reconciler_;
@@ -557,8 +558,22 @@ TEST_F(ReconcilerTest, NoRouteForAProbeSaysNone) {
   kube::Pod p = MemberPod("u1");
   Add(p);
   locator_.AddSandbox("u1", 101);
+  marker_.FailNext(absl::UnavailableError("netlink busy"));
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kRetry);  // never `none` without the marker
+  EXPECT_TRUE(client_.patches().empty());
   ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
-  EXPECT_EQ(client_.GetPod("shop", "web-1")->annotations[rules::kProbeAnnotation], "none");
+  std::optional<kube::Pod> now = client_.GetPod("shop", "web-1");
+  EXPECT_EQ(now->annotations[rules::kProbeAnnotation], "none");
+  EXPECT_EQ(marker_.At(101, locator_.Get("u1")->cookie),
+            *rules::ProofMarkerValue(now->annotations[rules::kPlanAnnotation]));
+}
+
+TEST_F(ReconcilerTest, NoMarkerWhenAProbeExists) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  EXPECT_EQ(marker_.At(101, locator_.Get("u1")->cookie), 0u);
 }
 
 TEST_F(ReconcilerTest, ReadMarkClassifies) {
