@@ -8,6 +8,7 @@ namespace {
 // Names the first difference between two rulesets so a verification failure is actionable.
 std::string FirstDifference(const rules::Ruleset& want, const rules::Ruleset& got) {
   if (want.routes != got.routes) return "policy routes differ";
+  if (want.loopback_addresses != got.loopback_addresses) return "loopback addresses differ";
   if (want.families.size() != got.families.size()) {
     return absl::StrCat("want ", want.families.size(), " address families, found ", got.families.size());
   }
@@ -23,18 +24,21 @@ std::string FirstDifference(const rules::Ruleset& want, const rules::Ruleset& go
       const auto& gt = gf.tables[t];
       const char* table = rules::TableName(wt.table);
       if (wt.table != gt.table || wt.chains.size() != gt.chains.size()) {
-        return absl::StrCat(fam, "/", table, ": want ", wt.chains.size(), " chains, found ", gt.chains.size());
+        return absl::StrCat(fam, "/", table, ": want ", wt.chains.size(), " chains, found ",
+                            gt.chains.size());
       }
       for (size_t c = 0; c < wt.chains.size(); ++c) {
         const auto& wc = wt.chains[c];
         const auto& gc = gt.chains[c];
-        if (wc.name != gc.name) return absl::StrCat(fam, "/", table, ": chain ", wc.name, " missing (found ", gc.name, ")");
+        if (wc.name != gc.name)
+          return absl::StrCat(fam, "/", table, ": chain ", wc.name, " missing (found ", gc.name, ")");
         if (wc.rules.size() != gc.rules.size()) {
           return absl::StrCat(fam, "/", table, "/", wc.name, ": want ", wc.rules.size(), " rules, found ",
                               gc.rules.size());
         }
         for (size_t r = 0; r < wc.rules.size(); ++r) {
-          if (!(wc.rules[r] == gc.rules[r])) return absl::StrCat(fam, "/", table, "/", wc.name, ": rule ", r + 1, " differs");
+          if (!(wc.rules[r] == gc.rules[r]))
+            return absl::StrCat(fam, "/", table, "/", wc.name, ": rule ", r + 1, " differs");
         }
       }
     }
@@ -54,8 +58,8 @@ absl::Status ApplyAndVerify(Backend& backend, const NetnsHandle& ns, const rules
   absl::StatusOr<rules::Ruleset> got = backend.ApplyAndReadBack(ns, ruleset);
   if (!got.ok()) return got.status();
   if (*got == ruleset) return absl::OkStatus();
-  return absl::InternalError(
-      absl::StrCat("verification failed in ", ns.path(), " (", backend.Name(), "): ", FirstDifference(ruleset, *got)));
+  return absl::InternalError(absl::StrCat("verification failed in ", ns.path(), " (", backend.Name(),
+                                          "): ", FirstDifference(ruleset, *got)));
 }
 
 }  // namespace pnc::netns

@@ -1,14 +1,19 @@
 // Backend: programs a Ruleset inside a network namespace, reads it back, removes it.
 //
-// Implementations: libiptc (legacy x_tables, in process), nftables over netlink (libnftnl/libmnl, one batch), and
-// exec of iptables-restore/ip6tables-restore (argv + stdin, never a shell). Each enters the target namespace on a
-// dedicated thread; the caller's thread never changes namespace. A fake for tests lives in fake_backend.h.
+// Implementations: libiptc (legacy x_tables, in process), nftables over netlink (libnftnl/libmnl, one batch),
+// and exec of iptables-restore/ip6tables-restore (argv + stdin, never a shell). Each enters the target
+// namespace on a dedicated thread; the caller's thread never changes namespace. A fake for tests lives in
+// fake_backend.h.
 //
 // Contract for every implementation:
-//  - Apply is idempotent: applying the same Ruleset twice leaves exactly one copy; applying a different one replaces
-//    ours atomically per table. Chains and rules that are not ours (not ISTIO_* and not our jumps) are never touched.
-//  - ReadBack returns exactly our part of the namespace in the Ruleset model, so `ReadBack() == planned` verifies.
-//  - Remove deletes our chains, our jumps and our policy routes, and nothing else.
+//  - Apply is idempotent: applying the same Ruleset twice leaves exactly one copy; applying a different one
+//  replaces
+//    ours atomically per table. Chains and rules that are not ours (not ISTIO_* and not our jumps) are never
+//    touched.
+//  - ReadBack returns exactly our part of the namespace in the Ruleset model, so `ReadBack() == planned`
+//  verifies.
+//  - Remove deletes our chains, our jumps, our policy routes and our loopback addresses (routing_state.h),
+//    and nothing else.
 #ifndef PNC_NETNS_BACKEND_H_
 #define PNC_NETNS_BACKEND_H_
 

@@ -31,7 +31,7 @@ extern "C" {  // libip6tc.h (iptables 1.8.9) has no extern "C" guard of its own
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "netns/executor.h"
-#include "netns/routing/routing.h"
+#include "netns/routing/routing_state.h"
 #include "netns/xtables_names.h"
 
 namespace pnc::netns {
@@ -815,7 +815,7 @@ class IptcBackend : public Backend {
   static absl::Status ApplyHere(const rules::Ruleset& ruleset) {
     if (absl::Status s = SyncFamily<V4>(ruleset.Find(Family::kIPv4)); !s.ok()) return s;
     if (absl::Status s = SyncFamily<V6>(ruleset.Find(Family::kIPv6)); !s.ok()) return s;
-    return SyncPolicyRoutes(ruleset.routes);
+    return SyncRoutingState(ruleset);
   }
 
   static absl::Status ReadBackHere(rules::Ruleset* out) {
@@ -825,10 +825,7 @@ class IptcBackend : public Backend {
     absl::StatusOr<std::optional<rules::FamilyRules>> v6 = ReadFamily<V6>();
     if (!v6.ok()) return v6.status();
     if (*v6) out->families.push_back(**std::move(v6));
-    absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes();
-    if (!routes.ok()) return routes.status();
-    out->routes = *std::move(routes);
-    return absl::OkStatus();
+    return ReadRoutingState(out);
   }
 };
 

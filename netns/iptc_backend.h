@@ -10,7 +10,8 @@
 // Every other chain and rule of the table is left exactly as found, so a second Apply with the same ruleset
 // leaves one copy, and a changed ruleset replaces ours. Tables the ruleset does not use are only touched when
 // they already hold something of ours (which is then removed); a table is never created just to look into it.
-// Then the TPROXY policy routes are synced with netns/routing (empty ruleset.routes removes ours).
+// Then the routing state (TPROXY policy routes, loopback addresses) is synced with
+// netns/routing/routing_state.h (an empty Ruleset removes ours).
 //
 // ReadBack translates the kernel's entries of our chains (and our jumps) into the Ruleset model: matches tcp,
 // udp, owner, mark (also negated), connmark, conntrack --ctstate RELATED,ESTABLISHED, socket (any revision iptables 1.8 writes); targets jump, RETURN, ACCEPT,

@@ -12,7 +12,7 @@
 #include "absl/strings/str_split.h"
 #include "netns/exec.h"
 #include "netns/executor.h"
-#include "netns/routing/routing.h"
+#include "netns/routing/routing_state.h"
 #include "netns/xtables_names.h"
 #include "rules/iptables_save.h"
 #include "rules/render.h"
@@ -109,7 +109,7 @@ class RestoreBackend : public Backend {
           return absl::InternalError(absl::StrCat(tool, " exited ", r->exit_code, ": ", r->err));
         }
       }
-      return SyncPolicyRoutes(ruleset.routes);
+      return SyncRoutingState(ruleset);
     });
   }
 
@@ -121,10 +121,7 @@ class RestoreBackend : public Backend {
         if (!fr.ok()) return fr.status();
         if (!fr->tables.empty()) out.families.push_back(*std::move(fr));
       }
-      absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes();
-      if (!routes.ok()) return routes.status();
-      out.routes = *std::move(routes);
-      return absl::OkStatus();
+      return ReadRoutingState(&out);
     });
     if (!s.ok()) return s;
     return out;

@@ -12,7 +12,7 @@
 //      one atomic COMMIT that deletes our old jumps exactly as read back, flushes/creates our chains, deletes
 //      stale ones, re-inserts our jumps and rules. Foreign rules are never mentioned, so they survive; a
 //      family without desired rules gets RenderIptablesRestoreCleanup(current).
-//   3. TPROXY policy routes via netns/routing (in the same worker).
+//   3. TPROXY policy routes and loopback addresses via netns/routing/routing_state.h (same worker).
 // Repair: when our chains hold a rule outside the model (tampering), step 1 cannot describe our old state, so
 // step 2 instead deletes our jumps by their exact save spelling, flushes and deletes our chains, and installs
 // RenderIptablesRestore(desired) afresh, still in one COMMIT per table. ReadBack reports such a state as an

@@ -40,7 +40,8 @@ std::string RenderAll(const Case& c) {
   for (const auto& fr : rs.families)
     absl::StrAppend(&out, "\n## iptables-restore ", FamilyName(fr.family), "\n", RenderIptablesRestore(fr));
   absl::StrAppend(&out, "\n## nft\n", RenderNftables(rs));
-  if (!rs.routes.empty()) absl::StrAppend(&out, "\n## policy routes\n", RenderPolicyRoutes(rs));
+  if (!rs.routes.empty() || !rs.loopback_addresses.empty())
+    absl::StrAppend(&out, "\n## routing\n", RenderPolicyRoutes(rs));
   return out;
 }
 

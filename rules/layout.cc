@@ -326,6 +326,8 @@ Ruleset BuildRuleset(const RedirectPlan& plan) {
     rs.families.push_back(BuildFamily(plan, f));
     if (tproxy_routes) rs.routes.push_back(PolicyRoute{f, kTproxyMark, kTproxyRouteTable});
   }
+  // configureIPv6Addresses: ::6/128 on lo whenever IPv6 is programmed (REDIRECT and TPROXY alike).
+  if (plan.ipv6) rs.loopback_addresses.push_back(Cidr{Family::kIPv6, "::6", 128});
   return rs;
 }
 

@@ -286,6 +286,9 @@ std::string RenderPolicyRoutes(const Ruleset& ruleset) {
     absl::StrAppend(&out, "ip ", f, " rule add fwmark ", Hex(r.fwmark), " lookup ", r.table, "\n", "ip ", f,
                     " route add local default dev lo table ", r.table, "\n");
   }
+  for (const Cidr& a : ruleset.loopback_addresses)
+    absl::StrAppend(&out, "ip ", a.family == Family::kIPv4 ? "-4" : "-6", " addr add ", a.address, "/",
+                    a.prefix_len, " dev lo\n");
   return out;
 }
 

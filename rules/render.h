@@ -56,8 +56,9 @@ std::string RenderNftables(const Ruleset& ruleset);
 // The nft table name used for every family ("istio_pnc"); families are `ip` and `ip6`.
 inline constexpr char kNftTableName[] = "istio_pnc";
 
-// Human-readable policy routes ("ip -4 rule add fwmark 0x539 lookup 133" ...), one per line; empty without
-// TPROXY.
+// Human-readable routing state outside netfilter, one command per line: the policy routes ("ip -4 rule add
+// fwmark 0x539 lookup 133" ...; TPROXY only), then the loopback addresses ("ip -6 addr add ::6/128 dev lo";
+// whenever IPv6 is programmed). Empty when there is neither. The plan digest covers this text.
 std::string RenderPolicyRoutes(const Ruleset& ruleset);
 
 }  // namespace pnc::rules

@@ -102,7 +102,8 @@ int Main(const std::vector<char*>& args) {
   }
   if (format == "all" || format == "nft")
     std::cout << (format == "all" ? "\n## nft -f\n" : "") << RenderNftables(rs);
-  if (format == "all" && !rs.routes.empty()) std::cout << "\n## policy routes\n" << RenderPolicyRoutes(rs);
+  if (format == "all" && (!rs.routes.empty() || !rs.loopback_addresses.empty()))
+    std::cout << "\n## routing\n" << RenderPolicyRoutes(rs);
   return 0;
 }
 

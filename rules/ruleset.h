@@ -135,6 +135,11 @@ struct PolicyRoute {
 struct Ruleset {
   std::vector<FamilyRules> families;  // IPv4 first, then IPv6; only families the pod has
   std::vector<PolicyRoute> routes;    // empty unless TPROXY
+  // Addresses we add to the loopback device (`ip addr add <cidr> dev lo`). Istio adds ::6/128 whenever it
+  // programs IPv6, in either mode: the source of the inbound passthrough leg (Envoy binds ::6 like 127.0.0.6,
+  // but IPv6 lo only holds ::1/128, unlike IPv4's 127.0.0.0/8). istio/istio
+  // tools/istio-iptables/pkg/capture configureIPv6Addresses (called from ConfigureRoutes).
+  std::vector<Cidr> loopback_addresses;
   friend bool operator==(const Ruleset&, const Ruleset&) = default;
 
   const FamilyRules* Find(Family f) const {

@@ -25,7 +25,7 @@
 #include "netns/executor.h"
 #include "netns/nft/rule_codec.h"
 #include "netns/routing/netlink.h"
-#include "netns/routing/routing.h"
+#include "netns/routing/routing_state.h"
 
 namespace pnc::netns {
 namespace {
@@ -544,9 +544,7 @@ absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets) {
   Ruleset rs;
   absl::StatusOr<MnlSocket*> rtnl = sockets.Route();
   if (!rtnl.ok()) return rtnl.status();
-  absl::StatusOr<std::vector<rules::PolicyRoute>> routes = ReadPolicyRoutes(**rtnl);
-  if (!routes.ok()) return routes.status();
-  rs.routes = std::move(*routes);
+  if (absl::Status s = ReadRoutingState(**rtnl, &rs); !s.ok()) return s;
   absl::StatusOr<MnlSocket*> nl = sockets.Nf();
   if (!nl.ok()) return nl.status();
   // The chain dump alone tells which families hold our table (an empty table of ours, which Apply never
@@ -658,7 +656,7 @@ absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets) {
       // Re-apply of what is already there (a restarted controller, a retry): change nothing, destroy nothing.
       // Unreadable content (tampered) falls through to the rewrite below.
       absl::StatusOr<std::vector<FamilyRules>> current = ReadFamilies(**nl, *have_families, have_chains);
-      if (current.ok() && *current == rs.families) return SyncPolicyRoutes(**rtnl, rs.routes);
+      if (current.ok() && *current == rs.families) return SyncRoutingState(**rtnl, rs);
     }
     last = SendApplyBatch(**nl, **rtnl, enc, *have_families, have_chains);
     if (!absl::IsAlreadyExists(last)) return last;
@@ -702,7 +700,7 @@ absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const EncodedRuleset
   // A batch that cannot be sent fails before anything changes, routes included.
   if (absl::Status s = b.Finish(); !s.ok()) return s;
   // Routes before rules: TPROXY'd packets must find their local route as soon as the rules exist.
-  if (absl::Status s = SyncPolicyRoutes(rtnl, rs.routes); !s.ok()) return s;
+  if (absl::Status s = SyncRoutingState(rtnl, rs); !s.ok()) return s;
   return b.Send("nftables batch");
 }
 
@@ -720,7 +718,7 @@ absl::Status RemoveHere() {
     }
     if (!sent.ok()) return sent;
   }
-  return SyncPolicyRoutes({});
+  return SyncRoutingState(Ruleset{});
 }
 
 class NftBackend : public Backend {

@@ -15,7 +15,7 @@
 // (and the table of a family no longer planned), re-adds chains and rules. Every nf_tables socket is closed
 // on a background thread, because close() blocks 10-18 ms after any destruction (the kernel flushes its
 // deferred-destroy work on socket release, holding the netns' commit mutex). The batch is built and checked
-// (size) first, then the policy routes (routing.h) are synced, then the batch is sent: TPROXY'd packets find
+// (size) first, then the routing state (routing_state.h) is synced, then the batch is sent: TPROXY'd packets find
 // their route as soon as the rules exist, and an unsendable rule set changes nothing. ReadBack dumps our
 // chains/rules and translates the expressions back into the Ruleset model exactly; any expression we do not
 // write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. Remove deletes our

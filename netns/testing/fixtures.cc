@@ -180,6 +180,8 @@ rules::Ruleset IstioLikeRuleset(const FixtureOptions& options) {
     if (options.ipv4) rs.routes.push_back(rules::PolicyRoute{Family::kIPv4, 1337, 133});
     if (options.ipv6) rs.routes.push_back(rules::PolicyRoute{Family::kIPv6, 1337, 133});
   }
+  // Istio's inbound passthrough source for IPv6 (rules/ruleset.h).
+  if (options.ipv6) rs.loopback_addresses.push_back(rules::Cidr{Family::kIPv6, "::6", 128});
   return rs;
 }
 

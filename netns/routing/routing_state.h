@@ -1,0 +1,29 @@
+// The part of a Ruleset that lives outside netfilter: TPROXY policy routes (routing.h) and loopback addresses
+// (loopback.h). Every backend syncs and reads it through these two functions, so iptc, nft and restore
+// agree on it.
+//
+// They operate on the caller's NETLINK_ROUTE socket (open it inside the target netns), or on one they open
+// in the calling thread's netns.
+#ifndef PNC_NETNS_ROUTING_ROUTING_STATE_H_
+#define PNC_NETNS_ROUTING_ROUTING_STATE_H_
+
+#include "absl/status/status.h"
+#include "rules/ruleset.h"
+
+namespace pnc::netns {
+
+class MnlSocket;  // netns/routing/netlink.h
+
+// Makes our policy routes and loopback addresses exactly those of `want` (its netfilter part is ignored).
+// Addresses first: a source address must exist before anything routes traffic that uses it. An empty
+// Ruleset removes ours.
+absl::Status SyncRoutingState(MnlSocket& rtnl, const rules::Ruleset& want);
+absl::Status SyncRoutingState(const rules::Ruleset& want);
+
+// Fills out->routes and out->loopback_addresses with ours (the canonical orders of routing.h and loopback.h).
+absl::Status ReadRoutingState(MnlSocket& rtnl, rules::Ruleset* out);
+absl::Status ReadRoutingState(rules::Ruleset* out);
+
+}  // namespace pnc::netns
+
+#endif  // PNC_NETNS_ROUTING_ROUTING_STATE_H_
