@@ -15,7 +15,8 @@ namespace {
 // Dispatches every call to the backend DetectBackend picks for that namespace.
 class AutoBackend : public Backend {
  public:
-  AutoBackend() : iptc_(NewIptcBackend()), nft_(NewNftBackend()) {}
+  explicit AutoBackend(NodeNetfilter node)
+      : node_(std::move(node)), iptc_(NewIptcBackend()), nft_(NewNftBackend()) {}
   std::string Name() const override { return "auto"; }
 
   absl::Status Apply(const NetnsHandle& ns, const rules::Ruleset& ruleset) override {
@@ -29,7 +30,8 @@ class AutoBackend : public Backend {
     return (*b)->ReadBack(ns);
   }
   // One detection for both steps (the default would detect twice).
-  absl::StatusOr<rules::Ruleset> ApplyAndReadBack(const NetnsHandle& ns, const rules::Ruleset& ruleset) override {
+  absl::StatusOr<rules::Ruleset> ApplyAndReadBack(const NetnsHandle& ns,
+                                                  const rules::Ruleset& ruleset) override {
     absl::StatusOr<Backend*> b = Pick(ns);
     if (!b.ok()) return b.status();
     return (*b)->ApplyAndReadBack(ns, ruleset);
@@ -42,10 +44,11 @@ class AutoBackend : public Backend {
 
  private:
   absl::StatusOr<Backend*> Pick(const NetnsHandle& ns) {
-    absl::StatusOr<Detection> d = DetectBackend(ns, "iptc");
+    absl::StatusOr<Detection> d = DetectBackend(ns, node_.preferred());
     if (!d.ok()) return d.status();
     return d->backend == "nft" ? nft_.get() : iptc_.get();
   }
+  const NodeNetfilter node_;
   std::unique_ptr<Backend> iptc_;
   std::unique_ptr<Backend> nft_;
 };
@@ -56,9 +59,15 @@ absl::StatusOr<std::unique_ptr<Backend>> NewBackendByName(absl::string_view name
   if (name == "iptc") return NewIptcBackend();
   if (name == "nft") return NewNftBackend();
   if (name == "restore") return NewRestoreBackend();
-  if (name == "auto") return std::unique_ptr<Backend>(std::make_unique<AutoBackend>());
+  if (name == "auto") return NewAutoBackend();
   return absl::InvalidArgumentError(
       absl::StrCat("unknown netns backend '", name, "' (want iptc, nft, restore or auto)"));
+}
+
+absl::StatusOr<std::unique_ptr<Backend>> NewAutoBackend(const std::string& node_proc_net) {
+  absl::StatusOr<NodeNetfilter> node = DetectNodeNetfilter(node_proc_net);
+  if (!node.ok()) return node.status();
+  return std::unique_ptr<Backend>(std::make_unique<AutoBackend>(*std::move(node)));
 }
 
 }  // namespace pnc::netns

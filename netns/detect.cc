@@ -37,6 +37,16 @@ absl::StatusOr<Detection> DecideBackend(std::vector<std::string> legacy_tables,
   return d;
 }
 
+absl::StatusOr<NodeNetfilter> DetectNodeNetfilter(const std::string& node_proc_net) {
+  NodeNetfilter node;
+  for (rules::Family f : {rules::Family::kIPv4, rules::Family::kIPv6}) {
+    absl::StatusOr<std::vector<std::string>> names = LegacyTablesIn(node_proc_net, f);
+    if (!names.ok()) return names.status();
+    for (const auto& n : *names) node.legacy.push_back(absl::StrCat(rules::FamilyName(f), " ", n));
+  }
+  return node;
+}
+
 absl::StatusOr<Detection> DetectBackend(const NetnsHandle& ns, absl::string_view preferred) {
   std::vector<std::string> legacy, nft;
   absl::Status s = RunInNetns(ns, [&]() -> absl::Status {

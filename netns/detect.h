@@ -27,6 +27,21 @@ struct Detection {
   std::vector<std::string> nft;     // "ip istio_pnc", "inet filter", ...
 };
 
+// What the NODE's own network namespace uses, for `auto`'s choice in an empty pod namespace: legacy x_tables
+// when any legacy table exists there (ip_tables_names / ip6_tables_names under `node_proc_net`, default
+// "/proc/1/net", PID 1's namespace, the node's with hostPID). Side-effect free: a procfs read, no setns, no
+// iptables command. (A legacy table exists only once something used legacy iptables there: kube-proxy or
+// the kubelet in legacy mode, a legacy CNI plugin.)
+struct NodeNetfilter {
+  std::vector<std::string> legacy;  // "ipv4 nat", ...
+  bool uses_legacy() const { return !legacy.empty(); }
+  // What `auto` prefers in an empty pod namespace: "iptc" on a legacy node, else native "nft" (Istio and
+  // kube-proxy prefer nft; nft-only kernels such as RHEL 10 have no x_tables at all).
+  const char* preferred() const { return uses_legacy() ? "iptc" : "nft"; }
+};
+inline constexpr char kNodeProcNet[] = "/proc/1/net";
+absl::StatusOr<NodeNetfilter> DetectNodeNetfilter(const std::string& node_proc_net = kNodeProcNet);
+
 // `preferred`: "iptc", "restore" or "nft" (InvalidArgument otherwise).
 absl::StatusOr<Detection> DetectBackend(const NetnsHandle& ns, absl::string_view preferred);
 

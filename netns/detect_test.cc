@@ -1,9 +1,14 @@
 #include "netns/detect.h"
 
+#include <sys/stat.h>
+
+#include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "netns/backends.h"
@@ -107,23 +112,70 @@ TEST_F(DetectTest, SeesEachBackendAndRefusesBoth) {
   EXPECT_EQ(d.status().code(), absl::StatusCode::kFailedPrecondition) << d.status();
 }
 
-TEST_F(DetectTest, AutoBackendFollowsTheNamespace) {
-  const rules::Ruleset rs = testing::IstioLikeRuleset({});
-  std::unique_ptr<Backend> autob = *NewBackendByName("auto");
-  testing::PodNetns fresh = NewPod("detect-auto-a");
-  ASSERT_TRUE(ApplyAndVerify(*autob, fresh.handle(), rs).ok());
-  absl::StatusOr<rules::Ruleset> via_iptc = (*NewBackendByName("iptc"))->ReadBack(fresh.handle());
-  ASSERT_TRUE(via_iptc.ok());
-  EXPECT_EQ(*via_iptc, rs) << "an empty namespace gets legacy rules";
+// A procfs-like net directory standing for the node's namespace: ip_tables_names lists `legacy`.
+std::string FakeNodeProcNet(const std::string& name, const std::string& legacy) {
+  const std::string dir = absl::StrCat(std::getenv("TEST_TMPDIR"), "/", name);
+  mkdir(dir.c_str(), 0755);
+  if (!legacy.empty()) std::ofstream(dir + "/ip_tables_names") << legacy;
+  return dir;
+}
 
-  testing::PodNetns nft_pod = NewPod("detect-auto-b");
-  ASSERT_TRUE(
-      (*NewBackendByName("nft"))->Apply(nft_pod.handle(), testing::IstioLikeRuleset({.dns = true})).ok());
-  ASSERT_TRUE(ApplyAndVerify(*autob, nft_pod.handle(), rs).ok());
-  absl::StatusOr<rules::Ruleset> via_nft = (*NewBackendByName("nft"))->ReadBack(nft_pod.handle());
+TEST(NodeNetfilterTest, LegacyOnlyWhenTheNodeHasLegacyTables) {
+  absl::StatusOr<NodeNetfilter> nft_node = DetectNodeNetfilter(FakeNodeProcNet("nft-node", ""));
+  ASSERT_TRUE(nft_node.ok()) << nft_node.status();
+  EXPECT_FALSE(nft_node->uses_legacy());
+  EXPECT_STREQ(nft_node->preferred(), "nft");
+  absl::StatusOr<NodeNetfilter> legacy_node =
+      DetectNodeNetfilter(FakeNodeProcNet("legacy-node", "filter\nnat\n"));
+  ASSERT_TRUE(legacy_node.ok()) << legacy_node.status();
+  EXPECT_THAT(legacy_node->legacy, ::testing::ElementsAre("ipv4 filter", "ipv4 nat"));
+  EXPECT_STREQ(legacy_node->preferred(), "iptc");
+  // This process's own view works too (whatever it holds), and reading it creates nothing.
+  EXPECT_TRUE(DetectNodeNetfilter("/proc/thread-self/net").ok());
+}
+
+TEST_F(DetectTest, AutoBackendPrefersNftUnlessTheNodeUsesLegacy) {
+  const rules::Ruleset rs = testing::IstioLikeRuleset({});
+  std::unique_ptr<Backend> nft = *NewBackendByName("nft");
+  std::unique_ptr<Backend> iptc = *NewBackendByName("iptc");
+
+  absl::StatusOr<std::unique_ptr<Backend>> on_nft_node = NewAutoBackend(FakeNodeProcNet("auto-nft", ""));
+  ASSERT_TRUE(on_nft_node.ok()) << on_nft_node.status();
+  testing::PodNetns fresh = NewPod("detect-auto-a");
+  ASSERT_TRUE(ApplyAndVerify(**on_nft_node, fresh.handle(), rs).ok());
+  absl::StatusOr<rules::Ruleset> via_nft = nft->ReadBack(fresh.handle());
+  ASSERT_TRUE(via_nft.ok()) << via_nft.status();
+  EXPECT_EQ(*via_nft, rs) << "an empty namespace on an nft node gets native nftables rules";
+  ASSERT_TRUE(RunInNetns(fresh.handle(), [&]() -> absl::Status {
+                for (rules::Family f : {rules::Family::kIPv4, rules::Family::kIPv6})
+                  EXPECT_TRUE(LegacyTablesInCurrentNetns(f)->empty()) << "no x_tables touched";
+                return absl::OkStatus();
+              }).ok());
+
+  absl::StatusOr<std::unique_ptr<Backend>> on_legacy_node =
+      NewAutoBackend(FakeNodeProcNet("auto-legacy", "nat\n"));
+  ASSERT_TRUE(on_legacy_node.ok()) << on_legacy_node.status();
+  testing::PodNetns fresh2 = NewPod("detect-auto-b");
+  ASSERT_TRUE(ApplyAndVerify(**on_legacy_node, fresh2.handle(), rs).ok());
+  absl::StatusOr<rules::Ruleset> via_iptc = iptc->ReadBack(fresh2.handle());
+  ASSERT_TRUE(via_iptc.ok()) << via_iptc.status();
+  EXPECT_EQ(*via_iptc, rs) << "an empty namespace on a legacy node gets legacy rules";
+
+  // Whatever the node, a namespace that already holds one side keeps it.
+  testing::PodNetns nft_pod = NewPod("detect-auto-c");
+  ASSERT_TRUE(nft->Apply(nft_pod.handle(), testing::IstioLikeRuleset({.dns = true})).ok());
+  ASSERT_TRUE(ApplyAndVerify(**on_legacy_node, nft_pod.handle(), rs).ok());
+  via_nft = nft->ReadBack(nft_pod.handle());
   ASSERT_TRUE(via_nft.ok());
   EXPECT_EQ(*via_nft, rs);
-  ASSERT_TRUE(autob->Remove(nft_pod.handle()).ok());
+  ASSERT_TRUE((*on_legacy_node)->Remove(nft_pod.handle()).ok());
+
+  testing::PodNetns legacy_pod = NewPod("detect-auto-d");
+  ASSERT_TRUE(iptc->Apply(legacy_pod.handle(), testing::IstioLikeRuleset({.dns = true})).ok());
+  ASSERT_TRUE(ApplyAndVerify(**on_nft_node, legacy_pod.handle(), rs).ok());
+  via_iptc = iptc->ReadBack(legacy_pod.handle());
+  ASSERT_TRUE(via_iptc.ok());
+  EXPECT_EQ(*via_iptc, rs);
 }
 
 }  // namespace

@@ -18,15 +18,18 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/time/time.h"
+#include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "netns/backend.h"
 #include "netns/executor.h"
 #include "netns/functional_backends.h"
+#include "netns/routing/test_util.h"
 #include "netns/testing/envoy_standin.h"
 #include "netns/testing/gtest_sandbox.h"
 #include "netns/testing/run_as.h"
 #include "netns/testing/sandbox.h"
 #include "netns/testing/sockets.h"
+#include "netns/xtables_names.h"
 #include "rules/annotations.h"
 #include "rules/plan.h"
 #include "rules/test_util.h"
@@ -446,6 +449,23 @@ void TrafficMatrix::RunRows() {
   }
   RecordProperty("rows", run);
   RecordProperty("rows_passed", passed);
+  // nft-only kernels (no x_tables at all, e.g. RHEL 10): with the native backend every row above ran without
+  // one legacy table in the pod's namespace and without an xt compat expression, so nothing here needs
+  // ip_tables/ip6_tables or nft_compat.
+  if (p.backend.name == "nft") {
+    ASSERT_TRUE(RunInNetns(ns, [&]() -> absl::Status {
+                  for (rules::Family f : {rules::Family::kIPv4, rules::Family::kIPv6}) {
+                    absl::StatusOr<std::vector<std::string>> legacy = LegacyTablesInCurrentNetns(f);
+                    if (!legacy.ok()) return legacy.status();
+                    EXPECT_TRUE(legacy->empty()) << rules::FamilyName(f) << " legacy table instantiated";
+                  }
+                  return absl::OkStatus();
+                }).ok());
+    absl::StatusOr<std::string> listing = testing::RunCaptureIn(ns, {"/usr/sbin/nft", "list", "ruleset"});
+    ASSERT_TRUE(listing.ok()) << listing.status();
+    EXPECT_THAT(*listing, ::testing::Not(::testing::HasSubstr(" xt "))) << *listing;
+    EXPECT_THAT(*listing, ::testing::HasSubstr("istio_pnc"));
+  }
   // Free the peer's listeners before the next case binds the same ports there.
   tcp_.clear();
   udp_.clear();

@@ -12,8 +12,14 @@
 namespace pnc::netns {
 
 absl::StatusOr<std::vector<std::string>> LegacyTablesInCurrentNetns(rules::Family family) {
-  const char* path = family == rules::Family::kIPv4 ? "/proc/thread-self/net/ip_tables_names"
-                                                    : "/proc/thread-self/net/ip6_tables_names";
+  return LegacyTablesIn("/proc/thread-self/net", family);
+}
+
+absl::StatusOr<std::vector<std::string>> LegacyTablesIn(const std::string& proc_net_dir,
+                                                        rules::Family family) {
+  const std::string path_s =
+      absl::StrCat(proc_net_dir, family == rules::Family::kIPv4 ? "/ip_tables_names" : "/ip6_tables_names");
+  const char* path = path_s.c_str();
   int fd = ::open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     if (errno == ENOENT) return std::vector<std::string>{};

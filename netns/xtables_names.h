@@ -18,6 +18,11 @@ namespace pnc::netns {
 // Table names ("nat", "filter", ...) in kernel order. A missing file (module not loaded) is an empty list.
 absl::StatusOr<std::vector<std::string>> LegacyTablesInCurrentNetns(rules::Family family);
 
+// Same for the namespace of a procfs net directory, e.g. "/proc/1/net" (the network namespace of PID 1:
+// the node's, when the caller shares the host PID namespace). Reading it creates nothing.
+absl::StatusOr<std::vector<std::string>> LegacyTablesIn(const std::string& proc_net_dir,
+                                                        rules::Family family);
+
 // Same, as the Table enum; names we do not model (e.g. "security") are skipped.
 absl::StatusOr<std::vector<rules::Table>> LegacyModelTablesInCurrentNetns(rules::Family family);
 
