@@ -13,7 +13,7 @@
 // Then the routing state (TPROXY policy routes, loopback addresses) is synced with
 // netns/routing/routing_state.h (an empty Ruleset removes ours).
 //
-// ReadBack translates the kernel's entries of our chains (and our jumps) into the Ruleset model: matches tcp,
+// ReadBack translates (netns/iptc_rule_codec.h) the kernel's entries of our chains (and our jumps) into the Ruleset model: matches tcp,
 // udp, owner, mark (also negated), connmark, conntrack --ctstate RELATED,ESTABLISHED, socket (any revision iptables 1.8 writes); targets jump, RETURN, ACCEPT,
 // REDIRECT, TPROXY, MARK, CONNMARK, CT. Anything else inside our chains is an Internal error naming the chain
 // and rule (tampering must fail verification, not be ignored). Tables are discovered via

@@ -7,6 +7,24 @@
 // mangle -150 with OUTPUT as type route; raw -300; filter 0; policy accept). Everything in those two tables
 // is ours; nothing outside them is touched.
 //
+// Why not Istio's native nftables layout (istio/istio tools/istio-nftables/pkg/constants: tables
+// `inet istio-proxy-nat` / `istio-proxy-mangle` / `istio-proxy-raw`, base chains `prerouting`/`output`, regular
+// chains `istio-inbound`, `istio-output`, ...), decided on purpose:
+//  - Ownership. Those are the names Istio's own agents (istio-iptables / istio-cni in native-nftables mode)
+//    create and manage. In a pod where one of them also runs (a half-migrated namespace, Istio's CNI left
+//    installed), sharing the names would make us flush/delete Istio's tables and read Istio's rules back as
+//    ours, breaking the contract "everything in our tables is ours, nothing else is touched" that Apply,
+//    verification and Remove rely on. A distinct table name keeps both sides' ownership exact.
+//  - Families. Istio's `inet` tables apply every rule without an address match to both IPv4 and IPv6. Our
+//    Ruleset is per family and IPv6 must stay unprogrammed unless the dual-stack setting is on (IPv4
+//    always, like istio-iptables' ip6tables half): per-family `ip`/`ip6` tables give exactly that and a
+//    per-family read-back, without adding `meta nfproto` to every rule.
+//  - One table per family instead of one per iptables table keeps a re-apply to one table flush per family in
+//    one atomic batch, and Remove to one table delete per family.
+//  - mangle OUTPUT stays `type route` (iptables semantics: a mark change re-routes, which the TPROXY reply
+//    path's connmark restore -> fwmark 1337 -> table 133 uses); Istio's native layout declares it
+//    `type filter`.
+//
 // Apply: one GETTABLE dump; in a fresh netns then one batch: add the table (with NLM_F_EXCL: should a
 // concurrent Apply create it first, this batch fails atomically and retries through the re-apply path) and
 // its chains, append all rules. Nothing is destroyed, so this hot path never waits on nf_tables' RCU-deferred
