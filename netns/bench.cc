@@ -52,6 +52,7 @@ rules::Ruleset PlannedRuleset(bool big) {
     pod.annotations["sidecar.istio.io/interceptionMode"] = "TPROXY";
     pod.pod_ips.push_back("fd00:10:244::5");
     config.capture_dns = true;
+    config.dual_stack = true;  // Istio programs IPv6 only with its dual-stack setting (since 066546f)
   }
   absl::StatusOr<rules::RedirectPlan> plan = rules::BuildPlan(pod, config);
   if (!plan.ok()) {
