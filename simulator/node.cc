@@ -118,8 +118,9 @@ class FakeNode::Sink : public WatchSink {
   explicit Sink(FakeNode* node) : node_(node) {}
   void OnEvent(const std::string& type, const ObjectPtr& obj, uint64_t, const EventLine&) override {
     if (type == "BOOKMARK") return;
+    absl::Time at = absl::Now();  // on the committing thread
     absl::MutexLock l(&node_->mu_);
-    node_->events_.emplace_back(type, obj);
+    node_->events_.push_back({type, obj, at});
   }
   void OnClosed() override {}
   bool WantsLine() const override { return false; }
@@ -144,6 +145,11 @@ absl::Status FakeNode::Start() {
     return absl::FailedPreconditionError("netns mode needs the netns sandbox");
   }
   if (!options_.state_dir.empty()) ::mkdir(options_.state_dir.c_str(), 0755);
+  if (!options_.lightweight && options_.sandbox_pool > 0) {
+    pool_ = std::make_unique<SandboxPool>(sandbox_, options_.sandbox_pool);
+    if (auto s = pool_->Fill(); !s.ok()) return s;
+    pool_->StartRefill();
+  }
   json node = {
       {"metadata", {{"name", options_.name}, {"labels", {{"kubernetes.io/hostname", options_.name}}}}},
       {"status",
@@ -169,6 +175,7 @@ void FakeNode::Stop() {
   }
   if (watch_id_ != 0) store_->Unwatch(watch_id_);
   if (dispatcher_.joinable()) dispatcher_.join();
+  pool_.reset();
 }
 
 int FakeNode::busy() const {
@@ -180,7 +187,7 @@ int FakeNode::busy() const {
 
 void FakeNode::Dispatch() {
   while (true) {
-    std::deque<std::pair<std::string, ObjectPtr>> batch;
+    std::deque<Event> batch;
     {
       absl::MutexLock l(&mu_);
       auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !events_.empty() || stopping_; };
@@ -191,7 +198,7 @@ void FakeNode::Dispatch() {
       batch.swap(events_);
       if (stopping_ && batch.empty()) break;
     }
-    for (auto& [type, obj] : batch) OnPodEvent(type, obj);
+    for (auto& e : batch) OnPodEvent(e.type, e.object, e.at);
     // Delayed Downward API refreshes that are due.
     std::vector<std::shared_ptr<Pod>> due;
     {
@@ -234,7 +241,7 @@ void FakeNode::Dispatch() {
   }
 }
 
-void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
+void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj, absl::Time at) {
   std::string uid = FieldValue(*obj, "metadata.uid");
   std::shared_ptr<Pod> pod;
   {
@@ -250,7 +257,7 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj) {
       // A re-mark for a recreated sandbox keeps the status and changes the identity.
       if (r.annotated == absl::InfinitePast() || r.status_annotation != a->second ||
           r.netns_annotation != netns_value)
-        r.annotated = absl::Now();
+        r.annotated = at;
       r.status_annotation = a->second;
       r.netns_annotation = netns_value;
     });
@@ -444,7 +451,8 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   };
 
   // 1. Sandbox.
-  auto netns = sandbox_->CreatePodNetns(absl::StrCat("pod", g_netns_counter.fetch_add(1)));
+  auto netns =
+      pool_ ? pool_->Take() : sandbox_->CreatePodNetns(absl::StrCat("pod", g_netns_counter.fetch_add(1)));
   if (!netns.ok()) {
     settle("Failed",
            {{"phase", "Failed"}, {"reason", "SandboxFailed"}, {"message", netns.status().ToString()}});
@@ -493,6 +501,9 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
         {"source", {{"component", "kubelet"}, {"host", options_.name}}}};
     (void)store_->Create(Resource::kEvents, pod->namespace_name, event);
   }
+  // Ready from here: the runtime (fake CRI) answers for it; status.podIP follows right after, as from
+  // kubelet.
+  const absl::Time ready = absl::Now();
   if (listener_) listener_->SandboxReady(sandbox_info);
   json waiting = {{"waiting", {{"reason", "PodInitializing"}}}};
   PublishStatus(
@@ -508,7 +519,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
                Condition("Ready", false, start, "ContainersNotReady")}},
              {"initContainerStatuses", ContainerStatuses(podj, "initContainers", waiting, false, generation)},
              {"containerStatuses", ContainerStatuses(podj, "containers", waiting, false, generation)}});
-  recorder_->Update(pod->uid, [](PodRecord& r) { r.sandbox_ready = absl::Now(); });
+  recorder_->Update(pod->uid, [&](PodRecord& r) { r.sandbox_ready = ready; });
 
   // 2. Downward API volume (it outlives sandboxes, like the pod's volume directory on a real node).
   std::string pod_dir = absl::StrCat(options_.state_dir, "/", pod->uid);

@@ -47,6 +47,7 @@
 #include "absl/time/time.h"
 #include "simulator/apiserver/store.h"
 #include "simulator/recorder.h"
+#include "simulator/sandbox_pool.h"
 
 namespace pnc::netns::testing {
 class Sandbox;
@@ -85,6 +86,9 @@ struct NodeOptions {
   // How late annotation changes reach the Downward API file (kubelet refreshes volumes on its own schedule);
   // changes within the window are coalesced. 0: at once.
   absl::Duration downward_api_delay = absl::ZeroDuration();
+  // Pod namespaces created before the scenario starts and refilled in the background (sandbox_pool.h); 0:
+  // each sandbox is created when its pod arrives.
+  size_t sandbox_pool = 0;
 };
 
 class FakeNode {
@@ -108,7 +112,8 @@ class FakeNode {
  private:
   class Sink;
   void Dispatch();
-  void OnPodEvent(const std::string& type, const ObjectPtr& pod);
+  // `at`: when the store committed the event (latencies are taken from there, not from this node's dispatch).
+  void OnPodEvent(const std::string& type, const ObjectPtr& pod, absl::Time at);
   void RunPod(std::shared_ptr<Pod> pod);
   enum class SandboxEnd { kDeleted, kRecreate };
   // One sandbox of the pod, from creation to deletion or a recreation request; `generation` counts from 0.
@@ -122,10 +127,16 @@ class FakeNode {
   NodeOptions options_;
   netns::testing::Sandbox* sandbox_;
   SandboxListener* listener_;
+  std::unique_ptr<SandboxPool> pool_;
   std::shared_ptr<Sink> sink_;
   uint64_t watch_id_ = 0;
   mutable absl::Mutex mu_;
-  std::deque<std::pair<std::string, ObjectPtr>> events_ ABSL_GUARDED_BY(mu_);
+  struct Event {
+    std::string type;
+    ObjectPtr object;
+    absl::Time at;
+  };
+  std::deque<Event> events_ ABSL_GUARDED_BY(mu_);
   std::deque<std::pair<absl::Time, std::shared_ptr<Pod>>> refreshes_ ABSL_GUARDED_BY(mu_);  // by due time
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::map<std::string, std::shared_ptr<Pod>> pods_;  // by uid; dispatcher thread only

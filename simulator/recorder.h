@@ -37,7 +37,7 @@ struct PodRecord {
   std::string uid, namespace_name, name, template_name, node;
   absl::Time created = absl::InfinitePast();        // create committed
   absl::Time recreated = absl::InfinitePast();      // last recreate_sandbox request (latencies count from it)
-  absl::Time sandbox_ready = absl::InfinitePast();  // netns + IP ready, status.podIP published
+  absl::Time sandbox_ready = absl::InfinitePast();  // netns + IP ready, announced on the fake CRI socket
   absl::Time annotated = absl::InfinitePast();      // controller's status annotation reached the API server
   absl::Time waiter_exited = absl::InfinitePast();
   absl::Time intercepted_at = absl::InfinitePast();

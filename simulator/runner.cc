@@ -1,6 +1,9 @@
 #include "simulator/runner.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,6 +31,7 @@
 #include "simulator/node.h"
 #include "simulator/process.h"
 #include "simulator/recorder.h"
+#include "simulator/resource_sampler.h"
 
 namespace pnc::sim {
 
@@ -159,6 +163,53 @@ json ForgeryJson(const ForgeryRecord& f, const PodRecord& r) {
           {"guess", GuessOutcome(f, r)}};
 }
 
+// A free loopback TCP port (bound and released; the controller binds it right after).
+absl::StatusOr<int> FreeLoopbackPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::InternalError("socket");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  int port = -1;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
+    port = ntohs(a.sin_port);
+  ::close(fd);
+  if (port <= 0) return absl::InternalError("no free loopback port");
+  return port;
+}
+
+// GET http://127.0.0.1:<port><path>; true on a 200 answer.
+bool HttpGetOk(int port, const std::string& path) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  bool ok = false;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
+    std::string req = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
+      char buf[64];
+      ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+      ok = n > 12 && absl::StartsWith(absl::string_view(buf, n), "HTTP/1.1 200");
+    }
+  }
+  ::close(fd);
+  return ok;
+}
+
+// Controller RSS / fd / thread figures of one controller process (one start).
+struct ControllerResources {
+  std::string node;
+  int start = 0;  // 1 for the first start of this node's controller
+  ResourceSeries series;
+};
+
 struct Created {
   std::string uid, ns, name, template_name;
 };
@@ -172,6 +223,10 @@ class Run {
  private:
   absl::Status Setup();
   absl::Status StartController(size_t node_index);
+  // Polls the controller's /readyz (its caches are synced, so pods created from now on are seen by its
+  // watch).
+  absl::Status WaitControllerReady(size_t node_index, absl::Duration timeout);
+  void StopSampler(size_t node_index);
   void StopController(size_t node_index);
   absl::Status Step(const proto::Step& step);
   absl::Status CreatePod(const std::string& template_name, const std::string& ns, const std::string& name,
@@ -200,6 +255,9 @@ class Run {
   std::vector<std::unique_ptr<FakeNode>> nodes_;
   std::vector<std::optional<ChildProcess>> controllers_;
   std::vector<int> controller_starts_;
+  std::vector<int> metrics_ports_;
+  std::vector<std::unique_ptr<ResourceSampler>> samplers_;
+  std::vector<ControllerResources> resources_;
   std::vector<bool> wants_controller_;
   std::string kubeconfig_path_;
   std::vector<Created> created_;
@@ -277,6 +335,7 @@ absl::Status Run::Setup() {
     no.state_dir = absl::StrCat(options_.work_dir, "/", n.name());
     no.waiter_binary = options_.waiter_binary;
     no.downward_api_delay = absl::Milliseconds(n.downward_api_delay_ms());
+    no.sandbox_pool = n.sandbox_pool();
     no.waiter_timeout = absl::Milliseconds(std::max<uint32_t>(scenario_.expect().settle_timeout_ms(), 10000));
     nodes_.push_back(std::make_unique<FakeNode>(store_.get(), &recorder_, no, sandbox, listener));
     if (auto s = nodes_.back()->Start(); !s.ok()) return s;
@@ -284,6 +343,8 @@ absl::Status Run::Setup() {
   controllers_.resize(nodes_.size());
   wants_controller_.resize(nodes_.size());
   controller_starts_.resize(nodes_.size());
+  metrics_ports_.resize(nodes_.size());
+  samplers_.resize(nodes_.size());
   for (size_t i = 0; i < nodes_.size(); ++i) {
     const auto& n = scenario_.nodes(i);
     bool want = n.has_controller() ? n.controller() : !n.lightweight();
@@ -295,15 +356,45 @@ absl::Status Run::Setup() {
     }
     if (auto s = StartController(i); !s.ok()) return s;
   }
+  // The timeline starts once every controller has listed and watches: a pod created while a controller was
+  // still starting would time its start-up, not its reaction.
+  for (size_t i = 0; i < nodes_.size(); ++i) {
+    if (!controllers_[i]) continue;
+    if (auto s = WaitControllerReady(i, absl::Seconds(20)); !s.ok()) return s;
+    samplers_[i] = std::make_unique<ResourceSampler>(controllers_[i]->pid(), absl::Milliseconds(100));
+  }
   return absl::OkStatus();
+}
+
+absl::Status Run::WaitControllerReady(size_t i, absl::Duration timeout) {
+  absl::Time deadline = absl::Now() + timeout;
+  while (absl::Now() < deadline) {
+    if (HttpGetOk(metrics_ports_[i], "/readyz")) return absl::OkStatus();
+    if (controllers_[i]->WaitFor(absl::ZeroDuration()))
+      return absl::InternalError(
+          absl::StrCat("controller for ", scenario_.nodes(i).name(), " exited at start"));
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  return absl::DeadlineExceededError(absl::StrCat("controller for ", scenario_.nodes(i).name(),
+                                                  " not ready within ", absl::FormatDuration(timeout)));
+}
+
+void Run::StopSampler(size_t i) {
+  if (!samplers_[i]) return;
+  samplers_[i]->Stop();
+  resources_.push_back({scenario_.nodes(i).name(), controller_starts_[i], samplers_[i]->Series()});
+  samplers_[i].reset();
 }
 
 absl::Status Run::StartController(size_t i) {
   const auto& n = scenario_.nodes(i);
   SpawnOptions so;
   so.argv = {options_.controller_binary, absl::StrCat("--kubeconfig=", kubeconfig_path_),
-             absl::StrCat("--node_name=", n.name()), absl::StrCat("--backend=", options_.backend),
-             "--metrics_address=127.0.0.1:0"};
+             absl::StrCat("--node_name=", n.name()), absl::StrCat("--backend=", options_.backend)};
+  auto port = FreeLoopbackPort();
+  if (!port.ok()) return port.status();
+  metrics_ports_[i] = *port;
+  so.argv.push_back(absl::StrCat("--metrics_address=127.0.0.1:", *port));
   if (cri_[i]) {
     so.argv.push_back("--locator=cri");
     so.argv.push_back(absl::StrCat("--cri_endpoint=", cri_[i]->endpoint()));
@@ -314,6 +405,8 @@ absl::Status Run::StartController(size_t i) {
   if (!child.ok()) return child.status();
   controllers_[i].emplace(*std::move(child));
   ++controller_starts_[i];
+  if (controller_starts_[i] > 1)  // the first start is sampled once ready (Setup)
+    samplers_[i] = std::make_unique<ResourceSampler>(controllers_[i]->pid(), absl::Milliseconds(100));
   Log(absl::StrCat("controller for ", n.name(), " started (pid ", controllers_[i]->pid(),
                    "): ", absl::StrJoin(so.argv, " ")));
   return absl::OkStatus();
@@ -321,6 +414,7 @@ absl::Status Run::StartController(size_t i) {
 
 void Run::StopController(size_t i) {
   if (!controllers_[i]) return;
+  StopSampler(i);
   controllers_[i]->Signal(SIGTERM);
   if (!controllers_[i]->WaitFor(absl::Seconds(10))) {
     controllers_[i]->Signal(SIGKILL);
@@ -523,7 +617,7 @@ Report Run::BuildReport() {
   for (const auto& t : scenario_.templates()) templates[t.name()] = &t;
   absl::Duration limit = absl::Milliseconds(
       scenario_.expect().settle_timeout_ms() == 0 ? 60000 : scenario_.expect().settle_timeout_ms());
-  std::vector<double> to_intercept, to_annotated, to_waiter;
+  std::vector<double> to_intercept, to_annotated, to_waiter, sandbox_to_annotated;
   int failures = 0, deleted = 0, checked = 0;
   absl::Time first_created = absl::InfiniteFuture(), last_intercepted = absl::InfinitePast();
   // hostNetwork pods live in the node's namespace, which here is the sandbox's root netns (this process's).
@@ -631,6 +725,11 @@ Report Run::BuildReport() {
     }
     if (r.annotated != absl::InfinitePast() && r.created != absl::InfinitePast())
       to_annotated.push_back(Ms(r.created, r.annotated));
+    // The controller's own share: from the moment the fake kubelet published the sandbox (CRI + status.podIP)
+    // to the commit of the controller's mark in the store.
+    if (r.annotated != absl::InfinitePast() && r.sandbox_ready != absl::InfinitePast() &&
+        r.annotated >= r.sandbox_ready)
+      sandbox_to_annotated.push_back(Ms(r.sandbox_ready, r.annotated));
     if (r.waiter_exited != absl::InfinitePast()) to_waiter.push_back(Ms(r.created, r.waiter_exited));
     if (r.created != absl::InfinitePast()) first_created = std::min(first_created, r.created);
     std::string detail = why.empty()
@@ -642,32 +741,34 @@ Report Run::BuildReport() {
                              c.template_name, r.node, expect, FmtMs(Ms(r.created, r.sandbox_ready)),
                              FmtMs(Ms(r.created, r.annotated)), FmtMs(Ms(r.created, r.waiter_exited)),
                              FmtMs(Ms(r.created, r.intercepted_at)), result, detail);
-    json p = {{"namespace", c.ns},
-              {"name", c.name},
-              {"uid", c.uid},
-              {"template", c.template_name},
-              {"node", r.node},
-              {"expect", expect},
-              {"result", result},
-              {"reason", why},
-              {"phase", r.phase},
-              {"status_annotation", r.status_annotation},
-              {"waiter_exit", r.waiter_exit ? json(*r.waiter_exit) : json()},
-              {"waiter_message", r.waiter_message},
-              {"intercepted", r.intercepted},
-              {"interception_detail", r.interception_detail},
-              {"marked_for_this_netns_at_waiter_exit", r.marked_for_this_netns},
-              {"mark_at_waiter_exit", r.mark_at_release},
-              {"release_check", ReleaseCheckJson(r.release_check)},
-              {"sandboxes", SandboxesJson(r.sandboxes)},
-              {"forgery", r.forgery ? ForgeryJson(*r.forgery, r) : json()},
-              {"netfilter_tables_checked", r.tables_checked},
-              {"netfilter_tables", r.netfilter_tables},
-              {"ms_created_to_sandbox", Ms(r.created, r.sandbox_ready)},
-              {"ms_created_to_annotated", Ms(r.created, r.annotated)},
-              {"ms_created_to_waiter_exit", Ms(r.created, r.waiter_exited)},
-              {"ms_created_to_intercepted", Ms(r.created, r.intercepted_at)},
-              {"events", events.count(c.uid) ? events[c.uid] : json::array()}};
+    json p = {
+        {"namespace", c.ns},
+        {"name", c.name},
+        {"uid", c.uid},
+        {"template", c.template_name},
+        {"node", r.node},
+        {"expect", expect},
+        {"result", result},
+        {"reason", why},
+        {"phase", r.phase},
+        {"status_annotation", r.status_annotation},
+        {"waiter_exit", r.waiter_exit ? json(*r.waiter_exit) : json()},
+        {"waiter_message", r.waiter_message},
+        {"intercepted", r.intercepted},
+        {"interception_detail", r.interception_detail},
+        {"marked_for_this_netns_at_waiter_exit", r.marked_for_this_netns},
+        {"mark_at_waiter_exit", r.mark_at_release},
+        {"release_check", ReleaseCheckJson(r.release_check)},
+        {"sandboxes", SandboxesJson(r.sandboxes)},
+        {"forgery", r.forgery ? ForgeryJson(*r.forgery, r) : json()},
+        {"netfilter_tables_checked", r.tables_checked},
+        {"netfilter_tables", r.netfilter_tables},
+        {"ms_created_to_sandbox", Ms(r.created, r.sandbox_ready)},
+        {"ms_created_to_annotated", Ms(r.created, r.annotated)},
+        {"ms_sandbox_to_annotated", r.annotated >= r.sandbox_ready ? Ms(r.sandbox_ready, r.annotated) : -1},
+        {"ms_created_to_waiter_exit", Ms(r.created, r.waiter_exited)},
+        {"ms_created_to_intercepted", Ms(r.created, r.intercepted_at)},
+        {"events", events.count(c.uid) ? events[c.uid] : json::array()}};
     pods.push_back(p);
   }
   // Sandbox recreations (inode reuse vs cookie) and what each forgery got.
@@ -725,6 +826,11 @@ Report Run::BuildReport() {
          "container exited; INTERCEPT: the app's connect to 192.0.2.10:80 landed on 15001):\n"
       << table.str() << "\n";
   out << recreations.str() << forgeries.str();
+  out << absl::StrFormat(
+      "sandbox -> annotated:   p50 %.1f ms  p99 %.1f ms  (n=%d; the controller's share: "
+      "sandbox published -> its mark committed)\n",
+      Percentile(sandbox_to_annotated, 50), Percentile(sandbox_to_annotated, 99),
+      sandbox_to_annotated.size());
   out << absl::StrFormat("created -> annotated:   p50 %s ms  p99 %s ms  (n=%d)\n",
                          FmtMs(Percentile(to_annotated, 50)), FmtMs(Percentile(to_annotated, 99)),
                          to_annotated.size());
@@ -736,6 +842,26 @@ Report Run::BuildReport() {
                          to_intercept.size());
   out << absl::StrFormat("throughput: %s pods/s (intercepted pods / (last interception - first creation))\n",
                          pods_per_s < 0 ? "-" : absl::StrFormat("%.1f", pods_per_s));
+  json resources = json::array();
+  for (const ControllerResources& c : resources_) {
+    const ResourceSeries& rs = c.series;
+    out << absl::StrFormat(
+        "controller %s (start %d): RSS start %.1f / peak %.1f / end %.1f MiB; fds %d / %d / %d; threads %d / "
+        "%d / "
+        "%d; CPU %.2f s over the run (%d samples)\n",
+        c.node, c.start, rs.start.rss_kib / 1024.0, rs.peak.rss_kib / 1024.0, rs.end.rss_kib / 1024.0,
+        rs.start.fds, rs.peak.fds, rs.end.fds, rs.start.threads, rs.peak.threads, rs.end.threads,
+        (rs.end.cpu_ms - rs.start.cpu_ms) / 1000.0, rs.samples);
+    auto sample = [](const ResourceSample& x) {
+      return json{{"rss_kib", x.rss_kib}, {"fds", x.fds}, {"threads", x.threads}, {"cpu_ms", x.cpu_ms}};
+    };
+    resources.push_back({{"node", c.node},
+                         {"start", c.start},
+                         {"samples", rs.samples},
+                         {"at_start", sample(rs.start)},
+                         {"peak", sample(rs.peak)},
+                         {"at_end", sample(rs.end)}});
+  }
   out << (report.passed ? "RESULT: PASS" : "RESULT: FAIL") << "\n";
   report.text = out.str();
   report.json = {
@@ -752,9 +878,12 @@ Report Run::BuildReport() {
        {{"created_to_annotated",
          {{"p50", Percentile(to_annotated, 50)}, {"p99", Percentile(to_annotated, 99)}}},
         {"created_to_waiter_exit", {{"p50", Percentile(to_waiter, 50)}, {"p99", Percentile(to_waiter, 99)}}},
+        {"sandbox_to_annotated",
+         {{"p50", Percentile(sandbox_to_annotated, 50)}, {"p99", Percentile(sandbox_to_annotated, 99)}}},
         {"created_to_intercepted",
          {{"p50", Percentile(to_intercept, 50)}, {"p99", Percentile(to_intercept, 99)}}}}},
       {"pods_per_second", pods_per_s},
+      {"controller_resources", resources},
       {"sandbox_recreations",
        {{"count", recreated}, {"inode_reused", inode_reused}, {"cookie_differed", cookie_differs}}},
       {"pods", pods}};
@@ -788,6 +917,7 @@ absl::StatusOr<Report> Run::Execute() {
                                   *controllers_[i]->WaitFor(absl::ZeroDuration()), ")"));
     }
   }
+  for (size_t i = 0; i < samplers_.size(); ++i) StopSampler(i);
   Report report = BuildReport();
   Teardown();
   if (!status.ok()) return status;
