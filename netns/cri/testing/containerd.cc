@@ -328,6 +328,31 @@ absl::StatusOr<std::unique_ptr<Containerd>> Containerd::Start(const ContainerdOp
   return c;
 }
 
+absl::Status Containerd::ImportImage(const std::string& oci_archive, const std::string& reference) {
+  std::optional<std::string> ctr = FindProgram("ctr");
+  if (!ctr) return absl::FailedPreconditionError("ctr not found (Debian package containerd)");
+  const size_t colon = reference.rfind(':');
+  if (colon == std::string::npos || reference.find('/', colon) != std::string::npos)
+    return absl::InvalidArgumentError(absl::StrCat("image reference without a tag: ", reference));
+  // ctr names an OCI archive's image after its ref.name annotation only when it starts with --base-name.
+  absl::StatusOr<std::string> imported =
+      RunTool({*ctr, "--address", SocketPath(dir_), "--namespace", "k8s.io", "images", "import",
+               "--base-name", reference.substr(0, colon), oci_archive});
+  if (!imported.ok()) return imported.status();
+  absl::StatusOr<std::string> listed =
+      RunTool({*ctr, "--address", SocketPath(dir_), "--namespace", "k8s.io", "images", "list", "--quiet"});
+  if (!listed.ok()) return listed.status();
+  for (absl::string_view name : absl::StrSplit(*listed, '\n')) {
+    if (name == reference) return absl::OkStatus();
+  }
+  return absl::NotFoundError(absl::StrCat("ctr import of ", oci_archive, " did not yield ", reference,
+                                          "; import said: ", *imported, "; images: ", *listed));
+}
+
+std::string Containerd::PodLogDirectory(const std::string& pod_uid) const {
+  return absl::StrCat(dir_, "/pods/", pod_uid);
+}
+
 absl::Status Containerd::Launch() {
   std::optional<std::string> containerd = FindProgram("containerd");
   if (!containerd) return absl::FailedPreconditionError("containerd not found");

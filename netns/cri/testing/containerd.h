@@ -65,6 +65,13 @@ class Containerd {
   pid_t pid() const { return pid_; }  // 0 while stopped
   std::string LogTail(size_t bytes = 4000) const;
 
+  // Imports an oci-archive holding the image `reference` ("repo/name:tag", the archive's ref.name annotation)
+  // into the k8s.io namespace with `ctr images import` (nothing is pulled), for CRI CreateContainer; checks
+  // that ctr lists it afterwards. Its content lives under dir() and goes with the fixture.
+  absl::Status ImportImage(const std::string& oci_archive, const std::string& reference);
+  // A directory under dir() for a pod's CRI container logs (kubelet's /var/log/pods/<ns>_<name>_<uid>).
+  std::string PodLogDirectory(const std::string& pod_uid) const;
+
   // Runtime faults: Kill() SIGKILLs containerd only (shims and sandboxes keep running, like a crash);
   // Restart() starts it again on the same dir and waits until CRI answers.
   absl::Status Kill();

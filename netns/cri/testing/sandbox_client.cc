@@ -52,6 +52,7 @@ absl::StatusOr<std::string> SandboxClient::Run(const PodSpec& pod) {
   (*c->mutable_labels())["io.kubernetes.pod.name"] = pod.name;
   (*c->mutable_labels())["io.kubernetes.pod.namespace"] = pod.namespace_name;
   if (!pod.cgroup_parent.empty()) c->mutable_linux()->set_cgroup_parent(pod.cgroup_parent);
+  if (!pod.log_directory.empty()) c->set_log_directory(pod.log_directory);
   runtime::v1::RunPodSandboxResponse resp;
   absl::Status s = impl_->Invoke(absl::StrCat("RunPodSandbox ", pod.namespace_name, "/", pod.name), req,
                                  &resp, &runtime::v1::RuntimeService::Stub::RunPodSandbox);

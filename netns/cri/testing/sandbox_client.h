@@ -21,6 +21,7 @@ struct PodSpec {
   std::string namespace_name;
   uint32_t attempt = 0;
   std::string cgroup_parent;  // e.g. Containerd::CgroupParent(uid); empty: the runtime's default
+  std::string log_directory;  // containers' logs (e.g. Containerd::PodLogDirectory(uid)); empty: none
 };
 
 struct SandboxFacts {
