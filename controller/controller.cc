@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "controller/log.h"
+#include "netns/dir_watcher.h"
 
 namespace pnc::controller {
 
@@ -89,6 +90,19 @@ void Controller::Start() {
     live_workers_ = options_.workers;
   }
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Worker(); });
+  if (!options_.netns_dir.empty()) {
+    // A new file there is a new sandbox on this node: pods waiting for theirs go now, not at their timer.
+    absl::StatusOr<std::unique_ptr<netns::DirWatcher>> w =
+        netns::DirWatcher::Start(options_.netns_dir, [this](const std::string&) { queue_.ReleaseWaiting(); });
+    if (w.ok()) {
+      sandbox_watcher_ = *std::move(w);
+    } else {
+      Log(LogLevel::kWarning,
+          "not watching the runtime's netns directory; pods waiting for a sandbox retry on "
+          "their (capped) timers only",
+          {{"dir", options_.netns_dir}, {"error", std::string(w.status().message())}});
+    }
+  }
 }
 
 bool Controller::Ready() const { return informer_.PodsSynced() && informer_.NamespacesSynced(); }
@@ -116,7 +130,9 @@ void Controller::Worker() {
               {{"pod_uid", uid}, {"error", std::string(r.status.message())}});
           break;
         }
-        absl::Duration d = queue_.AddRateLimited(uid);
+        absl::Duration d = r.cause == Cause::kSandboxMissing
+                               ? queue_.AddWaiting(uid, options_.sandbox_wait_cap)
+                               : queue_.AddRateLimited(uid);
         if (options_.stuck_event_after > 0 && queue_.NumRequeues(uid) == options_.stuck_event_after) {
           reconciler_.ReportStuck(uid, r.status, queue_.NumRequeues(uid));
         }
@@ -180,6 +196,7 @@ bool Controller::Stop(absl::Duration deadline) {
   }
   pod_reflector_->Stop();
   ns_reflector_->Stop();
+  sandbox_watcher_.reset();  // joins its thread
   queue_.ShutDown();
   bool drained;
   {

@@ -18,6 +18,7 @@
 #include "controller/reconciler.h"
 #include "kube/client.h"
 #include "kube/reflector.h"
+#include "netns/dir_watcher.h"
 
 namespace pnc::controller {
 
@@ -34,6 +35,11 @@ struct ControllerOptions {
       nullptr;                 // null: a netns::KernelInspector (tests with fake handles inject one)
   std::string boot_id;         // empty: read from /proc/sys/kernel/random/boot_id
   MeshDefaults mesh_defaults;  // mesh-wide settings for pods that do not carry them (mesh_defaults.h)
+  // The runtime's network-namespace directory (containerd and CRI-O bind-mount each sandbox netns there);
+  // a new file releases the pods waiting for their sandbox. Empty: no watch.
+  std::string netns_dir;
+  // A pod whose sandbox does not exist yet is retried with backoff, but never later than this.
+  absl::Duration sandbox_wait_cap = absl::Seconds(1);
   netns::ProofMarker* marker =
       nullptr;  // null: a netns::KernelProofMarker (tests with fake handles inject one)
 };
@@ -70,6 +76,7 @@ class Controller {
   std::unique_ptr<kube::Reflector<kube::Namespace>> ns_reflector_;
   std::vector<std::thread> threads_;  // reflectors + resync
   std::vector<std::thread> workers_;
+  std::unique_ptr<netns::DirWatcher> sandbox_watcher_;
   absl::Mutex mu_;
   int busy_workers_ ABSL_GUARDED_BY(mu_) = 0;
   int live_workers_ ABSL_GUARDED_BY(mu_) = 0;

@@ -87,6 +87,12 @@ ABSL_FLAG(
 ABSL_FLAG(std::optional<std::string>, mesh_interception_mode, std::nullopt,
           "Istio meshConfig.defaultConfig.interceptionMode (REDIRECT, TPROXY or NONE): default for "
           "sidecar.istio.io/interceptionMode.");
+ABSL_FLAG(
+    std::string, netns_dir, "/var/run/netns",
+    "The container runtime's network-namespace directory: a new file there makes pods waiting for their "
+    "sandbox retry at once (containerd and CRI-O create sandbox netns there). Empty: no watch.");
+ABSL_FLAG(absl::Duration, sandbox_wait_cap, absl::Seconds(1),
+          "Longest retry interval for a pod whose sandbox does not exist yet.");
 ABSL_FLAG(std::string, metrics_address, ":15014",
           "host:port for /metrics (Prometheus), /healthz and /readyz. Empty disables the server.");
 ABSL_FLAG(absl::Duration, resync, absl::Minutes(5),
@@ -196,6 +202,8 @@ int Main() {
   ControllerOptions opts;
   opts.node_name = node;
   opts.boot_id = *boot_id;
+  opts.netns_dir = absl::GetFlag(FLAGS_netns_dir);
+  opts.sandbox_wait_cap = absl::GetFlag(FLAGS_sandbox_wait_cap);
   opts.mesh_defaults = std::move(mesh);
   opts.workers = absl::GetFlag(FLAGS_workers);
   opts.resync = absl::GetFlag(FLAGS_resync);

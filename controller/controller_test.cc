@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #include "absl/synchronization/notification.h"
@@ -90,6 +92,46 @@ TEST(Controller, RuntimeOutageParksPodsAndReleasesThemWhenItAnswers) {
   ASSERT_TRUE(Eventually([&] { return Status(client, "a") == "initialized"; }));
   EXPECT_EQ(metrics.parked_pods(), 0);
   EXPECT_TRUE(c.Stop(absl::Seconds(5)));
+}
+
+// A pod whose sandbox does not exist yet waits on a long timer here (30 s, beyond the test's 20 s bound):
+// only a new file in the runtime's netns directory can have brought it back early.
+TEST(Controller, NewSandboxInTheNetnsDirectoryReleasesWaitingPods) {
+  if (!getenv("PNC_TEST_LOGS")) SetLogSink([](const std::string&) {});
+  const char* tmp = std::getenv("TEST_TMPDIR");
+  std::string dir = std::string(tmp ? tmp : "/tmp") + "/netnsXXXXXX";
+  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  kube::FakeClient client;
+  netns::FakeLocator locator;
+  netns::FakeBackend backend;
+  netns::FakeInspector inspector;
+  netns::FakeProofMarker marker;
+  Metrics metrics;
+  kube::Namespace ns;
+  ns.name = "shop";
+  client.UpsertNamespace(ns);
+  client.UpsertPod(MemberPod("u1", "a"));
+  ControllerOptions o;
+  o.node_name = "node-a";
+  o.resync = absl::ZeroDuration();
+  o.queue.base_delay = absl::Seconds(30);
+  o.sandbox_wait_cap = absl::Seconds(60);
+  o.netns_dir = dir;
+  o.read_addresses = [](const netns::NetnsHandle&) -> absl::StatusOr<std::vector<std::string>> {
+    return std::vector<std::string>{"10.244.1.5"};
+  };
+  o.inspector = &inspector;
+  o.marker = &marker;
+  o.boot_id = "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b";
+  Controller c(o, &client, &locator, &backend, rules::PlanConfig{}, &metrics);
+  c.Start();
+  ASSERT_TRUE(Eventually([&] { return metrics.errors.Value("locate_not_found") >= 1; }));
+  locator.AddSandbox("u1", 1);
+  std::ofstream(dir + "/cni-0a1b") << "";  // what the runtime's bind mount looks like to inotify
+  ASSERT_TRUE(Eventually([&] { return Status(client, "a") == "initialized"; }));
+  EXPECT_TRUE(c.Stop(absl::Seconds(5)));
+  unlink((dir + "/cni-0a1b").c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(Controller, ListWatchRelistAndDrain) {

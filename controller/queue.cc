@@ -81,6 +81,32 @@ size_t WorkQueue::ReleaseParked() {
   return n;
 }
 
+absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap) {
+  absl::MutexLock lock(&mu_);
+  int n = failures_[key]++;
+  absl::Duration d = options_.base_delay * (1LL << std::min(n, 30));
+  if (d > cap || d < absl::ZeroDuration()) d = cap;
+  if (!AddAfterLocked(key, d)) return -absl::Nanoseconds(1);
+  awaiting_.insert(key);
+  return d;
+}
+
+size_t WorkQueue::ReleaseWaiting() {
+  absl::MutexLock lock(&mu_);
+  size_t n = 0;
+  for (const std::string& key : awaiting_) {
+    waiting_.erase(key);  // its by_time_ entry is now stale and skipped
+    if (AddLocked(key)) ++n;
+  }
+  awaiting_.clear();
+  return n;
+}
+
+size_t WorkQueue::Waiting() const {
+  absl::MutexLock lock(&mu_);
+  return awaiting_.size();
+}
+
 size_t WorkQueue::Parked() const {
   absl::MutexLock lock(&mu_);
   return parked_.size();
@@ -117,6 +143,7 @@ bool WorkQueue::PopLocked(std::string* key) {
   queue_.pop_front();
   dirty_.erase(*key);
   parked_.erase(*key);
+  awaiting_.erase(*key);
   processing_.insert(*key);
   return true;
 }

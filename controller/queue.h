@@ -49,6 +49,13 @@ class WorkQueue {
   bool ParkForOutage(const std::string& key);
   size_t ReleaseParked();  // how many keys were made ready
   size_t Parked() const;
+  // A key waiting for something outside the process to appear (its pod's sandbox): backed off like
+  // AddRateLimited but never longer than `cap`, and ReleaseWaiting() makes every such key ready at once (call
+  // it when a sign of a new sandbox appears, e.g. a new file in the runtime's netns directory). Returns the
+  // delay chosen; negative when dropped.
+  absl::Duration AddWaiting(const std::string& key, absl::Duration cap);
+  size_t ReleaseWaiting();  // how many keys were made ready
+  size_t Waiting() const;
   int NumRequeues(const std::string& key) const;
 
   // Blocks until a key is ready (true) or the queue shuts down (false).
@@ -78,6 +85,7 @@ class WorkQueue {
   std::map<std::string, absl::Time> waiting_ ABSL_GUARDED_BY(mu_);       // key -> ready time (earliest wins)
   std::multimap<absl::Time, std::string> by_time_ ABSL_GUARDED_BY(mu_);  // may hold stale entries
   std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> awaiting_ ABSL_GUARDED_BY(mu_);  // AddWaiting keys not handed out since
   std::set<std::string> parked_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 
@@ -123,6 +124,40 @@ TEST(WorkQueue, OutageParkingKeepsTheBackoffAndReleasesAllAtOnce) {
   clock.t += absl::Seconds(1);
   EXPECT_FALSE(q.TryGet(&k));  // their outage timers are gone
   EXPECT_EQ(q.Delayed(), 0u);
+}
+
+// A pod whose sandbox does not exist yet: backoff as usual but capped, and released at once when a new
+// sandbox shows up on the node.
+TEST(WorkQueue, WaitingKeysAreCappedAndReleasedBySignal) {
+  FakeClock clock;
+  WorkQueue::Options o;
+  o.now = clock.fn();
+  WorkQueue q(o);
+  std::string k;
+  std::vector<absl::Duration> delays;
+  for (int i = 0; i < 6; ++i) {
+    delays.push_back(q.AddWaiting("a", absl::Milliseconds(500)));
+    clock.t += delays.back();
+    ASSERT_TRUE(q.TryGet(&k));
+    q.Done(k);
+  }
+  EXPECT_EQ(delays, (std::vector<absl::Duration>{absl::Milliseconds(50), absl::Milliseconds(100),
+                                                 absl::Milliseconds(200), absl::Milliseconds(400),
+                                                 absl::Milliseconds(500), absl::Milliseconds(500)}));
+  for (std::string key : {"w1", "w2"})
+    ASSERT_TRUE(q.AddWaiting(key, absl::Seconds(1)) > absl::ZeroDuration());
+  EXPECT_EQ(q.Waiting(), 2u);
+  EXPECT_FALSE(q.TryGet(&k));
+  EXPECT_EQ(q.ReleaseWaiting(), 2u);
+  std::set<std::string> got;
+  while (q.TryGet(&k)) {
+    got.insert(k);
+    q.Done(k);
+  }
+  EXPECT_EQ(got, (std::set<std::string>{"w1", "w2"}));
+  EXPECT_EQ(q.Waiting(), 0u);
+  clock.t += absl::Seconds(2);
+  EXPECT_FALSE(q.TryGet(&k));  // their timers are gone
 }
 
 TEST(WorkQueue, BoundDropsBeyondMaxItems) {

@@ -40,7 +40,14 @@ std::vector<std::string> OnePerFamily(const std::vector<std::string>& addrs) {
 // A locate that failed because the runtime did not answer (Unavailable: connection refused, restarting) is
 // the runtime's outage, not the pod's.
 Cause OutageCause(const absl::Status& st) {
-  return st.code() == absl::StatusCode::kUnavailable ? Cause::kRuntimeOutage : Cause::kUnspecified;
+  switch (st.code()) {
+    case absl::StatusCode::kUnavailable:
+      return Cause::kRuntimeOutage;
+    case absl::StatusCode::kNotFound:
+      return Cause::kSandboxMissing;
+    default:
+      return Cause::kUnspecified;
+  }
 }
 
 netns::PodRef RefOf(const kube::Pod& pod) {

@@ -73,9 +73,10 @@ const char* OutcomeName(Outcome o);
 // Why, where the outcome alone does not say enough for the caller.
 enum class Cause {
   kUnspecified,
-  kDone,           // kSkipped: done already (the echo of our own patch, a resync without reverify)
-  kRuntimeOutage,  // kRetry: the container runtime did not answer (not the pod's fault: no backoff growth)
-  kLocated,        // the pod's sandbox was located (the runtime answers): parked pods may go again
+  kDone,            // kSkipped: done already (the echo of our own patch, a resync without reverify)
+  kRuntimeOutage,   // kRetry: the container runtime did not answer (not the pod's fault: no backoff growth)
+  kSandboxMissing,  // kRetry: the pod's sandbox does not exist yet (a new one on the node is worth a retry)
+  kLocated,         // the pod's sandbox was located (the runtime answers): parked pods may go again
 };
 
 struct ReconcileResult {
