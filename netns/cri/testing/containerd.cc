@@ -334,7 +334,8 @@ absl::Status Containerd::ImportImage(const std::string& oci_archive, const std::
   const size_t colon = reference.rfind(':');
   if (colon == std::string::npos || reference.find('/', colon) != std::string::npos)
     return absl::InvalidArgumentError(absl::StrCat("image reference without a tag: ", reference));
-  // ctr names an OCI archive's image after its ref.name annotation only when it starts with --base-name.
+  // The archive's ref.name annotation is the full reference; with --base-name, ctr names only references
+  // under it.
   absl::StatusOr<std::string> imported =
       RunTool({*ctr, "--address", SocketPath(dir_), "--namespace", "k8s.io", "images", "import",
                "--base-name", reference.substr(0, colon), oci_archive});
