@@ -352,78 +352,81 @@ void Reconciler::ReportForeignMark(const kube::Pod& pod, const MarkView& mark,
   if (!deps_.client->CreateEvent(ev).ok()) Error("event_failed");
 }
 
-// Verify what the netns holds, apply what is missing, and write the mark unless it is already ours.
-ReconcileResult Reconciler::VerifyApplyMark(const CachedPod& cached, const rules::PodFacts& facts,
-                                            const rules::RedirectPlan& plan, Located& at) {
-  const kube::Pod& pod = cached.pod;
+// verify: what the netns should hold, what it holds, and whether the pod's mark is one of ours.
+Reconciler::Verified Reconciler::Verify(const kube::Pod& pod, const rules::PodFacts& facts,
+                                        const rules::RedirectPlan& plan, const Located& at) {
   const std::string& uid = pod.uid;
-  rules::Ruleset desired = rules::BuildRuleset(plan);
-  MarkView mark = ReadMark(pod.annotations, at.identity);
+  Verified v{.desired = rules::BuildRuleset(plan), .mark = ReadMark(pod.annotations, at.identity)};
   std::optional<State> st = StateOf(uid);
   // What this process applied and verified in this very netns, for the same address families (a new family
   // set, published after the netns's addresses were used, is planned again, not "an edit").
   const bool known = st && st->done && st->netns == at.identity && st->applied.has_value() &&
                      st->ip_families == IpFamilies(facts.pod_ips);
-  if (known && !(*st->applied == desired)) {
+  if (known && !(*st->applied == v.desired)) {
     // Istio reads the annotations at pod start only: keep what this netns was set up with.
-    std::string edit = rules::RulesetDigest(desired);
+    std::string edit = rules::RulesetDigest(v.desired);
     if (st->ignored_edit != edit) {
       Log(LogLevel::kInfo, "annotations changed on a running pod; its live rules are kept (applied at start)",
           {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
       absl::MutexLock lock(&mu_);
       state_[uid].ignored_edit = edit;
     }
-    desired = *st->applied;
+    v.desired = *st->applied;
   }
   // Read back whenever something may be there already (a mark, or our own earlier work).
-  std::optional<rules::Ruleset> current;
-  if (mark.state != MarkState::kNone || st) {
+  if (v.mark.state != MarkState::kNone || st) {
     absl::StatusOr<rules::Ruleset> rb = deps_.backend->ReadBack(at.handle);
-    if (rb.ok()) current = *std::move(rb);
+    if (rb.ok()) v.current = *std::move(rb);
   }
-  bool ours = false;  // the mark is one we wrote for this netns, and its rules are there
-  if (mark.state == MarkState::kThisNetns && current && HasRules(*current)) {
-    if (known && *current == desired) {
-      ours = true;
-    } else if (!known && !mark.plan_digest.empty() && rules::RulesetDigest(*current) == mark.plan_digest) {
-      ours = true;  // e.g. after a restart: the rules are the ones the mark's plan names
-      if (SameFamilies(*current, desired)) {
-        if (!(*current == desired))
+  if (v.mark.state == MarkState::kThisNetns && v.current && HasRules(*v.current)) {
+    if (known && *v.current == v.desired) {
+      v.ours = true;
+    } else if (!known && !v.mark.plan_digest.empty() &&
+               rules::RulesetDigest(*v.current) == v.mark.plan_digest) {
+      v.ours = true;  // e.g. after a restart: the rules are the ones the mark's plan names
+      if (SameFamilies(*v.current, v.desired)) {
+        if (!(*v.current == v.desired))
           Log(LogLevel::kInfo,
               "annotations changed on a running pod; its live rules are kept (applied at start)",
               {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
-        desired = *current;
+        v.desired = *v.current;
       }
     }
   }
+  v.present = v.current && *v.current == v.desired;
+  return v;
+}
 
-  const bool present = current && *current == desired;
-  absl::Time t1 = absl::Now();
-  if (!present) {
-    if (current && HasRules(*current))
-      Log(LogLevel::kWarning, "rules in the pod network namespace differ from the plan; re-applying",
-          {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
-    absl::Time t0 = absl::Now();
-    absl::StatusOr<rules::Ruleset> after = deps_.backend->ApplyAndReadBack(at.handle, desired);
-    t1 = absl::Now();
-    if (deps_.metrics != nullptr)
-      deps_.metrics->apply_duration.Observe(Seconds(t1 - t0), deps_.backend->Name());
-    if (!after.ok()) {
-      Error("apply_failed");
-      return Finish({Outcome::kRetry, after.status(), "apply"}, uid);
-    }
-    if (!(*after == desired)) {
-      Error("verify_failed");
-      return Finish(
-          {Outcome::kRetry,
-           absl::InternalError("verification failed: the rules read back differ from the rules applied"),
-           "verify"},
-          uid);
-    }
+// apply: install what is missing and read it back (never an echo of what was sent).
+absl::Status Reconciler::ApplyMissing(const kube::Pod& pod, const Located& at, const Verified& v) {
+  if (v.present) return absl::OkStatus();
+  if (v.current && HasRules(*v.current))
+    Log(LogLevel::kWarning, "rules in the pod network namespace differ from the plan; re-applying",
+        {{"pod_uid", pod.uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
+  absl::Time t0 = absl::Now();
+  absl::StatusOr<rules::Ruleset> after = deps_.backend->ApplyAndReadBack(at.handle, v.desired);
+  if (deps_.metrics != nullptr)
+    deps_.metrics->apply_duration.Observe(Seconds(absl::Now() - t0), deps_.backend->Name());
+  if (!after.ok()) {
+    Error("apply_failed");
+    return after.status();
   }
+  if (!(*after == v.desired)) {
+    Error("verify_failed");
+    return absl::InternalError("verification failed: the rules read back differ from the rules applied");
+  }
+  return absl::OkStatus();
+}
 
-  rules::ProbeSpec probe = rules::ChooseProbe(desired, plan, facts.pod_ips, at.route_device);
-  const std::string digest = rules::RulesetDigest(desired);
+// mark: choose the proof, place the marker if the proof is `none`, and write status, identity, probe and
+// plan in one patch (the waiter needs them together) unless the pod already says exactly that.
+ReconcileResult Reconciler::Mark(const CachedPod& cached, const rules::PodFacts& facts,
+                                 const rules::RedirectPlan& plan, const Located& at, const Verified& v,
+                                 absl::Time verified_at) {
+  const kube::Pod& pod = cached.pod;
+  const std::string& uid = pod.uid;
+  rules::ProbeSpec probe = rules::ChooseProbe(v.desired, plan, facts.pod_ips, at.route_device);
+  const std::string digest = rules::RulesetDigest(v.desired);
   if (probe.none) {
     // No datapath proof is possible: the waiter trusts only the marker, placed now that the rules are
     // verified.
@@ -440,21 +443,19 @@ ReconcileResult Reconciler::VerifyApplyMark(const CachedPod& cached, const rules
       {rules::kPlanAnnotation, digest},
   };
   State done{
-      .netns = at.identity, .ip_families = IpFamilies(facts.pod_ips), .applied = desired, .mark = want};
+      .netns = at.identity, .ip_families = IpFamilies(facts.pod_ips), .applied = v.desired, .mark = want};
   // The mark already says exactly what was verified now (ours, or ours after a restart whose rules had
   // drifted, or a perfect forgery that our rules have just made true): no patch; the waiter proves it anyway.
   bool up_to_date = true;
-  for (const auto& [k, v] : want) up_to_date = up_to_date && Get(pod.annotations, k.c_str()) == v;
-  if (mark.state != MarkState::kNone && !ours && !up_to_date) ReportForeignMark(pod, mark, at.identity);
+  for (const auto& [k, val] : want) up_to_date = up_to_date && Get(pod.annotations, k.c_str()) == val;
+  if (v.mark.state != MarkState::kNone && !v.ours && !up_to_date) ReportForeignMark(pod, v.mark, at.identity);
   if (up_to_date) {
-    return Finish(present ? ReconcileResult{Outcome::kVerified, absl::OkStatus(), "verified"}
-                          : ReconcileResult{Outcome::kReapplied, absl::OkStatus(), "re-applied"},
+    return Finish(v.present ? ReconcileResult{Outcome::kVerified, absl::OkStatus(), "verified"}
+                            : ReconcileResult{Outcome::kReapplied, absl::OkStatus(), "re-applied"},
                   uid, std::move(done));
   }
-  if (deps_.metrics != nullptr && mark.state == MarkState::kNone)
-    deps_.metrics->event_to_applied.Observe(Seconds(t1 - cached.first_seen));
-
-  // mark: status, identity, probe and plan in one patch (the waiter needs them together).
+  if (deps_.metrics != nullptr && v.mark.state == MarkState::kNone)
+    deps_.metrics->event_to_applied.Observe(Seconds(verified_at - cached.first_seen));
   absl::Status patched = deps_.client->PatchPodStatusAnnotations(pod.namespace_name, pod.name, uid, want);
   if (patched.code() == absl::StatusCode::kNotFound || patched.code() == absl::StatusCode::kAborted)
     return Finish({Outcome::kGone, patched, "pod deleted or replaced before marking"}, uid);
@@ -462,7 +463,7 @@ ReconcileResult Reconciler::VerifyApplyMark(const CachedPod& cached, const rules
     Error("patch_failed");
     return Finish({Outcome::kRetry, patched, "mark"}, uid);
   }
-  if (deps_.metrics != nullptr) deps_.metrics->applied_to_marked.Observe(Seconds(absl::Now() - t1));
+  if (deps_.metrics != nullptr) deps_.metrics->applied_to_marked.Observe(Seconds(absl::Now() - verified_at));
   return Finish({Outcome::kInitialized, absl::OkStatus(), "initialized"}, uid, std::move(done));
 }
 
@@ -528,7 +529,10 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   }
 
   // verify -> apply -> mark
-  ReconcileResult r = VerifyApplyMark(*cached, facts, *plan, *at);
+  Verified v = Verify(pod, facts, *plan, *at);
+  if (absl::Status applied = ApplyMissing(pod, *at, v); !applied.ok())
+    return Finish({Outcome::kRetry, applied, "apply", Cause::kLocated}, uid);
+  ReconcileResult r = Mark(*cached, facts, *plan, *at, v, absl::Now());
   if (r.cause == Cause::kUnspecified) r.cause = Cause::kLocated;
   return r;
 }

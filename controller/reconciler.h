@@ -40,6 +40,7 @@
 
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "controller/informer.h"
 #include "controller/mesh_defaults.h"
 #include "controller/metrics.h"
@@ -149,8 +150,20 @@ class Reconciler {
   std::optional<ReconcileResult> FastPath(const std::string& uid, const kube::Pod& pod);
   ReconcileResult InvalidPlan(const kube::Pod& pod, const absl::Status& invalid);
   absl::StatusOr<Located> LocateAndInspect(const kube::Pod& pod, const std::vector<std::string>& routes);
-  ReconcileResult VerifyApplyMark(const CachedPod& cached, const rules::PodFacts& facts,
-                                  const rules::RedirectPlan& plan, Located& at);
+  // What the netns should hold (`desired`: the plan, or what was applied at start), what it holds, and
+  // whether the pod's mark is verified ours.
+  struct Verified {
+    rules::Ruleset desired;
+    MarkView mark;
+    std::optional<rules::Ruleset> current;  // read back (absent for a pod with no mark and no state)
+    bool ours = false;
+    bool present = false;  // current == desired: nothing to apply
+  };
+  Verified Verify(const kube::Pod& pod, const rules::PodFacts& facts, const rules::RedirectPlan& plan,
+                  const Located& at);
+  absl::Status ApplyMissing(const kube::Pod& pod, const Located& at, const Verified& v);
+  ReconcileResult Mark(const CachedPod& cached, const rules::PodFacts& facts, const rules::RedirectPlan& plan,
+                       const Located& at, const Verified& v, absl::Time verified_at);
   void ReportForeignMark(const kube::Pod& pod, const MarkView& mark, const rules::NetnsIdentity& now);
   ReconcileResult Finish(ReconcileResult r, const std::string& uid, std::optional<State> done = std::nullopt);
   ReconcileResult Permanent(const kube::Pod& pod, const absl::Status& st);
