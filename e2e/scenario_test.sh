@@ -39,6 +39,17 @@ for p in checked:
 rec = r["sandbox_recreations"]
 # The kernel never hands out a netns cookie twice within a boot (the nsfs inode it often does: reported only).
 assert rec["cookie_differed"] == rec["count"], rec
+churn = r.get("churn", {})
+assert churn.get("deleted", 0) == churn.get("intercepted_before_deletion", 0), churn
+if r["scenario"] == "churn1000":
+    assert churn["deleted"] >= 980, churn
+if r["scenario"] in ("scale330", "churn1000"):
+    # Resource figures are reported (docs/benchmarks.md), not asserted; they must have been sampled.
+    res = r["controller_resources"]
+    assert res and res[0]["samples"] > 0, res
+    for c in res:
+        print("controller", c["node"], "RSS KiB start/peak/end", c["at_start"]["rss_kib"], c["peak"]["rss_kib"],
+              c["at_end"]["rss_kib"], "fds", c["at_start"]["fds"], c["peak"]["fds"], c["at_end"]["fds"])
 if r["scenario"] == "races":
     assert rec["count"] >= 2, rec
     assert any(p["forgery"] for p in r["pods"]), "races lost its forged pods"

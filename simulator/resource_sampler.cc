@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -27,6 +28,11 @@ absl::StatusOr<ResourceSample> SampleProcess(pid_t pid) {
       v = absl::StripAsciiWhitespace(v);
       absl::ConsumeSuffix(&v, "kB");
       (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &s.rss_kib);
+    } else if (absl::ConsumePrefix(&v, "RssAnon:") || absl::ConsumePrefix(&v, "RssFile:")) {
+      int64_t* field = absl::StartsWith(line, "RssAnon") ? &s.anon_kib : &s.file_kib;
+      v = absl::StripAsciiWhitespace(v);
+      absl::ConsumeSuffix(&v, "kB");
+      (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), field);
     } else if (absl::ConsumePrefix(&v, "Threads:")) {
       (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(v), &s.threads);
     }
@@ -67,6 +73,8 @@ void ResourceSampler::Take() {
   if (series_.samples == 0) series_.start = *s;
   series_.end = *s;
   series_.peak.rss_kib = std::max(series_.peak.rss_kib, s->rss_kib);
+  series_.peak.anon_kib = std::max(series_.peak.anon_kib, s->anon_kib);
+  series_.peak.file_kib = std::max(series_.peak.file_kib, s->file_kib);
   series_.peak.fds = std::max(series_.peak.fds, s->fds);
   series_.peak.threads = std::max(series_.peak.threads, s->threads);
   series_.peak.cpu_ms = std::max(series_.peak.cpu_ms, s->cpu_ms);

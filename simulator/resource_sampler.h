@@ -16,7 +16,9 @@
 namespace pnc::sim {
 
 struct ResourceSample {
-  int64_t rss_kib = 0;
+  int64_t rss_kib = 0;   // VmRSS = RssAnon + RssFile + RssShmem
+  int64_t anon_kib = 0;  // RssAnon: heap, stacks (private to the process)
+  int64_t file_kib = 0;  // RssFile: mapped binary and shared libraries (page cache, shared, reclaimable)
   int64_t fds = 0;
   int64_t threads = 0;
   int64_t cpu_ms = 0;  // user + system CPU time so far (/proc/<pid>/stat)

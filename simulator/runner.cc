@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <random>
 #include <set>
@@ -235,6 +237,7 @@ class Run {
   void Spray(const std::string& ns, const std::string& name, const ForgeryRecord& forgery,
              absl::Duration every);
   absl::Status RecreateSandbox(const proto::RecreateSandbox& step);
+  absl::Status Churn(const proto::Churn& step);
   bool AllSettled();
   Report BuildReport();
   void Teardown();
@@ -265,9 +268,33 @@ class Run {
   absl::Time start_;
   absl::Time end_;
   std::vector<std::string> step_log_;
+  // Churned pods (uid) deleted by a churn step, and whether each had reached its expected outcome by then.
+  std::map<std::string, bool> churned_;
 };
 
+// Every waiter holds an inotify instance until it exits, charged to its uid (all pods' waiters run as uid
+// 1000 here); closing one takes an RCU grace period, so exited waiters still count for a while. Linux's
+// default of 128 instances per user is too low for a dense node (330 pods: waiters failed with EMFILE); nodes
+// are commonly set to 8192. Raised when we may (root in the initial namespaces), never lowered.
+void RaiseInotifyInstanceLimit(int at_least, const std::function<void(const std::string&)>& log) {
+  const char* kPath = "/proc/sys/fs/inotify/max_user_instances";
+  int current = 0;
+  {
+    std::ifstream f(kPath);
+    f >> current;
+  }
+  if (current <= 0 || current >= at_least) return;
+  std::ofstream f(kPath);
+  f << at_least;
+  f.close();
+  log(f.good() ? absl::StrCat("fs.inotify.max_user_instances raised from ", current, " to ", at_least)
+               : absl::StrCat("fs.inotify.max_user_instances is ", current,
+                              " and cannot be raised: waiters of a ", "dense node may fail with EMFILE"));
+}
+
 absl::Status Run::Setup() {
+  RaiseInotifyInstanceLimit(8192,
+                            [](const std::string& m) { std::fprintf(stderr, "simulator: %s\n", m.c_str()); });
   ::mkdir(options_.work_dir.c_str(), 0755);
   ::chmod(options_.work_dir.c_str(), 0755);
   bool need_netns = false;
@@ -484,6 +511,44 @@ absl::Status Run::RecreateSandbox(const proto::RecreateSandbox& rs) {
   }
 }
 
+absl::Status Run::Churn(const proto::Churn& c) {
+  const uint32_t concurrent = c.concurrent() == 0 ? 10 : c.concurrent();
+  const absl::Duration timeout =
+      absl::Milliseconds(c.settle_timeout_ms() == 0 ? 30000 : c.settle_timeout_ms());
+  const std::string prefix = c.name_prefix().empty() ? c.template_() : c.name_prefix();
+  std::deque<Created> live;
+  auto retire = [&]() -> absl::Status {
+    Created oldest = live.front();
+    live.pop_front();
+    absl::Time deadline = absl::Now() + timeout;
+    std::optional<PodRecord> r;
+    while (true) {
+      r = recorder_.Get(oldest.uid);
+      if ((r && r->settled) || absl::Now() >= deadline) break;
+      absl::SleepFor(absl::Milliseconds(2));
+    }
+    bool reached = r && r->settled && r->phase == "Running" && r->intercepted && r->waiter_exit == 0;
+    churned_[oldest.uid] = reached;
+    auto d = store_->Delete(Resource::kPods, oldest.ns, oldest.name, {});
+    if (!d.ok()) return d.status();
+    return absl::OkStatus();
+  };
+  for (uint32_t k = 0; k < c.cycles(); ++k) {
+    if (live.size() >= concurrent) {
+      if (auto s = retire(); !s.ok()) return s;
+    }
+    std::string name = absl::StrCat(prefix, "-", k);
+    if (auto s = CreatePod(c.template_(), c.namespace_(), name, ""); !s.ok()) return s;
+    live.push_back(created_.back());
+  }
+  int reached = 0;
+  for (const auto& [uid, ok] : churned_) reached += ok;
+  step_log_.push_back(absl::StrCat("churn ", c.cycles(), " x ", c.template_(), " (", concurrent,
+                                   " live): deleted ", churned_.size(), ", of which ", reached,
+                                   " had been intercepted"));
+  return absl::OkStatus();
+}
+
 absl::Status Run::Step(const proto::Step& step) {
   if (step.after_ms() > 0) absl::SleepFor(absl::Milliseconds(step.after_ms()));
   switch (step.action_case()) {
@@ -588,6 +653,9 @@ absl::Status Run::Step(const proto::Step& step) {
                                        rs.down_ms(), " ms)"));
       break;
     }
+    case proto::Step::kChurn:
+      if (auto s = Churn(step.churn()); !s.ok()) return s;
+      break;
     case proto::Step::kWaitSettled: {
       absl::Time deadline = absl::Now() + absl::Milliseconds(step.wait_settled().timeout_ms());
       while (!AllSettled() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(50));
@@ -651,7 +719,12 @@ Report Run::BuildReport() {
     std::string expect = proto::PodTemplate::Outcome_Name(t->expect());
     std::string result = "ok";
     std::string why;
-    if (r.deleted) {
+    if (r.deleted && churned_.count(c.uid) && !churned_[c.uid]) {
+      result = "FAIL";
+      why = absl::StrCat("churned before it was intercepted: phase ", r.phase, ", ", r.interception_detail);
+      ++deleted;
+      ++failures;
+    } else if (r.deleted) {
       result = "gone";
       why = "deleted by the timeline";
       ++deleted;
@@ -842,18 +915,28 @@ Report Run::BuildReport() {
                          to_intercept.size());
   out << absl::StrFormat("throughput: %s pods/s (intercepted pods / (last interception - first creation))\n",
                          pods_per_s < 0 ? "-" : absl::StrFormat("%.1f", pods_per_s));
+  int churn_ok = 0;
+  for (const auto& [uid, ok] : churned_) churn_ok += ok;
+  if (!churned_.empty())
+    out << absl::StrFormat("churn: %d pods deleted by churn steps, %d intercepted before their deletion\n",
+                           churned_.size(), churn_ok);
   json resources = json::array();
   for (const ControllerResources& c : resources_) {
     const ResourceSeries& rs = c.series;
     out << absl::StrFormat(
-        "controller %s (start %d): RSS start %.1f / peak %.1f / end %.1f MiB; fds %d / %d / %d; threads %d / "
+        "controller %s (start %d): RSS start %.1f / peak %.1f / end %.1f MiB (anon %.1f / %.1f / %.1f, file "
+        "%.1f / "
+        "%.1f / %.1f); fds %d / %d / %d; threads %d / "
         "%d / "
         "%d; CPU %.2f s over the run (%d samples)\n",
         c.node, c.start, rs.start.rss_kib / 1024.0, rs.peak.rss_kib / 1024.0, rs.end.rss_kib / 1024.0,
-        rs.start.fds, rs.peak.fds, rs.end.fds, rs.start.threads, rs.peak.threads, rs.end.threads,
+        rs.start.anon_kib / 1024.0, rs.peak.anon_kib / 1024.0, rs.end.anon_kib / 1024.0,
+        rs.start.file_kib / 1024.0, rs.peak.file_kib / 1024.0, rs.end.file_kib / 1024.0, rs.start.fds,
+        rs.peak.fds, rs.end.fds, rs.start.threads, rs.peak.threads, rs.end.threads,
         (rs.end.cpu_ms - rs.start.cpu_ms) / 1000.0, rs.samples);
     auto sample = [](const ResourceSample& x) {
-      return json{{"rss_kib", x.rss_kib}, {"fds", x.fds}, {"threads", x.threads}, {"cpu_ms", x.cpu_ms}};
+      return json{{"rss_kib", x.rss_kib}, {"anon_kib", x.anon_kib}, {"file_kib", x.file_kib},
+                  {"fds", x.fds},         {"threads", x.threads},   {"cpu_ms", x.cpu_ms}};
     };
     resources.push_back({{"node", c.node},
                          {"start", c.start},
@@ -884,6 +967,7 @@ Report Run::BuildReport() {
          {{"p50", Percentile(to_intercept, 50)}, {"p99", Percentile(to_intercept, 99)}}}}},
       {"pods_per_second", pods_per_s},
       {"controller_resources", resources},
+      {"churn", {{"deleted", churned_.size()}, {"intercepted_before_deletion", churn_ok}}},
       {"sandbox_recreations",
        {{"count", recreated}, {"inode_reused", inode_reused}, {"cookie_differed", cookie_differs}}},
       {"pods", pods}};
@@ -1019,6 +1103,14 @@ absl::Status ValidateScenario(const proto::Scenario& s) {
         if (step.recreate_sandbox().namespace_().empty() || step.recreate_sandbox().name().empty()) {
           return absl::InvalidArgumentError(absl::StrCat(where, "recreate_sandbox needs namespace and name"));
         }
+        break;
+      case proto::Step::kChurn:
+        if (templates.count(step.churn().template_()) == 0 ||
+            namespaces.count(step.churn().namespace_()) == 0) {
+          return absl::InvalidArgumentError(absl::StrCat(where, "churn: unknown template or namespace"));
+        }
+        if (step.churn().cycles() == 0)
+          return absl::InvalidArgumentError(absl::StrCat(where, "churn: no cycles"));
         break;
       case proto::Step::kWaitSettled:
         break;
