@@ -1,0 +1,159 @@
+// real_controller_test: the waiter image in a real containerd sandbox, released by the real controller.
+// See image_fixture.h and docs/deploy.md. Separate from image_test because it also depends on the simulator's
+// fake API server.
+#include <signal.h>
+
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/strings/strip.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "netns/cri/testing/container_client.h"
+#include "netns/cri/testing/process.h"
+#include "netns/cri/testing/sandbox_client.h"
+#include "netns/executor.h"
+#include "simulator/apiserver/test_client.h"
+#include "tools/images/image_fixture.h"
+
+namespace pnc::netns::cri_testing::image_testing {
+namespace {
+
+// The real controller (//controller, run on the host side as the DaemonSet's process would be: host netns,
+// hostPID, the CRI socket) against the fake API server (//simulator/apiserver), locating this fixture's real
+// sandbox through CRI and programming it with nft; the test plays kubelet: it publishes the pod's IP, and
+// copies the pod's annotations into the Downward-API-like file. The waiter image, run by containerd as an
+// init container in that sandbox, exits 0 only after the controller has applied, verified and marked: its own
+// probe (as uid 65532, through the controller's rules, onto the listener it opens on the capture port) proves
+// it.
+TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSandbox) {
+  // The API server and the controller run in the fixture's private node netns (the API server on its
+  // loopback; the host netns is never touched); the test's HTTP calls are made from a thread in there.
+  const NetnsHandle& node = ctrd_->node_netns();
+  const std::string work = absl::StrCat(ctrd_->dir(), "/real");
+  ASSERT_EQ(::mkdir(work.c_str(), 0700), 0);
+  const std::string kubeconfig = absl::StrCat(work, "/kubeconfig");
+  Daemon api;
+  api.log = absl::StrCat(work, "/apiserver.log");
+  absl::StatusOr<pid_t> pid =
+      SpawnInNetns(node,
+                   {Runfile("simulator/apiserver/apiserver"), "--listen=127.0.0.1:0", "--nodes=node-a",
+                    "--scheduler=false", absl::StrCat("--write_kubeconfig=", kubeconfig)},
+                   api.log);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  api.pid = *pid;
+  std::string server;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(10); server.empty() && absl::Now() < deadline;) {
+    std::ifstream in(kubeconfig);
+    std::string line;
+    while (std::getline(in, line)) {
+      absl::string_view l = absl::StripLeadingAsciiWhitespace(line);
+      if (absl::ConsumePrefix(&l, "server:")) server = std::string(absl::StripAsciiWhitespace(l));
+    }
+    if (server.empty()) absl::SleepFor(absl::Milliseconds(20));
+  }
+  ASSERT_FALSE(server.empty()) << api.Log();
+  const sim::testing::ClientConfig cfg{.base_url = server};
+  auto request = [&](const std::string& method, const std::string& path, const std::string& body = "",
+                     const std::string& type = "application/json") {
+    sim::testing::HttpResult r;
+    absl::Status s = RunInNetns(node, [&]() -> absl::Status {
+      r = sim::testing::Request(cfg, method, path, body, type);
+      return absl::OkStatus();
+    });
+    if (!s.ok()) r.body = s.ToString();
+    return r;
+  };
+
+  // An Istio-injected pod (CNI mode: no istio-init) bound to node-a, the waiter as its first init container.
+  nlohmann::json pod = {
+      {"apiVersion", "v1"},
+      {"kind", "Pod"},
+      {"metadata",
+       {{"name", "real"},
+        {"namespace", "default"},
+        {"annotations",
+         {{"sidecar.istio.io/status",
+           R"({"initContainers":["istio-validation"],"containers":["istio-proxy"],"volumes":["istio-podinfo"],)"
+           R"("imagePullSecrets":null,"revision":"default"})"}}}}},
+      {"spec",
+       {{"nodeName", "node-a"},
+        {"initContainers",
+         {{{"name", "istio-validation"},
+           {"image", (*images_)->waiter_ref},
+           {"securityContext", {{"runAsUser", 65532}, {"runAsGroup", 65532}}}}}},
+        {"containers",
+         {{{"name", "app"}, {"image", "registry.example/app:1"}, {"securityContext", {{"runAsUser", 1000}}}},
+          {{"name", "istio-proxy"},
+           {"image", "docker.io/istio/proxyv2:1.22.0"},
+           {"securityContext", {{"runAsUser", 1337}, {"runAsGroup", 1337}}}}}}}}};
+  request("POST", "/api/v1/namespaces", R"({"metadata":{"name":"default"}})");
+  sim::testing::HttpResult created = request("POST", "/api/v1/namespaces/default/pods", pod.dump());
+  ASSERT_EQ(created.code, 201) << created.body;
+  const std::string uid = created.Json()["metadata"].value("uid", "");
+  ASSERT_FALSE(uid.empty()) << created.body;
+
+  // kubelet: the sandbox for that UID, then status.podIP.
+  PodSpec real = pod_;
+  real.uid = uid;
+  real.name = "real";
+  real.cgroup_parent = ctrd_->CgroupParent(uid);
+  real.log_directory = ctrd_->PodLogDirectory(uid);
+  ASSERT_EQ(::mkdir(real.log_directory.c_str(), 0700), 0);
+  absl::StatusOr<std::string> sandbox = sandboxes_->Run(real);
+  ASSERT_TRUE(sandbox.ok()) << sandbox.status();
+  absl::StatusOr<SandboxFacts> facts = sandboxes_->Status(*sandbox);
+  ASSERT_TRUE(facts.ok() && !facts->ip.empty()) << facts.status();
+  nlohmann::json status = {
+      {"status", {{"phase", "Pending"}, {"podIP", facts->ip}, {"podIPs", {{{"ip", facts->ip}}}}}}};
+  sim::testing::HttpResult patched = request("PATCH", "/api/v1/namespaces/default/pods/real/status",
+                                             status.dump(), "application/merge-patch+json");
+  ASSERT_EQ(patched.code, 200) << patched.body;
+
+  Daemon controller;
+  controller.log = absl::StrCat(work, "/controller.log");
+  pid = SpawnInNetns(node,
+                     {Runfile("controller/controller"), absl::StrCat("--kubeconfig=", kubeconfig),
+                      "--node_name=node-a", "--backend=nft", "--locator=cri",
+                      absl::StrCat("--cri_endpoint=", ctrd_->endpoint()), "--metrics_address="},
+                     controller.log);
+  ASSERT_TRUE(pid.ok()) << pid.status();
+  controller.pid = *pid;
+
+  // The mark, as the controller wrote it; copied into the Downward API file like the kubelet does.
+  std::map<std::string, std::string> annotations;
+  for (absl::Time deadline = absl::Now() + absl::Seconds(30); absl::Now() < deadline;) {
+    sim::testing::HttpResult got = request("GET", "/api/v1/namespaces/default/pods/real");
+    nlohmann::json j = got.Json();
+    if (j.is_object() && j["metadata"].contains("annotations")) {
+      annotations.clear();
+      for (const auto& [k, v] : j["metadata"]["annotations"].items()) {
+        if (v.is_string()) annotations[k] = v.get<std::string>();
+      }
+      if (annotations["pod-network-controller.istio.io/status"] == "initialized") break;
+    }
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+  ASSERT_EQ(annotations["pod-network-controller.istio.io/status"], "initialized") << controller.Log();
+  const std::string probe = annotations["pod-network-controller.istio.io/probe"];
+  EXPECT_THAT(probe, HasSubstr("capture=15001")) << "a datapath probe, not the marker path";
+  PodInfo info(absl::StrCat(real.log_directory, "/podinfo"));
+  info.Write(annotations);
+
+  ContainerSpec waiter = WaiterSpec({"--file=/etc/podinfo/annotations", "--timeout=20s"});
+  waiter.name = "istio-validation";
+  waiter.mounts = {{info.dir(), "/etc/podinfo", true}};
+  absl::StatusOr<std::string> id = containers_->Create(*sandbox, real, real.log_directory, waiter);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(containers_->Start(*id).ok());
+  absl::StatusOr<ContainerFacts> f = containers_->WaitExited(*id, absl::Seconds(30));
+  ASSERT_TRUE(f.ok()) << f.status();
+  absl::StatusOr<std::string> log = ReadCriLog(f->log_path);
+  ASSERT_TRUE(log.ok());
+  EXPECT_EQ(f->exit_code, 0) << *log << "\ncontroller:\n" << controller.Log();
+  std::fprintf(stderr, "real controller: probe %s; waiter said: %s\n", probe.c_str(), log->c_str());
+}
+
+}  // namespace
+}  // namespace pnc::netns::cri_testing::image_testing
