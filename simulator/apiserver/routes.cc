@@ -8,6 +8,7 @@
 #include "absl/strings/str_split.h"
 #include "nlohmann/json.hpp"
 #include "simulator/apiserver/api_error.h"
+#include "simulator/apiserver/protobuf_body.h"
 #include "simulator/apiserver/schema.h"
 #include "simulator/apiserver/table.h"
 
@@ -42,10 +43,11 @@ absl::Status CheckAccept(const std::string& accept) {
       "only the following media types are accepted: application/json, application/json;stream=watch");
 }
 
-// Create/update bodies must be JSON (415 otherwise, like a server without that serializer).
+// Create/update bodies must be JSON, or protobuf for the kinds protobuf_body.h decodes (415 otherwise, like a
+// server without that serializer).
 absl::Status CheckBodyType(const std::string& content_type) {
   std::string mt = MediaType(content_type);
-  if (mt.empty() || mt == "application/json") return absl::OkStatus();
+  if (mt.empty() || mt == "application/json" || mt == kProtobufMediaType) return absl::OkStatus();
   return ApiError(
       415, "UnsupportedMediaType",
       absl::StrCat("the body of the request was in an unknown format - accepted media types include: "
@@ -54,6 +56,17 @@ absl::Status CheckBodyType(const std::string& content_type) {
 }
 
 absl::StatusOr<json> ParseBody(const ApiRequest& req) {
+  if (MediaType(req.content_type) == kProtobufMediaType) {
+    auto decoded = DecodeKubeProtobuf(*req.body);
+    if (absl::IsUnimplemented(decoded.status())) {
+      return ApiError(415, "UnsupportedMediaType",
+                      absl::StrCat("the body of the request was in an unknown format - accepted media types "
+                                   "include: application/json (",
+                                   decoded.status().message(), ")"));
+    }
+    if (!decoded.ok()) return BadRequestError(std::string(decoded.status().message()));
+    return decoded;
+  }
   json out = json::parse(*req.body, nullptr, /*allow_exceptions=*/false);
   if (out.is_discarded()) {
     return BadRequestError(
