@@ -20,13 +20,15 @@
 namespace pnc::netns::cri_testing::image_testing {
 namespace {
 
-// The real controller (//controller, run on the host side as the DaemonSet's process would be: host netns,
-// hostPID, the CRI socket) against the fake API server (//simulator/apiserver), locating this fixture's real
-// sandbox through CRI and programming it with nft; the test plays kubelet: it publishes the pod's IP, and
-// copies the pod's annotations into the Downward-API-like file. The waiter image, run by containerd as an
-// init container in that sandbox, exits 0 only after the controller has applied, verified and marked: its own
-// probe (as uid 65532, through the controller's rules, onto the listener it opens on the capture port) proves
-// it.
+// The real controller process (//controller binary, not the controller image: it runs outside any container,
+// as root with the host's PID namespace and the CRI socket, like the DaemonSet's process; its network
+// namespace is the fixture's private node netns, where the fake API server (//simulator/apiserver) listens on
+// loopback) locates this fixture's real sandbox through CRI and programs it with nft. The test plays kubelet:
+// it creates the sandbox under the API server's pod UID, publishes status.podIP, starts the waiter image as
+// the init container and syncs the pod's annotations into the Downward-API-like file. The waiter must still
+// be running 500 ms after its start with no controller, and exit 0 after the controller's mark, by its own
+// datapath probe (as uid 65532, through the controller's rules, onto the listener it opens on the capture
+// port).
 TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSandbox) {
   // The API server and the controller run in the fixture's private node netns (the API server on its
   // loopback; the host netns is never touched); the test's HTTP calls are made from a thread in there.
@@ -111,6 +113,33 @@ TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSan
                                              status.dump(), "application/merge-patch+json");
   ASSERT_EQ(patched.code, 200) << patched.body;
 
+  // kubelet: the Downward API file with the pod's annotations so far (no mark), then the init container.
+  auto annotations_now = [&]() {
+    std::map<std::string, std::string> ann;
+    nlohmann::json j = request("GET", "/api/v1/namespaces/default/pods/real").Json();
+    if (j.is_object() && j["metadata"].contains("annotations")) {
+      for (const auto& [k, v] : j["metadata"]["annotations"].items()) {
+        if (v.is_string()) ann[k] = v.get<std::string>();
+      }
+    }
+    return ann;
+  };
+  std::map<std::string, std::string> annotations = annotations_now();
+  ASSERT_EQ(annotations.count("pod-network-controller.istio.io/status"), 0u);
+  PodInfo info(absl::StrCat(real.log_directory, "/podinfo"));
+  info.Write(annotations);
+  ContainerSpec waiter = WaiterSpec({"--file=/etc/podinfo/annotations", "--timeout=30s"});
+  waiter.name = "istio-validation";
+  waiter.mounts = {{info.dir(), "/etc/podinfo", true}};
+  absl::StatusOr<std::string> id = containers_->Create(*sandbox, real, real.log_directory, waiter);
+  ASSERT_TRUE(id.ok()) << id.status();
+  ASSERT_TRUE(containers_->Start(*id).ok());
+  absl::SleepFor(absl::Milliseconds(500));
+  absl::StatusOr<ContainerFacts> before = containers_->Status(*id);
+  ASSERT_TRUE(before.ok()) << before.status();
+  ASSERT_EQ(before->state, kContainerRunning) << "the waiter must hold the pod while no controller runs";
+
+  // The DaemonSet's process arrives.
   Daemon controller;
   controller.log = absl::StrCat(work, "/controller.log");
   pid = SpawnInNetns(node,
@@ -120,39 +149,35 @@ TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSan
                      controller.log);
   ASSERT_TRUE(pid.ok()) << pid.status();
   controller.pid = *pid;
+  const absl::Time controller_started = absl::Now();
 
-  // The mark, as the controller wrote it; copied into the Downward API file like the kubelet does.
-  std::map<std::string, std::string> annotations;
+  // kubelet's Downward API sync: every change of the annotations reaches the file.
   for (absl::Time deadline = absl::Now() + absl::Seconds(30); absl::Now() < deadline;) {
-    sim::testing::HttpResult got = request("GET", "/api/v1/namespaces/default/pods/real");
-    nlohmann::json j = got.Json();
-    if (j.is_object() && j["metadata"].contains("annotations")) {
-      annotations.clear();
-      for (const auto& [k, v] : j["metadata"]["annotations"].items()) {
-        if (v.is_string()) annotations[k] = v.get<std::string>();
-      }
-      if (annotations["pod-network-controller.istio.io/status"] == "initialized") break;
+    std::map<std::string, std::string> now = annotations_now();
+    if (now != annotations) {
+      annotations = now;
+      info.Write(annotations);
     }
+    if (annotations["pod-network-controller.istio.io/status"] == "initialized") break;
     absl::SleepFor(absl::Milliseconds(50));
   }
   ASSERT_EQ(annotations["pod-network-controller.istio.io/status"], "initialized") << controller.Log();
+  const absl::Time marked = absl::Now();
   const std::string probe = annotations["pod-network-controller.istio.io/probe"];
   EXPECT_THAT(probe, HasSubstr("capture=15001")) << "a datapath probe, not the marker path";
-  PodInfo info(absl::StrCat(real.log_directory, "/podinfo"));
-  info.Write(annotations);
 
-  ContainerSpec waiter = WaiterSpec({"--file=/etc/podinfo/annotations", "--timeout=20s"});
-  waiter.name = "istio-validation";
-  waiter.mounts = {{info.dir(), "/etc/podinfo", true}};
-  absl::StatusOr<std::string> id = containers_->Create(*sandbox, real, real.log_directory, waiter);
-  ASSERT_TRUE(id.ok()) << id.status();
-  ASSERT_TRUE(containers_->Start(*id).ok());
   absl::StatusOr<ContainerFacts> f = containers_->WaitExited(*id, absl::Seconds(30));
   ASSERT_TRUE(f.ok()) << f.status();
+  const absl::Time exited = absl::Now();
   absl::StatusOr<std::string> log = ReadCriLog(f->log_path);
   ASSERT_TRUE(log.ok());
   EXPECT_EQ(f->exit_code, 0) << *log << "\ncontroller:\n" << controller.Log();
-  std::fprintf(stderr, "real controller: probe %s; waiter said: %s\n", probe.c_str(), log->c_str());
+  EXPECT_THAT(*log, HasSubstr("redirected to port 15001"));
+  std::fprintf(stderr,
+               "real controller: marked %s after its start, waiter exit %d seen %s after the mark; probe %s; "
+               "waiter said: %s\n",
+               absl::FormatDuration(marked - controller_started).c_str(), f->exit_code,
+               absl::FormatDuration(exited - marked).c_str(), probe.c_str(), log->c_str());
 }
 
 }  // namespace
