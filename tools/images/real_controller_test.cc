@@ -29,9 +29,15 @@ namespace {
 // be running 500 ms after its start with no controller, and exit 0 after the controller's mark, by its own
 // datapath probe (as uid 65532, through the controller's rules, onto the listener it opens on the capture
 // port).
-TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSandbox) {
-  // The API server and the controller run in the fixture's private node netns (the API server on its
-  // loopback; the host netns is never touched); the test's HTTP calls are made from a thread in there.
+class RealControllerTest : public ImageTest {
+ protected:
+  enum class Controller { kProcess, kImage };
+  void Scenario(Controller how);
+};
+
+void RealControllerTest::Scenario(Controller how) {
+  // The API server runs in the fixture's private node netns on the CNI bridge's gateway address (the host
+  // netns is never touched); the test's HTTP calls are made from a thread in there.
   const NetnsHandle& node = ctrd_->node_netns();
   const std::string work = absl::StrCat(ctrd_->dir(), "/real");
   ASSERT_EQ(::mkdir(work.c_str(), 0700), 0);
@@ -40,7 +46,7 @@ TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSan
   api.log = absl::StrCat(work, "/apiserver.log");
   absl::StatusOr<pid_t> pid =
       SpawnInNetns(node,
-                   {Runfile("simulator/apiserver/apiserver"), "--listen=127.0.0.1:0", "--nodes=node-a",
+                   {Runfile("simulator/apiserver/apiserver"), "--listen=10.251.0.1:0", "--nodes=node-a",
                     "--scheduler=false", absl::StrCat("--write_kubeconfig=", kubeconfig)},
                    api.log);
   ASSERT_TRUE(pid.ok()) << pid.status();
@@ -139,16 +145,56 @@ TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSan
   ASSERT_TRUE(before.ok()) << before.status();
   ASSERT_EQ(before->state, kContainerRunning) << "the waiter must hold the pod while no controller runs";
 
-  // The DaemonSet's process arrives.
-  Daemon controller;
-  controller.log = absl::StrCat(work, "/controller.log");
-  pid = SpawnInNetns(node,
-                     {Runfile("controller/controller"), absl::StrCat("--kubeconfig=", kubeconfig),
-                      "--node_name=node-a", "--backend=nft", "--locator=cri",
-                      absl::StrCat("--cri_endpoint=", ctrd_->endpoint()), "--metrics_address="},
-                     controller.log);
-  ASSERT_TRUE(pid.ok()) << pid.status();
-  controller.pid = *pid;
+  // The DaemonSet's pod arrives.
+  Daemon process;
+  std::string controller_container;
+  auto controller_log = [&]() -> std::string {
+    if (how == Controller::kProcess) return process.Log();
+    absl::StatusOr<ContainerFacts> cf = containers_->Status(controller_container);
+    if (!cf.ok()) return cf.status().ToString();
+    absl::StatusOr<std::string> l = ReadCriLog(cf->log_path);
+    return absl::StrCat("controller container state ", cf->state, " exit ", cf->exit_code, ": ",
+                        l.ok() ? *l : l.status().ToString());
+  };
+  if (how == Controller::kProcess) {
+    process.log = absl::StrCat(work, "/controller.log");
+    pid = SpawnInNetns(node,
+                       {Runfile("controller/controller"), absl::StrCat("--kubeconfig=", kubeconfig),
+                        "--node_name=node-a", "--backend=nft", "--locator=cri",
+                        absl::StrCat("--cri_endpoint=", ctrd_->endpoint()), "--metrics_address="},
+                       process.log);
+    ASSERT_TRUE(pid.ok()) << pid.status();
+    process.pid = *pid;
+  } else {
+    // The controller image in a pod of its own (pod network, not hostNetwork, like the chart's DaemonSet),
+    // with the chart's securityContext and what the chart mounts: the CRI socket and the runtime's netns
+    // directory (read-only), plus the kubeconfig (in a cluster: the service account).
+    PodSpec pnc;
+    pnc.uid = "99999999-8888-7777-6666-555555555555";
+    pnc.name = "pnc-node-a";
+    pnc.namespace_name = "istio-pnc";
+    pnc.cgroup_parent = ctrd_->CgroupParent(pnc.uid);
+    pnc.log_directory = ctrd_->PodLogDirectory(pnc.uid);
+    ASSERT_EQ(::mkdir(pnc.log_directory.c_str(), 0700), 0);
+    absl::StatusOr<std::string> pnc_sandbox = sandboxes_->Run(pnc);
+    ASSERT_TRUE(pnc_sandbox.ok()) << pnc_sandbox.status();
+    const std::string netns_dir = facts->netns_path.substr(0, facts->netns_path.rfind('/'));
+    ASSERT_FALSE(netns_dir.empty()) << facts->netns_path;
+    ContainerSpec c;
+    c.name = "controller";
+    c.image = (*images_)->controller_ref;
+    c.args = {"--kubeconfig=/etc/pnc/kubeconfig",      "--node_name=node-a", "--backend=nft", "--locator=cri",
+              "--cri_endpoint=unix:/run/pnc/cri.sock", "--metrics_address="};
+    c.add_capabilities = {"NET_ADMIN", "NET_RAW", "SYS_ADMIN", "SYS_PTRACE"};
+    c.mounts = {{work, "/etc/pnc", true},
+                {absl::StrCat(ctrd_->dir(), "/c.sock"), "/run/pnc/cri.sock", false},
+                {netns_dir, netns_dir, true}};
+    absl::StatusOr<std::string> cid = containers_->Create(*pnc_sandbox, pnc, pnc.log_directory, c);
+    ASSERT_TRUE(cid.ok()) << cid.status() << "\n" << ctrd_->LogTail();
+    controller_container = *cid;
+    absl::Status started = containers_->Start(controller_container);
+    ASSERT_TRUE(started.ok()) << started << "\n" << ctrd_->LogTail();
+  }
   const absl::Time controller_started = absl::Now();
 
   // kubelet's Downward API sync: every change of the annotations reaches the file.
@@ -161,8 +207,21 @@ TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSan
     if (annotations["pod-network-controller.istio.io/status"] == "initialized") break;
     absl::SleepFor(absl::Milliseconds(50));
   }
-  ASSERT_EQ(annotations["pod-network-controller.istio.io/status"], "initialized") << controller.Log();
+  ASSERT_EQ(annotations["pod-network-controller.istio.io/status"], "initialized") << controller_log();
   const absl::Time marked = absl::Now();
+  if (how == Controller::kImage) {
+    // The mark came from the container (no controller process exists in this case), run as the chart runs it.
+    absl::StatusOr<ContainerFacts> cf = containers_->Status(controller_container);
+    ASSERT_TRUE(cf.ok()) << cf.status();
+    EXPECT_EQ(cf->state, kContainerRunning) << controller_log();
+    EXPECT_EQ(cf->spec_uid, 0);
+    EXPECT_THAT(cf->spec_effective_caps, ::testing::UnorderedElementsAre("CAP_NET_ADMIN", "CAP_NET_RAW",
+                                                                         "CAP_SYS_ADMIN", "CAP_SYS_PTRACE"));
+    EXPECT_TRUE(cf->spec_no_new_privileges);
+    EXPECT_TRUE(cf->spec_readonly_root);
+    EXPECT_TRUE(cf->spec_has_seccomp);
+    EXPECT_THAT(controller_log(), HasSubstr(uid)) << "the container's own log names the pod it reconciled";
+  }
   const std::string probe = annotations["pod-network-controller.istio.io/probe"];
   EXPECT_THAT(probe, HasSubstr("capture=15001")) << "a datapath probe, not the marker path";
 
@@ -171,13 +230,25 @@ TEST_F(ImageTest, WaiterImageReleasesOnlyAfterTheRealControllerInitializedItsSan
   const absl::Time exited = absl::Now();
   absl::StatusOr<std::string> log = ReadCriLog(f->log_path);
   ASSERT_TRUE(log.ok());
-  EXPECT_EQ(f->exit_code, 0) << *log << "\ncontroller:\n" << controller.Log();
+  EXPECT_EQ(f->exit_code, 0) << *log << "\ncontroller:\n" << controller_log();
   EXPECT_THAT(*log, HasSubstr("redirected to port 15001"));
   std::fprintf(stderr,
-               "real controller: marked %s after its start, waiter exit %d seen %s after the mark; probe %s; "
+               "controller %s: marked %s after its start, waiter exit %d seen %s after the mark; probe %s; "
                "waiter said: %s\n",
+               how == Controller::kProcess ? "process" : "image",
                absl::FormatDuration(marked - controller_started).c_str(), f->exit_code,
                absl::FormatDuration(exited - marked).c_str(), probe.c_str(), log->c_str());
+}
+
+TEST_F(RealControllerTest, WaiterImageReleasesOnlyAfterTheControllerProcessInitializedItsSandbox) {
+  Scenario(Controller::kProcess);
+}
+
+// The same with the controller image run by containerd: its libraries, its USER 0 with exactly the chart's
+// four capabilities, no_new_privs, read-only root and RuntimeDefault seccomp suffice to locate, program and
+// mark.
+TEST_F(RealControllerTest, WaiterImageReleasesOnlyAfterTheControllerImageInitializedItsSandbox) {
+  Scenario(Controller::kImage);
 }
 
 }  // namespace
