@@ -1,6 +1,6 @@
-// real_controller_test: the waiter image in a real containerd sandbox, released by the real controller.
-// See image_fixture.h and docs/deploy.md. Separate from image_test because it also depends on the simulator's
-// fake API server.
+// real_controller_test: the waiter image in a real containerd sandbox, released by the real controller, run
+// as the //controller process and as the controller image in a pod of its own. See image_fixture.h and
+// docs/deploy.md. Separate from image_test because it also depends on the simulator's fake API server.
 #include <signal.h>
 
 #include <map>
