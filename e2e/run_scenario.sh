@@ -23,7 +23,7 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
   shift
 fi
 case "$scenario" in
-  smoke|burst|races|multinode|latency|scale330|churn1000) scenario_file="$(runfile "simulator/scenarios/$scenario.textproto")" ;;
+  smoke|burst|races|multinode|latency|scale330|churn1000|helm) scenario_file="$(runfile "simulator/scenarios/$scenario.textproto")" ;;
   *) scenario_file="$scenario" ;;
 esac
 

@@ -28,6 +28,8 @@ ABSL_FLAG(std::string, scenario, "", "scenario text proto (simulator/scenarios/*
 ABSL_FLAG(std::string, controller_binary, "", "the controller binary (one child process per fake node)");
 ABSL_FLAG(std::string, waiter_binary, "", "the waiter binary (the init container of mesh pods)");
 ABSL_FLAG(std::string, backend, "iptc", "--backend passed to the controller");
+ABSL_FLAG(std::string, helm_binary, "", "helm, for scenarios with helm steps");
+ABSL_FLAG(std::string, chart, "", "the chart directory helm steps install");
 ABSL_FLAG(std::vector<std::string>, controller_args, {}, "extra controller flags (comma-separated)");
 ABSL_FLAG(std::string, report_json, "", "also write the report as JSON here");
 ABSL_FLAG(std::string, work_dir, "",
@@ -85,6 +87,8 @@ int main(int argc, char** argv) {
   o.waiter_binary = Resolve(absl::GetFlag(FLAGS_waiter_binary));
   o.backend = absl::GetFlag(FLAGS_backend);
   o.controller_extra_args = absl::GetFlag(FLAGS_controller_args);
+  o.helm_binary = absl::GetFlag(FLAGS_helm_binary);
+  o.chart_dir = absl::GetFlag(FLAGS_chart);
   o.work_dir = absl::GetFlag(FLAGS_work_dir);
   if (o.work_dir.empty()) o.work_dir = absl::StrCat("/tmp/pnc-sim-", ::getpid());
   o.tls = absl::GetFlag(FLAGS_tls);

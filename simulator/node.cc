@@ -108,6 +108,8 @@ struct FakeNode::Pod {
   bool terminating ABSL_GUARDED_BY(mu) = false;  // graceful deletion: we owe the API server the final DELETE
   bool refresh_pending ABSL_GUARDED_BY(mu) = false;  // a delayed Downward API refresh is queued
   bool recreate ABSL_GUARDED_BY(mu) = false;         // RecreateSandbox: kill this sandbox, make a new one
+  int netns_fd ABSL_GUARDED_BY(mu) = -1;             // the current sandbox's netns (owned by RunSandbox)
+  std::string dir ABSL_GUARDED_BY(mu);               // state dir (Downward API volume, logs)
   absl::Duration recreate_down ABSL_GUARDED_BY(mu);
   std::thread worker;
   std::atomic<bool> done{false};
@@ -150,11 +152,12 @@ absl::Status FakeNode::Start() {
     if (auto s = pool_->Fill(); !s.ok()) return s;
     pool_->StartRefill();
   }
-  json node = {
-      {"metadata", {{"name", options_.name}, {"labels", {{"kubernetes.io/hostname", options_.name}}}}},
-      {"status",
-       {{"addresses", {{{"type", "InternalIP"}, {"address", kNodeIp}}}},
-        {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}}}};
+  json node = {{"metadata",
+                {{"name", options_.name},
+                 {"labels", {{"kubernetes.io/hostname", options_.name}, {"kubernetes.io/os", "linux"}}}}},
+               {"status",
+                {{"addresses", {{{"type", "InternalIP"}, {"address", kNodeIp}}}},
+                 {"conditions", {{{"type", "Ready"}, {"status", "True"}}}}}}};
   auto created = store_->Create(Resource::kNodes, "", node);
   if (!created.ok() && created.status().code() != absl::StatusCode::kAlreadyExists) return created.status();
   sink_ = std::make_shared<Sink>(this);
@@ -346,6 +349,21 @@ void FakeNode::PublishStatus(const Pod& pod, const json& status) {
   (void)r;  // NotFound/Conflict: the pod is gone or replaced; nothing to report
 }
 
+std::map<std::string, absl::StatusOr<std::string>> FakeNode::LivePodTables() {
+  std::vector<std::shared_ptr<Pod>> pods;
+  {
+    absl::MutexLock l(&mu_);
+    for (const auto& [uid, p] : pods_) pods.push_back(p);
+  }
+  std::map<std::string, absl::StatusOr<std::string>> out;
+  for (const auto& p : pods) {
+    absl::MutexLock l(&p->mu);  // keeps the netns alive (teardown clears netns_fd under it first)
+    if (p->deleted || p->netns_fd < 0) continue;
+    out.emplace(p->uid, ListNetfilterTables(p->netns_fd, p->dir + "/nft-tables-check.out"));
+  }
+  return out;
+}
+
 absl::Status FakeNode::RecreateSandbox(const std::string& ns, const std::string& name, absl::Duration down) {
   std::shared_ptr<Pod> pod;
   {
@@ -532,8 +550,17 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
     }
   }
 
+  {
+    absl::MutexLock l(&pod->mu);
+    pod->netns_fd = netns->handle().fd();
+    pod->dir = pod_dir;
+  }
   auto teardown = [&] {
     SandboxEnd end = end_of_life();
+    {
+      absl::MutexLock l(&pod->mu);
+      pod->netns_fd = -1;
+    }
     if (listener_) listener_->SandboxRemoved(sandbox_info);
     return end;  // `netns` goes with this frame
   };

@@ -107,6 +107,9 @@ class FakeNode {
   // See the file comment. NotFound if no live pod ns/name runs (in netns mode) on this node.
   absl::Status RecreateSandbox(const std::string& ns, const std::string& name, absl::Duration down);
 
+  // For every live pod with a sandbox: the netfilter tables in its netns ("" = none), by pod uid.
+  std::map<std::string, absl::StatusOr<std::string>> LivePodTables();
+
   struct Pod;
 
  private:

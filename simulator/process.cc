@@ -24,6 +24,7 @@ namespace {
 // What the child needs, prepared by the parent: the child runs in the parent's memory (CLONE_VM) until execv.
 struct ChildSetup {
   char* const* argv;
+  char* const* envp;  // null: inherit
   int log_fd;
   int err_fd;
   int netns_fd;
@@ -58,7 +59,11 @@ int ChildMain(void* arg) {
   if (c.drop_groups && ::syscall(SYS_setgroups, 0, nullptr) != 0) fail(3);
   if (c.gid && ::syscall(SYS_setresgid, *c.gid, *c.gid, *c.gid) != 0) fail(4);
   if (c.uid && ::syscall(SYS_setresuid, *c.uid, *c.uid, *c.uid) != 0) fail(5);
-  ::execv(c.argv[0], c.argv);
+  if (c.envp != nullptr) {
+    ::execve(c.argv[0], c.argv, c.envp);
+  } else {
+    ::execv(c.argv[0], c.argv);
+  }
   fail(6);
   return 127;
 }
@@ -71,6 +76,11 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
   std::vector<char*> argv;
   for (const auto& a : options.argv) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  std::vector<char*> envp;
+  if (options.env) {
+    for (const auto& e : *options.env) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+  }
   int log_fd = -1;
   if (!options.log_path.empty()) {
     log_fd = ::open(options.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -83,9 +93,15 @@ absl::StatusOr<ChildProcess> ChildProcess::Spawn(const SpawnOptions& options) {
     if (log_fd >= 0) ::close(log_fd);
     return absl::InternalError("pipe2");
   }
-  ChildSetup setup{argv.data(),      log_fd,     err_pipe[1],
-                   options.netns_fd, ::getpid(), options.gid.has_value() || options.uid.has_value(),
-                   options.uid,      options.gid};
+  ChildSetup setup{argv.data(),
+                   options.env ? envp.data() : nullptr,
+                   log_fd,
+                   err_pipe[1],
+                   options.netns_fd,
+                   ::getpid(),
+                   options.gid.has_value() || options.uid.has_value(),
+                   options.uid,
+                   options.gid};
   // Like posix_spawn: no copy of the parent's page tables (fork() of this many-threaded, large process took
   // milliseconds each and stalled every other thread's page faults while 110 waiters were spawned).
   constexpr size_t kStack = 64 << 10;

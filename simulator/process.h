@@ -21,6 +21,8 @@ struct SpawnOptions {
   std::optional<uid_t> uid;       // drop to this uid/gid (and no supplementary groups) before exec
   std::optional<gid_t> gid;
   std::string log_path;  // stdout+stderr appended here; empty: inherit
+  // The child's whole environment ("K=V"); nullopt: inherit this process's.
+  std::optional<std::vector<std::string>> env;
 };
 
 class ChildProcess {

@@ -17,6 +17,7 @@
 #include <set>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -27,6 +28,7 @@
 #include "netns/testing/sandbox.h"
 #include "simulator/apiserver/server.h"
 #include "simulator/apiserver/store.h"
+#include "simulator/daemonset.h"
 #include "simulator/forgery.h"
 #include "simulator/netfilter_probe.h"
 #include "simulator/netns_identity.h"
@@ -238,6 +240,7 @@ class Run {
              absl::Duration every);
   absl::Status RecreateSandbox(const proto::RecreateSandbox& step);
   absl::Status Churn(const proto::Churn& step);
+  absl::Status Helm(const proto::Helm& step);
   bool AllSettled();
   Report BuildReport();
   void Teardown();
@@ -270,6 +273,8 @@ class Run {
   std::vector<std::string> step_log_;
   // Churned pods (uid) deleted by a churn step, and whether each had reached its expected outcome by then.
   std::map<std::string, bool> churned_;
+  std::unique_ptr<FakeDaemonSets> daemonsets_;
+  std::vector<std::string> helm_failures_;  // checks after helm steps that did not hold
 };
 
 // Every waiter holds an inotify instance until it exits, charged to its uid (all pods' waiters run as uid
@@ -366,6 +371,18 @@ absl::Status Run::Setup() {
     no.waiter_timeout = absl::Milliseconds(std::max<uint32_t>(scenario_.expect().settle_timeout_ms(), 10000));
     nodes_.push_back(std::make_unique<FakeNode>(store_.get(), &recorder_, no, sandbox, listener));
     if (auto s = nodes_.back()->Start(); !s.ok()) return s;
+  }
+  if (!options_.controller_binary.empty()) {
+    DaemonSetOptions dso;
+    dso.images.binaries["controller"] = options_.controller_binary;
+    dso.images.kubeconfig = kubeconfig_path_;
+    dso.work_dir = options_.work_dir;
+    std::vector<DaemonSetNode> ds_nodes;
+    for (size_t i = 0; i < nodes_.size(); ++i) {
+      if (cri_[i]) ds_nodes.push_back({nodes_[i]->name(), cri_[i]->endpoint()});
+    }
+    daemonsets_ = std::make_unique<FakeDaemonSets>(store_.get(), std::move(dso), std::move(ds_nodes));
+    if (auto s = daemonsets_->Start(); !s.ok()) return s;
   }
   controllers_.resize(nodes_.size());
   wants_controller_.resize(nodes_.size());
@@ -549,6 +566,85 @@ absl::Status Run::Churn(const proto::Churn& c) {
   return absl::OkStatus();
 }
 
+absl::Status Run::Helm(const proto::Helm& h) {
+  if (options_.helm_binary.empty() || options_.chart_dir.empty())
+    return absl::FailedPreconditionError("helm steps need --helm_binary and --chart");
+  const std::string release = h.release().empty() ? "pnc" : h.release();
+  const std::string ns = h.namespace_().empty() ? "istio-system" : h.namespace_();
+  const std::string action = proto::Helm::Action_Name(h.action());
+  SpawnOptions so;
+  so.argv = {options_.helm_binary};
+  switch (h.action()) {
+    case proto::Helm::INSTALL:
+      so.argv.insert(so.argv.end(), {"install", release, options_.chart_dir, "--create-namespace"});
+      break;
+    case proto::Helm::UPGRADE:
+      so.argv.insert(so.argv.end(), {"upgrade", release, options_.chart_dir});
+      break;
+    default:
+      so.argv.insert(so.argv.end(), {"uninstall", release});
+      break;
+  }
+  so.argv.insert(so.argv.end(), {"-n", ns, "--wait", "--timeout=60s"});
+  for (const auto& kv : h.set()) so.argv.insert(so.argv.end(), {"--set", kv});
+  std::string home = options_.work_dir + "/helm-home";
+  ::mkdir(home.c_str(), 0755);
+  so.env =
+      std::vector<std::string>{absl::StrCat("KUBECONFIG=", kubeconfig_path_), absl::StrCat("HOME=", home),
+                               absl::StrCat("PATH=", std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin")};
+  so.log_path = options_.work_dir + "/helm.log";
+  {
+    std::ofstream log(so.log_path, std::ios::app);
+    log << "$ " << absl::StrJoin(so.argv, " ") << "\n";
+  }
+  auto child = ChildProcess::Spawn(so);
+  if (!child.ok()) return child.status();
+  std::optional<int> code = child->WaitFor(absl::Seconds(120));
+  if (!code) {
+    child->Signal(SIGKILL);
+    code = child->Wait();
+  }
+  if (*code != 0) {
+    return absl::InternalError(absl::StrCat("helm ", absl::AsciiStrToLower(action), " exited with ", *code,
+                                            " (see ", so.log_path, ")"));
+  }
+  std::string summary =
+      absl::StrCat("helm ", absl::AsciiStrToLower(action), " ", release, " -n ", ns,
+                   h.set().empty() ? "" : absl::StrCat(" --set ", absl::StrJoin(h.set(), ",")));
+  if (h.action() == proto::Helm::UNINSTALL) {
+    // The DaemonSet is gone: its controllers must stop; pods they initialized must keep their redirection.
+    absl::Time deadline = absl::Now() + absl::Seconds(40);
+    while (daemonsets_ && daemonsets_->Running() > 0 && absl::Now() < deadline)
+      absl::SleepFor(absl::Milliseconds(20));
+    int running = daemonsets_ ? daemonsets_->Running() : 0;
+    if (running > 0)
+      helm_failures_.push_back(absl::StrCat("after uninstall ", running, " controller(s) still run"));
+    int kept = 0, checked = 0;
+    std::map<std::string, absl::StatusOr<std::string>> tables;
+    for (auto& n : nodes_) tables.merge(n->LivePodTables());
+    for (const auto& c : created_) {
+      auto r = recorder_.Get(c.uid);
+      if (!r || r->deleted || !r->intercepted) continue;
+      ++checked;
+      auto t = tables.find(c.uid);
+      if (t != tables.end() && t->second.ok() && !t->second->empty()) {
+        ++kept;
+      } else {
+        helm_failures_.push_back(absl::StrCat(c.ns, "/", c.name, " lost its rules after uninstall: ",
+                                              t == tables.end() ? "no sandbox"
+                                              : t->second.ok()  ? "no netfilter table"
+                                                                : t->second.status().ToString()));
+      }
+    }
+    absl::StrAppend(&summary, ": controllers left ", running, "; initialized pods that kept their rules ",
+                    kept, "/", checked);
+  } else if (daemonsets_) {
+    absl::StrAppend(&summary, ": ", daemonsets_->Running(), " controller(s) run from the DaemonSet");
+  }
+  step_log_.push_back(summary);
+  return absl::OkStatus();
+}
+
 absl::Status Run::Step(const proto::Step& step) {
   if (step.after_ms() > 0) absl::SleepFor(absl::Milliseconds(step.after_ms()));
   switch (step.action_case()) {
@@ -655,6 +751,9 @@ absl::Status Run::Step(const proto::Step& step) {
     }
     case proto::Step::kChurn:
       if (auto s = Churn(step.churn()); !s.ok()) return s;
+      break;
+    case proto::Step::kHelm:
+      if (auto s = Helm(step.helm()); !s.ok()) return s;
       break;
     case proto::Step::kWaitSettled: {
       absl::Time deadline = absl::Now() + absl::Milliseconds(step.wait_settled().timeout_ms());
@@ -885,6 +984,7 @@ Report Run::BuildReport() {
   }
   int restarts = 0;
   for (int s : controller_starts_) restarts += std::max(0, s - 1);
+  failures += static_cast<int>(helm_failures_.size());
   report.passed = failures == 0 && checked > 0;
   std::ostringstream out;
   out << "scenario " << scenario_.name() << " (seed " << scenario_.seed() << "): " << created_.size()
@@ -915,6 +1015,11 @@ Report Run::BuildReport() {
                          to_intercept.size());
   out << absl::StrFormat("throughput: %s pods/s (intercepted pods / (last interception - first creation))\n",
                          pods_per_s < 0 ? "-" : absl::StrFormat("%.1f", pods_per_s));
+  if (daemonsets_ && !daemonsets_->History().empty()) {
+    out << "DaemonSet pods (fake nodes running the chart's controller container):\n";
+    for (const auto& line : daemonsets_->History()) out << "  " << line << "\n";
+  }
+  for (const auto& f : helm_failures_) out << "FAILED after helm: " << f << "\n";
   int churn_ok = 0;
   for (const auto& [uid, ok] : churned_) churn_ok += ok;
   if (!churned_.empty())
@@ -967,6 +1072,8 @@ Report Run::BuildReport() {
          {{"p50", Percentile(to_intercept, 50)}, {"p99", Percentile(to_intercept, 99)}}}}},
       {"pods_per_second", pods_per_s},
       {"controller_resources", resources},
+      {"daemonset_history", daemonsets_ ? json(daemonsets_->History()) : json::array()},
+      {"helm_failures", helm_failures_},
       {"churn", {{"deleted", churned_.size()}, {"intercepted_before_deletion", churn_ok}}},
       {"sandbox_recreations",
        {{"count", recreated}, {"inode_reused", inode_reused}, {"cookie_differed", cookie_differs}}},
@@ -976,6 +1083,7 @@ Report Run::BuildReport() {
 
 void Run::Teardown() {
   for (size_t i = 0; i < controllers_.size(); ++i) StopController(i);
+  if (daemonsets_) daemonsets_->Stop();
   for (auto& n : nodes_) n->Stop();
   nodes_.clear();
   if (server_) server_->Stop();
@@ -1103,6 +1211,8 @@ absl::Status ValidateScenario(const proto::Scenario& s) {
         if (step.recreate_sandbox().namespace_().empty() || step.recreate_sandbox().name().empty()) {
           return absl::InvalidArgumentError(absl::StrCat(where, "recreate_sandbox needs namespace and name"));
         }
+        break;
+      case proto::Step::kHelm:
         break;
       case proto::Step::kChurn:
         if (templates.count(step.churn().template_()) == 0 ||

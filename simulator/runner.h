@@ -21,6 +21,9 @@ struct RunnerOptions {
   std::string work_dir;  // logs, kubeconfig, Downward API volumes; created if missing
   bool tls = true;       // the controller talks HTTPS with a bearer token, like in a cluster
   bool verbose = false;
+  // For `helm` steps: the Helm binary and the chart directory (charts/istio-pod-network-controller).
+  std::string helm_binary;
+  std::string chart_dir;
 };
 
 struct Report {

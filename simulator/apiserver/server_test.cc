@@ -71,10 +71,24 @@ TEST_F(ServerTest, DiscoveryAndStatusObjects) {
       Request(cfg_, "PATCH", "/api/v1/namespaces/default/pods/x", "{}", "application/apply-patch+yaml");
   EXPECT_EQ(no_manager.code, 422);
   EXPECT_EQ(no_manager.Json()["details"]["causes"][0]["field"], "fieldManager");
-  // A protobuf body is 415 (this server speaks JSON only); an Accept list without JSON is 406.
-  auto proto = Request(cfg_, "POST", "/api/v1/namespaces", "k8s\0", "application/vnd.kubernetes.protobuf");
+  // Protobuf bodies: decoded for the kinds typed clients send that way (Helm's Secrets, Namespaces), 415 for
+  // the others (like a server without that serializer).
+  using namespace std::string_literals;
+  const std::string magic = "k8s\0"s;
+  const std::string pod_type = "\x0a\x02v1\x12\x03Pod"s;
+  auto proto = Request(cfg_, "POST", "/api/v1/namespaces/default/pods",
+                       magic + "\x0a\x09"s + pod_type + "\x12\x00"s, "application/vnd.kubernetes.protobuf");
   EXPECT_EQ(proto.code, 415);
   EXPECT_EQ(proto.Json()["reason"], "UnsupportedMediaType");
+  const std::string ns_type = "\x0a\x02v1\x12\x09Namespace"s;
+  const std::string ns_raw = "\x0a\x04\x0a\x02pb"s;  // Namespace{metadata: {name: "pb"}}
+  auto ns = Request(cfg_, "POST", "/api/v1/namespaces", magic + "\x0a\x0f"s + ns_type + "\x12\x06"s + ns_raw,
+                    "application/vnd.kubernetes.protobuf");
+  EXPECT_EQ(ns.code, 201) << ns.body;
+  EXPECT_EQ(ns.Json()["metadata"]["name"], "pb");
+  auto truncated =
+      Request(cfg_, "POST", "/api/v1/namespaces", magic + "\x0a\x7f"s, "application/vnd.kubernetes.protobuf");
+  EXPECT_EQ(truncated.code, 400);
 }
 
 TEST_F(ServerTest, DryRunNeverPersists) {
