@@ -163,7 +163,7 @@ if want controller; then
     r=$(realpath "$l")
     cands[$l]="$r $l ${r/#\/usr\/lib\//\/lib\/} ${l/#\/usr\/lib\//\/lib\/}"
   done
-  # shellcheck disable=SC2086
+  # shellcheck disable=SC2048,SC2086  # the candidates are split on purpose (no spaces in library paths)
   while IFS= read -r line; do
     owner[${line#*: }]=${line%%[:,]*}
   done < <(printf '%s\n' ${cands[*]} | sort -u | xargs dpkg -S 2>/dev/null || true)
@@ -200,6 +200,7 @@ if want controller; then
     rm -rf "$base.tmp"
     mkdir -p "$base.tmp"
     # The versions the mirror delivered, read from the downloaded .debs (extract leaves no dpkg database).
+    # shellcheck disable=SC2016  # the hook is expanded by mmdebstrap's shell, with $1 = the root
     mmdebstrap "${mmopts[@]}" --extract-hook='for d in "$1"/var/cache/apt/archives/*.deb; do
         dpkg-deb --show --showformat="\${Package} \${Version}\n" "$d"; done | sort >"$1/../packages.txt"' \
       bookworm "$base.tmp/rootfs" "$sources"
