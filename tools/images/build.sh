@@ -35,8 +35,8 @@
 #                                    podman load -i OUT/controller.oci.tar
 #                                    ctr -n k8s.io images import OUT/controller.oci.tar
 set -euo pipefail
-# The checkout this script lives in (through symlinks: Bazel runfiles link to the source tree).
-cd "$(dirname "$(realpath "$0")")/../.."
+# The checkout this script lives in (in a Bazel test: the runfiles tree, which holds the chart).
+cd "$(dirname "$0")/../.."
 root_dir=$(pwd)
 
 out=""
