@@ -1,7 +1,10 @@
 #include "simulator/node.h"
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <fstream>
@@ -392,6 +395,9 @@ absl::Status FakeNode::RecreateSandbox(const std::string& ns, const std::string&
 }
 
 void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
+  if (options_.kubelet_nice >
+      0)  // this thread only (Linux: a tid is a PRIO_PROCESS target); children inherit it
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), options_.kubelet_nice);
   ObjectPtr spec_obj;
   {
     absl::MutexLock l(&pod->mu);

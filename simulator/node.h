@@ -89,6 +89,8 @@ struct NodeOptions {
   // Pod namespaces created before the scenario starts and refilled in the background (sandbox_pool.h); 0:
   // each sandbox is created when its pod arrives.
   size_t sandbox_pool = 0;
+  // setpriority() of every pod worker thread (inherited by the waiters it starts); 0: unchanged.
+  int kubelet_nice = 0;
 };
 
 class FakeNode {

@@ -184,27 +184,31 @@ absl::StatusOr<int> FreeLoopbackPort() {
   return port;
 }
 
-// GET http://127.0.0.1:<port><path>; true on a 200 answer.
-bool HttpGetOk(int port, const std::string& path) {
+// GET http://127.0.0.1:<port><path>: the whole answer (status line, headers, body); "" when unreachable.
+std::string HttpGet(int port, const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
+  if (fd < 0) return "";
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   timeval tv{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  bool ok = false;
+  std::string out;
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
     std::string req = absl::StrCat("GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     if (::write(fd, req.data(), req.size()) == static_cast<ssize_t>(req.size())) {
-      char buf[64];
-      ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
-      ok = n > 12 && absl::StartsWith(absl::string_view(buf, n), "HTTP/1.1 200");
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::read(fd, buf, sizeof(buf))) > 0) out.append(buf, n);
     }
   }
   ::close(fd);
-  return ok;
+  return out;
+}
+
+bool HttpGetOk(int port, const std::string& path) {
+  return absl::StartsWith(HttpGet(port, path), "HTTP/1.1 200");
 }
 
 // Controller RSS / fd / thread figures of one controller process (one start).
@@ -368,6 +372,7 @@ absl::Status Run::Setup() {
     no.waiter_binary = options_.waiter_binary;
     no.downward_api_delay = absl::Milliseconds(n.downward_api_delay_ms());
     no.sandbox_pool = n.sandbox_pool();
+    no.kubelet_nice = static_cast<int>(std::min<uint32_t>(n.kubelet_nice(), 19));
     no.waiter_timeout = absl::Milliseconds(std::max<uint32_t>(scenario_.expect().settle_timeout_ms(), 10000));
     nodes_.push_back(std::make_unique<FakeNode>(store_.get(), &recorder_, no, sandbox, listener));
     if (auto s = nodes_.back()->Start(); !s.ok()) return s;
@@ -425,6 +430,11 @@ absl::Status Run::WaitControllerReady(size_t i, absl::Duration timeout) {
 
 void Run::StopSampler(size_t i) {
   if (!samplers_[i]) return;
+  if (controllers_[i]) {  // the controller's own histograms (event -> applied -> marked), kept with the logs
+    std::ofstream m(absl::StrCat(options_.work_dir, "/controller-", scenario_.nodes(i).name(), "-",
+                                 controller_starts_[i], ".metrics"));
+    m << HttpGet(metrics_ports_[i], "/metrics");
+  }
   samplers_[i]->Stop();
   resources_.push_back({scenario_.nodes(i).name(), controller_starts_[i], samplers_[i]->Series()});
   samplers_[i].reset();
