@@ -190,7 +190,9 @@ TEST_F(ServerTest, WatchListSendsInitialEventsThenBookmark) {
     auto e = w.Next(absl::Seconds(5));
     ASSERT_TRUE(e);
     types.push_back((*e)["type"]);
-    if (i == 2) EXPECT_EQ((*e)["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    if (i == 2) {
+      EXPECT_EQ((*e)["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"], "true");
+    }
   }
   EXPECT_EQ(types, (std::vector<std::string>{"ADDED", "ADDED", "BOOKMARK"}));
 }
