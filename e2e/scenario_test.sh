@@ -36,6 +36,22 @@ for p in checked:
         assert not p["intercepted"] and p["status_annotation"] == "", p
     if p["expect"] == "FAILED":
         assert p["waiter_exit"] not in (None, 0) and p["status_annotation"].startswith("error: "), p
+# Istio's CNI-mode shapes (docs/deploy.md path b): the node ran our waiter as `istio-validation` with the
+# injection template's args on the istio-podinfo Downward API volume, as 65532:65532, and the proxy stand-in as
+# the istio-proxy container's 1337:1337 (a native sidecar init container or a regular container).
+cni_kinds = {"ISTIO_CNI_NATIVE_SIDECAR": True, "ISTIO_CNI_SIDECAR_CONTAINER": False}
+for p in checked:
+    if p["mesh"] not in cni_kinds:
+        continue
+    w, px = p["waiter_container"], p["proxy"]
+    assert w["name"] == "istio-validation" and (w["uid"], w["gid"]) == (65532, 65532), p
+    assert w["args"][0].startswith("--file=") and w["args"][0].endswith("/istio-podinfo/annotations"), w
+    assert "--timeout=300s" in w["args"], w
+    assert (px["uid"], px["gid"]) == (1337, 1337) and px["native_sidecar"] == cni_kinds[p["mesh"]], p
+if r["scenario"] in ("smoke", "races"):
+    for kind in cni_kinds:
+        ok = [p for p in checked if p["mesh"] == kind and p["expect"] == "INTERCEPTED"]
+        assert ok, "no intercepted pod of " + kind
 rec = r["sandbox_recreations"]
 # The kernel never hands out a netns cookie twice within a boot (the nsfs inode it often does: reported only).
 assert rec["cookie_differed"] == rec["count"], rec

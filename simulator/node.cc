@@ -48,20 +48,14 @@ std::map<std::string, std::string> Annotations(const json& pod) {
   return out;
 }
 
-bool HasWaiter(const json& pod) {
-  if (!pod.contains("spec") || !pod["spec"].contains("initContainers")) return false;
-  for (const auto& c : pod["spec"]["initContainers"]) {
-    if (c.value("name", "") == kWaiterContainer) return true;
+std::map<std::string, std::string> Labels(const json& pod) {
+  std::map<std::string, std::string> out;
+  auto md = pod.find("metadata");
+  if (md == pod.end() || !md->contains("labels") || !(*md)["labels"].is_object()) return out;
+  for (auto it = (*md)["labels"].begin(); it != (*md)["labels"].end(); ++it) {
+    if (it.value().is_string()) out[it.key()] = it.value().get<std::string>();
   }
-  return false;
-}
-
-bool HasProxy(const json& pod) {
-  if (!pod.contains("spec") || !pod["spec"].contains("containers")) return false;
-  for (const auto& c : pod["spec"]["containers"]) {
-    if (c.value("name", "") == "istio-proxy") return true;
-  }
-  return false;
+  return out;
 }
 
 std::string LastLine(const std::string& path) {
@@ -83,17 +77,21 @@ json Condition(const char* type, bool ok, absl::Time t, const std::string& reaso
   return c;
 }
 
-json ContainerStatuses(const json& pod, const char* list, const json& state, bool ready, int restarts) {
+// `sidecar_state`: for native sidecars (init containers with restartPolicy Always) once the pod runs; null:
+// like the others.
+json ContainerStatuses(const json& pod, const char* list, const json& state, bool ready, int restarts,
+                       const json& sidecar_state = nullptr) {
   json out = json::array();
   if (!pod.contains("spec") || !pod["spec"].contains(list)) return out;
   for (const auto& c : pod["spec"][list]) {
+    const bool sidecar = !sidecar_state.is_null() && IsNativeSidecar(c);
     out.push_back({{"name", c.value("name", "")},
                    {"image", c.value("image", "")},
                    {"imageID", ""},
-                   {"ready", ready},
+                   {"ready", sidecar || ready},
                    {"restartCount", restarts},
-                   {"started", ready},
-                   {"state", state}});
+                   {"started", sidecar || ready},
+                   {"state", sidecar ? sidecar_state : state}});
   }
   return out;
 }
@@ -105,7 +103,9 @@ struct FakeNode::Pod {
   absl::Mutex mu;
   ObjectPtr latest ABSL_GUARDED_BY(mu);
   std::map<std::string, std::string> annotations ABSL_GUARDED_BY(mu);
-  std::unique_ptr<DownwardVolume> volume ABSL_GUARDED_BY(mu);
+  std::map<std::string, std::string> labels ABSL_GUARDED_BY(mu);
+  // The pod spec's Downward API volumes (pod_shape.h), created with the first sandbox.
+  std::vector<std::pair<DownwardVolumeSpec, std::unique_ptr<DownwardVolume>>> volumes ABSL_GUARDED_BY(mu);
   pid_t waiter_pid ABSL_GUARDED_BY(mu) = -1;
   bool deleted ABSL_GUARDED_BY(mu) = false;
   bool terminating ABSL_GUARDED_BY(mu) = false;  // graceful deletion: we owe the API server the final DELETE
@@ -218,7 +218,7 @@ void FakeNode::Dispatch() {
     for (auto& p : due) {
       absl::MutexLock pl(&p->mu);
       p->refresh_pending = false;
-      if (p->volume) RefreshVolumeLocked(*p);
+      if (!p->volumes.empty()) RefreshVolumeLocked(*p);
     }
     // Reap finished workers.
     absl::MutexLock l(&mu_);
@@ -285,9 +285,11 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj, absl::T
   if (pod) {
     absl::MutexLock l(&pod->mu);
     pod->latest = obj;
-    if (annotations != pod->annotations) {
+    auto labels = Labels(*obj);
+    if (annotations != pod->annotations || labels != pod->labels) {
       pod->annotations = annotations;
-      if (pod->volume) {
+      pod->labels = std::move(labels);
+      if (!pod->volumes.empty()) {
         if (options_.downward_api_delay <= absl::ZeroDuration()) {
           RefreshVolumeLocked(*pod);
         } else if (!pod->refresh_pending) {
@@ -309,6 +311,7 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj, absl::T
     absl::MutexLock l(&pod->mu);
     pod->latest = obj;
     pod->annotations = annotations;
+    pod->labels = Labels(*obj);
   }
   recorder_->Update(uid, [&](PodRecord& r) {
     r.node = options_.name;
@@ -333,9 +336,14 @@ void FakeNode::OnPodEvent(const std::string& type, const ObjectPtr& obj, absl::T
 }
 
 void FakeNode::RefreshVolumeLocked(Pod& pod) {
-  if (auto s = pod.volume->Update({{"pod_annotations", FormatDownwardMap(pod.annotations)}}); !s.ok()) {
-    std::fprintf(stderr, "node %s: downward update %s: %s\n", options_.name.c_str(), pod.name.c_str(),
-                 s.ToString().c_str());
+  for (auto& [spec, volume] : pod.volumes) {
+    std::map<std::string, std::string> files;
+    for (const auto& [path, field] : spec.items)
+      files[path] = FormatDownwardMap(field == "metadata.labels" ? pod.labels : pod.annotations);
+    if (auto s = volume->Update(files); !s.ok()) {
+      std::fprintf(stderr, "node %s: downward update %s/%s: %s\n", options_.name.c_str(), pod.name.c_str(),
+                   spec.volume.c_str(), s.ToString().c_str());
+    }
   }
 }
 
@@ -446,7 +454,7 @@ void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
     if (pod->deleted) break;
   }
   absl::MutexLock l(&pod->mu);
-  if (pod->volume) pod->volume->Remove();
+  for (auto& [spec, volume] : pod->volumes) volume->Remove();
 }
 
 FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int generation) {
@@ -457,7 +465,16 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   }
   const json& podj = *spec_obj;
   const absl::Time start = absl::Now();
-  const bool waiter = HasWaiter(podj);
+  const std::string pod_dir = absl::StrCat(options_.state_dir, "/", pod->uid);
+  // The waiter init container and the proxy, as the pod spec has them (pod_shape.h).
+  const absl::StatusOr<std::optional<WaiterContainer>> waiter_spec =
+      FindWaiter(podj, pod_dir, options_.waiter_timeout);
+  const bool waiter = !waiter_spec.ok() || waiter_spec->has_value();
+  const std::string init_name =
+      waiter_spec.ok() && waiter_spec->has_value() ? (*waiter_spec)->name : std::string(kWaiterContainer);
+  const ProxyContainer proxy = FindProxy(podj);
+  const uid_t proxy_uid = proxy.uid.value_or(options_.proxy_uid);
+  const gid_t proxy_gid = proxy.gid.value_or(proxy_uid);
   // Deleted, or asked to recreate: the sandbox's life is over.
   auto interrupted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pod->mu) { return pod->deleted || pod->recreate; };
   auto settle = [&](const std::string& phase, const json& status) {
@@ -546,12 +563,14 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   recorder_->Update(pod->uid, [&](PodRecord& r) { r.sandbox_ready = ready; });
 
   // 2. Downward API volume (it outlives sandboxes, like the pod's volume directory on a real node).
-  std::string pod_dir = absl::StrCat(options_.state_dir, "/", pod->uid);
   {
     absl::MutexLock l(&pod->mu);
-    if (pod->volume == nullptr) {
+    if (pod->volumes.empty()) {
       ::mkdir(pod_dir.c_str(), 0755);
-      pod->volume = std::make_unique<DownwardVolume>(pod_dir + "/podinfo");
+      for (auto& spec : DownwardVolumes(podj)) {
+        std::string dir = absl::StrCat(pod_dir, "/", spec.volume);
+        pod->volumes.emplace_back(std::move(spec), std::make_unique<DownwardVolume>(dir));
+      }
       RefreshVolumeLocked(*pod);
     }
   }
@@ -578,11 +597,24 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
     std::string log =
         absl::StrCat(pod_dir, "/waiter", generation == 0 ? "" : absl::StrCat("-", generation), ".log");
     SpawnOptions so;
-    so.argv = {options_.waiter_binary, absl::StrCat("--file=", pod_dir, "/podinfo/pod_annotations"),
-               absl::StrCat("--timeout=", absl::ToInt64Seconds(options_.waiter_timeout), "s")};
+    so.argv = {options_.waiter_binary};
+    if (waiter_spec.ok()) {
+      const WaiterContainer& w = **waiter_spec;
+      so.argv.insert(so.argv.end(), w.args.begin(), w.args.end());
+      so.uid = w.uid.value_or(options_.app_uid);
+      so.gid = w.gid.value_or(*so.uid);
+    }
     so.netns_fd = netns->handle().fd();
-    so.uid = options_.app_uid;
-    so.gid = options_.app_uid;
+    recorder_->Update(pod->uid, [&](PodRecord& r) {
+      r.waiter_container = init_name;
+      r.waiter_uid = so.uid.value_or(0);
+      r.waiter_gid = so.gid.value_or(0);
+      r.waiter_args.assign(so.argv.begin() + 1, so.argv.end());
+      r.proxy_found = proxy.found;
+      r.proxy_native_sidecar = proxy.native_sidecar;
+      r.proxy_uid = proxy_uid;
+      r.proxy_gid = proxy_gid;
+    });
     so.log_path = log;
     int code;
     std::string message;
@@ -591,8 +623,9 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
       {
         absl::MutexLock l(&pod->mu);
         if (!interrupted()) {
-          child = options_.waiter_binary.empty() ? absl::FailedPreconditionError("no --waiter_binary")
-                                                 : ChildProcess::Spawn(so);
+          child = !waiter_spec.ok()                ? absl::StatusOr<ChildProcess>(waiter_spec.status())
+                  : options_.waiter_binary.empty() ? absl::FailedPreconditionError("no --waiter_binary")
+                                                   : ChildProcess::Spawn(so);
           if (child.ok()) pod->waiter_pid = child->pid();
         }
       }
@@ -625,7 +658,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
     ReleaseCheck check;
     if (code == 0 && !stopped) {
       // The sidecar stand-in's listeners, opened now (the waiter's probe needed the port until it exited).
-      auto l = OpenCaptureListeners(netns->handle(), options_.proxy_uid, options_.proxy_uid);
+      auto l = OpenCaptureListeners(netns->handle(), proxy_uid, proxy_gid);
       if (l.ok()) {
         capture = *std::move(l);
       } else {
@@ -637,8 +670,8 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
                                           .pod_ip = ip,
                                           .client_ip = netns->peer_ipv4,
                                           .app_uid = options_.app_uid,
-                                          .proxy_uid = options_.proxy_uid,
-                                          .proxy_gid = options_.proxy_uid,
+                                          .proxy_uid = proxy_uid,
+                                          .proxy_gid = proxy_gid,
                                           .test_net_ip = options_.test_net_ip,
                                           .test_net_port = options_.test_net_port},
                                          capture);
@@ -673,8 +706,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
       settle("Failed",
              {{"phase", "Failed"},
               {"reason", "InitContainerFailed"},
-              {"message",
-               absl::StrCat("init container ", kWaiterContainer, " exited with ", code, ": ", message)},
+              {"message", absl::StrCat("init container ", init_name, " exited with ", code, ": ", message)},
               {"podIP", ip},
               {"podIPs", {{{"ip", ip}}}},
               {"conditions",
@@ -687,9 +719,9 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   }
 
   // 4. Containers: sidecar stand-in (mesh pods) and the app's outbound check.
-  bool mesh = waiter || HasProxy(podj);
+  bool mesh = waiter || proxy.found;
   if (mesh && !waiter) {  // with a waiter they were opened when it exited
-    auto l = OpenCaptureListeners(netns->handle(), options_.proxy_uid, options_.proxy_uid);
+    auto l = OpenCaptureListeners(netns->handle(), proxy_uid, proxy_gid);
     if (l.ok()) {
       capture = *std::move(l);
     } else {
@@ -761,7 +793,8 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
           {"conditions",
            {Condition("PodScheduled", true, start), Condition("Initialized", true, init_done),
             Condition("ContainersReady", true, absl::Now()), Condition("Ready", true, absl::Now())}},
-          {"initContainerStatuses", ContainerStatuses(podj, "initContainers", terminated, false, generation)},
+          {"initContainerStatuses",
+           ContainerStatuses(podj, "initContainers", terminated, false, generation, running)},
           {"containerStatuses", ContainerStatuses(podj, "containers", running, true, generation)}});
   conn = nt::UniqueFd();
   capture = CaptureListeners();

@@ -5,13 +5,17 @@
 // Netns mode (needs the netns sandbox), per pod, on its own thread, like kubelet's pod workers:
 //   1. sandbox: a veth-linked network namespace from //netns/testing:sandbox; status.podIP/podIPs published
 //      (phase Pending, init containers waiting); the sandbox is announced to the SandboxListener (fake CRI).
-//   2. Downward API volume <state>/pods/<uid>/podinfo with pod_annotations, rewritten with kubelet's atomic
-//   ..data
-//      swap whenever the pod's annotations change.
-//   3. init container: when the pod has an init container named kWaiterContainer, the REAL waiter binary runs
-//   inside
-//      the pod netns as uid 1000 (non-root); its exit code and last output line go to initContainerStatuses.
-//   4. containers: a stand-in sidecar (listeners on 15001 and 15006 as uid 1337, for mesh pods) and the app
+//   2. Downward API volumes <state>/<uid>/<volume> as the pod spec declares them (pod_shape.h; default
+//      podinfo/pod_annotations), rewritten with kubelet's atomic ..data swap whenever the pod's annotations
+//      or labels change.
+//   3. init container: when the pod has a waiter init container (pod_shape.h: `pnc-waiter`, or
+//   `istio-validation`
+//      with the waiter's image, run with the pod spec's args and uid/gid), the REAL waiter binary runs inside
+//      the pod netns (default uid 1000, non-root); its exit code and last output line go to
+//      initContainerStatuses.
+//   4. containers: a stand-in sidecar (listeners on 15001 and 15006 as the istio-proxy container's
+//      runAsUser/runAsGroup, default 1337; a regular container or a native sidecar init container) and the
+//      app
 //   (uid
 //      1000) that connects to a TEST-NET-1 address (192.0.2.10:80). Intercepted = the connection landed on
 //      15001 with SO_ORIGINAL_DST 192.0.2.10:80. Without rules the SYN goes to the node peer, which forwards
@@ -46,6 +50,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "simulator/apiserver/store.h"
+#include "simulator/pod_shape.h"
 #include "simulator/recorder.h"
 #include "simulator/sandbox_pool.h"
 
@@ -54,8 +59,6 @@ class Sandbox;
 }
 
 namespace pnc::sim {
-
-inline constexpr char kWaiterContainer[] = "pnc-waiter";
 
 // What a container runtime knows about a sandbox (for the fake CRI server).
 struct SandboxInfo {
@@ -76,7 +79,7 @@ struct NodeOptions {
   std::string name;
   bool lightweight = false;
   std::string state_dir;      // per-node directory for Downward API volumes and logs
-  std::string waiter_binary;  // required in netns mode for pods with a kWaiterContainer init container
+  std::string waiter_binary;  // required in netns mode for pods with a waiter init container (pod_shape.h)
   absl::Duration waiter_timeout = absl::Seconds(60);
   uid_t app_uid = 1000;
   uid_t proxy_uid = 1337;  // and gid

@@ -8,6 +8,8 @@
 #include <sys/stat.h>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -330,6 +332,107 @@ TEST_F(NodeTest, RecreatedSandboxRunsTheWaiterAgainAndIsCheckedAtRelease) {
   EXPECT_EQ(FieldValue(**pod, "status.podIP"), second->sandboxes[1].ip);
   EXPECT_EQ((**pod)["status"]["containerStatuses"][0]["restartCount"], 1);
   EXPECT_TRUE(std::filesystem::exists(o.state_dir + "/" + first->uid + "/waiter-1.log"));
+}
+
+// Istio's CNI-mode shape with the pnc-waiter template (controller/testdata/istio_cni_pnc_waiter_pod.json,
+// path b of docs/deploy.md): the node runs the waiter as the pod spec's `istio-validation` says: its args,
+// the istio-podinfo volume (annotations + labels files) at the path the template mounts, uid/gid 65532; the
+// proxy stand-in as istio-proxy's 1337 (a native sidecar, reported running once the pod runs).
+json CniFixturePod(const std::string& name) {
+  std::ifstream f("controller/testdata/istio_cni_pnc_waiter_pod.json");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  json p = json::parse(ss.str());
+  p.erase("status");
+  p["metadata"].erase("uid");
+  p["metadata"].erase("resourceVersion");
+  p["metadata"]["name"] = name;
+  p["metadata"]["namespace"] = "default";
+  p["spec"]["nodeName"] = "node-1";
+  return p;
+}
+
+// /proc/<pid>/status "Uid:"/"Gid:" lines of the process whose command line contains `needle`; "" if none.
+std::string IdsOfProcess(const std::string& needle) {
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream cmd(e.path() / "cmdline");
+    std::string c((std::istreambuf_iterator<char>(cmd)), std::istreambuf_iterator<char>());
+    if (c.find(needle) == std::string::npos) continue;
+    std::ifstream st(e.path() / "status");
+    std::string line, out;
+    while (std::getline(st, line)) {
+      if (line.rfind("Uid:", 0) == 0 || line.rfind("Gid:", 0) == 0) out += line + "\n";
+    }
+    return out;
+  }
+  return "";
+}
+
+TEST_F(NodeTest, IstioCniPodRunsTheWaiterFromItsSpec) {
+  Store store;
+  Recorder rec;
+  StandInController ctl(&store, false);  // acts on pods named mesh*
+  FakeNode node(&store, &rec, Options(), sandbox_, &ctl);
+  ASSERT_TRUE(node.Start().ok());
+
+  // No controller for this one: the waiter waits, and can be looked at.
+  auto created = store.Create(Resource::kPods, "default", CniFixturePod("cni-wait"));
+  ASSERT_TRUE(created.ok()) << created.status();
+  const std::string uid = FieldValue(**created, "metadata.uid");
+  const std::string dir = Options().state_dir + "/" + uid + "/istio-podinfo";
+  std::string ids;
+  for (int i = 0; i < 200 && ids.empty(); ++i) {
+    ids = IdsOfProcess(dir + "/annotations");
+    if (ids.empty()) absl::SleepFor(absl::Milliseconds(25));
+  }
+  EXPECT_NE(ids.find("Uid:\t65532\t65532\t65532\t65532"), std::string::npos) << ids;
+  EXPECT_NE(ids.find("Gid:\t65532\t65532\t65532\t65532"), std::string::npos) << ids;
+  std::ifstream annotations(dir + "/annotations"), labels(dir + "/labels");
+  std::string a((std::istreambuf_iterator<char>(annotations)), std::istreambuf_iterator<char>());
+  std::string l((std::istreambuf_iterator<char>(labels)), std::istreambuf_iterator<char>());
+  EXPECT_NE(a.find("sidecar.istio.io/interceptionMode=\"REDIRECT\""), std::string::npos) << a;
+  EXPECT_NE(l.find("app=\"reviews\""), std::string::npos) << l;
+  // The controller's error reaches it through that file: the init container fails under its own name.
+  ASSERT_TRUE(
+      store
+          .Patch(Resource::kPods, "default", "cni-wait", PatchType::kMerge,
+                 {{"metadata", {{"annotations", {{kStatus, "error: traffic.sidecar.istio.io/x: bad"}}}}}},
+                 Subresource::kStatus)
+          .ok());
+  auto failed = WaitSettled(rec, store, "cni-wait");
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->phase, "Failed");
+  EXPECT_EQ(failed->waiter_container, "istio-validation");
+  EXPECT_EQ(failed->waiter_uid, 65532u);
+  EXPECT_EQ(failed->waiter_gid, 65532u);
+  EXPECT_EQ(failed->waiter_args,
+            (std::vector<std::string>{absl::StrCat("--file=", dir, "/annotations"), "--timeout=300s"}));
+  auto pod = store.Get(Resource::kPods, "default", "cni-wait");
+  ASSERT_TRUE(pod.ok());
+  EXPECT_NE(FieldValue(**pod, "status.message").find("init container istio-validation exited with"),
+            std::string::npos)
+      << (**pod)["status"].dump();
+
+  // With the stand-in controller: released, checked at release, intercepted; the proxy is istio-proxy's 1337.
+  ASSERT_TRUE(store.Create(Resource::kPods, "default", CniFixturePod("mesh-cni")).ok());
+  auto ok = WaitSettled(rec, store, "mesh-cni");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->phase, "Running");
+  EXPECT_EQ(ok->waiter_exit, 0) << ok->waiter_message;
+  EXPECT_TRUE(ok->release_check.passed()) << ok->release_check.Summary();
+  EXPECT_TRUE(ok->intercepted) << ok->interception_detail;
+  EXPECT_TRUE(ok->proxy_found && ok->proxy_native_sidecar);
+  EXPECT_EQ(ok->proxy_uid, 1337u);
+  EXPECT_EQ(ok->proxy_gid, 1337u);
+  pod = store.Get(Resource::kPods, "default", "mesh-cni");
+  ASSERT_TRUE(pod.ok());
+  const json& init = (**pod)["status"]["initContainerStatuses"];
+  ASSERT_EQ(init.size(), 2u) << init.dump();
+  EXPECT_EQ(init[0]["name"], "istio-validation");
+  EXPECT_EQ(init[0]["state"]["terminated"]["exitCode"], 0);
+  EXPECT_EQ(init[1]["name"], "istio-proxy");
+  EXPECT_TRUE(init[1]["state"].contains("running")) << init.dump();
+  EXPECT_EQ(init[1]["ready"], true);
 }
 
 TEST_F(NodeTest, NetfilterProbeSeesXtablesAndNftTables) {

@@ -46,6 +46,13 @@ struct PodRecord {
   std::string netns_annotation;                  // last value of pod-network-controller.istio.io/netns
   std::optional<int> waiter_exit;
   std::string waiter_message;  // last line of the waiter's output
+  // How the node ran the pod's containers, from its spec (pod_shape.h): the waiter init container's name,
+  // uid:gid and args; the proxy stand-in's uid:gid and whether the proxy is a native sidecar.
+  std::string waiter_container;
+  uint32_t waiter_uid = 0, waiter_gid = 0;
+  std::vector<std::string> waiter_args;
+  bool proxy_found = false, proxy_native_sidecar = false;
+  uint32_t proxy_uid = 0, proxy_gid = 0;
   bool interception_checked = false;
   bool intercepted = false;
   std::string interception_detail;

@@ -46,6 +46,12 @@ namespace {
 
 constexpr char kSidecarStatus[] =
     R"({"initContainers":["pnc-waiter"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","podinfo"],"imagePullSecrets":null,"revision":"default"})";
+// What Istio's injector writes in CNI mode (controller/testdata/istio_cni_*.json): istio-validation first,
+// the proxy a native sidecar init container or a regular container.
+constexpr char kCniNativeSidecarStatus[] =
+    R"({"initContainers":["istio-validation","istio-proxy"],"containers":null,"volumes":["istio-envoy","istio-data","istio-podinfo"],"imagePullSecrets":null,"revision":"default"})";
+constexpr char kCniSidecarContainerStatus[] =
+    R"({"initContainers":["istio-validation"],"containers":["istio-proxy"],"volumes":["istio-envoy","istio-data","istio-podinfo"],"imagePullSecrets":null,"revision":"default"})";
 
 // The fake CRI server of one node, fed by the node's sandboxes.
 class CriListener : public SandboxListener {
@@ -68,6 +74,83 @@ class CriListener : public SandboxListener {
   std::unique_ptr<netns::FakeCriServer> server_;
 };
 
+// Istio's CNI-mode injection as docs/deploy.md path b deploys it: the waiter replaces istio-validation (the
+// pnc-waiter template), reads the injector's istio-podinfo volume and runs as 65532:65532; the proxy runs as
+// 1337 with the injector's env; the mesh's capture settings are rendered onto the pod as annotations.
+void AddIstioCniShape(const proto::PodTemplate& t, json& pod) {
+  const bool native = t.mesh() == proto::PodTemplate::ISTIO_CNI_NATIVE_SIDECAR;
+  json& md = pod["metadata"];
+  json& spec = pod["spec"];
+  md["labels"]["security.istio.io/tlsMode"] = "istio";
+  md["labels"]["service.istio.io/canonical-name"] = t.name();
+  md["labels"]["service.istio.io/canonical-revision"] = "latest";
+  md["annotations"] = {
+      {"istio.io/rev", "default"},
+      {"kubectl.kubernetes.io/default-container", "app"},
+      {"kubectl.kubernetes.io/default-logs-container", "app"},
+      {"prometheus.io/path", "/stats/prometheus"},
+      {"prometheus.io/port", "15020"},
+      {"prometheus.io/scrape", "true"},
+      {"sidecar.istio.io/interceptionMode", "REDIRECT"},
+      {"sidecar.istio.io/status", native ? kCniNativeSidecarStatus : kCniSidecarContainerStatus},
+      {"traffic.sidecar.istio.io/excludeInboundPorts", "15020"},
+      {"traffic.sidecar.istio.io/includeInboundPorts", "*"},
+      {"traffic.sidecar.istio.io/includeOutboundIPRanges", "*"}};
+  json drop_all = {{"allowPrivilegeEscalation", false},
+                   {"capabilities", {{"drop", {"ALL"}}}},
+                   {"privileged", false},
+                   {"readOnlyRootFilesystem", true},
+                   {"runAsNonRoot", true}};
+  json waiter_sc = drop_all;
+  waiter_sc["runAsUser"] = 65532;
+  waiter_sc["runAsGroup"] = 65532;
+  waiter_sc["seccompProfile"] = {{"type", "RuntimeDefault"}};
+  json validation = {
+      {"name", "istio-validation"},
+      {"image", "quay.io/istio-pod-network-controller/waiter:0.1.0"},
+      {"command", {"/usr/local/bin/waiter"}},
+      {"args", {"--file=/etc/istio/pod/annotations", "--timeout=300s"}},
+      {"securityContext", waiter_sc},
+      {"volumeMounts", {{{"mountPath", "/etc/istio/pod"}, {"name", "istio-podinfo"}, {"readOnly", true}}}}};
+  json proxy_sc = drop_all;
+  proxy_sc["runAsUser"] = 1337;
+  proxy_sc["runAsGroup"] = 1337;
+  json env = json::array();
+  env.push_back({{"name", "PILOT_CERT_PROVIDER"}, {"value", "istiod"}});
+  env.push_back({{"name", "POD_NAME"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "metadata.name"}}}}}});
+  env.push_back(
+      {{"name", "POD_NAMESPACE"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "metadata.namespace"}}}}}});
+  env.push_back({{"name", "ISTIO_META_INTERCEPTION_MODE"}, {"value", "REDIRECT"}});
+  env.push_back({{"name", "ISTIO_META_DNS_CAPTURE"}, {"value", "true"}});
+  json proxy = {{"name", "istio-proxy"},
+                {"image", "docker.io/istio/proxyv2:1.24.0"},
+                {"args", {"proxy", "sidecar", "--domain", "$(POD_NAMESPACE).svc.cluster.local"}},
+                {"ports", {{{"containerPort", 15090}, {"name", "http-envoy-prom"}, {"protocol", "TCP"}}}},
+                {"env", env},
+                {"securityContext", proxy_sc},
+                {"volumeMounts",
+                 {{{"mountPath", "/etc/istio/proxy"}, {"name", "istio-envoy"}},
+                  {{"mountPath", "/var/lib/istio/data"}, {"name", "istio-data"}},
+                  {{"mountPath", "/etc/istio/pod"}, {"name", "istio-podinfo"}}}}};
+  spec["initContainers"] = {validation};
+  if (native) {
+    proxy["restartPolicy"] = "Always";
+    spec["initContainers"].push_back(proxy);
+  } else {
+    spec["containers"].push_back(proxy);
+  }
+  spec["volumes"] = {
+      {{"name", "istio-envoy"}, {"emptyDir", {{"medium", "Memory"}}}},
+      {{"name", "istio-data"}, {"emptyDir", json::object()}},
+      {{"name", "istio-podinfo"},
+       {"downwardAPI",
+        {{"items",
+          {{{"path", "labels"}, {"fieldRef", {{"fieldPath", "metadata.labels"}}}},
+           {{"path", "annotations"}, {"fieldRef", {{"fieldPath", "metadata.annotations"}}}}}}}}}};
+}
+
+}  // namespace
+
 json PodFromTemplate(const proto::PodTemplate& t, const std::string& ns, const std::string& name,
                      const std::string& node) {
   json pod = {{"apiVersion", "v1"},
@@ -82,7 +165,10 @@ json PodFromTemplate(const proto::PodTemplate& t, const std::string& ns, const s
   json& md = pod["metadata"];
   json& spec = pod["spec"];
   for (const auto& [k, v] : t.labels()) md["labels"][k] = v;
-  if (t.mesh() != proto::PodTemplate::NONE) {
+  if (t.mesh() == proto::PodTemplate::ISTIO_CNI_NATIVE_SIDECAR ||
+      t.mesh() == proto::PodTemplate::ISTIO_CNI_SIDECAR_CONTAINER) {
+    AddIstioCniShape(t, pod);
+  } else if (t.mesh() != proto::PodTemplate::NONE) {
     spec["containers"].push_back({{"name", "istio-proxy"},
                                   {"image", "docker.io/istio/proxyv2:1.22.0"},
                                   {"securityContext", {{"runAsUser", 1337}, {"runAsGroup", 1337}}}});
@@ -106,6 +192,8 @@ json PodFromTemplate(const proto::PodTemplate& t, const std::string& ns, const s
   if (!node.empty()) spec["nodeName"] = node;
   return pod;
 }
+
+namespace {
 
 double Ms(absl::Time from, absl::Time to) {
   if (from == absl::InfinitePast() || to == absl::InfinitePast()) return -1;
@@ -936,6 +1024,16 @@ Report Run::BuildReport() {
         {"status_annotation", r.status_annotation},
         {"waiter_exit", r.waiter_exit ? json(*r.waiter_exit) : json()},
         {"waiter_message", r.waiter_message},
+        {"mesh", proto::PodTemplate::Mesh_Name(t->mesh())},
+        {"waiter_container", r.waiter_container.empty() ? json()
+                                                        : json{{"name", r.waiter_container},
+                                                               {"uid", r.waiter_uid},
+                                                               {"gid", r.waiter_gid},
+                                                               {"args", r.waiter_args}}},
+        {"proxy",
+         r.proxy_found
+             ? json{{"uid", r.proxy_uid}, {"gid", r.proxy_gid}, {"native_sidecar", r.proxy_native_sidecar}}
+             : json()},
         {"intercepted", r.intercepted},
         {"interception_detail", r.interception_detail},
         {"marked_for_this_netns_at_waiter_exit", r.marked_for_this_netns},

@@ -41,6 +41,11 @@ absl::StatusOr<proto::Scenario> LoadScenario(const std::string& path);
 // References are consistent: unique node/template names, creations use known templates, namespaces and nodes.
 absl::Status ValidateScenario(const proto::Scenario& scenario);
 
+// The pod the runner creates from a template (`node` empty: not bound yet), before the API server fills in
+// uid, resourceVersion and status.
+nlohmann::json PodFromTemplate(const proto::PodTemplate& t, const std::string& ns, const std::string& name,
+                               const std::string& node);
+
 }  // namespace pnc::sim
 
 #endif  // PNC_SIMULATOR_RUNNER_H_

@@ -4,10 +4,13 @@
 
 #include <fstream>
 #include <set>
+#include <sstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "google/protobuf/text_format.h"
 #include "gtest/gtest.h"
+#include "simulator/pod_shape.h"
 #include "simulator/runner.h"
 
 namespace pnc::sim {
@@ -15,6 +18,118 @@ namespace {
 
 std::string Runfile(const std::string& rel) {
   return absl::StrCat(std::getenv("TEST_SRCDIR"), "/istio_pod_network_controller/", rel);
+}
+
+nlohmann::json Fixture(const std::string& name) {
+  std::ifstream f(Runfile(absl::StrCat("controller/testdata/", name)));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return nlohmann::json::parse(ss.str());
+}
+
+const nlohmann::json& Named(const nlohmann::json& list, const std::string& name) {
+  for (const auto& c : list) {
+    if (c.value("name", "") == name) return c;
+  }
+  static const nlohmann::json kNone;
+  ADD_FAILURE() << "no " << name << " in " << list.dump();
+  return kNone;
+}
+
+std::vector<std::string> Names(const nlohmann::json& list) {
+  std::vector<std::string> out;
+  for (const auto& c : list) out.push_back(c.value("name", ""));
+  return out;
+}
+
+// Issue 10 item 4: the simulator's CNI-mode kinds build the pods of controller/testdata/istio_cni_*.json (the
+// injector's shapes, path b), and the fake node reads them as kubelet would: the waiter with the template's
+// args on the istio-podinfo volume as 65532:65532, the proxy as 1337:1337.
+TEST(ScenarioTest, IstioCniKindsHaveTheInjectorsShape) {
+  const nlohmann::json want = Fixture("istio_cni_pnc_waiter_pod.json");
+  const nlohmann::json want_container = Fixture("istio_cni_tproxy_sidecar_container_pod.json");
+  for (auto mesh :
+       {proto::PodTemplate::ISTIO_CNI_NATIVE_SIDECAR, proto::PodTemplate::ISTIO_CNI_SIDECAR_CONTAINER}) {
+    SCOPED_TRACE(proto::PodTemplate::Mesh_Name(mesh));
+    const bool native = mesh == proto::PodTemplate::ISTIO_CNI_NATIVE_SIDECAR;
+    proto::PodTemplate t;
+    t.set_name("cni");
+    t.set_mesh(mesh);
+    const nlohmann::json pod = PodFromTemplate(t, "apps", "cni-0", "node-1");
+    const auto& md = pod["metadata"];
+    const auto& spec = pod["spec"];
+    // Annotations the injector renders: the capture settings, exactly as in the fixture.
+    for (const auto& [k, v] : want["metadata"]["annotations"].items()) {
+      if (absl::StartsWith(k, "traffic.sidecar.istio.io/") || k == "sidecar.istio.io/interceptionMode" ||
+          k == "istio.io/rev" || absl::StartsWith(k, "prometheus.io/")) {
+        EXPECT_EQ(md["annotations"].value(k, ""), v) << k;
+      }
+    }
+    auto status = nlohmann::json::parse(md["annotations"]["sidecar.istio.io/status"].get<std::string>());
+    auto want_status = nlohmann::json::parse(
+        (native ? want : want_container)["metadata"]["annotations"]["sidecar.istio.io/status"]
+            .get<std::string>());
+    EXPECT_EQ(status["initContainers"], want_status["initContainers"]);
+    EXPECT_EQ(status["containers"], want_status["containers"]);
+    EXPECT_EQ(md["labels"]["security.istio.io/tlsMode"], "istio");
+    // The waiter under Istio's name, first, as the pnc-waiter template overrides it.
+    ASSERT_TRUE(spec.contains("initContainers"));
+    const std::vector<std::string> init_names =
+        native ? std::vector<std::string>{"istio-validation", "istio-proxy"}
+               : std::vector<std::string>{"istio-validation"};
+    EXPECT_EQ(Names(spec["initContainers"]), init_names);
+    const auto& validation = spec["initContainers"][0];
+    const auto& want_validation = Named(want["spec"]["initContainers"], "istio-validation");
+    for (const char* k : {"args", "securityContext", "volumeMounts"})
+      EXPECT_EQ(validation[k], want_validation[k]) << k;
+    EXPECT_EQ(Named(spec["volumes"], "istio-podinfo"), Named(want["spec"]["volumes"], "istio-podinfo"));
+    // The proxy.
+    const auto& proxy = Named(native ? spec["initContainers"] : spec["containers"], "istio-proxy");
+    EXPECT_EQ(proxy.value("restartPolicy", ""), native ? "Always" : "");
+    EXPECT_EQ(proxy["securityContext"],
+              Named(want["spec"]["initContainers"], "istio-proxy")["securityContext"]);
+    EXPECT_EQ(Named(proxy["env"], "ISTIO_META_DNS_CAPTURE")["value"], "true");
+    EXPECT_EQ(Named(proxy["env"], "ISTIO_META_INTERCEPTION_MODE")["value"], "REDIRECT");
+
+    // What the fake node runs.
+    auto waiter = FindWaiter(pod, "/state/uid", absl::Seconds(60));
+    ASSERT_TRUE(waiter.ok()) << waiter.status();
+    ASSERT_TRUE(waiter->has_value());
+    EXPECT_EQ((*waiter)->name, "istio-validation");
+    EXPECT_EQ((*waiter)->args,
+              (std::vector<std::string>{"--file=/state/uid/istio-podinfo/annotations", "--timeout=300s"}));
+    EXPECT_EQ((*waiter)->uid, 65532u);
+    EXPECT_EQ((*waiter)->gid, 65532u);
+    ProxyContainer p = FindProxy(pod);
+    EXPECT_TRUE(p.found);
+    EXPECT_EQ(p.native_sidecar, native);
+    EXPECT_EQ(p.uid, 1337u);
+    EXPECT_EQ(p.gid, 1337u);
+    auto volumes = DownwardVolumes(pod);
+    ASSERT_EQ(volumes.size(), 1u);
+    EXPECT_EQ(volumes[0].volume, "istio-podinfo");
+    EXPECT_EQ(volumes[0].items, (std::vector<std::pair<std::string, std::string>>{
+                                    {"labels", "metadata.labels"}, {"annotations", "metadata.annotations"}}));
+  }
+  // The fixture itself reads the same way; Istio's own validation (path a) is not something the node runs.
+  auto fixture_waiter = FindWaiter(want, "/d", absl::Seconds(60));
+  ASSERT_TRUE(fixture_waiter.ok() && fixture_waiter->has_value()) << fixture_waiter.status();
+  EXPECT_EQ((*fixture_waiter)->args,
+            (std::vector<std::string>{"--file=/d/istio-podinfo/annotations", "--timeout=300s"}));
+  EXPECT_EQ(FindWaiter(Fixture("istio_cni_native_sidecar_pod.json"), "/d", absl::Seconds(60)).status().code(),
+            absl::StatusCode::kUnimplemented);
+  // A --file outside the container's Downward API mounts is an error, like a missing mount.
+  nlohmann::json broken = want;
+  broken["spec"]["initContainers"][0]["args"][0] = "--file=/etc/podinfo/annotations";
+  EXPECT_EQ(FindWaiter(broken, "/d", absl::Seconds(60)).status().code(), absl::StatusCode::kInvalidArgument);
+  // The simulator's own shape keeps its node-supplied args and default volume.
+  proto::PodTemplate legacy;
+  legacy.set_name("mesh");
+  legacy.set_mesh(proto::PodTemplate::ISTIO_INJECTED);
+  auto own = FindWaiter(PodFromTemplate(legacy, "apps", "m", ""), "/d", absl::Seconds(60));
+  ASSERT_TRUE(own.ok() && own->has_value());
+  EXPECT_EQ((*own)->args, (std::vector<std::string>{"--file=/d/podinfo/pod_annotations", "--timeout=60s"}));
+  EXPECT_EQ((*own)->uid, 1000u);
 }
 
 TEST(ScenarioTest, ShippedScenariosParseAndValidate) {
