@@ -29,6 +29,7 @@
 #include "kube/curl_client.h"
 #include "netns/inspector.h"
 #include "rules/annotations.h"
+#include "tools/cli/help.h"
 
 namespace {
 std::string EnvOr(const char* name, const char* fallback) {
@@ -255,48 +256,13 @@ int Main() {
 }  // namespace
 }  // namespace pnc::controller
 
-namespace {
-
-// --help / -h / --helpshort / --helpfull are answered here, before absl::ParseCommandLine, whose own help
-// handling exits 1: usage on stdout, exit 0. --help lists this binary's flags, --helpfull every linked-in
-// flag. Arguments after "--" are not flags. Returns -1 when no help was asked for.
-int MaybeHelp(int argc, char** argv) {
-  bool help = false, full = false;
-  for (int i = 1; i < argc; ++i) {
-    const char* a = argv[i];
-    if (std::strcmp(a, "--") == 0) break;
-    if (std::strcmp(a, "--help") == 0 || std::strcmp(a, "-help") == 0 || std::strcmp(a, "-h") == 0 ||
-        std::strcmp(a, "--helpshort") == 0)
-      help = true;
-    if (std::strcmp(a, "--helpfull") == 0 || std::strcmp(a, "-helpfull") == 0) help = full = true;
-  }
-  if (!help) return -1;
-  std::vector<absl::CommandLineFlag*> flags;
-  for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (full || absl::StrContains(flag->Filename(), "controller_main.cc")) flags.push_back(flag);
-  }
-  std::sort(flags.begin(), flags.end(), [](const absl::CommandLineFlag* a, const absl::CommandLineFlag* b) {
-    return a->Name() < b->Name();
-  });
-  std::string out = absl::StrCat(absl::ProgramUsageMessage(), "\n\nFlags:\n");
-  for (const absl::CommandLineFlag* f : flags) {
-    absl::StrAppend(&out, "  --", f->Name(), " (default \"", f->DefaultValue(), "\")\n      ", f->Help(),
-                    "\n");
-  }
-  if (!full) absl::StrAppend(&out, "\n--helpfull lists the flags of the linked-in libraries too.\n");
-  std::cout << out << std::flush;
-  return std::cout ? 0 : 3;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "istio-pod-network-controller: programs Istio's traffic redirection into the network namespace of each "
       "meshed pod on this node, verifies it and marks the pod with "
       "pod-network-controller.istio.io/status=initialized.\n"
       "Usage: controller --node_name=NODE [--kubeconfig=PATH] [flags]");
-  if (int rc = MaybeHelp(argc, argv); rc >= 0) return rc;
+  if (int rc = pnc::cli::AnswerHelp(argc, argv, "controller_main.cc"); rc >= 0) return rc;
   absl::ParseCommandLine(argc, argv);
   return pnc::controller::Main();
 }

@@ -22,6 +22,7 @@
 #include "rules/membership.h"
 #include "rules/plan.h"
 #include "rules/render.h"
+#include "tools/cli/help.h"
 
 ABSL_FLAG(std::vector<std::string>, pod_ips, {"10.244.1.5"},
           "pod IPs (comma-separated; empty = not known yet)");
@@ -116,6 +117,7 @@ int main(int argc, char** argv) {
       "Usage: render_rules [flags] [annotation=value ...]\n"
       "Example: render_rules --pod_ips=10.0.0.5,fd00::5 sidecar.istio.io/interceptionMode=TPROXY "
       "traffic.sidecar.istio.io/includeInboundPorts=8080,9090");
+  if (int rc = pnc::cli::AnswerHelp(argc, argv, "render_rules.cc"); rc >= 0) return rc;
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   return pnc::rules::Main(args);
 }

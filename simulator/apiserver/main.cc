@@ -16,6 +16,7 @@
 #include "absl/time/time.h"
 #include "simulator/apiserver/server.h"
 #include "simulator/apiserver/store.h"
+#include "tools/cli/help.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:0",
           "host:port to listen on (port 0: pick a free port, printed on stdout)");
@@ -46,6 +47,7 @@ int main(int argc, char** argv) {
   absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage(
       "A fake Kubernetes API server (namespaces, pods, events, nodes) for tests and demos.");
+  if (int rc = pnc::cli::AnswerHelp(argc, argv, "apiserver/main.cc"); rc >= 0) return rc;
   absl::ParseCommandLine(argc, argv);
   pnc::sim::Store::Options so;
   so.history_size = static_cast<size_t>(absl::GetFlag(FLAGS_history));
