@@ -37,6 +37,7 @@
 #include "absl/time/clock.h"
 #include "simulator/apiserver/server.h"
 #include "simulator/apiserver/store.h"
+#include "tools/cli/help.h"
 
 ABSL_FLAG(int, nodes, 1000, "simulated nodes (one pod watch each)");
 ABSL_FLAG(int, pods_per_node, 110, "pods per node");
@@ -139,6 +140,7 @@ int main(int argc, char** argv) {
   };
   absl::SetFlagsUsageConfig(usage);
   absl::SetProgramUsageMessage("Watch fan-out benchmark of the fake API server (see file comment).");
+  if (int rc = pnc::cli::AnswerHelp(argc, argv, "simulator/bench.cc"); rc >= 0) return rc;
   absl::ParseCommandLine(argc, argv);
   const int nodes = absl::GetFlag(FLAGS_nodes);
   const int per_node = absl::GetFlag(FLAGS_pods_per_node);

@@ -23,6 +23,7 @@
 #include "netns/testing/sandbox.h"
 #include "simulator/process.h"
 #include "simulator/runner.h"
+#include "tools/cli/help.h"
 
 ABSL_FLAG(std::string, scenario, "", "scenario text proto (simulator/scenarios/*.textproto)");
 ABSL_FLAG(std::string, controller_binary, "", "the controller binary (one child process per fake node)");
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
       "Runs a simulator scenario (fake API server, fake nodes on real network namespaces, the real "
       "controller and "
       "waiter) and prints a per-pod report.");
+  if (int rc = pnc::cli::AnswerHelp(argc, argv, "simulator/main.cc"); rc >= 0) return rc;
   absl::ParseCommandLine(argc, argv);
   auto scenario = pnc::sim::LoadScenario(Resolve(absl::GetFlag(FLAGS_scenario)));
   if (!scenario.ok()) {
