@@ -1,6 +1,6 @@
-// The rule layout: RedirectPlan -> Ruleset, following istio-iptables (tools/istio-iptables/pkg/capture/run.go)
-// as the Istio CNI plugin drives it (cni/pkg/plugin). See plan.h for the layout and the documented
-// differences. Pure and deterministic.
+// The rule layout: RedirectPlan -> Ruleset, following istio-iptables
+// (tools/istio-iptables/pkg/capture/run.go) as the Istio CNI plugin drives it (cni/pkg/plugin). See plan.h
+// for the layout and the documented differences. Pure and deterministic.
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -153,7 +153,6 @@ class TableBuilder {
   Table table_;
   std::vector<Chain> chains_;
 };
-
 
 // Go's netip.Addr.IsLoopback on the (normalised) network address: 127.0.0.0/8 or ::1.
 bool IsLoopbackCidr(const Cidr& c) {

@@ -72,8 +72,9 @@ TEST(MembershipTest, InterceptionModeNoneIsNotAMemberNotAnError) {
   ExpectDecision(pod, false, "interceptionMode=NONE");
   pod.annotations[kInterceptionModeAnnotation] = " NONE ";
   ExpectDecision(pod, false, "interceptionMode=NONE");
-  pod.annotations[kInterceptionModeAnnotation] = "none";  // Istio's values are case-sensitive: still a member,
-  ExpectDecision(pod, true, "Istio-injected");            // and BuildPlan rejects the value
+  // Istio's values are case-sensitive: still a member, and BuildPlan rejects the value.
+  pod.annotations[kInterceptionModeAnnotation] = "none";
+  ExpectDecision(pod, true, "Istio-injected");
 }
 
 TEST(MembershipTest, IstioInitContainerExcludes) {

@@ -49,8 +49,9 @@ inline constexpr uint16_t kInboundCapturePort = 15006;
 inline constexpr uint16_t kHboneTunnelPort = 15008;
 inline constexpr uint16_t kDnsCapturePort = 15053;
 inline constexpr uint16_t kDefaultStatusPort = 15020;
-inline constexpr uint32_t kTproxyMark = 1337;          // 0x539
-inline constexpr uint32_t kTproxyOutboundMark = 1338;  // Envoy outbound -> own pod IP on lo (Istio's OutboundMark)
+inline constexpr uint32_t kTproxyMark = 1337;  // 0x539
+// Envoy outbound -> own pod IP on lo (Istio's OutboundMark).
+inline constexpr uint32_t kTproxyOutboundMark = 1338;
 inline constexpr uint32_t kTproxyRouteTable = 133;
 inline constexpr uint16_t kDnsUpstreamCtZone = 1;  // proxy <-> upstream DNS server
 inline constexpr uint16_t kDnsCapturedCtZone = 2;  // app <-> DNS proxy (before/after NAT)
@@ -87,7 +88,8 @@ struct RedirectPlan {
       reroute_interfaces;  // tcp arriving on these goes to the outbound capture (VMs, KubeVirt)
 
   uint16_t status_port = kDefaultStatusPort;
-  bool capture_dns = false;  // ISTIO_META_DNS_CAPTURE: tcp/udp dport 53 -> 15053 (nat) + conntrack zones (raw)
+  // ISTIO_META_DNS_CAPTURE: tcp/udp dport 53 -> 15053 (nat) + conntrack zones (raw).
+  bool capture_dns = false;
 
   friend bool operator==(const RedirectPlan&, const RedirectPlan&) = default;
 };

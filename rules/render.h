@@ -11,7 +11,7 @@
 //                             read back by ParseIptablesSave; a plain re-insert would duplicate it.
 //   -X ISTIO_OLD              (RenderIptablesRestoreReplacing only) our chains that the new plan no longer
 //   has. -A ISTIO_X <spec>         our rules, then
-//   -A PREROUTING <spec>      our jumps APPENDED to the built-in chains, in order (istio-iptables appends too).
+//   -A PREROUTING <spec>      our jumps APPENDED to the built-in chains, in order (as istio-iptables).
 // Built-in chains are never declared (that would reset their policy) and foreign chains/rules are never
 // mentioned. Rule specs use the exact spelling iptables-save prints (-s -d -i -o -p first, then -m modules,
 // then -j), so the text of a rule round-trips through iptables-save unchanged.

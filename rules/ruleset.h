@@ -81,8 +81,8 @@ using Target = std::variant<JumpTarget, ReturnTarget, AcceptTarget, RedirectTarg
 
 // One rule. Unset optionals mean "no such match". Matches are ANDed; the order of the fields below has no
 // meaning for the kernel. The iptables renderer emits them in the canonical order iptables-save prints (-s -d
-// -i -o -p, then -m tcp/udp, owner, mark, connmark, socket, conntrack), so rendered text and saved text are identical
-// per rule.
+// -i -o -p, then -m tcp/udp, owner, mark, connmark, socket, conntrack), so rendered text and saved text are
+// identical per rule.
 struct Rule {
   std::optional<Protocol> protocol;
   std::optional<Negatable<Cidr>> source;
@@ -102,7 +102,8 @@ struct Rule {
 };
 
 // One of our chains (name starts with "ISTIO_"), or one built-in chain ("PREROUTING", "OUTPUT", ...) of which
-// `rules` lists only the rules we own, which backends append to that chain (after any foreign rule already there, as istio-iptables does), in this order.
+// `rules` lists only the rules we own, which backends append to that chain (after any foreign rule already
+// there, as istio-iptables does), in this order.
 struct Chain {
   std::string name;
   std::vector<Rule> rules;

@@ -8,8 +8,8 @@
 // is ours; nothing outside them is touched.
 //
 // Why not Istio's native nftables layout (istio/istio tools/istio-nftables/pkg/constants: tables
-// `inet istio-proxy-nat` / `istio-proxy-mangle` / `istio-proxy-raw`, base chains `prerouting`/`output`, regular
-// chains `istio-inbound`, `istio-output`, ...), decided on purpose:
+// `inet istio-proxy-nat` / `istio-proxy-mangle` / `istio-proxy-raw`, base chains `prerouting`/`output`,
+// regular chains `istio-inbound`, `istio-output`, ...), decided on purpose:
 //  - Ownership. Those are the names Istio's own agents (istio-iptables / istio-cni in native-nftables mode)
 //    create and manage. In a pod where one of them also runs (a half-migrated namespace, Istio's CNI left
 //    installed), sharing the names would make us flush/delete Istio's tables and read Istio's rules back as
@@ -33,8 +33,8 @@
 // (and the table of a family no longer planned), re-adds chains and rules. Every nf_tables socket is closed
 // on a background thread, because close() blocks 10-18 ms after any destruction (the kernel flushes its
 // deferred-destroy work on socket release, holding the netns' commit mutex). The batch is built and checked
-// (size) first, then the routing state (routing_state.h) is synced, then the batch is sent: TPROXY'd packets find
-// their route as soon as the rules exist, and an unsendable rule set changes nothing. ReadBack dumps our
+// (size) first, then the routing state (routing_state.h) is synced, then the batch is sent: TPROXY'd packets
+// find their route as soon as the rules exist, and an unsendable rule set changes nothing. ReadBack dumps our
 // chains/rules and translates the expressions back into the Ruleset model exactly; any expression we do not
 // write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. Remove deletes our
 // tables (cold path) and our policy routes. ApplyAndReadBack (what ApplyAndVerify calls) does Apply and then

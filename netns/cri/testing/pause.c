@@ -1,5 +1,6 @@
 // The sandbox ("pause") process of the containerd fixture's image: holds the pod's namespaces, reaps
-// children, exits 0 on SIGINT/SIGTERM. With any argument (e.g. --help) it prints what it is and exits 0. Linked statically: the image holds nothing but this file.
+// children, exits 0 on SIGINT/SIGTERM. With any argument (e.g. --help) it prints what it is and exits 0.
+// Linked statically: the image holds nothing but this file.
 #include <signal.h>
 #include <stddef.h>
 #include <sys/wait.h>
@@ -19,8 +20,8 @@ static void Quit(int sig) {
 int main(int argc, char** argv) {
   if (argc > 1) {  // --help (or anything): say what this is instead of pausing
     static const char kUsage[] =
-        "pause: the sandbox process of the test containerd fixture's pause image; takes no arguments, holds the "
-        "pod's namespaces until SIGINT/SIGTERM.\n";
+        "pause: the sandbox process of the test containerd fixture's pause image; takes no arguments,\n"
+        "holds the pod's namespaces until SIGINT/SIGTERM.\n";
     (void)argv;
     return write(1, kUsage, sizeof kUsage - 1) < 0 ? 3 : 0;
   }
