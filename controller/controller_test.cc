@@ -60,75 +60,65 @@ std::string Status(kube::FakeClient& c, const std::string& name) {
   return it == p->annotations.end() ? "<none>" : it->second;
 }
 
-// A runtime outage is not the pod's fault: its pods are parked (retried on a short fixed interval, backoff
-// not grown) and all go again as soon as any locate succeeds.
-TEST(Controller, RuntimeOutageParksPodsAndReleasesThemWhenItAnswers) {
-  if (!getenv("PNC_TEST_LOGS")) SetLogSink([](const std::string&) {});
+// A node's fakes and the options every controller test shares: no resync, fake netns identity and marker,
+// the pod's addresses read from the (fake) netns.
+struct FakeNode {
+  FakeNode() {
+    if (!getenv("PNC_TEST_LOGS")) SetLogSink([](const std::string&) {});
+    kube::Namespace ns;
+    ns.name = "shop";
+    client.UpsertNamespace(ns);
+    options.node_name = "node-a";
+    options.resync = absl::ZeroDuration();
+    options.read_addresses = [](const netns::NetnsHandle&) -> absl::StatusOr<std::vector<std::string>> {
+      return std::vector<std::string>{"10.244.1.5"};
+    };
+    options.inspector = &inspector;
+    options.marker = &marker;
+    options.boot_id = "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b";
+  }
   kube::FakeClient client;
   netns::FakeLocator locator;
   netns::FakeBackend backend;
   netns::FakeInspector inspector;
   netns::FakeProofMarker marker;
   Metrics metrics;
-  kube::Namespace ns;
-  ns.name = "shop";
-  client.UpsertNamespace(ns);
-  client.UpsertPod(MemberPod("u1", "a"));
-  locator.AddSandbox("u1", 1);
-  locator.SetError("u1", absl::UnavailableError("connection refused (runtime restarting)"));
-  ControllerOptions o;
-  o.node_name = "node-a";
-  o.resync = absl::ZeroDuration();
-  o.read_addresses = [](const netns::NetnsHandle&) -> absl::StatusOr<std::vector<std::string>> {
-    return std::vector<std::string>{"10.244.1.5"};
-  };
-  o.inspector = &inspector;
-  o.marker = &marker;
-  o.boot_id = "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b";
-  Controller c(o, &client, &locator, &backend, rules::PlanConfig{}, &metrics);
+  ControllerOptions options;
+};
+
+// A runtime outage is not the pod's fault: its pods are parked (retried on a short fixed interval, backoff
+// not grown) and all go again as soon as any locate succeeds.
+TEST(Controller, RuntimeOutageParksPodsAndReleasesThemWhenItAnswers) {
+  FakeNode n;
+  n.client.UpsertPod(MemberPod("u1", "a"));
+  n.locator.AddSandbox("u1", 1);
+  n.locator.SetError("u1", absl::UnavailableError("connection refused (runtime restarting)"));
+  Controller c(n.options, &n.client, &n.locator, &n.backend, rules::PlanConfig{}, &n.metrics);
   c.Start();
-  ASSERT_TRUE(Eventually([&] { return metrics.parked_pods && metrics.parked_pods() >= 1; }));
-  locator.SetError("u1", absl::OkStatus());  // the runtime is back
-  ASSERT_TRUE(Eventually([&] { return Status(client, "a") == "initialized"; }));
-  EXPECT_EQ(metrics.parked_pods(), 0);
+  ASSERT_TRUE(Eventually([&] { return n.metrics.parked_pods && n.metrics.parked_pods() >= 1; }));
+  n.locator.SetError("u1", absl::OkStatus());  // the runtime is back
+  ASSERT_TRUE(Eventually([&] { return Status(n.client, "a") == "initialized"; }));
+  EXPECT_EQ(n.metrics.parked_pods(), 0);
   EXPECT_TRUE(c.Stop(absl::Seconds(5)));
 }
 
 // A pod whose sandbox does not exist yet waits on a long timer here (30 s, beyond the test's 20 s bound):
 // only a new file in the runtime's netns directory can have brought it back early.
 TEST(Controller, NewSandboxInTheNetnsDirectoryReleasesWaitingPods) {
-  if (!getenv("PNC_TEST_LOGS")) SetLogSink([](const std::string&) {});
   const char* tmp = std::getenv("TEST_TMPDIR");
   std::string dir = std::string(tmp ? tmp : "/tmp") + "/netnsXXXXXX";
   ASSERT_NE(mkdtemp(dir.data()), nullptr);
-  kube::FakeClient client;
-  netns::FakeLocator locator;
-  netns::FakeBackend backend;
-  netns::FakeInspector inspector;
-  netns::FakeProofMarker marker;
-  Metrics metrics;
-  kube::Namespace ns;
-  ns.name = "shop";
-  client.UpsertNamespace(ns);
-  client.UpsertPod(MemberPod("u1", "a"));
-  ControllerOptions o;
-  o.node_name = "node-a";
-  o.resync = absl::ZeroDuration();
-  o.queue.base_delay = absl::Seconds(30);
-  o.sandbox_wait_cap = absl::Seconds(60);
-  o.netns_dir = dir;
-  o.read_addresses = [](const netns::NetnsHandle&) -> absl::StatusOr<std::vector<std::string>> {
-    return std::vector<std::string>{"10.244.1.5"};
-  };
-  o.inspector = &inspector;
-  o.marker = &marker;
-  o.boot_id = "0b5f1a9e-3c4d-4e5f-8a9b-1c2d3e4f5a6b";
-  Controller c(o, &client, &locator, &backend, rules::PlanConfig{}, &metrics);
+  FakeNode n;
+  n.client.UpsertPod(MemberPod("u1", "a"));
+  n.options.queue.base_delay = absl::Seconds(30);
+  n.options.sandbox_wait_cap = absl::Seconds(60);
+  n.options.netns_dir = dir;
+  Controller c(n.options, &n.client, &n.locator, &n.backend, rules::PlanConfig{}, &n.metrics);
   c.Start();
-  ASSERT_TRUE(Eventually([&] { return metrics.errors.Value("locate_not_found") >= 1; }));
-  locator.AddSandbox("u1", 1);
+  ASSERT_TRUE(Eventually([&] { return n.metrics.errors.Value("locate_not_found") >= 1; }));
+  n.locator.AddSandbox("u1", 1);
   std::ofstream(dir + "/cni-0a1b") << "";  // what the runtime's bind mount looks like to inotify
-  ASSERT_TRUE(Eventually([&] { return Status(client, "a") == "initialized"; }));
+  ASSERT_TRUE(Eventually([&] { return Status(n.client, "a") == "initialized"; }));
   EXPECT_TRUE(c.Stop(absl::Seconds(5)));
   unlink((dir + "/cni-0a1b").c_str());
   rmdir(dir.c_str());

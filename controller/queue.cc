@@ -70,15 +70,19 @@ bool WorkQueue::ParkForOutage(const std::string& key) {
   return true;
 }
 
-size_t WorkQueue::ReleaseParked() {
-  absl::MutexLock lock(&mu_);
+size_t WorkQueue::ReleaseLocked(std::set<std::string>& keys) {
   size_t n = 0;
-  for (const std::string& key : parked_) {
+  for (const std::string& key : keys) {
     waiting_.erase(key);  // its by_time_ entry is now stale and skipped
     if (AddLocked(key)) ++n;
   }
-  parked_.clear();
+  keys.clear();
   return n;
+}
+
+size_t WorkQueue::ReleaseParked() {
+  absl::MutexLock lock(&mu_);
+  return ReleaseLocked(parked_);
 }
 
 absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap) {
@@ -93,13 +97,7 @@ absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap)
 
 size_t WorkQueue::ReleaseWaiting() {
   absl::MutexLock lock(&mu_);
-  size_t n = 0;
-  for (const std::string& key : awaiting_) {
-    waiting_.erase(key);  // its by_time_ entry is now stale and skipped
-    if (AddLocked(key)) ++n;
-  }
-  awaiting_.clear();
-  return n;
+  return ReleaseLocked(awaiting_);
 }
 
 size_t WorkQueue::Waiting() const {
