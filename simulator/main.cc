@@ -37,6 +37,14 @@ ABSL_FLAG(std::string, work_dir, "",
           "logs, kubeconfig and Downward API volumes (default /tmp/pnc-sim-<pid>)");
 ABSL_FLAG(bool, tls, true, "serve the API over HTTPS with a bearer token");
 ABSL_FLAG(bool, verbose, false, "log every timeline step");
+ABSL_FLAG(std::string, pause_binary, "",
+          "nodes with runtime CONTAINERD: the static pause binary (//netns/cri/testing:pause) for the "
+          "sandbox image");
+ABSL_FLAG(
+    std::string, waiter_image_archive, "",
+    "nodes with runtime CONTAINERD: the waiter image's oci-archive (tools/images/build.sh --only waiter)");
+ABSL_FLAG(std::string, waiter_image, "",
+          "nodes with runtime CONTAINERD: the reference the waiter archive holds (quay.io/.../waiter:TAG)");
 
 namespace {
 
@@ -71,7 +79,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   bool need_netns = false;
-  for (const auto& n : scenario->nodes()) need_netns |= !n.lightweight();
+  for (const auto& n : scenario->nodes())
+    need_netns |= !n.lightweight() && n.runtime() != pnc::sim::proto::Node::CONTAINERD;
   if (need_netns) {
     pnc::sim::PreloadNetfilterModules();  // module autoloading does not work from inside the sandbox
     // Before any thread exists: the sandbox unshares the user namespace of the whole process.
@@ -91,6 +100,9 @@ int main(int argc, char** argv) {
   o.controller_extra_args = absl::GetFlag(FLAGS_controller_args);
   o.helm_binary = absl::GetFlag(FLAGS_helm_binary);
   o.chart_dir = absl::GetFlag(FLAGS_chart);
+  o.pause_binary = Resolve(absl::GetFlag(FLAGS_pause_binary));
+  o.waiter_image_archive = Resolve(absl::GetFlag(FLAGS_waiter_image_archive));
+  o.waiter_image = absl::GetFlag(FLAGS_waiter_image);
   o.work_dir = absl::GetFlag(FLAGS_work_dir);
   if (o.work_dir.empty()) o.work_dir = absl::StrCat("/tmp/pnc-sim-", ::getpid());
   o.tls = absl::GetFlag(FLAGS_tls);

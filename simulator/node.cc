@@ -9,9 +9,13 @@
 #include <atomic>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "netns/cri/testing/container_client.h"
+#include "netns/cri/testing/containerd.h"
+#include "netns/cri/testing/sandbox_client.h"
 #include "netns/testing/run_as.h"
 #include "netns/testing/sandbox.h"
 #include "netns/testing/sockets.h"
@@ -25,6 +29,7 @@ namespace pnc::sim {
 
 using nlohmann::json;
 namespace nt = pnc::netns::testing;
+namespace ct = pnc::netns::cri_testing;
 
 namespace {
 
@@ -146,11 +151,14 @@ FakeNode::FakeNode(Store* store, Recorder* recorder, NodeOptions options, nt::Sa
 FakeNode::~FakeNode() { Stop(); }
 
 absl::Status FakeNode::Start() {
-  if (!options_.lightweight && sandbox_ == nullptr) {
+  if (!options_.lightweight && sandbox_ == nullptr && options_.containerd == nullptr) {
     return absl::FailedPreconditionError("netns mode needs the netns sandbox");
   }
   if (!options_.state_dir.empty()) ::mkdir(options_.state_dir.c_str(), 0755);
-  if (!options_.lightweight && options_.sandbox_pool > 0) {
+  if (options_.containerd != nullptr) {
+    cri_sandboxes_ = std::make_unique<ct::SandboxClient>(options_.containerd->endpoint());
+    cri_containers_ = std::make_unique<ct::ContainerClient>(options_.containerd->endpoint());
+  } else if (!options_.lightweight && options_.sandbox_pool > 0) {
     pool_ = std::make_unique<SandboxPool>(sandbox_, options_.sandbox_pool);
     if (auto s = pool_->Fill(); !s.ok()) return s;
     pool_->StartRefill();
@@ -402,6 +410,73 @@ absl::Status FakeNode::RecreateSandbox(const std::string& ns, const std::string&
   return absl::OkStatus();
 }
 
+std::pair<int, std::string> FakeNode::RunCriWaiter(const std::shared_ptr<Pod>& pod,
+                                                   const std::string& sandbox_id, const ct::PodSpec& cri_pod,
+                                                   const std::string& name,
+                                                   const std::vector<std::string>& args,
+                                                   std::optional<uid_t> uid, std::optional<gid_t> gid,
+                                                   const std::string& log) {
+  auto interrupted = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(pod->mu) { return pod->deleted || pod->recreate; };
+  ct::ContainerSpec spec;
+  spec.name = name;
+  spec.image = options_.waiter_image;
+  spec.args = args;  // --file=<node path of the Downward API volume>/<file>: mounted at the same path
+  if (uid.has_value()) {
+    spec.run_as_user = *uid;
+    if (gid.has_value()) spec.run_as_group = *gid;
+  }
+  {
+    absl::MutexLock l(&pod->mu);
+    if (interrupted()) return {137, "pod deleted or sandbox recreated before the init container started"};
+    for (const auto& [vspec, volume] : pod->volumes)
+      spec.mounts.push_back({.host_path = volume->dir(), .container_path = volume->dir(), .readonly = true});
+  }
+  auto id = cri_containers_->Create(sandbox_id, cri_pod, cri_pod.log_directory, spec);
+  if (!id.ok()) return {127, absl::StrCat("CreateContainer: ", id.status().ToString())};
+  if (auto s = cri_containers_->Start(*id); !s.ok()) {
+    (void)cri_containers_->Remove(*id);
+    return {127, absl::StrCat("StartContainer: ", s.ToString())};
+  }
+  // Exit code from ContainerStatus, polled (containerd 1.6 has no container events for CRI clients).
+  const absl::Time deadline = absl::Now() + options_.waiter_timeout + absl::Seconds(10);
+  int code = 127;
+  std::string message;
+  std::string log_path;
+  while (true) {
+    bool stop;
+    {
+      absl::MutexLock l(&pod->mu);
+      stop = interrupted();
+    }
+    if (stop || absl::Now() > deadline) {
+      (void)cri_containers_->Stop(*id, 0);
+      code = 137;
+      message = stop ? "stopped: pod deleted or sandbox recreated" : "init container did not exit in time";
+      break;
+    }
+    auto facts = cri_containers_->Status(*id);
+    if (!facts.ok()) {
+      message = absl::StrCat("ContainerStatus: ", facts.status().ToString());
+      break;
+    }
+    log_path = facts->log_path;
+    if (facts->state == ct::kContainerExited) {
+      code = facts->exit_code;
+      break;
+    }
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  if (!log_path.empty()) {
+    if (auto text = ct::ReadCriLog(log_path); text.ok()) {
+      std::ofstream(log, std::ios::app) << *text;
+      std::string last = LastLine(log);
+      if (!last.empty() && (message.empty() || code != 137)) message = last;
+    }
+  }
+  (void)cri_containers_->Remove(*id);
+  return {code, message};
+}
+
 void FakeNode::RunPod(std::shared_ptr<Pod> pod) {
   if (options_.kubelet_nice >
       0)  // this thread only (Linux: a tid is a PRIO_PROCESS target); children inherit it
@@ -491,18 +566,75 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
     return pod->deleted ? SandboxEnd::kDeleted : SandboxEnd::kRecreate;
   };
 
-  // 1. Sandbox.
-  auto netns =
-      pool_ ? pool_->Take() : sandbox_->CreatePodNetns(absl::StrCat("pod", g_netns_counter.fetch_add(1)));
-  if (!netns.ok()) {
-    settle("Failed",
-           {{"phase", "Failed"}, {"reason", "SandboxFailed"}, {"message", netns.status().ToString()}});
-    return end_of_life();
+  // 1. Sandbox: our own netns (netns mode) or a CRI pod sandbox (runtime containerd).
+  absl::StatusOr<nt::PodNetns> netns = absl::UnavailableError("runtime containerd");
+  std::string cri_sandbox_id;  // runtime containerd
+  absl::Time cri_ready_at = absl::InfinitePast();
+  std::optional<netns::NetnsHandle> cri_netns;
+  ct::PodSpec cri_pod{.uid = pod->uid,
+                      .name = pod->name,
+                      .namespace_name = pod->namespace_name,
+                      .attempt = static_cast<uint32_t>(generation)};
+  std::string ip, netns_path, client_ip;
+  const netns::NetnsHandle* pod_ns = nullptr;
+  const netns::NetnsHandle* client_ns = nullptr;
+  if (options_.containerd != nullptr) {
+    cri_pod.cgroup_parent = options_.containerd->CgroupParent(pod->uid);
+    cri_pod.log_directory = absl::StrCat(pod_dir, "/cri-logs-", generation);
+    ::mkdir(pod_dir.c_str(), 0755);
+    ::mkdir(cri_pod.log_directory.c_str(), 0755);
+    absl::Status failed = absl::OkStatus();
+    auto id = cri_sandboxes_->Run(cri_pod);
+    cri_ready_at = absl::Now();  // RunPodSandbox returns once the sandbox is READY (CNI done)
+    if (!id.ok()) {
+      failed = id.status();
+    } else {
+      cri_sandbox_id = *id;
+      auto facts = cri_sandboxes_->Status(cri_sandbox_id);
+      if (!facts.ok()) {
+        failed = facts.status();
+      } else if (!facts->ready || facts->ip.empty() || facts->netns_path.empty()) {
+        failed = absl::InternalError(absl::StrCat("sandbox ", cri_sandbox_id, " not ready (ip '", facts->ip,
+                                                  "', netns '", facts->netns_path, "')"));
+      } else {
+        auto h = netns::NetnsHandle::Open(facts->netns_path);
+        if (!h.ok()) {
+          failed = h.status();
+        } else {
+          cri_netns.emplace(*std::move(h));
+          ip = facts->ip;
+          netns_path = facts->netns_path;
+        }
+      }
+    }
+    if (!failed.ok()) {
+      if (!cri_sandbox_id.empty()) {
+        (void)cri_sandboxes_->Stop(cri_sandbox_id);
+        (void)cri_sandboxes_->Remove(cri_sandbox_id);
+      }
+      settle("Failed", {{"phase", "Failed"}, {"reason", "SandboxFailed"}, {"message", failed.ToString()}});
+      return end_of_life();
+    }
+    pod_ns = &*cri_netns;
+    client_ns = &options_.containerd->node_netns();
+    client_ip = options_.cri_gateway_ip;
+  } else {
+    netns =
+        pool_ ? pool_->Take() : sandbox_->CreatePodNetns(absl::StrCat("pod", g_netns_counter.fetch_add(1)));
+    if (!netns.ok()) {
+      settle("Failed",
+             {{"phase", "Failed"}, {"reason", "SandboxFailed"}, {"message", netns.status().ToString()}});
+      return end_of_life();
+    }
+    ip = netns->pod_ipv4;
+    netns_path = netns->netns.path();
+    pod_ns = &netns->handle();
+    client_ns = &sandbox_->peer();
+    client_ip = netns->peer_ipv4;
   }
-  const std::string ip = netns->pod_ipv4;
-  SandboxRecord identity{.inode = netns->handle().inode(), .ip = ip};
+  SandboxRecord identity{.inode = pod_ns->inode(), .ip = ip};
   std::string identity_text = "(netns cookie unreadable)";
-  if (auto cookie = NetnsCookie(netns->handle()); cookie.ok()) {
+  if (auto cookie = NetnsCookie(*pod_ns); cookie.ok()) {
     identity.cookie = *cookie;
     if (auto boot = BootId(); boot.ok()) identity_text = IdentityText(*boot, *cookie);
   } else {
@@ -524,12 +656,13 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
       r.intercepted_at = absl::InfinitePast();
     }
   });
-  SandboxInfo sandbox_info{absl::StrCat("sb-", pod->uid, "-", generation),
-                           pod->uid,
-                           pod->namespace_name,
-                           pod->name,
-                           netns->netns.path(),
-                           ip};
+  SandboxInfo sandbox_info{
+      cri_sandbox_id.empty() ? absl::StrCat("sb-", pod->uid, "-", generation) : cri_sandbox_id,
+      pod->uid,
+      pod->namespace_name,
+      pod->name,
+      netns_path,
+      ip};
   if (generation > 0) {
     // What kubelet reports when it replaces a pod's sandbox.
     json event = {
@@ -544,7 +677,9 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   }
   // Ready from here: the runtime (fake CRI) answers for it; status.podIP follows right after, as from
   // kubelet.
-  const absl::Time ready = absl::Now();
+  // Runtime containerd: when RunPodSandbox returned (the locator can find it from then on), not after our own
+  // PodSandboxStatus read-back.
+  const absl::Time ready = cri_sandbox_id.empty() ? absl::Now() : cri_ready_at;
   if (listener_) listener_->SandboxReady(sandbox_info);
   json waiting = {{"waiting", {{"reason", "PodInitializing"}}}};
   PublishStatus(
@@ -577,7 +712,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
 
   {
     absl::MutexLock l(&pod->mu);
-    pod->netns_fd = netns->handle().fd();
+    pod->netns_fd = pod_ns->fd();
     pod->dir = pod_dir;
   }
   auto teardown = [&] {
@@ -587,6 +722,14 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
       pod->netns_fd = -1;
     }
     if (listener_) listener_->SandboxRemoved(sandbox_info);
+    if (!cri_sandbox_id.empty()) {  // as kubelet: stop (CNI DEL, pause killed), then remove
+      if (auto s = cri_sandboxes_->Stop(cri_sandbox_id); !s.ok())
+        std::fprintf(stderr, "node %s: StopPodSandbox %s: %s\n", options_.name.c_str(),
+                     cri_sandbox_id.c_str(), s.ToString().c_str());
+      if (auto s = cri_sandboxes_->Remove(cri_sandbox_id); !s.ok())
+        std::fprintf(stderr, "node %s: RemovePodSandbox %s: %s\n", options_.name.c_str(),
+                     cri_sandbox_id.c_str(), s.ToString().c_str());
+    }
     return end;  // `netns` goes with this frame
   };
 
@@ -604,7 +747,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
       so.uid = w.uid.value_or(options_.app_uid);
       so.gid = w.gid.value_or(*so.uid);
     }
-    so.netns_fd = netns->handle().fd();
+    so.netns_fd = pod_ns->fd();
     recorder_->Update(pod->uid, [&](PodRecord& r) {
       r.waiter_container = init_name;
       r.waiter_uid = so.uid.value_or(0);
@@ -624,12 +767,19 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
         absl::MutexLock l(&pod->mu);
         if (!interrupted()) {
           child = !waiter_spec.ok()                ? absl::StatusOr<ChildProcess>(waiter_spec.status())
+                  : options_.containerd != nullptr ? absl::UnavailableError("runtime containerd")
                   : options_.waiter_binary.empty() ? absl::FailedPreconditionError("no --waiter_binary")
                                                    : ChildProcess::Spawn(so);
           if (child.ok()) pod->waiter_pid = child->pid();
         }
       }
-      if (!child.ok()) {
+      if (options_.containerd != nullptr && waiter_spec.ok()) {
+        auto result =
+            RunCriWaiter(pod, cri_sandbox_id, cri_pod, init_name,
+                         std::vector<std::string>(so.argv.begin() + 1, so.argv.end()), so.uid, so.gid, log);
+        code = result.first;
+        message = result.second;
+      } else if (!child.ok()) {
         code = 127;
         message = child.status().ToString();
       } else {
@@ -658,17 +808,19 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
     ReleaseCheck check;
     if (code == 0 && !stopped) {
       // The sidecar stand-in's listeners, opened now (the waiter's probe needed the port until it exited).
-      auto l = OpenCaptureListeners(netns->handle(), proxy_uid, proxy_gid);
+      auto l = OpenCaptureListeners(*pod_ns, proxy_uid, proxy_gid);
       if (l.ok()) {
         capture = *std::move(l);
       } else {
         std::fprintf(stderr, "sidecar stand-in for %s: %s\n", pod->name.c_str(),
                      l.status().ToString().c_str());
       }
-      check = CheckInterceptionAtRelease({.pod = &netns->handle(),
-                                          .client = &sandbox_->peer(),
+      std::optional<absl::MutexLock> serial;
+      if (options_.containerd != nullptr) serial.emplace(&release_check_mu_);
+      check = CheckInterceptionAtRelease({.pod = pod_ns,
+                                          .client = client_ns,
                                           .pod_ip = ip,
-                                          .client_ip = netns->peer_ipv4,
+                                          .client_ip = client_ip,
                                           .app_uid = options_.app_uid,
                                           .proxy_uid = proxy_uid,
                                           .proxy_gid = proxy_gid,
@@ -721,7 +873,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   // 4. Containers: sidecar stand-in (mesh pods) and the app's outbound check.
   bool mesh = waiter || proxy.found;
   if (mesh && !waiter) {  // with a waiter they were opened when it exited
-    auto l = OpenCaptureListeners(netns->handle(), proxy_uid, proxy_gid);
+    auto l = OpenCaptureListeners(*pod_ns, proxy_uid, proxy_gid);
     if (l.ok()) {
       capture = *std::move(l);
     } else {
@@ -730,20 +882,26 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   }
   const nt::UniqueFd& outbound_listener = capture.outbound;
   nt::UniqueFd conn;
-  absl::Status connect =
-      nt::RunAs(options_.app_uid, options_.app_uid, &netns->handle(), [&]() -> absl::Status {
-        auto c = nt::TcpConnect(options_.test_net_ip, options_.test_net_port,
-                                mesh ? absl::Seconds(2) : options_.no_redirect_timeout);
-        if (!c.ok()) return c.status();
-        conn = std::move(*c);
-        return absl::OkStatus();
-      });
+  absl::Status connect = nt::RunAs(options_.app_uid, options_.app_uid, pod_ns, [&]() -> absl::Status {
+    auto c = nt::TcpConnect(options_.test_net_ip, options_.test_net_port,
+                            mesh ? absl::Seconds(2) : options_.no_redirect_timeout);
+    if (!c.ok()) return c.status();
+    conn = std::move(*c);
+    return absl::OkStatus();
+  });
   bool intercepted = false;
   std::string detail;
   if (!connect.ok()) {
-    detail = absl::IsDeadlineExceeded(connect)
-                 ? "connect timed out: not redirected (the node peer forwards nothing)"
-                 : absl::StrCat("connect failed: ", connect.ToString(), " (redirected but no listener?)");
+    if (absl::IsDeadlineExceeded(connect)) {
+      detail = "connect timed out: not redirected (the node peer forwards nothing)";
+    } else if (absl::StrContains(connect.message(), "unreachable") ||
+               absl::StrContains(connect.message(), "No route to host")) {
+      // Runtime containerd: the SYN left the pod through the CNI bridge and the node (no route off it)
+      // answered with ICMP unreachable. A redirect to a port without a listener is refused instead.
+      detail = absl::StrCat("connect failed at the node: not redirected (", connect.message(), ")");
+    } else {
+      detail = absl::StrCat("connect failed: ", connect.ToString(), " (redirected but no listener?)");
+    }
   } else if (!outbound_listener.valid()) {
     detail = "connect succeeded without a sidecar: something answered for the TEST-NET address";
   } else {
@@ -766,7 +924,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
   bool tables_checked = false;
   std::string tables;
   if (!mesh) {
-    auto t = ListNetfilterTables(netns->handle().fd(), pod_dir + "/nft-tables.out");
+    auto t = ListNetfilterTables(pod_ns->fd(), pod_dir + "/nft-tables.out");
     tables_checked = true;
     tables = t.ok() ? *t : absl::StrCat("probe failed: ", t.status().ToString());
   }

@@ -44,11 +44,15 @@
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "netns/cri/testing/sandbox_client.h"
 #include "simulator/apiserver/store.h"
 #include "simulator/pod_shape.h"
 #include "simulator/recorder.h"
@@ -57,6 +61,11 @@
 namespace pnc::netns::testing {
 class Sandbox;
 }
+namespace pnc::netns::cri_testing {
+class Containerd;
+class SandboxClient;
+class ContainerClient;
+}  // namespace pnc::netns::cri_testing
 
 namespace pnc::sim {
 
@@ -94,6 +103,16 @@ struct NodeOptions {
   size_t sandbox_pool = 0;
   // setpriority() of every pod worker thread (inherited by the waiters it starts); 0: unchanged.
   int kubelet_nice = 0;
+  // Runtime containerd (scenario Node.runtime; not owned, must outlive the node): sandboxes through its CRI
+  // (RunPodSandbox with attempt = sandbox generation, the pod IP and netns path from PodSandboxStatus,
+  // StopPodSandbox + RemovePodSandbox at the end), the waiter as a container of `waiter_image` (imported into
+  // it) with each Downward API volume directory bind-mounted read-only at the same path (the waiter's
+  // --file= argument is the node path), its exit code from ContainerStatus and its last log line from the
+  // CRI log. The release check's client side is the runtime's node netns (the CNI bridge, `cri_gateway_ip`);
+  // release checks are serialized per node (they share the bridge address's bypass port). No netns sandbox.
+  netns::cri_testing::Containerd* containerd = nullptr;
+  std::string waiter_image;
+  std::string cri_gateway_ip = "10.251.0.1";
 };
 
 class FakeNode {
@@ -126,6 +145,14 @@ class FakeNode {
   enum class SandboxEnd { kDeleted, kRecreate };
   // One sandbox of the pod, from creation to deletion or a recreation request; `generation` counts from 0.
   SandboxEnd RunSandbox(const std::shared_ptr<Pod>& pod, int generation);
+  // Runtime containerd: the waiter as a CRI container in `sandbox_id`; returns its exit code and last log
+  // line (127 and the reason when it could not run). Stops it when the pod is deleted or its sandbox
+  // recreated.
+  std::pair<int, std::string> RunCriWaiter(const std::shared_ptr<Pod>& pod, const std::string& sandbox_id,
+                                           const netns::cri_testing::PodSpec& cri_pod,
+                                           const std::string& name, const std::vector<std::string>& args,
+                                           std::optional<uid_t> uid, std::optional<gid_t> gid,
+                                           const std::string& log);
   void PublishStatus(const Pod& pod, const nlohmann::json& status);
   void FinishDeletion(const std::string& ns, const std::string& name, const std::string& uid);
   void RefreshVolumeLocked(Pod& pod);
@@ -136,6 +163,9 @@ class FakeNode {
   netns::testing::Sandbox* sandbox_;
   SandboxListener* listener_;
   std::unique_ptr<SandboxPool> pool_;
+  std::unique_ptr<netns::cri_testing::SandboxClient> cri_sandboxes_;     // runtime containerd
+  std::unique_ptr<netns::cri_testing::ContainerClient> cri_containers_;  // runtime containerd
+  absl::Mutex release_check_mu_;  // runtime containerd: one release check at a time (shared bridge address)
   std::shared_ptr<Sink> sink_;
   uint64_t watch_id_ = 0;
   mutable absl::Mutex mu_;

@@ -196,7 +196,10 @@ TEST_F(NodeTest, MeshPodIsInterceptedAfterTheWaiterSucceeds) {
   ASSERT_TRUE(store.Delete(Resource::kPods, "default", "mesh-1", {}).ok());
   for (int i = 0; i < 100 && ctl.removed_ < 1; ++i) absl::SleepFor(absl::Milliseconds(50));
   EXPECT_EQ(ctl.removed_, 1);
-  EXPECT_FALSE(std::filesystem::exists(Options().state_dir + "/" + uid + "/podinfo"));
+  // The volume goes after the sandbox is withdrawn (the pod worker's last step): wait for it, do not race it.
+  const std::string podinfo = Options().state_dir + "/" + uid + "/podinfo";
+  for (int i = 0; i < 100 && std::filesystem::exists(podinfo); ++i) absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_FALSE(std::filesystem::exists(podinfo));
 }
 
 TEST_F(NodeTest, ControllerErrorFailsTheInitContainerWithItsReason) {

@@ -25,6 +25,7 @@
 #include "absl/time/clock.h"
 #include "google/protobuf/text_format.h"
 #include "netns/cri/fake_cri_server.h"
+#include "netns/cri/testing/containerd.h"
 #include "netns/testing/sandbox.h"
 #include "simulator/apiserver/server.h"
 #include "simulator/apiserver/store.h"
@@ -350,6 +351,8 @@ class Run {
   int throwaways_ = 0;
   Recorder recorder_;
   std::vector<std::unique_ptr<CriListener>> cri_;
+  // Runtime containerd: one private containerd per such node (null for the others); outlives nodes_.
+  std::vector<std::unique_ptr<netns::cri_testing::Containerd>> containerd_;
   std::vector<std::unique_ptr<FakeNode>> nodes_;
   std::vector<std::optional<ChildProcess>> controllers_;
   std::vector<int> controller_starts_;
@@ -395,7 +398,8 @@ absl::Status Run::Setup() {
   ::mkdir(options_.work_dir.c_str(), 0755);
   ::chmod(options_.work_dir.c_str(), 0755);
   bool need_netns = false;
-  for (const auto& n : scenario_.nodes()) need_netns |= !n.lightweight();
+  for (const auto& n : scenario_.nodes())
+    need_netns |= !n.lightweight() && n.runtime() != proto::Node::CONTAINERD;
   nt::Sandbox* sandbox = nullptr;
   if (need_netns) {
     auto sb = nt::Sandbox::Get();
@@ -445,7 +449,27 @@ absl::Status Run::Setup() {
   for (size_t i = 0; i < static_cast<size_t>(scenario_.nodes_size()); ++i) {
     const auto& n = scenario_.nodes(i);
     SandboxListener* listener = nullptr;
-    if (!n.lightweight()) {
+    containerd_.push_back(nullptr);
+    if (n.runtime() == proto::Node::CONTAINERD) {
+      if (options_.pause_binary.empty() || options_.waiter_image_archive.empty() ||
+          options_.waiter_image.empty())
+        return absl::InvalidArgumentError(absl::StrCat(
+            "node ", n.name(),
+            " has runtime CONTAINERD: pass --pause_binary, --waiter_image_archive and --waiter_image"));
+      const absl::Time t0 = absl::Now();
+      auto ctrd = netns::cri_testing::Containerd::Start({.pause_binary = options_.pause_binary});
+      if (!ctrd.ok())
+        return absl::FailedPreconditionError(
+            absl::StrCat("node ", n.name(), ": containerd: ", ctrd.status().ToString()));
+      containerd_.back() = *std::move(ctrd);
+      if (auto s = containerd_.back()->ImportImage(options_.waiter_image_archive, options_.waiter_image);
+          !s.ok())
+        return s;
+      Log(absl::StrCat("node ", n.name(), ": containerd at ", containerd_.back()->endpoint(), " (pid ",
+                       containerd_.back()->pid(), "), waiter image imported, ",
+                       absl::FormatDuration(absl::Now() - t0)));
+      cri_.push_back(nullptr);
+    } else if (!n.lightweight()) {
       auto cri = netns::FakeCriServer::Start(absl::StrCat("unix-abstract:pnc-sim-", ::getpid(), "-", i));
       if (!cri.ok()) return cri.status();
       cri_.push_back(std::make_unique<CriListener>(*std::move(cri)));
@@ -462,6 +486,8 @@ absl::Status Run::Setup() {
     no.sandbox_pool = n.sandbox_pool();
     no.kubelet_nice = static_cast<int>(std::min<uint32_t>(n.kubelet_nice(), 19));
     no.waiter_timeout = absl::Milliseconds(std::max<uint32_t>(scenario_.expect().settle_timeout_ms(), 10000));
+    no.containerd = containerd_.back().get();
+    no.waiter_image = options_.waiter_image;
     nodes_.push_back(std::make_unique<FakeNode>(store_.get(), &recorder_, no, sandbox, listener));
     if (auto s = nodes_.back()->Start(); !s.ok()) return s;
   }
@@ -540,6 +566,9 @@ absl::Status Run::StartController(size_t i) {
   if (cri_[i]) {
     so.argv.push_back("--locator=cri");
     so.argv.push_back(absl::StrCat("--cri_endpoint=", cri_[i]->endpoint()));
+  } else if (containerd_[i]) {
+    so.argv.push_back("--locator=cri");
+    so.argv.push_back(absl::StrCat("--cri_endpoint=", containerd_[i]->endpoint()));
   }
   for (const auto& a : options_.controller_extra_args) so.argv.push_back(a);
   so.log_path = absl::StrCat(options_.work_dir, "/controller-", n.name(), ".log");
@@ -1196,6 +1225,7 @@ void Run::Teardown() {
   nodes_.clear();
   if (server_) server_->Stop();
   cri_.clear();
+  containerd_.clear();  // full teardown of each private containerd (sandboxes, shims, mounts, cgroups)
 }
 
 absl::StatusOr<Report> Run::Execute() {
@@ -1255,6 +1285,10 @@ absl::Status ValidateScenario(const proto::Scenario& s) {
   for (const auto& n : s.nodes()) {
     if (n.name().empty() || !nodes.insert(n.name()).second) {
       return absl::InvalidArgumentError(absl::StrCat("empty or duplicate node name \"", n.name(), "\""));
+    }
+    if (n.runtime() == proto::Node::CONTAINERD && (n.lightweight() || n.sandbox_pool() > 0)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node ", n.name(), ": runtime CONTAINERD is neither lightweight nor pooled"));
     }
   }
   for (const auto& t : s.templates()) {

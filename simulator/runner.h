@@ -24,6 +24,11 @@ struct RunnerOptions {
   // For `helm` steps: the Helm binary and the chart directory (charts/istio-pod-network-controller).
   std::string helm_binary;
   std::string chart_dir;
+  // For nodes with runtime CONTAINERD: the static pause binary (//netns/cri/testing:pause) and the waiter
+  // image (tools/images/build.sh --only waiter: the oci-archive and the reference it holds).
+  std::string pause_binary;
+  std::string waiter_image_archive;
+  std::string waiter_image;
 };
 
 struct Report {
