@@ -258,6 +258,62 @@ json Build() {
        {"related", Free("Optional secondary object for more complex actions.")},
        {"reportingComponent", Str("Name of the controller that emitted this Event.")},
        {"reportingInstance", Str("ID of the controller instance.")}});
+  auto object_ref = [](const char* d) {
+    return Obj(d,
+               {{"apiVersion", Str("API version of the referent.")},
+                {"fieldPath", Str("If referring to a piece of an object instead of an entire object, this "
+                                  "string should contain a valid JSON/Go field access statement.")},
+                {"kind", Str("Kind of the referent.")},
+                {"name", Str("Name of the referent.")},
+                {"namespace", Str("Namespace of the referent.")},
+                {"resourceVersion", Str("Specific resourceVersion to which this reference is made, if any.")},
+                {"uid", Str("UID of the referent.")}});
+  };
+  json v1_event = Kind(
+      "Event is a report of an event somewhere in the cluster. It generally denotes some state change in the "
+      "system. Events have a limited retention time and triggers and messages may evolve with time.",
+      "events.k8s.io", "v1", "Event",
+      {{"action", Str("action is what action was taken/failed regarding to the regarding object. It is "
+                      "machine-readable. This field cannot be empty for new Events and it can have at most "
+                      "128 characters.")},
+       {"deprecatedCount", Int("deprecatedCount is the deprecated field assuring backward compatibility with "
+                               "core.v1 Event type.")},
+       {"deprecatedFirstTimestamp", Str("deprecatedFirstTimestamp is the deprecated field assuring backward "
+                                        "compatibility with core.v1 Event type.")},
+       {"deprecatedLastTimestamp", Str("deprecatedLastTimestamp is the deprecated field assuring backward "
+                                       "compatibility with core.v1 Event type.")},
+       {"deprecatedSource", Obj("deprecatedSource is the deprecated field assuring backward compatibility "
+                                "with core.v1 Event type.",
+                                {{"component", Str("Component from which the event is generated.")},
+                                 {"host", Str("Node name on which the event is generated.")}})},
+       {"eventTime", Str("eventTime is the time when this Event was first observed. It is required.")},
+       {"note", Str("note is a human-readable description of the status of this operation. Maximal length "
+                    "of the note is 1kB, but libraries should be prepared to handle values up to 64kB.")},
+       {"reason", Str("reason is why the action was taken. It is human-readable. This field cannot be empty "
+                      "for new Events and it can have at most 128 characters.")},
+       {"regarding", object_ref("regarding contains the object this Event is about. In most cases it's an "
+                                "Object reporting controller implements, e.g. ReplicaSetController "
+                                "implements ReplicaSets and this event is emitted because it acts on some "
+                                "changes in a ReplicaSet object.")},
+       {"related", object_ref("related is the optional secondary object for more complex actions. E.g. when "
+                              "regarding object triggers a creation or deletion of related object.")},
+       {"reportingController", Str("reportingController is the name of the controller that emitted this "
+                                   "Event, e.g. `kubernetes.io/kubelet`. This field cannot be empty for new "
+                                   "Events.")},
+       {"reportingInstance", Str("reportingInstance is the ID of the controller instance, e.g. "
+                                 "`kubelet-xyzf`. This field cannot be empty for new Events and it can have "
+                                 "at most 128 characters.")},
+       {"series", Obj("series is data about the Event series this event represents or nil if it's a "
+                      "singleton Event.",
+                      {{"count", Int("count is the number of occurrences in this series up to the last "
+                                     "heartbeat time.")},
+                       {"lastObservedTime", Str("lastObservedTime is the time when last Event from the "
+                                                "series was seen before last heartbeat.")}},
+                      {"count", "lastObservedTime"})},
+       {"type", Str("type is the type of this event (Normal, Warning), new types could be added in the "
+                    "future. It is machine-readable. This field cannot be empty for new Events.")}});
+  v1_event["required"] = {"eventTime"};
+  s["io.k8s.api.events.v1.Event"] = std::move(v1_event);
   // Plain-storage kinds: metadata declared, the rest kept as sent.
   auto plain = [&](Resource r, const char* prefix, Props fields) {
     const ResourceInfo& info = Info(r);
@@ -330,6 +386,7 @@ std::string SchemaName(Resource r) {
   std::string group = *info.group ? std::string(info.group) : "core";
   if (group == "rbac.authorization.k8s.io") group = "rbac";
   if (group == "admissionregistration.k8s.io") group = "admissionregistration";
+  if (group == "events.k8s.io") group = "events";
   return absl::StrCat("io.k8s.api.", group, ".", info.version, ".", info.kind);
 }
 

@@ -91,6 +91,52 @@ TEST_F(ServerTest, DiscoveryAndStatusObjects) {
   EXPECT_EQ(truncated.code, 400);
 }
 
+TEST_F(ServerTest, EventsK8sIoV1IsServedOverTheCoreEvents) {
+  // Discovery: the group, its version and the resource.
+  auto groups = Request(cfg_, "GET", "/apis").Json();
+  bool listed = false;
+  for (const auto& g : groups["groups"]) listed |= g["name"] == "events.k8s.io";
+  EXPECT_TRUE(listed) << groups.dump();
+  auto group = Request(cfg_, "GET", "/apis/events.k8s.io");
+  ASSERT_EQ(group.code, 200);
+  EXPECT_EQ(group.Json()["preferredVersion"]["groupVersion"], "events.k8s.io/v1");
+  auto resources = Request(cfg_, "GET", "/apis/events.k8s.io/v1");
+  ASSERT_EQ(resources.code, 200);
+  EXPECT_EQ(resources.Json()["resources"][0]["name"], "events");
+  EXPECT_EQ(resources.Json()["resources"][0]["namespaced"], true);
+  auto openapi = Request(cfg_, "GET", "/openapi/v3/apis/events.k8s.io/v1");
+  ASSERT_EQ(openapi.code, 200);
+  EXPECT_TRUE(openapi.Json()["components"]["schemas"]["io.k8s.api.events.v1.Event"]["properties"].contains(
+      "reportingController"));
+
+  const std::string v1 =
+      R"({"apiVersion":"events.k8s.io/v1","kind":"Event","metadata":{"name":"e1"},)"
+      R"("eventTime":"2026-12-02T10:00:00.000000Z","type":"Normal","reason":"Started","action":"Start",)"
+      R"("note":"hi","reportingController":"example.com/t","reportingInstance":"t-1",)"
+      R"("regarding":{"kind":"Pod","name":"p","namespace":"default"}})";
+  auto created = Request(cfg_, "POST", "/apis/events.k8s.io/v1/namespaces/default/events", v1);
+  ASSERT_EQ(created.code, 201) << created.body;
+  EXPECT_EQ(created.Json()["note"], "hi");
+  // The same object through core v1.
+  auto core = Request(cfg_, "GET", "/api/v1/namespaces/default/events/e1");
+  ASSERT_EQ(core.code, 200);
+  EXPECT_EQ(core.Json()["message"], "hi");
+  EXPECT_EQ(core.Json()["reportingComponent"], "example.com/t");
+  auto list = Request(cfg_, "GET", "/apis/events.k8s.io/v1/events");
+  ASSERT_EQ(list.code, 200);
+  EXPECT_EQ(list.Json()["kind"], "EventList");
+  EXPECT_EQ(list.Json()["apiVersion"], "events.k8s.io/v1");
+  EXPECT_EQ(list.Json()["items"][0]["regarding"]["name"], "p");
+  // An invalid v1 create is a 422 with causes.
+  auto bad = Request(cfg_, "POST", "/apis/events.k8s.io/v1/namespaces/default/events",
+                     R"({"metadata":{"name":"e2"},"type":"Normal"})");
+  EXPECT_EQ(bad.code, 422);
+  EXPECT_EQ(bad.Json()["details"]["group"], "events.k8s.io");
+  EXPECT_GE(bad.Json()["details"]["causes"].size(), 5u);
+  EXPECT_EQ(Request(cfg_, "DELETE", "/apis/events.k8s.io/v1/namespaces/default/events/e1").code, 200);
+  EXPECT_EQ(Request(cfg_, "GET", "/api/v1/namespaces/default/events/e1").code, 404);
+}
+
 TEST_F(ServerTest, DryRunNeverPersists) {
   auto created = Request(cfg_, "POST", "/api/v1/namespaces/default/pods?dryRun=All", PodJson("dry"));
   EXPECT_EQ(created.code, 201) << created.body;

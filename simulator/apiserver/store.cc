@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "simulator/apiserver/api_error.h"
+#include "simulator/apiserver/events.h"
 #include "simulator/apiserver/managed_fields.h"
 #include "simulator/apiserver/validation.h"
 
@@ -35,6 +36,7 @@ constexpr ResourceInfo kInfos[] = {
     {"validatingadmissionpolicies", "ValidatingAdmissionPolicy", false, "", kAdmission, "v1", true},
     {"validatingadmissionpolicybindings", "ValidatingAdmissionPolicyBinding", false, "", kAdmission, "v1",
      false},
+    {"events", "Event", true, "ev", "events.k8s.io", "v1", false},
 };
 static_assert(sizeof(kInfos) / sizeof(kInfos[0]) == kResourceCount);
 
@@ -71,9 +73,22 @@ json WithRv(const json& obj, uint64_t rv) {
   return out;
 }
 
+// A stored object as resource `r` serves it (events.k8s.io/v1 field names for kEventsV1).
+ObjectPtr Served(Resource r, ObjectPtr stored) {
+  if (r != Resource::kEventsV1 || stored == nullptr) return stored;
+  return std::make_shared<const json>(CoreEventToV1(*stored));
+}
+
+absl::StatusOr<ObjectPtr> Served(Resource r, absl::StatusOr<ObjectPtr> stored) {
+  if (!stored.ok()) return stored;
+  return Served(r, *std::move(stored));
+}
+
 }  // namespace
 
 const ResourceInfo& Info(Resource r) { return kInfos[Index(r)]; }
+
+Resource StorageOf(Resource r) { return r == Resource::kEventsV1 ? Resource::kEvents : r; }
 
 std::string ResourceInfo::ApiVersion() const {
   return *group ? absl::StrCat(group, "/", version) : std::string(version);
@@ -204,7 +219,11 @@ void Store::DeliverLocked(Watcher& w, const Event& e) {
     type = e.type;
   }
   EventLine line;
-  if (w.sink->WantsLine()) {
+  if (w.resource != e.resource) {
+    // Another group's view of the stored object (events.k8s.io/v1 of a core Event): its own line.
+    obj = Served(w.resource, obj);
+    if (w.sink->WantsLine()) line = std::make_shared<const std::string>(EncodeWatchLine(type, *obj));
+  } else if (w.sink->WantsLine()) {
     if (!e.lines[slot]) e.lines[slot] = std::make_shared<const std::string>(EncodeWatchLine(type, *obj));
     line = e.lines[slot];
   }
@@ -228,6 +247,11 @@ void Store::ScheduleLocked(const ObjectPtr& pod) {
 absl::StatusOr<ObjectPtr> Store::Create(Resource r, const std::string& ns, json object,
                                         const WriteOptions& write) {
   absl::MutexLock lock(&mu_);
+  if (r == Resource::kEventsV1) {
+    if (!object.is_object()) return BadRequestError("the request body must be a JSON object");
+    if (auto v = ValidateEventV1Create(object, ns); !v.ok()) return v;
+    return Served(r, CreateLocked(Resource::kEvents, ns, V1EventToCore(object), write));
+  }
   return CreateLocked(r, ns, std::move(object), write);
 }
 
@@ -323,9 +347,10 @@ absl::StatusOr<ObjectPtr> Store::CreateLocked(Resource r, const std::string& ns,
 
 absl::StatusOr<ObjectPtr> Store::Get(Resource r, const std::string& ns, const std::string& name) const {
   absl::MutexLock lock(&mu_);
-  auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
-  if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
-  return it->second;
+  const auto& objs = objects_[Index(StorageOf(r))];
+  auto it = objs.find(KeyOf(r, ns, name));
+  if (it == objs.end()) return NotFoundError(Info(r).plural, name);
+  return Served(r, it->second);
 }
 
 absl::StatusOr<ListResult> Store::List(Resource r, const std::string& ns, const ListOptions& options) const {
@@ -366,7 +391,7 @@ absl::StatusOr<ListResult> Store::List(Resource r, const std::string& ns, const 
     result.resource_version = token_rv;
     start = token["start"].get<std::string>();
   }
-  const auto& objs = objects_[Index(r)];
+  const auto& objs = objects_[Index(StorageOf(r))];
   auto it = start.empty() ? objs.begin() : objs.upper_bound(start);
   if (start.empty() && Info(r).namespaced && !ns.empty()) it = objs.lower_bound(ns + "/");
   int64_t remaining = 0;
@@ -381,7 +406,7 @@ absl::StatusOr<ListResult> Store::List(Resource r, const std::string& ns, const 
       ++remaining;
       continue;
     }
-    result.items.push_back(it->second);
+    result.items.push_back(Served(r, it->second));
     last_key = it->first;
   }
   if (remaining > 0) {
@@ -494,23 +519,27 @@ absl::StatusOr<ObjectPtr> Store::CommitUpdateLocked(Resource r, const ObjectPtr&
 absl::StatusOr<ObjectPtr> Store::Update(Resource r, const std::string& ns, const std::string& name,
                                         json object, Subresource sub, const WriteOptions& write) {
   absl::MutexLock lock(&mu_);
-  auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
-  if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
+  const auto& objs = objects_[Index(StorageOf(r))];
+  auto it = objs.find(KeyOf(r, ns, name));
+  if (it == objs.end()) return NotFoundError(Info(r).plural, name);
   if (object.is_object() && object["metadata"].is_object() && Info(r).namespaced &&
       MetaString(object, "namespace").empty()) {
     object["metadata"]["namespace"] = ns;
   }
-  return CommitUpdateLocked(r, it->second, std::move(object), sub, write);
+  if (r == Resource::kEventsV1) object = V1EventToCore(object);
+  return Served(r, CommitUpdateLocked(StorageOf(r), it->second, std::move(object), sub, write));
 }
 
 absl::StatusOr<ObjectPtr> Store::Patch(Resource r, const std::string& ns, const std::string& name,
                                        PatchType type, const json& patch, Subresource sub,
                                        const WriteOptions& write) {
   absl::MutexLock lock(&mu_);
-  auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
-  if (it == objects_[Index(r)].end()) return NotFoundError(Info(r).plural, name);
+  const auto& objs = objects_[Index(StorageOf(r))];
+  auto it = objs.find(KeyOf(r, ns, name));
+  if (it == objs.end()) return NotFoundError(Info(r).plural, name);
   ObjectPtr old = it->second;
-  auto next = ApplyPatch(*old, type, patch);
+  // The patch applies to the object as this resource serves it.
+  auto next = ApplyPatch(*Served(r, old), type, patch);
   if (!next.ok()) return BadRequestError(std::string(next.status().message()));
   if (type == PatchType::kJson && next->is_object() && next->contains("metadata") &&
       (*next)["metadata"].is_object()) {
@@ -524,7 +553,8 @@ absl::StatusOr<ObjectPtr> Store::Patch(Resource r, const std::string& ns, const 
                   patch["metadata"].contains("resourceVersion");
     if (!has_rv) (*next)["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
   }
-  return CommitUpdateLocked(r, old, *std::move(next), sub, write);
+  if (r == Resource::kEventsV1) *next = V1EventToCore(*next);
+  return Served(r, CommitUpdateLocked(StorageOf(r), old, *std::move(next), sub, write));
 }
 
 absl::StatusOr<ObjectPtr> Store::Apply(Resource r, const std::string& ns, const std::string& name,
@@ -546,23 +576,29 @@ absl::StatusOr<ObjectPtr> Store::Apply(Resource r, const std::string& ns, const 
   }
   absl::MutexLock lock(&mu_);
   ManagerInfo who{write.field_manager, info.ApiVersion(), NowLocked(), sub == Subresource::kStatus};
-  auto it = objects_[Index(r)].find(KeyOf(r, ns, name));
-  if (it == objects_[Index(r)].end()) {
+  const auto& objs = objects_[Index(StorageOf(r))];
+  auto it = objs.find(KeyOf(r, ns, name));
+  if (it == objs.end()) {
     if (sub != Subresource::kNone) return NotFoundError(info.plural, name);
     auto created = ApplyConfiguration(json(), applied, who, write.force, info.plural, name);
     if (!created.ok()) return created.status();
     (*created)["metadata"]["name"] = name;
     WriteOptions w = write;
     w.field_manager.clear();  // ApplyConfiguration recorded the Apply entry
-    return CreateLocked(r, ns, *std::move(created), w);
+    if (r == Resource::kEventsV1) {
+      if (auto v = ValidateEventV1Create(*created, ns); !v.ok()) return v;
+      *created = V1EventToCore(*created);
+    }
+    return Served(r, CreateLocked(StorageOf(r), ns, *std::move(created), w));
   }
   ObjectPtr old = it->second;
-  auto next = ApplyConfiguration(*old, applied, who, write.force, info.plural, name);
+  auto next = ApplyConfiguration(*Served(r, old), applied, who, write.force, info.plural, name);
   if (!next.ok()) return next.status();
   (*next)["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
+  if (r == Resource::kEventsV1) *next = V1EventToCore(*next);
   WriteOptions w = write;
   w.field_manager.clear();
-  return CommitUpdateLocked(r, old, *std::move(next), sub, w, /*from_apply=*/true);
+  return Served(r, CommitUpdateLocked(StorageOf(r), old, *std::move(next), sub, w, /*from_apply=*/true));
 }
 
 absl::StatusOr<ObjectPtr> Store::DeleteLocked(Resource r, const Key& key) {
@@ -574,6 +610,7 @@ absl::StatusOr<ObjectPtr> Store::DeleteLocked(Resource r, const Key& key) {
 
 absl::StatusOr<ObjectPtr> Store::Delete(Resource r, const std::string& ns, const std::string& name,
                                         const DeleteOptions& options) {
+  if (r == Resource::kEventsV1) return Served(r, Delete(Resource::kEvents, ns, name, options));
   const Preconditions& pre = options.preconditions;
   absl::MutexLock lock(&mu_);
   Key key = KeyOf(r, ns, name);
@@ -649,9 +686,10 @@ absl::StatusOr<uint64_t> Store::Watch(Resource r, const std::string& ns, const W
             std::move(sink)};
   if (r == Resource::kPods) w.node = w.fields.ExactValue("spec.nodeName");
   if (initial) {
-    const auto& objs = objects_[Index(r)];
-    for (const auto& [key, obj] : objs) {
-      if (!WatcherMatches(w, *obj)) continue;
+    const auto& objs = objects_[Index(StorageOf(r))];
+    for (const auto& [key, stored] : objs) {
+      if (!WatcherMatches(w, *stored)) continue;
+      ObjectPtr obj = Served(r, stored);
       EventLine line;
       if (w.sink->WantsLine()) line = std::make_shared<const std::string>(EncodeWatchLine("ADDED", *obj));
       w.sink->OnEvent("ADDED", obj, rv_, line);
@@ -670,7 +708,7 @@ absl::StatusOr<uint64_t> Store::Watch(Resource r, const std::string& ns, const W
     }
   } else {
     for (const Event& e : history_) {
-      if (e.rv <= from || e.resource != r) continue;
+      if (e.rv <= from || e.resource != StorageOf(r)) continue;
       DeliverLocked(w, e);
     }
   }
@@ -678,7 +716,7 @@ absl::StatusOr<uint64_t> Store::Watch(Resource r, const std::string& ns, const W
   if (w.node) {
     by_node_[*w.node].insert(id);
   } else {
-    general_[Index(r)].insert(id);
+    general_[Index(StorageOf(r))].insert(id);
   }
   watchers_.emplace(id, std::move(w));
   return id;
@@ -701,7 +739,7 @@ void Store::UnindexLocked(uint64_t id, const Watcher& w) {
       if (n->second.empty()) by_node_.erase(n);
     }
   } else {
-    general_[Index(w.resource)].erase(id);
+    general_[Index(StorageOf(w.resource))].erase(id);
   }
 }
 

@@ -65,6 +65,8 @@ enum class Resource {
   kDaemonSets,
   kValidatingAdmissionPolicies,
   kValidatingAdmissionPolicyBindings,
+  // events.k8s.io/v1 Event: a view of the kEvents objects (events.h), stored and watched as kEvents.
+  kEventsV1,
 };
 inline constexpr Resource kAllResources[] = {Resource::kNamespaces,
                                              Resource::kPods,
@@ -79,7 +81,8 @@ inline constexpr Resource kAllResources[] = {Resource::kNamespaces,
                                              Resource::kRoleBindings,
                                              Resource::kDaemonSets,
                                              Resource::kValidatingAdmissionPolicies,
-                                             Resource::kValidatingAdmissionPolicyBindings};
+                                             Resource::kValidatingAdmissionPolicyBindings,
+                                             Resource::kEventsV1};
 inline constexpr size_t kResourceCount = sizeof(kAllResources) / sizeof(kAllResources[0]);
 
 struct ResourceInfo {
@@ -94,6 +97,9 @@ struct ResourceInfo {
 };
 const ResourceInfo& Info(Resource r);
 std::optional<Resource> ResourceFromPlural(std::string_view group, std::string_view plural);
+// The resource whose objects `r` serves: kEvents for kEventsV1 (one Event resource served under two groups,
+// as on the real server), `r` itself otherwise.
+Resource StorageOf(Resource r);
 
 using ObjectPtr = std::shared_ptr<const nlohmann::json>;
 using EventLine = std::shared_ptr<const std::string>;

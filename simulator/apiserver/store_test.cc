@@ -465,6 +465,118 @@ TEST(StoreTest, DropAllWatchesClosesClientSinksOnly) {
   EXPECT_THAT(Types(kubelet->Take()), ElementsAre("ADDED:p"));
 }
 
+json V1Event(const std::string& name) {
+  return {{"apiVersion", "events.k8s.io/v1"},
+          {"kind", "Event"},
+          {"metadata", {{"name", name}}},
+          {"eventTime", "2026-12-02T10:00:00.000000Z"},
+          {"type", "Normal"},
+          {"reason", "Started"},
+          {"action", "Start"},
+          {"note", "hello"},
+          {"reportingController", "example.com/tester"},
+          {"reportingInstance", "tester-1"},
+          {"regarding", {{"kind", "Pod"}, {"name", "p"}, {"namespace", "default"}}}};
+}
+
+TEST(EventsV1Test, OneStoredEventServedUnderBothGroups) {
+  Store store;
+  auto core_watch = std::make_shared<RecordingSink>();
+  auto v1_watch = std::make_shared<RecordingSink>();
+  ASSERT_TRUE(store.Watch(Resource::kEvents, "default", {}, core_watch).ok());
+  ASSERT_TRUE(store.Watch(Resource::kEventsV1, "default", {}, v1_watch).ok());
+
+  auto created = store.Create(Resource::kEventsV1, "default", V1Event("e1"));
+  ASSERT_TRUE(created.ok()) << created.status();
+  EXPECT_EQ((**created)["apiVersion"], "events.k8s.io/v1");
+  EXPECT_EQ((**created)["note"], "hello");
+  EXPECT_EQ((**created)["regarding"]["name"], "p");
+  EXPECT_FALSE((**created).contains("message"));
+
+  // The same object through core v1: the core field names.
+  auto core = store.Get(Resource::kEvents, "default", "e1");
+  ASSERT_TRUE(core.ok());
+  EXPECT_EQ((**core)["apiVersion"], "v1");
+  EXPECT_EQ((**core)["message"], "hello");
+  EXPECT_EQ((**core)["involvedObject"]["name"], "p");
+  EXPECT_EQ((**core)["reportingComponent"], "example.com/tester");
+  EXPECT_EQ(FieldValue(**core, "metadata.uid"), FieldValue(**created, "metadata.uid"));
+
+  // A core create is listed by events.k8s.io/v1 (eventTime null, deprecated* from the core fields).
+  json legacy = {{"metadata", {{"name", "e0"}}},
+                 {"involvedObject", {{"kind", "Pod"}, {"name", "q"}}},
+                 {"message", "legacy"},
+                 {"count", 3},
+                 {"type", "Warning"}};
+  ASSERT_TRUE(store.Create(Resource::kEvents, "default", legacy).ok());
+  auto list = store.List(Resource::kEventsV1, "default", {});
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->items.size(), 2u);
+  const json& e0 = *list->items[0];
+  EXPECT_EQ(e0["apiVersion"], "events.k8s.io/v1");
+  EXPECT_EQ(e0["note"], "legacy");
+  EXPECT_EQ(e0["deprecatedCount"], 3);
+  EXPECT_TRUE(e0["eventTime"].is_null());
+
+  // Watchers of each group see both events in their own group's shape.
+  auto core_seen = core_watch->Take();
+  auto v1_seen = v1_watch->Take();
+  ASSERT_EQ(core_seen.size(), 2u);
+  ASSERT_EQ(v1_seen.size(), 2u);
+  EXPECT_EQ(core_seen[0].object["message"], "hello");
+  EXPECT_EQ(v1_seen[0].object["note"], "hello");
+  EXPECT_EQ(json::parse(*v1_watch->lines()[1])["object"]["note"], "legacy");
+
+  // Merge patch in events.k8s.io field names; a no-op patch changes nothing.
+  auto patched = store.Patch(Resource::kEventsV1, "default", "e1", PatchType::kMerge, {{"note", "bye"}},
+                             Subresource::kNone);
+  ASSERT_TRUE(patched.ok()) << patched.status();
+  EXPECT_EQ((**patched)["note"], "bye");
+  EXPECT_EQ((**store.Get(Resource::kEvents, "default", "e1"))["message"], "bye");
+  uint64_t rv = store.ResourceVersion();
+  ASSERT_TRUE(store
+                  .Patch(Resource::kEventsV1, "default", "e0", PatchType::kMerge, {{"note", "legacy"}},
+                         Subresource::kNone)
+                  .ok());
+  EXPECT_EQ(store.ResourceVersion(), rv);
+
+  // Deleting through one group removes it from both.
+  auto deleted = store.Delete(Resource::kEventsV1, "default", "e1", {});
+  ASSERT_TRUE(deleted.ok());
+  EXPECT_EQ((**deleted)["apiVersion"], "events.k8s.io/v1");
+  EXPECT_TRUE(absl::IsNotFound(store.Get(Resource::kEvents, "default", "e1").status()));
+  EXPECT_THAT(Types(core_watch->Take()), ElementsAre("MODIFIED:e1", "DELETED:e1"));
+  EXPECT_TRUE(absl::IsNotFound(store.Delete(Resource::kEventsV1, "default", "e1", {}).status()));
+}
+
+TEST(EventsV1Test, CreateIsValidatedLikeTheRealServer) {
+  Store store;
+  json bad = {{"metadata", {{"name", "bad"}}},
+              {"type", "Info"},
+              {"deprecatedCount", 2},
+              {"reason", std::string(129, 'r')},
+              {"series", {{"count", 1}}},
+              {"regarding", {{"kind", "Pod"}, {"name", "p"}, {"namespace", "other"}}}};
+  auto r = store.Create(Resource::kEventsV1, "default", bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(HttpCode(r.status()), 422);
+  json status = StatusObject(r.status());
+  EXPECT_EQ(status["details"]["group"], "events.k8s.io");
+  EXPECT_EQ(status["details"]["kind"], "Event");
+  std::vector<std::string> fields;
+  for (const auto& c : status["details"]["causes"])
+    fields.push_back(c["field"].get<std::string>() + "|" + c["reason"].get<std::string>());
+  EXPECT_THAT(fields,
+              ElementsAre("series.count|FieldValueInvalid", "series.lastObservedTime|FieldValueRequired",
+                          "eventTime|FieldValueRequired", "type|FieldValueNotSupported",
+                          "deprecatedCount|FieldValueInvalid", "reportingController|FieldValueRequired",
+                          "reportingInstance|FieldValueRequired", "action|FieldValueRequired",
+                          "reason|FieldValueTooLong", "regarding.namespace|FieldValueInvalid"));
+  EXPECT_TRUE(absl::IsNotFound(store.Get(Resource::kEvents, "default", "bad").status()));
+  // A core v1 Event needs none of that.
+  EXPECT_TRUE(store.Create(Resource::kEvents, "default", {{"metadata", {{"name", "ok"}}}}).ok());
+}
+
 TEST(SelectorTest, LabelGrammar) {
   json obj = {{"metadata", {{"labels", {{"app", "web"}, {"tier", "fe"}}}}}};
   auto match = [&](const std::string& s) {

@@ -49,6 +49,7 @@ json TableColumns(Resource r) {
     default:
       return {Column("Name", "string", "name", 0), Column("Age", "string", "", 0)};
     case Resource::kEvents:
+    case Resource::kEventsV1:
       return {Column("Last Seen", "string", "", 0), Column("Type", "string", "", 0),
               Column("Reason", "string", "", 0), Column("Object", "string", "", 0),
               Column("Message", "string", "", 0)};
@@ -91,6 +92,12 @@ json TableRow(Resource r, const json& obj) {
                absl::StrCat(absl::AsciiStrToLower(FieldValue(obj, "involvedObject.kind")), "/",
                             FieldValue(obj, "involvedObject.name")),
                FieldValue(obj, "message")};
+      break;
+    case Resource::kEventsV1:
+      cells = {HumanAge(obj), FieldValue(obj, "type"), FieldValue(obj, "reason"),
+               absl::StrCat(absl::AsciiStrToLower(FieldValue(obj, "regarding.kind")), "/",
+                            FieldValue(obj, "regarding.name")),
+               FieldValue(obj, "note")};
       break;
     default:
       cells = {name, HumanAge(obj)};
