@@ -24,6 +24,7 @@ namespace pnc::netns {
 
 inline constexpr uint32_t kMarkerPriority = rules::kProofMarkerPriority;
 inline constexpr uint8_t kMarkerProtocol = rules::kProofMarkerProtocol;  // our tag on everything we install
+static_assert(kMarkerProtocol == 154, "the marker is one of our rules (netns/routing: kRouteProtocol)");
 
 class ProofMarker {
  public:

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
+#include "simulator/loopback_port.h"
 
 namespace pnc::sim {
 
@@ -30,22 +31,6 @@ std::string ImageName(const std::string& image) {
   if (colon != std::string::npos && (slash == std::string::npos || colon > slash))
     repo = repo.substr(0, colon);
   return slash == std::string::npos ? repo : repo.substr(repo.rfind('/') + 1);
-}
-
-absl::StatusOr<int> FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError("socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  if (port <= 0) return absl::InternalError("no free port");
-  return port;
 }
 
 // $(VAR) -> value, as kubelet expands command and args ($$ escapes, unknown references stay as written).
@@ -147,7 +132,7 @@ absl::StatusOr<MappedContainer> MapContainer(const json& pod_spec, const json& c
       int port = 0;
       std::vector<std::string> hp = absl::StrSplit(v, absl::MaxSplits(':', 1));
       if (hp.size() == 2 && absl::SimpleAtoi(hp[1], &port) && container_ports.count(port)) {
-        auto free = FreePort();
+        auto free = FreeLoopbackPort();
         if (!free.ok()) return free.status();
         out.metrics_port = *free;
         arg = absl::StrCat("--metrics_address=127.0.0.1:", *free);

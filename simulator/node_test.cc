@@ -20,6 +20,7 @@
 #include "simulator/netfilter_probe.h"
 #include "simulator/netns_identity.h"
 #include "simulator/process.h"
+#include "simulator/waiter_test_env.h"
 
 namespace pnc::sim {
 namespace {
@@ -122,33 +123,8 @@ std::optional<PodRecord> WaitSettled(Recorder& rec, Store& store, const std::str
   return std::nullopt;
 }
 
-class NodeTest : public ::testing::Test {
+class NodeTest : public WaiterSandboxTest {
  protected:
-  static void SetUpTestSuite() {
-    PreloadNetfilterModules();  // iptables-legacy REDIRECT/owner inside the sandbox's user namespace
-    auto sb = nt::Sandbox::Get();
-    if (!sb.ok()) {
-      sandbox_error_ = sb.status().ToString();
-      return;
-    }
-    sandbox_ = *sb;
-    char tmpl[] = "/tmp/pnc-node-test-XXXXXX";
-    work_ = ::mkdtemp(tmpl);
-    ::chmod(work_.c_str(), 0755);
-    // The waiter runs as uid 1000: it needs a copy outside Bazel's root-only output tree.
-    std::filesystem::copy_file(std::getenv("WAITER"), work_ + "/waiter");
-    ::chmod((work_ + "/waiter").c_str(), 0755);
-  }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    if (!work_.empty()) std::filesystem::remove_all(work_, ec);
-  }
-  void SetUp() override {
-    if (sandbox_ == nullptr) {
-      if (nt::Sandbox::Required()) FAIL() << "sandbox required but unavailable: " << sandbox_error_;
-      GTEST_SKIP() << "sandbox unavailable, test not run: " << sandbox_error_;
-    }
-  }
   NodeOptions Options() {
     NodeOptions o;
     o.name = "node-1";
@@ -157,13 +133,7 @@ class NodeTest : public ::testing::Test {
     o.waiter_timeout = absl::Seconds(20);
     return o;
   }
-  static nt::Sandbox* sandbox_;
-  static std::string sandbox_error_;
-  static std::string work_;
 };
-nt::Sandbox* NodeTest::sandbox_ = nullptr;
-std::string NodeTest::sandbox_error_;
-std::string NodeTest::work_;
 
 TEST_F(NodeTest, MeshPodIsInterceptedAfterTheWaiterSucceeds) {
   Store store;

@@ -31,6 +31,7 @@
 #include "simulator/apiserver/store.h"
 #include "simulator/daemonset.h"
 #include "simulator/forgery.h"
+#include "simulator/loopback_port.h"
 #include "simulator/netfilter_probe.h"
 #include "simulator/netns_identity.h"
 #include "simulator/node.h"
@@ -254,23 +255,6 @@ json ForgeryJson(const ForgeryRecord& f, const PodRecord& r) {
           {"throwaway_cookie", f.throwaway_cookie},
           {"spray", f.spray},
           {"guess", GuessOutcome(f, r)}};
-}
-
-// A free loopback TCP port (bound and released; the controller binds it right after).
-absl::StatusOr<int> FreeLoopbackPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return absl::InternalError("socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  int port = -1;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  if (port <= 0) return absl::InternalError("no free loopback port");
-  return port;
 }
 
 // GET http://127.0.0.1:<port><path>: the whole answer (status line, headers, body); "" when unreachable.

@@ -30,6 +30,7 @@
 #include "simulator/downward.h"
 #include "simulator/netns_identity.h"
 #include "simulator/process.h"
+#include "simulator/waiter_test_env.h"
 
 namespace pnc::sim {
 namespace {
@@ -214,34 +215,8 @@ std::vector<Case> Cases() {
   return cases;
 }
 
-class WaiterNoRulesTest : public ::testing::Test {
+class WaiterNoRulesTest : public WaiterSandboxTest {
  protected:
-  static void SetUpTestSuite() {
-    PreloadNetfilterModules();     // iptables-legacy REDIRECT for the positive control
-    auto sb = nt::Sandbox::Get();  // before any thread exists
-    if (!sb.ok()) {
-      sandbox_error_ = sb.status().ToString();
-      return;
-    }
-    sandbox_ = *sb;
-    char tmpl[] = "/tmp/pnc-waiter-no-rules-XXXXXX";
-    work_ = ::mkdtemp(tmpl);
-    ::chmod(work_.c_str(), 0755);
-    // The waiter runs as 65532: it needs a copy outside Bazel's root-only output tree.
-    std::filesystem::copy_file(std::getenv("WAITER"), work_ + "/waiter");
-    ::chmod((work_ + "/waiter").c_str(), 0755);
-  }
-  static void TearDownTestSuite() {
-    std::error_code ec;
-    if (!work_.empty()) std::filesystem::remove_all(work_, ec);
-  }
-  void SetUp() override {
-    if (sandbox_ == nullptr) {
-      if (nt::Sandbox::Required()) FAIL() << "sandbox required but unavailable: " << sandbox_error_;
-      GTEST_SKIP() << "sandbox unavailable, test not run: " << sandbox_error_;
-    }
-  }
-
   // A netns created and freed now: what a tenant's throwaway pod teaches it.
   static NetnsFingerprint Throwaway(const std::string& name) {
     NetnsFingerprint fp;
@@ -256,14 +231,7 @@ class WaiterNoRulesTest : public ::testing::Test {
     absl::SleepFor(absl::Milliseconds(30));  // netns teardown is asynchronous in the kernel
     return fp;
   }
-
-  static nt::Sandbox* sandbox_;
-  static std::string sandbox_error_;
-  static std::string work_;
 };
-nt::Sandbox* WaiterNoRulesTest::sandbox_ = nullptr;
-std::string WaiterNoRulesTest::sandbox_error_;
-std::string WaiterNoRulesTest::work_;
 
 // One prepared run: its own netns and Downward API volume, the waiter started as the template starts it.
 struct WaiterRun {

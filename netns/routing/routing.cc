@@ -337,6 +337,33 @@ absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<PolicyRoute>& w
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::vector<uint32_t>> ReadNopRules(MnlSocket& rtnl, uint32_t priority) {
+  absl::StatusOr<std::vector<RuleEntry>> rules = DumpOurRules(rtnl);
+  if (!rules.ok()) return rules.status();
+  std::vector<uint32_t> out;
+  for (const RuleEntry& r : *rules) {
+    if (r.family == Family::kIPv4 && r.action == FR_ACT_NOP && r.priority == priority && r.fwmark)
+      out.push_back(*r.fwmark);
+  }
+  return out;
+}
+
+absl::Status AddNopRule(MnlSocket& rtnl, uint32_t priority, uint32_t fwmark) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = PutRule(buf, RTM_NEWRULE, NLM_F_CREATE | NLM_F_EXCL, rtnl.NextSeq(), Family::kIPv4,
+                          FR_ACT_NOP, priority, fwmark, kFullMask, 0);
+  return rtnl.Request(nlh, absl::StrCat("ip rule add priority ", priority, " fwmark ", fwmark, " nop"));
+}
+
+absl::Status DeleteNopRule(MnlSocket& rtnl, uint32_t priority, uint32_t fwmark) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh =
+      PutRule(buf, RTM_DELRULE, 0, rtnl.NextSeq(), Family::kIPv4, FR_ACT_NOP, priority, fwmark, kFullMask, 0);
+  absl::Status s =
+      rtnl.Request(nlh, absl::StrCat("ip rule del priority ", priority, " fwmark ", fwmark, " nop"));
+  return absl::IsNotFound(s) ? absl::OkStatus() : s;
+}
+
 absl::StatusOr<std::vector<PolicyRoute>> ReadPolicyRoutes() {
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
   if (!nl.ok()) return nl.status();

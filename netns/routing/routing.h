@@ -47,6 +47,14 @@ absl::StatusOr<std::vector<rules::PolicyRoute>> ReadPolicyRoutes();
 absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<rules::PolicyRoute>& want);
 absl::StatusOr<std::vector<rules::PolicyRoute>> ReadPolicyRoutes(MnlSocket& rtnl);
 
+// NOP rules of ours (FR_ACT_NOP, IPv4, protocol kRouteProtocol) at `priority`: they never change routing; the
+// proof marker (netns/proof_marker.h) is one. ReadNopRules returns their fwmark values. SyncPolicyRoutes
+// deletes them like any other rule of ours that is not a planned policy route: re-applying the rules
+// withdraws the evidence until it is placed again.
+absl::StatusOr<std::vector<uint32_t>> ReadNopRules(MnlSocket& rtnl, uint32_t priority);
+absl::Status AddNopRule(MnlSocket& rtnl, uint32_t priority, uint32_t fwmark);
+absl::Status DeleteNopRule(MnlSocket& rtnl, uint32_t priority, uint32_t fwmark);
+
 // Canonical order used by ReadPolicyRoutes; callers comparing with a plan sort the plan the same way.
 void SortPolicyRoutes(std::vector<rules::PolicyRoute>& routes);
 

@@ -149,16 +149,24 @@ absl::StatusOr<json> ObjectMeta(absl::string_view message) {
   return md;
 }
 
-absl::StatusOr<json> Secret(absl::string_view raw) {
-  json o = {{"apiVersion", "v1"}, {"kind", "Secret"}};
+// A core/v1 object: field 1 is its ObjectMeta; `field` decodes the others into `o` (unknown ones ignored).
+absl::StatusOr<json> CoreObject(absl::string_view raw, const char* kind,
+                                const std::function<absl::Status(const Field&, json& o)>& field) {
+  json o = {{"apiVersion", "v1"}, {"kind", kind}};
   auto s = ForEachField(raw, [&](const Field& f) -> absl::Status {
+    if (f.number != 1) return field(f, o);
+    auto md = ObjectMeta(f.bytes);
+    if (!md.ok()) return md.status();
+    o["metadata"] = *md;
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return o;
+}
+
+absl::StatusOr<json> Secret(absl::string_view raw) {
+  return CoreObject(raw, "Secret", [](const Field& f, json& o) -> absl::Status {
     switch (f.number) {
-      case 1: {
-        auto md = ObjectMeta(f.bytes);
-        if (!md.ok()) return md.status();
-        o["metadata"] = *md;
-        return absl::OkStatus();
-      }
       case 2:
         return AddMapEntry(f.bytes, o["data"], true);
       case 3:
@@ -173,20 +181,11 @@ absl::StatusOr<json> Secret(absl::string_view raw) {
         return absl::OkStatus();
     }
   });
-  if (!s.ok()) return s;
-  return o;
 }
 
 absl::StatusOr<json> ConfigMap(absl::string_view raw) {
-  json o = {{"apiVersion", "v1"}, {"kind", "ConfigMap"}};
-  auto s = ForEachField(raw, [&](const Field& f) -> absl::Status {
+  return CoreObject(raw, "ConfigMap", [](const Field& f, json& o) -> absl::Status {
     switch (f.number) {
-      case 1: {
-        auto md = ObjectMeta(f.bytes);
-        if (!md.ok()) return md.status();
-        o["metadata"] = *md;
-        return absl::OkStatus();
-      }
       case 2:
         return AddMapEntry(f.bytes, o["data"], false);
       case 3:
@@ -198,21 +197,11 @@ absl::StatusOr<json> ConfigMap(absl::string_view raw) {
         return absl::OkStatus();
     }
   });
-  if (!s.ok()) return s;
-  return o;
 }
 
 absl::StatusOr<json> Namespace(absl::string_view raw) {
-  json o = {{"apiVersion", "v1"}, {"kind", "Namespace"}};
-  auto s = ForEachField(raw, [&](const Field& f) -> absl::Status {
-    if (f.number != 1) return absl::OkStatus();  // spec.finalizers / status: server-owned here
-    auto md = ObjectMeta(f.bytes);
-    if (!md.ok()) return md.status();
-    o["metadata"] = *md;
-    return absl::OkStatus();
-  });
-  if (!s.ok()) return s;
-  return o;
+  // spec.finalizers / status: server-owned here.
+  return CoreObject(raw, "Namespace", [](const Field&, json&) { return absl::OkStatus(); });
 }
 
 // meta/v1 DeleteOptions (Helm's uninstall deletes its release Secrets with one).

@@ -1,9 +1,6 @@
 #include "netns/cri/testing/container_client.h"
 
 #include <grpcpp/grpcpp.h>
-#include <grpcpp/impl/codegen/client_unary_call.h>
-#include <grpcpp/impl/codegen/proto_utils.h>
-#include <grpcpp/impl/codegen/rpc_method.h>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -14,12 +11,12 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
-#include "netns/cri/testing/cri_containers.pb.h"
+#include "netns/cri/cri_api.grpc.pb.h"
 
 namespace pnc::netns::cri_testing {
 namespace {
 
-namespace v1 = ::pnc::cri_testing::v1;
+namespace v1 = ::runtime::v1;
 
 absl::Status FromGrpc(const grpc::Status& s, const std::string& what) {
   if (s.ok()) return absl::OkStatus();
@@ -41,18 +38,21 @@ std::vector<std::string> StringList(const nlohmann::json& j) {
 class ContainerClient::Impl {
  public:
   Impl(const std::string& endpoint, absl::Duration timeout)
-      : channel_(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials())), timeout_(timeout) {}
+      : channel_(grpc::CreateChannel(endpoint, grpc::InsecureChannelCredentials())),
+        stub_(v1::RuntimeService::NewStub(channel_)),
+        timeout_(timeout) {}
 
+  // One unary call on the generated stub, bounded by the call timeout.
   template <typename Req, typename Resp>
-  absl::Status Call(const char* method, const std::string& what, const Req& req, Resp* resp) {
+  absl::Status Call(grpc::Status (v1::RuntimeService::Stub::*rpc)(grpc::ClientContext*, const Req&, Resp*),
+                    const std::string& what, const Req& req, Resp* resp) {
     grpc::ClientContext ctx;
     ctx.set_deadline(absl::ToChronoTime(absl::Now() + timeout_));
-    const std::string path = absl::StrCat("/runtime.v1.RuntimeService/", method);
-    grpc::internal::RpcMethod rpc(path.c_str(), grpc::internal::RpcMethod::NORMAL_RPC, channel_);
-    return FromGrpc(grpc::internal::BlockingUnaryCall(channel_.get(), rpc, &ctx, req, resp), what);
+    return FromGrpc((stub_.get()->*rpc)(&ctx, req, resp), what);
   }
 
   std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::RuntimeService::Stub> stub_;
   absl::Duration timeout_;
 };
 
@@ -111,7 +111,8 @@ absl::StatusOr<std::string> ContainerClient::Create(const std::string& sandbox_i
   const absl::Time deadline = absl::Now() + absl::Seconds(2);
   while (true) {
     v1::CreateContainerResponse resp;
-    absl::Status s = impl_->Call("CreateContainer", absl::StrCat("CreateContainer ", spec.name), req, &resp);
+    absl::Status s = impl_->Call(&v1::RuntimeService::Stub::CreateContainer,
+                                 absl::StrCat("CreateContainer ", spec.name), req, &resp);
     if (s.ok()) return resp.container_id();
     if (!absl::IsNotFound(s) || absl::Now() > deadline) return s;
     absl::SleepFor(absl::Milliseconds(50));
@@ -122,7 +123,8 @@ absl::Status ContainerClient::Start(const std::string& container_id) {
   v1::StartContainerRequest req;
   req.set_container_id(container_id);
   v1::StartContainerResponse resp;
-  return impl_->Call("StartContainer", absl::StrCat("StartContainer ", container_id), req, &resp);
+  return impl_->Call(&v1::RuntimeService::Stub::StartContainer, absl::StrCat("StartContainer ", container_id),
+                     req, &resp);
 }
 
 absl::Status ContainerClient::Stop(const std::string& container_id, int64_t timeout_seconds) {
@@ -130,14 +132,16 @@ absl::Status ContainerClient::Stop(const std::string& container_id, int64_t time
   req.set_container_id(container_id);
   req.set_timeout(timeout_seconds);
   v1::StopContainerResponse resp;
-  return impl_->Call("StopContainer", absl::StrCat("StopContainer ", container_id), req, &resp);
+  return impl_->Call(&v1::RuntimeService::Stub::StopContainer, absl::StrCat("StopContainer ", container_id),
+                     req, &resp);
 }
 
 absl::Status ContainerClient::Remove(const std::string& container_id) {
   v1::RemoveContainerRequest req;
   req.set_container_id(container_id);
   v1::RemoveContainerResponse resp;
-  return impl_->Call("RemoveContainer", absl::StrCat("RemoveContainer ", container_id), req, &resp);
+  return impl_->Call(&v1::RuntimeService::Stub::RemoveContainer,
+                     absl::StrCat("RemoveContainer ", container_id), req, &resp);
 }
 
 absl::StatusOr<ContainerFacts> ContainerClient::Status(const std::string& container_id) {
@@ -145,7 +149,8 @@ absl::StatusOr<ContainerFacts> ContainerClient::Status(const std::string& contai
   req.set_container_id(container_id);
   req.set_verbose(true);
   v1::ContainerStatusResponse resp;
-  absl::Status s = impl_->Call("ContainerStatus", absl::StrCat("ContainerStatus ", container_id), req, &resp);
+  absl::Status s = impl_->Call(&v1::RuntimeService::Stub::ContainerStatus,
+                               absl::StrCat("ContainerStatus ", container_id), req, &resp);
   if (!s.ok()) return s;
   ContainerFacts f;
   f.id = resp.status().id();

@@ -5,8 +5,7 @@
 // the runtime wrote it. Reads back what the runtime actually handed to runc (verbose ContainerStatus: the OCI
 // runtime spec) and, while the process runs, its credentials from /proc.
 //
-// The wire messages are //netns/cri/testing:cri_containers (package pnc.cri_testing.v1, upstream field
-// numbers); the calls go to "/runtime.v1.RuntimeService/<Method>" (see cri_containers.proto for why).
+// The wire messages and stub are //netns/cri:cri_api (runtime.v1, upstream field numbers).
 #ifndef PNC_NETNS_CRI_TESTING_CONTAINER_CLIENT_H_
 #define PNC_NETNS_CRI_TESTING_CONTAINER_CLIENT_H_
 
@@ -50,7 +49,7 @@ struct ContainerSpec {
 // What the runtime reports, plus what its OCI runtime spec says (verbose info).
 struct ContainerFacts {
   std::string id;
-  int state = -1;  // pnc.cri_testing.v1.ContainerState: 0 created, 1 running, 2 exited, 3 unknown
+  int state = -1;  // runtime.v1.ContainerState: 0 created, 1 running, 2 exited, 3 unknown
   int exit_code = 0;
   std::string reason;
   std::string message;
