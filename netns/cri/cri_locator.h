@@ -21,15 +21,13 @@ namespace pnc::netns {
 // sandbox yet, or it vanished: the pod's state, retry), Unavailable (the runtime is down or restarting: the
 // runtime's state, not the pod's; also containerd's "server is not initialized yet" while it restores its
 // state), DeadlineExceeded (a call took longer than `call_timeout`), FailedPrecondition (must not be
-// touched). endpoint: "/run/containerd/containerd.sock", "unix:///run/...", "unix:/run/..." or
-// "unix-abstract:name". The channel connects lazily; creating the locator does no I/O. Thread-safe.
+// touched); other codes of the runtime's answer as they came. endpoint: "/run/containerd/containerd.sock",
+// "unix:///run/...", "unix:/run/..." or "unix-abstract:name". Creating the locator does no I/O. Thread-safe.
 //
-// Runtime restarts: each Locate first makes sure the channel is READY. A channel in TRANSIENT_FAILURE (which
-// would answer with its cached connect error until gRPC's reconnect backoff runs out) is replaced by a new
-// channel that dials at once (at most one replacement per 20 ms); the connect attempt is bounded by
-// min(call_timeout, 500 ms) and a failed one is Unavailable at once (< 1 ms on a unix socket). So a locate
-// succeeds as soon as the runtime accepts connections again: measured 2.6-3.6 ms after a restarted
-// containerd 1.6 answered, with and without locates during the 3 s outage (//netns/cri:runtime_restart_test).
+// Runtime restarts: the calls go through GrpcUnaryClient (netns/cri/grpc_unary.h), which keeps no state about
+// the runtime besides idle connections: while nothing listens a locate is Unavailable at once (a refused unix
+// connect), and the first locate after the runtime accepts connections again reaches it (no reconnect
+// backoff).
 absl::StatusOr<std::unique_ptr<Locator>> NewCriLocator(const std::string& endpoint,
                                                        absl::Duration call_timeout = absl::Seconds(2));
 

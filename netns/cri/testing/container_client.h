@@ -5,7 +5,7 @@
 // the runtime wrote it. Reads back what the runtime actually handed to runc (verbose ContainerStatus: the OCI
 // runtime spec) and, while the process runs, its credentials from /proc.
 //
-// The wire messages and stub are //netns/cri:cri_api (runtime.v1, upstream field numbers).
+// The wire messages and stub are //netns/cri:cri_api_grpc (runtime.v1, upstream field numbers).
 #ifndef PNC_NETNS_CRI_TESTING_CONTAINER_CLIENT_H_
 #define PNC_NETNS_CRI_TESTING_CONTAINER_CLIENT_H_
 
