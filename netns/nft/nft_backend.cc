@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "netns/executor.h"
+#include "netns/nft/decode_memo.h"
 #include "netns/nft/rule_codec.h"
 #include "netns/routing/netlink.h"
 #include "netns/routing/routing_state.h"
@@ -444,17 +445,68 @@ int BuiltinRank(const std::string& name) {
   return -1;
 }
 
+// The parts of an NFT_MSG_NEWRULE dump message the read-back uses, located without libnftnl.
+struct RuleMessage {
+  std::optional<Family> family;
+  std::optional<absl::string_view> table, chain;
+  std::optional<absl::string_view> expressions;  // NFTA_RULE_EXPRESSIONS' payload
+};
+
+std::optional<absl::string_view> AttrString(const nlattr* a) {
+  const char* p = static_cast<const char*>(mnl_attr_get_payload(a));
+  const size_t len = mnl_attr_get_payload_len(a);
+  const size_t n = strnlen(p, len);
+  if (n == len) return std::nullopt;  // not NUL-terminated
+  return absl::string_view(p, n);
+}
+
+RuleMessage SplitRuleMessage(const nlmsghdr* m) {
+  RuleMessage out;
+  const auto* nfg = static_cast<const nfgenmsg*>(mnl_nlmsg_get_payload(m));
+  out.family = FamilyOf(nfg->nfgen_family);
+  ForEachAttr(m, sizeof(nfgenmsg), [&](const nlattr* a) {
+    switch (mnl_attr_get_type(a)) {
+      case NFTA_RULE_TABLE:
+        out.table = AttrString(a);
+        break;
+      case NFTA_RULE_CHAIN:
+        out.chain = AttrString(a);
+        break;
+      case NFTA_RULE_EXPRESSIONS:
+        out.expressions =
+            absl::string_view(static_cast<const char*>(mnl_attr_get_payload(a)), mnl_attr_get_payload_len(a));
+        break;
+      default:
+        break;
+    }
+  });
+  return out;
+}
+
 // Our tables' content in the Ruleset model (no routes), given the families holding our table and their
-// chains.
+// chains. A rule whose expression bytes `memo` has seen decode successfully before is not parsed again.
 absl::StatusOr<std::vector<FamilyRules>> ReadFamilies(MnlSocket& nl, const std::set<Family>& families,
-                                                      std::map<Family, std::vector<ChainInfo>>& chains) {
+                                                      std::map<Family, std::vector<ChainInfo>>& chains,
+                                                      DecodeMemo& memo) {
   std::vector<FamilyRules> out;
   if (families.empty()) return out;
 
   // Rules per (family, nft chain name), in chain order.
   std::map<std::pair<Family, std::string>, std::vector<Rule>> rules_by_chain;
+  // No NFTA_RULE_TABLE filter in the request: with NFPROTO_UNSPEC the kernel's filtered dump stops after the
+  // first table of that name, which would hide our ip6 table.
   absl::Status s =
       DumpObjects(nl, NFT_MSG_GETRULE, NFPROTO_UNSPEC, "list nftables rules", [&](const nlmsghdr* m) {
+        const RuleMessage msg = SplitRuleMessage(m);
+        if (msg.family && msg.table == absl::string_view(kNftTableName) && msg.chain && msg.expressions) {
+          std::optional<std::pair<Table, std::string>> split = SplitChainName(std::string(*msg.chain));
+          if (split) {
+            if (std::optional<Rule> known = memo.Find(*msg.family, split->first, *msg.expressions)) {
+              rules_by_chain[{*msg.family, std::string(*msg.chain)}].push_back(*std::move(known));
+              return absl::OkStatus();
+            }
+          }
+        }
         RulePtr r(nftnl_rule_alloc());
         if (nftnl_rule_nlmsg_parse(m, r.get()) < 0)
           return absl::InternalError("cannot parse an nftables rule");
@@ -467,6 +519,7 @@ absl::StatusOr<std::vector<FamilyRules>> ReadFamilies(MnlSocket& nl, const std::
         if (!split) return absl::InternalError(absl::StrCat(where, " is not a chain we create"));
         absl::StatusOr<Rule> rule = DecodeRule(r.get(), *f, split->first, where);
         if (!rule.ok()) return rule.status();
+        if (msg.family == f && msg.expressions) memo.Remember(*f, split->first, *msg.expressions, *rule);
         rules_by_chain[{*f, chain}].push_back(std::move(*rule));
         return absl::OkStatus();
       });
@@ -540,7 +593,7 @@ class Sockets {
   std::optional<MnlSocket> route_;
 };
 
-absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets) {
+absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets, DecodeMemo& memo) {
   Ruleset rs;
   absl::StatusOr<MnlSocket*> rtnl = sockets.Route();
   if (!rtnl.ok()) return rtnl.status();
@@ -554,7 +607,7 @@ absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets) {
   std::map<Family, std::vector<ChainInfo>> chains = std::move(*c);
   absl::StatusOr<std::set<Family>> families = std::set<Family>();
   for (const auto& [f, list] : chains) families->insert(f);
-  absl::StatusOr<std::vector<FamilyRules>> fams = ReadFamilies(**nl, *families, chains);
+  absl::StatusOr<std::vector<FamilyRules>> fams = ReadFamilies(**nl, *families, chains, memo);
   if (!fams.ok()) return fams.status();
   rs.families = std::move(*fams);
   return rs;
@@ -634,7 +687,7 @@ absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const EncodedRuleset
                             const std::set<Family>& have_families,
                             std::map<Family, std::vector<ChainInfo>>& have_chains);
 
-absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets) {
+absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets, DecodeMemo& memo) {
   const Ruleset& rs = enc.rs;
 
   absl::StatusOr<MnlSocket*> nl = sockets.Nf();
@@ -655,7 +708,8 @@ absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets) {
       have_chains = std::move(*chains);
       // Re-apply of what is already there (a restarted controller, a retry): change nothing, destroy nothing.
       // Unreadable content (tampered) falls through to the rewrite below.
-      absl::StatusOr<std::vector<FamilyRules>> current = ReadFamilies(**nl, *have_families, have_chains);
+      absl::StatusOr<std::vector<FamilyRules>> current =
+          ReadFamilies(**nl, *have_families, have_chains, memo);
       if (current.ok() && *current == rs.families) return SyncRoutingState(**rtnl, rs);
     }
     last = SendApplyBatch(**nl, **rtnl, enc, *have_families, have_chains);
@@ -730,14 +784,14 @@ class NftBackend : public Backend {
     if (!enc.ok()) return Annotate(ns, enc.status());
     return Annotate(ns, RunInNetns(ns, [&] {
                       Sockets sockets;
-                      return ApplyHere(**enc, sockets);
+                      return ApplyHere(**enc, sockets, memo_);
                     }));
   }
   absl::StatusOr<Ruleset> ReadBack(const NetnsHandle& ns) override {
     absl::StatusOr<Ruleset> out;
     absl::Status s = RunInNetns(ns, [&] {
       Sockets sockets;
-      out = ReadBackHere(sockets);
+      out = ReadBackHere(sockets, memo_);
       return out.status();
     });
     if (!s.ok()) return Annotate(ns, s);
@@ -751,8 +805,8 @@ class NftBackend : public Backend {
     absl::StatusOr<Ruleset> out;
     absl::Status s = RunInNetns(ns, [&] {
       Sockets sockets;
-      if (absl::Status applied = ApplyHere(**enc, sockets); !applied.ok()) return applied;
-      out = ReadBackHere(sockets);
+      if (absl::Status applied = ApplyHere(**enc, sockets, memo_); !applied.ok()) return applied;
+      out = ReadBackHere(sockets, memo_);
       return out.status();
     });
     if (!s.ok()) return Annotate(ns, s);
@@ -768,6 +822,7 @@ class NftBackend : public Backend {
     return absl::Status(s.code(), absl::StrCat("nft backend in ", ns.path(), ": ", s.message()));
   }
   EncodeCache cache_;
+  DecodeMemo memo_;
 };
 
 }  // namespace

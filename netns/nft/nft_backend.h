@@ -36,7 +36,9 @@
 // (size) first, then the routing state (routing_state.h) is synced, then the batch is sent: TPROXY'd packets
 // find their route as soon as the rules exist, and an unsendable rule set changes nothing. ReadBack dumps our
 // chains/rules and translates the expressions back into the Ruleset model exactly; any expression we do not
-// write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. Remove deletes our
+// write ourselves (nft's own short prefix loads excepted) is an Internal error naming it. A dumped rule whose
+// expression bytes are identical to bytes this backend decoded before takes that decode's result
+// (decode_memo.h); any other rule is parsed and decoded in full. Remove deletes our
 // tables (cold path) and our policy routes. ApplyAndReadBack (what ApplyAndVerify calls) does Apply and then
 // the read-back's dumps in ONE RunInNetns, on one nf_tables and one rtnetlink socket. Validation and the
 // translation into NFT_MSG_NEWRULE messages are done before entering the namespace and cached for the last 8

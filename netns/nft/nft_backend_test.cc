@@ -277,6 +277,25 @@ TEST_F(NftBackendTest, ForeignExpressionInOurTableIsAnError) {
   EXPECT_EQ(*backend_->ReadBack(*ns_), RedirectRuleset(false));
 }
 
+// A read-back after a verified one decodes from the same memo: a rule changed in the kernel since (same
+// chain, same position, one port different) must still be reported as it is now.
+TEST_F(NftBackendTest, RuleChangedAfterAVerifiedReadBackIsReported) {
+  const Ruleset want = RedirectRuleset(false);
+  ASSERT_TRUE(backend_->Apply(*ns_, want).ok());
+  ASSERT_EQ(*backend_->ReadBack(*ns_), want);
+  InNetns(*ns_, {kNft, "flush chain ip istio_pnc nat_ISTIO_INBOUND"});
+  for (const char* port : {"15008", "15090", "15021", "15029"})
+    InNetns(*ns_,
+            {kNft, absl::StrCat("add rule ip istio_pnc nat_ISTIO_INBOUND tcp dport ", port, " return")});
+  InNetns(*ns_,
+          {kNft, "add rule ip istio_pnc nat_ISTIO_INBOUND meta l4proto tcp jump nat_ISTIO_IN_REDIRECT"});
+  absl::StatusOr<Ruleset> got = backend_->ReadBack(*ns_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  Ruleset changed = want;
+  changed.families[0].tables[0].chains[2].rules[3].destination_port = Negatable<uint16_t>{15029};
+  EXPECT_EQ(*got, changed);
+}
+
 // The one-entry path reads the kernel back after the batch: it reports what a separate ReadBack reports,
 // including policy routes and a re-apply that had to repair foreign content, and Apply's errors as they are.
 TEST_F(NftBackendTest, ApplyAndReadBackReportsTheKernelState) {
