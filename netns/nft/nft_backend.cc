@@ -253,12 +253,13 @@ std::optional<Family> FamilyOf(uint32_t nfproto) {
 
 // Closing ANY nf_tables netlink socket blocks while the kernel's global list of objects awaiting RCU-deferred
 // destruction is non-empty (nft_rcv_nl_event flushes it on NETLINK_URELEASE): after a re-apply or a remove,
-// that is 10-18 ms, and it hits the next read-back's socket too. So every socket of this backend is closed by
-// the background closer (started by NewNftBackend).
+// that is 10-18 ms, and it hits the next read-back's socket too. So every socket of this backend (the
+// rtnetlink one too, whose close() is only microseconds, but on the pod's path) is closed by the background
+// closer (started by NewNftBackend).
 class NfSocket {
  public:
-  static absl::StatusOr<NfSocket> Open() {
-    absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_NETFILTER);
+  static absl::StatusOr<NfSocket> Open(int bus = NETLINK_NETFILTER) {
+    absl::StatusOr<MnlSocket> nl = MnlSocket::Open(bus);
     if (!nl.ok()) return nl.status();
     return NfSocket(std::move(*nl));
   }
@@ -581,16 +582,16 @@ class Sockets {
   }
   absl::StatusOr<MnlSocket*> Route() {
     if (!route_) {
-      absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
+      absl::StatusOr<NfSocket> nl = NfSocket::Open(NETLINK_ROUTE);
       if (!nl.ok()) return nl.status();
       route_.emplace(std::move(*nl));
     }
-    return &*route_;
+    return &**route_;
   }
 
  private:
   std::optional<NfSocket> nf_;
-  std::optional<MnlSocket> route_;
+  std::optional<NfSocket> route_;  // closed in the background too: close() is microseconds on the pod's path
 };
 
 absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets, DecodeMemo& memo) {

@@ -53,7 +53,7 @@ class MnlSocket {
   // socket after a batch that destroyed nf_tables objects (flushed rules, deleted chains) blocks in close()
   // until the kernel's deferred destruction has passed an RCU grace period (measured 10-18 ms); nothing the
   // caller does next depends on that. The socket keeps its netns referenced until it is closed (a few ms
-  // later).
+  // later). Hand-overs are coalesced (the thread pauses between rounds), so most of them wake nobody.
   // The closer thread must be started beforehand by StartBackgroundCloser() (from a thread in the process's
   // own netns: a thread inherits its creator's netns and would otherwise pin a pod's netns forever); until
   // then this closes inline.
