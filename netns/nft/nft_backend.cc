@@ -594,11 +594,19 @@ class Sockets {
   std::optional<NfSocket> route_;  // closed in the background too: close() is microseconds on the pod's path
 };
 
-absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets, DecodeMemo& memo) {
+// `routing`: the routing state Apply's sync read in this same namespace entry and did not change since
+// (SyncRoutingState's read_if_unchanged), or null/nullopt: read it here.
+absl::StatusOr<Ruleset> ReadBackHere(Sockets& sockets, DecodeMemo& memo,
+                                     const std::optional<Ruleset>* routing = nullptr) {
   Ruleset rs;
-  absl::StatusOr<MnlSocket*> rtnl = sockets.Route();
-  if (!rtnl.ok()) return rtnl.status();
-  if (absl::Status s = ReadRoutingState(**rtnl, &rs); !s.ok()) return s;
+  if (routing != nullptr && routing->has_value()) {
+    rs.routes = (*routing)->routes;
+    rs.loopback_addresses = (*routing)->loopback_addresses;
+  } else {
+    absl::StatusOr<MnlSocket*> rtnl = sockets.Route();
+    if (!rtnl.ok()) return rtnl.status();
+    if (absl::Status s = ReadRoutingState(**rtnl, &rs); !s.ok()) return s;
+  }
   absl::StatusOr<MnlSocket*> nl = sockets.Nf();
   if (!nl.ok()) return nl.status();
   // The chain dump alone tells which families hold our table (an empty table of ours, which Apply never
@@ -686,9 +694,12 @@ class EncodeCache {
 
 absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const EncodedRuleset& enc,
                             const std::set<Family>& have_families,
-                            std::map<Family, std::vector<ChainInfo>>& have_chains);
+                            std::map<Family, std::vector<ChainInfo>>& have_chains,
+                            std::optional<Ruleset>* routing_read);
 
-absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets, DecodeMemo& memo) {
+// `routing_read`: SyncRoutingState's read_if_unchanged of the last sync (see ReadBackHere).
+absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets, DecodeMemo& memo,
+                       std::optional<Ruleset>* routing_read) {
   const Ruleset& rs = enc.rs;
 
   absl::StatusOr<MnlSocket*> nl = sockets.Nf();
@@ -711,9 +722,9 @@ absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets, DecodeMemo& 
       // Unreadable content (tampered) falls through to the rewrite below.
       absl::StatusOr<std::vector<FamilyRules>> current =
           ReadFamilies(**nl, *have_families, have_chains, memo);
-      if (current.ok() && *current == rs.families) return SyncRoutingState(**rtnl, rs);
+      if (current.ok() && *current == rs.families) return SyncRoutingState(**rtnl, rs, routing_read);
     }
-    last = SendApplyBatch(**nl, **rtnl, enc, *have_families, have_chains);
+    last = SendApplyBatch(**nl, **rtnl, enc, *have_families, have_chains, routing_read);
     if (!absl::IsAlreadyExists(last)) return last;
   }
   return last;
@@ -721,7 +732,8 @@ absl::Status ApplyHere(const EncodedRuleset& enc, Sockets& sockets, DecodeMemo& 
 
 absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const EncodedRuleset& enc,
                             const std::set<Family>& have_families,
-                            std::map<Family, std::vector<ChainInfo>>& have_chains) {
+                            std::map<Family, std::vector<ChainInfo>>& have_chains,
+                            std::optional<Ruleset>* routing_read) {
   const Ruleset& rs = enc.rs;
   const std::set<Family>& want_families = enc.want_families;
   const std::map<Family, std::vector<WantChain>>& want_chains = enc.want_chains;
@@ -755,7 +767,7 @@ absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const EncodedRuleset
   // A batch that cannot be sent fails before anything changes, routes included.
   if (absl::Status s = b.Finish(); !s.ok()) return s;
   // Routes before rules: TPROXY'd packets must find their local route as soon as the rules exist.
-  if (absl::Status s = SyncRoutingState(rtnl, rs); !s.ok()) return s;
+  if (absl::Status s = SyncRoutingState(rtnl, rs, routing_read); !s.ok()) return s;
   return b.Send("nftables batch");
 }
 
@@ -785,7 +797,8 @@ class NftBackend : public Backend {
     if (!enc.ok()) return Annotate(ns, enc.status());
     return Annotate(ns, RunInNetns(ns, [&] {
                       Sockets sockets;
-                      return ApplyHere(**enc, sockets, memo_);
+                      std::optional<Ruleset> routing_read;
+                      return ApplyHere(**enc, sockets, memo_, &routing_read);
                     }));
   }
   absl::StatusOr<Ruleset> ReadBack(const NetnsHandle& ns) override {
@@ -806,8 +819,10 @@ class NftBackend : public Backend {
     absl::StatusOr<Ruleset> out;
     absl::Status s = RunInNetns(ns, [&] {
       Sockets sockets;
-      if (absl::Status applied = ApplyHere(**enc, sockets, memo_); !applied.ok()) return applied;
-      out = ReadBackHere(sockets, memo_);
+      std::optional<Ruleset> routing_read;
+      if (absl::Status applied = ApplyHere(**enc, sockets, memo_, &routing_read); !applied.ok())
+        return applied;
+      out = ReadBackHere(sockets, memo_, &routing_read);
       return out.status();
     });
     if (!s.ok()) return Annotate(ns, s);

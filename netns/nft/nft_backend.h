@@ -40,9 +40,10 @@
 // expression bytes are identical to bytes this backend decoded before takes that decode's result
 // (decode_memo.h); any other rule is parsed and decoded in full. Remove deletes our
 // tables (cold path) and our policy routes. ApplyAndReadBack (what ApplyAndVerify calls) does Apply and then
-// the read-back's dumps in ONE RunInNetns, on one nf_tables and one rtnetlink socket. Validation and the
-// translation into NFT_MSG_NEWRULE messages are done before entering the namespace and cached for the last 8
-// distinct Rulesets (pods of one workload share one); the read-back never uses that cache.
+// the read-back's dumps in ONE RunInNetns, on one nf_tables and one rtnetlink socket; when Apply's routing
+// sync sent nothing, the routing part of the read-back is that sync's own dumps (routing_state.h). Validation
+// and the translation into NFT_MSG_NEWRULE messages are done before entering the namespace and cached for the
+// last 8 distinct Rulesets (pods of one workload share one); the read-back never uses that cache.
 //
 // Translation (iptables -> nft), in the expression order RenderNftables prints: -s/-d -> ip[6] saddr/daddr
 // (payload + bitwise for a prefix + cmp); -i/-o -> meta iifname/oifname ("eth+" -> prefix cmp, shown "eth*");

@@ -103,20 +103,36 @@ absl::Status PutAddress(MnlSocket& nl, uint16_t type, uint16_t flags, const Cidr
 
 bool HostPrefix(const Cidr& c) { return c.prefix_len == (c.family == Family::kIPv4 ? 32 : 128); }
 
+// Ours among `have`, in ReadLoopbackAddresses' order.
+std::vector<Cidr> Ours(const std::vector<AddressEntry>& have) {
+  std::vector<Cidr> out;
+  for (const AddressEntry& e : have)
+    if (e.protocol == kAddressProtocol) out.push_back(e.cidr);
+  std::sort(out.begin(), out.end(), [](const Cidr& a, const Cidr& b) {
+    return std::tuple(a.family == Family::kIPv6, a.address, a.prefix_len) <
+           std::tuple(b.family == Family::kIPv6, b.address, b.prefix_len);
+  });
+  return out;
+}
+
 }  // namespace
 
-absl::Status SyncLoopbackAddresses(MnlSocket& rtnl, const std::vector<Cidr>& want) {
+absl::Status SyncLoopbackAddresses(MnlSocket& rtnl, const std::vector<Cidr>& want,
+                                   std::optional<std::vector<Cidr>>* read_if_unchanged) {
+  if (read_if_unchanged != nullptr) read_if_unchanged->reset();
   for (const Cidr& c : want)
     if (!HostPrefix(c))
       return absl::InvalidArgumentError(
           absl::StrCat("loopback address ", CidrText(c), ": not a host address"));
   absl::StatusOr<std::vector<AddressEntry>> have = DumpLoopback(rtnl);
   if (!have.ok()) return have.status();
+  bool sent = false;
   for (const Cidr& c : want) {
     auto it = std::find_if(have->begin(), have->end(), [&](const AddressEntry& e) { return e.cidr == c; });
     if (it != have->end() && it->protocol == kAddressProtocol) continue;
     // Absent: created with our protocol. Present but not ours: NLM_F_REPLACE sets our protocol in place.
     const bool present = it != have->end();
+    sent = true;
     absl::Status s =
         PutAddress(rtnl, RTM_NEWADDR, NLM_F_CREATE | NLM_F_REPLACE, c, true,
                    absl::StrCat("ip addr ", present ? "replace " : "add ", CidrText(c), " dev lo"));
@@ -124,24 +140,19 @@ absl::Status SyncLoopbackAddresses(MnlSocket& rtnl, const std::vector<Cidr>& wan
   }
   for (const AddressEntry& e : *have) {
     if (e.protocol != kAddressProtocol || std::find(want.begin(), want.end(), e.cidr) != want.end()) continue;
+    sent = true;
     absl::Status s = PutAddress(rtnl, RTM_DELADDR, 0, e.cidr, false,
                                 absl::StrCat("ip addr del ", CidrText(e.cidr), " dev lo"));
     if (!s.ok() && !absl::IsNotFound(s)) return s;  // gone already: fine
   }
+  if (!sent && read_if_unchanged != nullptr) *read_if_unchanged = Ours(*have);
   return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<Cidr>> ReadLoopbackAddresses(MnlSocket& rtnl) {
   absl::StatusOr<std::vector<AddressEntry>> have = DumpLoopback(rtnl);
   if (!have.ok()) return have.status();
-  std::vector<Cidr> out;
-  for (AddressEntry& e : *have)
-    if (e.protocol == kAddressProtocol) out.push_back(std::move(e.cidr));
-  std::sort(out.begin(), out.end(), [](const Cidr& a, const Cidr& b) {
-    return std::tuple(a.family == Family::kIPv6, a.address, a.prefix_len) <
-           std::tuple(b.family == Family::kIPv6, b.address, b.prefix_len);
-  });
-  return out;
+  return Ours(*have);
 }
 
 }  // namespace pnc::netns

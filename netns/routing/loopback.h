@@ -12,6 +12,7 @@
 #define PNC_NETNS_ROUTING_LOOPBACK_H_
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -27,7 +28,10 @@ inline constexpr uint8_t kAddressProtocol = 154;
 
 // Makes our loopback addresses exactly `want` (each a host address: /32 or /128): adds or takes over what is
 // missing, leaves correct entries alone (a second call sends nothing), deletes ours not in `want`.
-absl::Status SyncLoopbackAddresses(MnlSocket& rtnl, const std::vector<rules::Cidr>& want);
+// When `read_if_unchanged` is given, it receives, if the call sent nothing to the kernel, what
+// ReadLoopbackAddresses returns, computed from the address dump this call took; otherwise nullopt.
+absl::Status SyncLoopbackAddresses(MnlSocket& rtnl, const std::vector<rules::Cidr>& want,
+                                   std::optional<std::vector<rules::Cidr>>* read_if_unchanged = nullptr);
 
 // Our loopback addresses in canonical form (inet_ntop spelling), IPv4 first, then by address.
 absl::StatusOr<std::vector<rules::Cidr>> ReadLoopbackAddresses(MnlSocket& rtnl);

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -87,6 +88,44 @@ TEST(LoopbackTest, TakesOverAPreexistingAddressInPlace) {
     EXPECT_THAT(*ReadLoopbackAddresses(*nl), ElementsAre(kSix));
     const std::vector<std::string> parts = absl::StrSplit(Ip({"-6", "addr", "show", "dev", "lo"}), "::6/128");
     EXPECT_EQ(parts.size(), 2u);  // one copy
+  });
+}
+
+// A sync that sends nothing hands back the read of its own dumps, equal to a separate read; one that changes
+// anything (an address or a policy route) hands back nothing.
+TEST(RoutingStateTest, SyncReportsTheReadOnlyWhenItChangedNothing) {
+  IN_FRESH_NETNS({
+    absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
+    ASSERT_TRUE(nl.ok()) << nl.status();
+    rules::Ruleset want;
+    want.loopback_addresses = {kSix};
+    want.routes = {{Family::kIPv4, 1337, 133}, {Family::kIPv6, 1337, 133}};
+    std::optional<rules::Ruleset> read;
+    ASSERT_TRUE(SyncRoutingState(*nl, want, &read).ok());
+    EXPECT_FALSE(read.has_value());  // first sync: added everything
+
+    ASSERT_TRUE(SyncRoutingState(*nl, want, &read).ok());
+    ASSERT_TRUE(read.has_value());
+    rules::Ruleset separate;
+    ASSERT_TRUE(ReadRoutingState(*nl, &separate).ok());
+    EXPECT_EQ(read->loopback_addresses, separate.loopback_addresses);
+    EXPECT_EQ(read->routes, separate.routes);
+    EXPECT_EQ(read->loopback_addresses, want.loopback_addresses);
+    EXPECT_EQ(read->routes, want.routes);
+
+    // Something of ours that is not planned: deleted, so no read is handed back.
+    Ip({"-4", "rule", "add", "fwmark", "7", "lookup", "134", "proto", "154"});
+    ASSERT_TRUE(SyncRoutingState(*nl, want, &read).ok());
+    EXPECT_FALSE(read.has_value());
+    Ip({"-6", "addr", "del", "::6/128", "dev", "lo"});
+    ASSERT_TRUE(SyncRoutingState(*nl, want, &read).ok());
+    EXPECT_FALSE(read.has_value());
+    ASSERT_TRUE(SyncRoutingState(*nl, rules::Ruleset{}, &read).ok());
+    EXPECT_FALSE(read.has_value());
+    ASSERT_TRUE(SyncRoutingState(*nl, rules::Ruleset{}, &read).ok());
+    ASSERT_TRUE(read.has_value());
+    EXPECT_THAT(read->loopback_addresses, IsEmpty());
+    EXPECT_THAT(read->routes, IsEmpty());
   });
 }
 

@@ -269,6 +269,31 @@ absl::StatusOr<OurState> DumpAll(MnlSocket& nl) {
   return st;
 }
 
+// Our rules of the planned shape, as PolicyRoutes (not yet checked for their route).
+std::vector<PolicyRoute> PlannedShapeRules(const std::vector<RuleEntry>& rules) {
+  std::vector<PolicyRoute> out;
+  for (const RuleEntry& r : rules) {
+    if (!r.fwmark) continue;
+    PolicyRoute p{.family = r.family, .fwmark = *r.fwmark, .table = r.table};
+    if (IsPlannedRule(r, p)) out.push_back(p);
+  }
+  return out;
+}
+
+// ReadPolicyRoutes' answer: the candidates whose table holds our planned route, in canonical order.
+std::vector<PolicyRoute> Routed(const std::vector<PolicyRoute>& candidates,
+                                const std::vector<RouteEntry>& routes) {
+  std::vector<PolicyRoute> out;
+  for (const PolicyRoute& p : candidates) {
+    bool routed = std::any_of(routes.begin(), routes.end(), [&](const RouteEntry& rt) {
+      return rt.family == p.family && rt.table == p.table && IsPlannedRoute(rt);
+    });
+    if (routed) out.push_back(p);
+  }
+  SortPolicyRoutes(out);
+  return out;
+}
+
 }  // namespace
 
 void SortPolicyRoutes(std::vector<PolicyRoute>& routes) {
@@ -284,9 +309,12 @@ absl::Status SyncPolicyRoutes(const std::vector<PolicyRoute>& want) {
   return SyncPolicyRoutes(*nl, want);
 }
 
-absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<PolicyRoute>& want) {
+absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<PolicyRoute>& want,
+                              std::optional<std::vector<PolicyRoute>>* read_if_unchanged) {
+  if (read_if_unchanged != nullptr) read_if_unchanged->reset();
   absl::StatusOr<OurState> have = DumpAll(rtnl);
   if (!have.ok()) return have.status();
+  bool sent = false;
 
   // Routes first: a rule must not point at a table that lacks its route.
   std::set<std::pair<Family, uint32_t>> want_tables;
@@ -302,6 +330,7 @@ absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<PolicyRoute>& w
       }
     }
     if (!present) {
+      sent = true;
       if (absl::Status s = AddRoute(rtnl, family, table); !s.ok()) return s;
     }
   }
@@ -319,6 +348,7 @@ absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<PolicyRoute>& w
       }
     }
     if (!present) {
+      sent = true;
       if (absl::Status s = AddRule(rtnl, p); !s.ok()) return s;
     }
   }
@@ -326,14 +356,18 @@ absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<PolicyRoute>& w
   // Then remove our stale entries (rules before the routes they may point at).
   for (size_t i = 0; i < have->rules.size(); ++i) {
     if (keep_rule[i]) continue;
+    sent = true;
     if (absl::Status s = DeleteRule(rtnl, have->rules[i]); !s.ok()) return s;
   }
   for (size_t i = 0; i < have->routes.size(); ++i) {
     const RouteEntry& r = have->routes[i];
     // A planned route that was replaced in place above is the same kernel entry: keep it.
     if (keep_route[i] || (IsPlannedRoute(r) && want_tables.count({r.family, r.table}))) continue;
+    sent = true;
     if (absl::Status s = DeleteRoute(rtnl, r); !s.ok()) return s;
   }
+  if (!sent && read_if_unchanged != nullptr)
+    *read_if_unchanged = Routed(PlannedShapeRules(have->rules), have->routes);
   return absl::OkStatus();
 }
 
@@ -376,24 +410,11 @@ absl::StatusOr<std::vector<PolicyRoute>> ReadPolicyRoutes(MnlSocket& nl) {
   // Only a planned-shape rule of ours can be reported, and only if its table holds our route: without such a
   // rule the answer is empty whatever the routes are, so the route dump is skipped (most pods: REDIRECT
   // mode).
-  std::vector<PolicyRoute> candidates;
-  for (const RuleEntry& r : *rules) {
-    if (!r.fwmark) continue;
-    PolicyRoute p{.family = r.family, .fwmark = *r.fwmark, .table = r.table};
-    if (IsPlannedRule(r, p)) candidates.push_back(p);
-  }
+  std::vector<PolicyRoute> candidates = PlannedShapeRules(*rules);
   if (candidates.empty()) return candidates;
   absl::StatusOr<std::vector<RouteEntry>> routes = DumpOurRoutes(nl);
   if (!routes.ok()) return routes.status();
-  std::vector<PolicyRoute> out;
-  for (const PolicyRoute& p : candidates) {
-    bool routed = std::any_of(routes->begin(), routes->end(), [&](const RouteEntry& rt) {
-      return rt.family == p.family && rt.table == p.table && IsPlannedRoute(rt);
-    });
-    if (routed) out.push_back(p);
-  }
-  SortPolicyRoutes(out);
-  return out;
+  return Routed(candidates, *routes);
 }
 
 }  // namespace pnc::netns

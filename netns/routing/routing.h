@@ -14,6 +14,7 @@
 #define PNC_NETNS_ROUTING_ROUTING_H_
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -44,7 +45,10 @@ absl::StatusOr<std::vector<rules::PolicyRoute>> ReadPolicyRoutes();
 
 // The same two on the caller's NETLINK_ROUTE socket (opened in the current netns, e.g. MnlSocket::Open), for
 // callers that do several steps in one namespace entry and want one socket for all of them.
-absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<rules::PolicyRoute>& want);
+// When `read_if_unchanged` is given, it receives, if the call sent nothing to the kernel, what
+// ReadPolicyRoutes returns, computed from the rule and route dumps this call took; otherwise nullopt.
+absl::Status SyncPolicyRoutes(MnlSocket& rtnl, const std::vector<rules::PolicyRoute>& want,
+                              std::optional<std::vector<rules::PolicyRoute>>* read_if_unchanged = nullptr);
 absl::StatusOr<std::vector<rules::PolicyRoute>> ReadPolicyRoutes(MnlSocket& rtnl);
 
 // NOP rules of ours (FR_ACT_NOP, IPv4, protocol kRouteProtocol) at `priority`: they never change routing; the

@@ -13,6 +13,21 @@ absl::Status SyncRoutingState(MnlSocket& rtnl, const rules::Ruleset& want) {
   return SyncPolicyRoutes(rtnl, want.routes);
 }
 
+absl::Status SyncRoutingState(MnlSocket& rtnl, const rules::Ruleset& want,
+                              std::optional<rules::Ruleset>* read_if_unchanged) {
+  read_if_unchanged->reset();
+  std::optional<std::vector<rules::Cidr>> addresses;
+  if (absl::Status s = SyncLoopbackAddresses(rtnl, want.loopback_addresses, &addresses); !s.ok()) return s;
+  std::optional<std::vector<rules::PolicyRoute>> routes;
+  if (absl::Status s = SyncPolicyRoutes(rtnl, want.routes, &routes); !s.ok()) return s;
+  if (addresses && routes) {
+    read_if_unchanged->emplace();
+    (*read_if_unchanged)->loopback_addresses = *std::move(addresses);
+    (*read_if_unchanged)->routes = *std::move(routes);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status SyncRoutingState(const rules::Ruleset& want) {
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
   if (!nl.ok()) return nl.status();

@@ -7,6 +7,8 @@
 #ifndef PNC_NETNS_ROUTING_ROUTING_STATE_H_
 #define PNC_NETNS_ROUTING_ROUTING_STATE_H_
 
+#include <optional>
+
 #include "absl/status/status.h"
 #include "rules/ruleset.h"
 
@@ -19,6 +21,11 @@ class MnlSocket;  // netns/routing/netlink.h
 // Ruleset removes ours.
 absl::Status SyncRoutingState(MnlSocket& rtnl, const rules::Ruleset& want);
 absl::Status SyncRoutingState(const rules::Ruleset& want);
+// The same; when the sync sent nothing to the kernel, `*read_if_unchanged` receives what ReadRoutingState
+// would fill in (routes and loopback_addresses; nothing else), computed from the sync's own dumps: a complete
+// read of the kernel taken after our last write to it. Otherwise it is nullopt and the caller reads again.
+absl::Status SyncRoutingState(MnlSocket& rtnl, const rules::Ruleset& want,
+                              std::optional<rules::Ruleset>* read_if_unchanged);
 
 // Fills out->routes and out->loopback_addresses with ours (the canonical orders of routing.h and loopback.h).
 absl::Status ReadRoutingState(MnlSocket& rtnl, rules::Ruleset* out);
