@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <google/protobuf/message_lite.h>
+#include <poll.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -14,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
 
 namespace pnc::netns {
 namespace {
@@ -22,6 +24,8 @@ constexpr size_t kMaxUnixPath = 107;
 constexpr size_t kFrameHeader = 5;
 constexpr size_t kMaxIdleHandles = 8;
 constexpr size_t kMaxHeaderBytes = 64 << 10;
+// A pooled connection idle for longer is not reused (a new one costs a unix socket connect).
+constexpr absl::Duration kMaxIdle = absl::Seconds(30);
 
 struct EasyDeleter {
   void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
@@ -170,6 +174,31 @@ absl::Status TransportError(CURLcode rc, const char* errbuf, const Exchange& x, 
   return absl::UnavailableError(msg);  // could not connect, connection broke, HTTP/2 error
 }
 
+// A pooled easy handle; libcurl keeps the handle's last connection open in the handle.
+struct Handle {
+  Easy easy;
+  absl::Time idle_since = absl::InfinitePast();  // when its last call ended
+};
+
+// Whether the handle's connection from its previous call is still cached, has been idle for less than
+// kMaxIdle, and has nothing waiting on it: no EOF, no error, no frame (a GOAWAY, a PING) that libcurl's own
+// check before reusing it would have to act on.
+bool QuietConnection(const Handle& h) {
+  if (absl::Now() - h.idle_since > kMaxIdle) return false;
+  curl_socket_t fd = CURL_SOCKET_BAD;
+  if (curl_easy_getinfo(h.easy.get(), CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+    return false;
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 0;
+}
+
+// Transport failures after which a call on a reused connection is made again on a new one: the connection
+// broke before the answer (the server closed it while it sat in the pool). The CRI calls are reads.
+bool ConnectionBroke(CURLcode rc) {
+  return rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_HTTP2 ||
+         rc == CURLE_HTTP2_STREAM || rc == CURLE_COULDNT_CONNECT;
+}
+
 class CurlGrpcUnaryClient : public GrpcUnaryClient {
  public:
   CurlGrpcUnaryClient(Endpoint endpoint, GrpcUnaryOptions options)
@@ -182,54 +211,23 @@ class CurlGrpcUnaryClient : public GrpcUnaryClient {
     if (!request.SerializeToString(&body))
       return absl::InternalError(absl::StrCat("gRPC ", method, ": request does not serialize"));
     body = GrpcFrame(body);
-
-    Easy easy = Acquire();
-    if (easy == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
-    CURL* e = easy.get();
-    // Options are set anew for every call; the connection cache survives the reset.
-    curl_easy_reset(e);
     const std::string url = absl::StrCat("http://localhost", method);
-    const int64_t timeout_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(timeout));
-    const int64_t connect_ms =
-        std::max<int64_t>(1, absl::ToInt64Milliseconds(std::min(timeout, options_.connect_timeout)));
-    Headers headers;
-    for (const std::string& h : {std::string("Content-Type: application/grpc"), std::string("TE: trailers"),
-                                 absl::StrCat("grpc-timeout: ", std::min<int64_t>(timeout_ms, 99999999), "m"),
-                                 std::string("Expect:"), std::string("Accept:")}) {
-      if (!headers.Add(h)) return absl::ResourceExhaustedError("curl_slist_append failed");
-    }
+    const absl::Time deadline = absl::Now() + timeout;
+
+    Handle h = Acquire();
+    if (h.easy == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
     Exchange x;
-    x.max_body = options_.max_response_bytes + kFrameHeader;
     char errbuf[CURL_ERROR_SIZE] = {0};
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
-    curl_easy_setopt(e, endpoint_.abstract ? CURLOPT_ABSTRACT_UNIX_SOCKET : CURLOPT_UNIX_SOCKET_PATH,
-                     endpoint_.path.c_str());
-    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
-    // A connection per call: libcurl before 8.0 fails every request that reuses an HTTP/2 prior-knowledge
-    // connection ("Error in the HTTP2 framing layer", curl#10634, fixed by curl#10643 in 8.0.0; Debian 12
-    // ships 7.88.1). A unix socket connect and the HTTP/2 preface cost no extra round trip: the request goes
-    // out with the preface.
-    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "pnc-cri-client");
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers.get());
-    curl_easy_setopt(e, CURLOPT_POST, 1L);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_ms));
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnBody);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
-    CURLcode rc = curl_easy_perform(e);
-    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &x.answer.http_status);
-    // The handle goes back to the pool, after a failure too: the next call dials again at once.
-    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, nullptr);
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, nullptr);
-    Release(std::move(easy));
+    bool reuse = QuietConnection(h);
+    CURLcode rc = Perform(h, reuse, url, body, deadline, x, errbuf);
+    if (rc != CURLE_OK && reuse && !x.too_large && ConnectionBroke(rc) && absl::Now() < deadline) {
+      x = Exchange();
+      errbuf[0] = '\0';
+      rc = Perform(h, /*reuse=*/false, url, body, deadline, x, errbuf);
+    }
+    h.idle_since = absl::Now();
+    // Back to the pool after a failure too: a broken connection is noticed there (QuietConnection).
+    Release(std::move(h));
     if (rc != CURLE_OK) return TransportError(rc, errbuf, x, method);
 
     absl::StatusOr<absl::string_view> payload = DecodeGrpcUnaryResponse(x.answer);
@@ -244,27 +242,81 @@ class CurlGrpcUnaryClient : public GrpcUnaryClient {
   }
 
  private:
-  Easy Acquire() {
+  // One HTTP/2 POST. reuse: on the handle's cached connection, else on a new one.
+  CURLcode Perform(Handle& h, bool reuse, const std::string& url, const std::string& body,
+                   absl::Time deadline, Exchange& x, char* errbuf) const {
+    CURL* e = h.easy.get();
+    // Options are set anew for every call; the connection cache survives the reset.
+    curl_easy_reset(e);
+    const absl::Duration left = deadline - absl::Now();
+    const int64_t timeout_ms = std::max<int64_t>(1, absl::ToInt64Milliseconds(left));
+    const int64_t connect_ms =
+        std::max<int64_t>(1, absl::ToInt64Milliseconds(std::min(left, options_.connect_timeout)));
+    Headers headers;
+    for (const std::string& line :
+         {std::string("Content-Type: application/grpc"), std::string("TE: trailers"),
+          absl::StrCat("grpc-timeout: ", std::min<int64_t>(timeout_ms, 99999999), "m"),
+          std::string("Expect:"), std::string("Accept:")}) {
+      if (!headers.Add(line)) return CURLE_OUT_OF_MEMORY;
+    }
+    x.max_body = options_.max_response_bytes + kFrameHeader;
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, errbuf);
+    curl_easy_setopt(e, endpoint_.abstract ? CURLOPT_ABSTRACT_UNIX_SOCKET : CURLOPT_UNIX_SOCKET_PATH,
+                     endpoint_.path.c_str());
+    curl_easy_setopt(e, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+    // HTTP/2 without TLS: prior knowledge on a new connection. On a reused one, libcurl before 8.0 must not
+    // be asked for prior knowledge: it would stack a second HTTP/2 layer on the connection and fail the
+    // request
+    // ("Error in the HTTP2 framing layer", curl#10634, fixed in 8.0.0; Debian 12 ships 7.88.1). Asking for
+    // HTTP/2 there is the same request on the same connection, and with FRESH_CONNECT for a new one libcurl
+    // never picks a cached connection for prior knowledge. The one connection per handle never outlives
+    // kMaxIdle in libcurl's cache, so "reuse" is not turned into an HTTP/1.1 upgrade on a new connection.
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
+                     static_cast<long>(reuse ? CURL_HTTP_VERSION_2_0 : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, reuse ? 0L : 1L);
+    curl_easy_setopt(e, CURLOPT_MAXCONNECTS, 1L);
+    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, static_cast<long>(absl::ToInt64Seconds(kMaxIdle) * 2));
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "pnc-cri-client");
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers.get());
+    curl_easy_setopt(e, CURLOPT_POST, 1L);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDS, body.data());
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, static_cast<long>(timeout_ms));
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(connect_ms));
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, OnBody);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, &x);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, OnHeader);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
+    CURLcode rc = curl_easy_perform(e);
+    curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &x.answer.http_status);
+    curl_easy_setopt(e, CURLOPT_ERRORBUFFER, nullptr);
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, nullptr);
+    return rc;
+  }
+
+  Handle Acquire() {
     {
       absl::MutexLock lock(&mu_);
       if (!idle_.empty()) {
-        Easy e = std::move(idle_.back());
+        Handle h = std::move(idle_.back());  // the most recently used: its connection is the warmest
         idle_.pop_back();
-        return e;
+        return h;
       }
     }
-    return Easy(curl_easy_init());
+    return Handle{Easy(curl_easy_init())};
   }
 
-  void Release(Easy easy) {
+  void Release(Handle h) {
     absl::MutexLock lock(&mu_);
-    if (idle_.size() < kMaxIdleHandles) idle_.push_back(std::move(easy));
+    if (idle_.size() < kMaxIdleHandles) idle_.push_back(std::move(h));
   }
 
   const Endpoint endpoint_;
   const GrpcUnaryOptions options_;
   absl::Mutex mu_;
-  std::vector<Easy> idle_ ABSL_GUARDED_BY(mu_);
+  std::vector<Handle> idle_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
