@@ -40,6 +40,8 @@ absl::StatusOr<std::vector<AddressEntry>> DumpLoopback(MnlSocket& nl) {
   nlh->nlmsg_seq = nl.NextSeq();
   auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
   ifa->ifa_family = AF_UNSPEC;
+  nl.EnableDumpFilters();
+  ifa->ifa_index = kLoopbackIfindex;  // lo only (the kernel skips the other devices)
   std::vector<AddressEntry> out;
   absl::Status s = nl.Dump(nlh, "dump addresses", [&](const nlmsghdr* m) {
     if (m->nlmsg_type != RTM_NEWADDR) return absl::OkStatus();

@@ -138,7 +138,7 @@ MnlSocket::MnlSocket(mnl_socket* nl, uint32_t portid)
     : nl_(nl), portid_(portid), seq_(static_cast<uint32_t>(time(nullptr))) {}
 
 MnlSocket::MnlSocket(MnlSocket&& o) noexcept
-    : nl_(std::exchange(o.nl_, nullptr)), portid_(o.portid_), seq_(o.seq_) {}
+    : nl_(std::exchange(o.nl_, nullptr)), portid_(o.portid_), seq_(o.seq_), dump_filters_(o.dump_filters_) {}
 
 MnlSocket& MnlSocket::operator=(MnlSocket&& o) noexcept {
   if (this != &o) {
@@ -146,6 +146,7 @@ MnlSocket& MnlSocket::operator=(MnlSocket&& o) noexcept {
     nl_ = std::exchange(o.nl_, nullptr);
     portid_ = o.portid_;
     seq_ = o.seq_;
+    dump_filters_ = o.dump_filters_;
   }
   return *this;
 }
@@ -226,6 +227,13 @@ absl::Status MnlSocket::SendAndWait(const void* buf, size_t len, uint32_t last_s
       nlh = mnl_nlmsg_next(nlh, &remaining);
     }
   }
+}
+
+void MnlSocket::EnableDumpFilters() {
+  if (dump_filters_) return;
+  dump_filters_ = true;  // tried once: a kernel without it (ENOPROTOOPT) will not gain it later
+  const int one = 1;
+  (void)setsockopt(mnl_socket_get_fd(nl_), SOL_NETLINK, NETLINK_GET_STRICT_CHK, &one, sizeof one);
 }
 
 void MnlSocket::Drain(char* scratch, size_t size) {

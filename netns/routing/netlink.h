@@ -60,6 +60,12 @@ class MnlSocket {
   static void CloseInBackground(MnlSocket socket);
   static void StartBackgroundCloser();  // idempotent, thread-safe
 
+  // Asks the kernel to honour the filters in this socket's dump requests (NETLINK_GET_STRICT_CHK: e.g.
+  // rtm_protocol of RTM_GETROUTE, ifa_index of RTM_GETADDR), which also makes it reject dump requests with
+  // stray header fields or attributes. Best effort and sticky: where the kernel lacks it, dumps stay
+  // unfiltered, so callers still check every message they receive.
+  void EnableDumpFilters();
+
   // Sends a dump request (NLM_F_DUMP set by the caller) and calls `cb` for every reply message.
   absl::Status Dump(const nlmsghdr* nlh, absl::string_view what,
                     absl::FunctionRef<absl::Status(const nlmsghdr*)> cb);
@@ -73,6 +79,7 @@ class MnlSocket {
   mnl_socket* nl_ = nullptr;
   uint32_t portid_ = 0;
   uint32_t seq_ = 0;
+  bool dump_filters_ = false;
 };
 
 // Calls fn for each top-level attribute of `nlh` after a family header of `header_len` bytes (libmnl's

@@ -135,6 +135,9 @@ absl::StatusOr<std::vector<RouteEntry>> DumpOurRoutes(MnlSocket& nl) {
   nlh->nlmsg_seq = nl.NextSeq();
   auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
   rtm->rtm_family = AF_UNSPEC;
+  // Only routes of our protocol: the kernel skips the others (the pod's own routes are most of the dump).
+  nl.EnableDumpFilters();
+  rtm->rtm_protocol = kRouteProtocol;
   std::vector<RouteEntry> out;
   absl::Status s = nl.Dump(nlh, "dump ip routes", [&](const nlmsghdr* m) {
     if (m->nlmsg_type != RTM_NEWROUTE) return absl::OkStatus();
