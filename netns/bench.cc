@@ -9,6 +9,7 @@
 //                                           and deletions;
 //   ApplyVerify/<backend>/<pod>/precreated  all pods are created first, then 1 s of idle, then each is timed;
 //                                           all are destroyed after the last one: the call alone.
+// --settle_us and --destroy_each vary the two schedules (which asynchronous kernel work overlaps the call).
 // Reported per benchmark: median_us and p99_us over all iterations (counters), plus Google Benchmark's mean.
 //
 //   bazel run -c opt //netns:bench            (as root; or a user with user namespaces + subordinate ids)
@@ -38,6 +39,14 @@
 #include "rules/plan.h"
 
 ABSL_FLAG(int, pods, 500, "fresh sandbox pod namespaces per backend benchmark (iterations)");
+ABSL_FLAG(
+    int, settle_us, 0,
+    "ApplyVerify/<backend>/<pod>: idle this long between creating a pod and timing it (lets the kernel's "
+    "asynchronous work for the new pod finish first)");
+ABSL_FLAG(
+    bool, destroy_each, false,
+    "ApplyVerify/.../precreated: destroy each pod right after its timed call instead of after the last one "
+    "(the kernel's asynchronous teardown then overlaps the next pod's timed call)");
 
 namespace pnc::netns {
 namespace {
@@ -113,7 +122,7 @@ void BM_ApplyVerify(benchmark::State& state, const std::string& backend_name, bo
   state.counters["rules"] = CountRules(rs);
   static int counter = 0;
   std::vector<double> us;
-  std::vector<testing::PodNetns> pods;
+  std::vector<std::optional<testing::PodNetns>> pods;
   if (precreate) {
     for (int64_t i = 0; i < state.max_iterations; ++i) {
       absl::StatusOr<testing::PodNetns> pod = g_sandbox->CreatePodNetns(absl::StrCat("b", ++counter));
@@ -121,7 +130,7 @@ void BM_ApplyVerify(benchmark::State& state, const std::string& backend_name, bo
         state.SkipWithError(pod.status().ToString().c_str());
         return;
       }
-      pods.push_back(*std::move(pod));
+      pods.emplace_back(*std::move(pod));
     }
     std::this_thread::sleep_for(std::chrono::seconds(1));
   }
@@ -130,7 +139,7 @@ void BM_ApplyVerify(benchmark::State& state, const std::string& backend_name, bo
     std::optional<testing::PodNetns> fresh;
     const testing::PodNetns* pod;
     if (precreate) {
-      pod = &pods[next++];
+      pod = &*pods[next++];
     } else {
       absl::StatusOr<testing::PodNetns> p = g_sandbox->CreatePodNetns(absl::StrCat("b", ++counter));
       if (!p.ok()) {
@@ -139,8 +148,11 @@ void BM_ApplyVerify(benchmark::State& state, const std::string& backend_name, bo
       }
       fresh.emplace(*std::move(p));
       pod = &*fresh;
+      if (const int settle = absl::GetFlag(FLAGS_settle_us); settle > 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(settle));
     }
     if (!TimeIteration(state, us, [&] { return ApplyAndVerify(**backend, pod->handle(), rs); })) break;
+    if (precreate && absl::GetFlag(FLAGS_destroy_each)) pods[next - 1].reset();
   }
   Report(state, us);
 }
@@ -296,7 +308,9 @@ int main(int argc, char** argv) {
           "500) fresh sandbox pod namespaces (user+net+mount namespaces; needs root or user namespaces with\n"
           "subordinate ids). Reports median_us and p99_us per backend; namespace creation is not timed.\n"
           "ApplyVerify/<backend>/<pod> creates each pod right before its timed call and destroys it right\n"
-          "after; .../precreated creates all pods first and destroys them after the last timed call.\n");
+          "after; .../precreated creates all pods first and destroys them after the last timed call.\n"
+          "--settle_us=N idles N us between creating and timing a pod; --destroy_each destroys each\n"
+          "precreated pod right after its timed call.\n");
       return 0;
     }
   }
