@@ -14,7 +14,11 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
       queue_(options_.queue),
       informer_(Informer::Callbacks{
           [this](const std::string& uid) {
-            if (!queue_.Add(uid) && !queue_.shutting_down()) {
+            // A pod set up already (the echo of its mark, a later status update) is re-checked after the
+            // pods whose init containers still wait.
+            WorkQueue::Priority p =
+                reconciler_.IsDone(uid) ? WorkQueue::Priority::kRecheck : WorkQueue::Priority::kFirst;
+            if (!queue_.Add(uid, p) && !queue_.shutting_down()) {
               if (metrics_ != nullptr) metrics_->errors.Inc("queue_full");
               Log(LogLevel::kWarning, "work queue full; pod dropped until resync", {{"pod_uid", uid}});
             }
@@ -182,7 +186,7 @@ void Controller::ResyncLoop() {
     }
     for (const std::string& uid : informer_.PodUids()) {
       reconciler_.RequestReverify(uid);
-      queue_.Add(uid);
+      queue_.Add(uid, WorkQueue::Priority::kRecheck);
     }
   }
 }

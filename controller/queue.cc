@@ -8,21 +8,35 @@ WorkQueue::WorkQueue(Options options) : options_(std::move(options)) {}
 
 bool WorkQueue::HasRoomLocked() const { return dirty_.size() + waiting_.size() < options_.max_items; }
 
-bool WorkQueue::AddLocked(const std::string& key) {
+void WorkQueue::PushLocked(const std::string& key) {
+  if (low_.count(key)) {
+    recheck_.push_back(key);
+  } else {
+    queue_.push_back(key);
+  }
+}
+
+bool WorkQueue::AddLocked(const std::string& key, Priority priority) {
   if (shutting_down_) return false;
-  if (dirty_.count(key)) return true;  // already queued (or queued for after Done)
+  if (dirty_.count(key)) {  // already queued (or queued for after Done)
+    if (priority == Priority::kFirst && low_.erase(key) > 0 && !processing_.count(key)) {
+      queue_.push_back(key);  // moved up; its recheck_ entry is now stale
+    }
+    return true;
+  }
   if (!HasRoomLocked()) {
     ++dropped_;
     return false;
   }
   dirty_.insert(key);
-  if (!processing_.count(key)) queue_.push_back(key);
+  if (priority == Priority::kRecheck) low_.insert(key);
+  if (!processing_.count(key)) PushLocked(key);
   return true;
 }
 
-bool WorkQueue::Add(const std::string& key) {
+bool WorkQueue::Add(const std::string& key, Priority priority) {
   absl::MutexLock lock(&mu_);
-  return AddLocked(key);
+  return AddLocked(key, priority);
 }
 
 bool WorkQueue::AddAfter(const std::string& key, absl::Duration delay) {
@@ -129,16 +143,24 @@ void WorkQueue::PromoteDueLocked() {
     auto it = waiting_.find(key);
     if (it == waiting_.end() || it->second != t) continue;  // stale
     waiting_.erase(it);
-    if (dirty_.count(key)) continue;
+    if (dirty_.count(key)) {  // a due retry is kFirst: a queued kRecheck entry moves up
+      if (low_.erase(key) > 0 && !processing_.count(key)) queue_.push_back(key);
+      continue;
+    }
     dirty_.insert(key);  // room was reserved while it waited
     if (!processing_.count(key)) queue_.push_back(key);
   }
 }
 
 bool WorkQueue::PopLocked(std::string* key) {
-  if (queue_.empty()) return false;
-  *key = std::move(queue_.front());
-  queue_.pop_front();
+  // kFirst entries are never stale; a kRecheck entry is stale once its key was moved up or handed out.
+  while (queue_.empty() && !recheck_.empty() && !low_.count(recheck_.front())) recheck_.pop_front();
+  std::deque<std::string>& from = queue_.empty() ? recheck_ : queue_;
+  if (from.empty()) return false;
+  *key = std::move(from.front());
+  from.pop_front();
+  if (processing_.count(*key) || !dirty_.count(*key)) return PopLocked(key);  // a duplicate entry
+  low_.erase(*key);
   dirty_.erase(*key);
   parked_.erase(*key);
   awaiting_.erase(*key);
@@ -154,7 +176,9 @@ bool WorkQueue::Get(std::string* key) {
     if (PopLocked(key)) return true;
     absl::Duration wait = absl::Seconds(1);
     if (!by_time_.empty()) wait = std::min(wait, by_time_.begin()->first - options_.now());
-    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return shutting_down_ || !queue_.empty(); };
+    auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return shutting_down_ || !queue_.empty() || !recheck_.empty();
+    };
     mu_.AwaitWithTimeout(absl::Condition(&ready), std::max(wait, absl::Milliseconds(1)));
   }
 }
@@ -169,7 +193,7 @@ bool WorkQueue::TryGet(std::string* key) {
 void WorkQueue::Done(const std::string& key) {
   absl::MutexLock lock(&mu_);
   processing_.erase(key);
-  if (dirty_.count(key)) queue_.push_back(key);
+  if (dirty_.count(key)) PushLocked(key);
 }
 
 void WorkQueue::ShutDown() {
@@ -184,7 +208,9 @@ bool WorkQueue::shutting_down() const {
 
 size_t WorkQueue::Len() const {
   absl::MutexLock lock(&mu_);
-  return queue_.size();
+  size_t low = 0;
+  for (const std::string& key : low_) low += processing_.count(key) ? 0 : 1;
+  return queue_.size() + low;
 }
 
 size_t WorkQueue::Delayed() const {

@@ -13,6 +13,10 @@
 //    resumes where it was once the outage ends; ReleaseParked makes every parked key ready at once (call it
 //    when the dependency answers again, e.g. on the first successful locate). A parked key stops being
 //    parked when it is handed out by Get/TryGet (if it fails the same way again it is parked again).
+//  - Two priorities: a key added as kRecheck (a pod that is done already: an echo of its own mark, a later
+//    status update, a resync) is handed out only when no kFirst key (a pod still to be set up, whose init
+//    container waits for it) is ready. Adding a queued kRecheck key as kFirst moves it up; a key queued as
+//    kFirst stays kFirst. Delayed, parked and waiting keys come back as kFirst.
 #ifndef PNC_CONTROLLER_QUEUE_H_
 #define PNC_CONTROLLER_QUEUE_H_
 
@@ -40,7 +44,8 @@ class WorkQueue {
   explicit WorkQueue(Options options);
   WorkQueue() : WorkQueue(Options()) {}
 
-  bool Add(const std::string& key);
+  enum class Priority { kFirst, kRecheck };
+  bool Add(const std::string& key, Priority priority = Priority::kFirst);
   bool AddAfter(const std::string& key, absl::Duration delay);
   // Returns the delay chosen (for logs); a negative duration means the key was dropped.
   absl::Duration AddRateLimited(const std::string& key);
@@ -66,12 +71,15 @@ class WorkQueue {
 
   void ShutDown();
   bool shutting_down() const;
-  size_t Len() const;      // ready keys
+  size_t Len() const;      // ready keys (both priorities)
   size_t Delayed() const;  // waiting keys
   uint64_t dropped() const;
 
  private:
-  bool AddLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool AddLocked(const std::string& key, Priority priority = Priority::kFirst)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Appends a dirty key that is not being processed to the deque of its priority.
+  void PushLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool AddAfterLocked(const std::string& key, absl::Duration delay) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PromoteDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool PopLocked(std::string* key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -81,7 +89,9 @@ class WorkQueue {
 
   const Options options_;
   mutable absl::Mutex mu_;
-  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);    // kFirst keys, ready
+  std::deque<std::string> recheck_ ABSL_GUARDED_BY(mu_);  // kRecheck keys, ready; may hold stale entries
+  std::set<std::string> low_ ABSL_GUARDED_BY(mu_);        // dirty keys whose priority is kRecheck
   std::set<std::string> dirty_ ABSL_GUARDED_BY(mu_);
   std::set<std::string> processing_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Time> waiting_ ABSL_GUARDED_BY(mu_);       // key -> ready time (earliest wins)

@@ -46,6 +46,78 @@ TEST(WorkQueue, KeyInProcessingIsNotHandedOutTwiceButRequeuedOnDone) {
   EXPECT_FALSE(q.TryGet(&k2));
 }
 
+TEST(WorkQueue, FirstKeysGoBeforeRechecks) {
+  using P = WorkQueue::Priority;
+  WorkQueue q;
+  q.Add("done-1", P::kRecheck);
+  q.Add("new-1");
+  q.Add("done-2", P::kRecheck);
+  q.Add("new-2", P::kFirst);
+  q.Add("new-1", P::kRecheck);  // queued as kFirst: stays kFirst
+  EXPECT_EQ(q.Len(), 4u);
+  std::vector<std::string> order;
+  std::string k;
+  while (q.TryGet(&k)) {
+    order.push_back(k);
+    q.Done(k);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"new-1", "new-2", "done-1", "done-2"}));
+}
+
+TEST(WorkQueue, RecheckMovesUpWhenAddedAsFirstAndIsHandedOutOnce) {
+  using P = WorkQueue::Priority;
+  WorkQueue q;
+  q.Add("a", P::kRecheck);
+  q.Add("b", P::kRecheck);
+  q.Add("c");
+  q.Add("b", P::kFirst);  // e.g. its sandbox was recreated
+  std::vector<std::string> order;
+  std::string k;
+  while (q.TryGet(&k)) {
+    order.push_back(k);
+    q.Done(k);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"c", "b", "a"}));  // b once: its recheck entry was stale
+  EXPECT_EQ(q.Len(), 0u);
+}
+
+TEST(WorkQueue, RecheckAddedWhileProcessingIsRequeuedAsRecheckOnDone) {
+  using P = WorkQueue::Priority;
+  WorkQueue q;
+  q.Add("a");
+  std::string k;
+  ASSERT_TRUE(q.TryGet(&k));
+  q.Add("a", P::kRecheck);  // the echo of its own mark, while the worker still holds it
+  q.Add("b");
+  q.Done("a");
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_EQ(k, "b");
+  q.Done("b");
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_EQ(k, "a");
+  q.Done("a");
+  EXPECT_FALSE(q.TryGet(&k));
+}
+
+TEST(WorkQueue, DueRetryOfAQueuedRecheckMovesItUp) {
+  using P = WorkQueue::Priority;
+  FakeClock clock;
+  WorkQueue::Options o;
+  o.now = clock.fn();
+  WorkQueue q(o);
+  q.Add("b", P::kRecheck);
+  q.AddAfter("a", absl::Milliseconds(50));
+  q.Add("a", P::kRecheck);
+  clock.t += absl::Milliseconds(50);
+  std::vector<std::string> order;
+  std::string k;
+  while (q.TryGet(&k)) {
+    order.push_back(k);
+    q.Done(k);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"a", "b"}));
+}
+
 TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {
   FakeClock clock;
   WorkQueue::Options o;

@@ -139,6 +139,12 @@ size_t Reconciler::NumTracked() const {
   return state_.size();
 }
 
+bool Reconciler::IsDone(const std::string& uid) const {
+  absl::MutexLock lock(&mu_);
+  auto it = state_.find(uid);
+  return it != state_.end() && it->second.done && !it->second.reverify;
+}
+
 void Reconciler::RequestReverify(const std::string& uid) {
   absl::MutexLock lock(&mu_);
   auto it = state_.find(uid);

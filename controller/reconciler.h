@@ -125,6 +125,8 @@ class Reconciler {
   void Forget(const std::string& uid);
   // Pods with per-UID state (for tests and leak checks).
   size_t NumTracked() const;
+  // Whether this UID was set up and marked by this process (and no re-verification is pending).
+  bool IsDone(const std::string& uid) const;
   // Periodic resync: the next Reconcile of this UID re-verifies the rules of an initialized pod.
   void RequestReverify(const std::string& uid);
   // A pod that keeps failing transiently: one Warning Event (`RedirectionDelayed`) so that `kubectl describe
