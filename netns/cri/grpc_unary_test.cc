@@ -47,15 +47,22 @@ class GrpcUnaryTest : public ::testing::Test {
  protected:
   void SetUp() override {
     endpoint_ = FakeCriServer::RandomAbstractEndpoint("pnc-grpc-unary");
-    grpc::ServerBuilder builder;
-    builder.AddListeningPort(endpoint_, grpc::InsecureServerCredentials());
-    builder.RegisterService(&service_);
-    builder.SetMaxSendMessageSize(64 << 20);
-    server_ = builder.BuildAndStart();
+    server_ = Serve(service_);
     ASSERT_NE(server_, nullptr);
     absl::StatusOr<std::unique_ptr<GrpcUnaryClient>> c = NewCurlGrpcUnaryClient(endpoint_);
     ASSERT_TRUE(c.ok()) << c.status();
     client_ = std::move(*c);
+  }
+  std::unique_ptr<grpc::Server> Serve(ScriptedRuntime& service) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort(endpoint_, grpc::InsecureServerCredentials());
+    builder.RegisterService(&service);
+    builder.SetMaxSendMessageSize(64 << 20);
+    return builder.BuildAndStart();
+  }
+  void Stop() {
+    server_->Shutdown(std::chrono::system_clock::now());
+    server_.reset();
   }
   void TearDown() override {
     if (server_) server_->Shutdown(std::chrono::system_clock::now());
@@ -147,24 +154,37 @@ TEST_F(GrpcUnaryTest, ConcurrentCalls) {
 
 TEST_F(GrpcUnaryTest, ServerGoneIsUnavailableAtOnceAndBackIsReachedAtOnce) {
   ASSERT_TRUE(Version("before", *client_).ok());
-  server_->Shutdown(std::chrono::system_clock::now());
-  server_.reset();
+  Stop();
   for (int i = 0; i < 5; ++i) {
     absl::Time t0 = absl::Now();
     absl::Status s = Version("down", *client_).status();
     EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
     EXPECT_LT(absl::Now() - t0, absl::Milliseconds(200));
   }
-  grpc::ServerBuilder builder;
-  builder.AddListeningPort(endpoint_, grpc::InsecureServerCredentials());
   ScriptedRuntime again;
-  builder.RegisterService(&again);
-  server_ = builder.BuildAndStart();
+  server_ = Serve(again);
   ASSERT_NE(server_, nullptr);
   absl::StatusOr<runtime::v1::VersionResponse> r = Version("back", *client_);
   EXPECT_TRUE(r.ok()) << "first call after the restart: " << r.status();
-  server_->Shutdown(std::chrono::system_clock::now());
-  server_.reset();
+  Stop();
+}
+
+// The server restarts between two calls: the pooled connection to the old one is not reused, the first call
+// after the restart succeeds.
+TEST_F(GrpcUnaryTest, ServerRestartBetweenCallsIsTransparent) {
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(Version("before", *client_).ok());
+    Stop();
+    ScriptedRuntime again;
+    server_ = Serve(again);
+    ASSERT_NE(server_, nullptr);
+    absl::StatusOr<runtime::v1::VersionResponse> r = Version("after", *client_);
+    EXPECT_TRUE(r.ok()) << "first call after restart " << i << ": " << r.status();
+    EXPECT_EQ(again.calls, 1);
+    Stop();
+    server_ = Serve(service_);
+    ASSERT_NE(server_, nullptr);
+  }
 }
 
 TEST(GrpcUnaryStandaloneTest, AgainstTheFakeRuntime) {
