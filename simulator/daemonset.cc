@@ -191,6 +191,7 @@ void FakeDaemonSets::Reconcile(const std::string& key, const ObjectPtr& ds) {
         Note(absl::StrCat("cannot run ", pod_key, ": ", mapped.status().ToString()));
       } else {
         mapped->spawn.log_path = absl::StrCat(options_.work_dir, "/ds-", ds_name, "-", node.name, ".log");
+        mapped->spawn.nice = 0;  // the system under test runs like any process on a node (priority.h)
         auto child = ChildProcess::Spawn(mapped->spawn);
         if (!child.ok()) {
           Note(absl::StrCat("cannot start ", pod_key, ": ", child.status().ToString()));

@@ -26,6 +26,7 @@
 #include "simulator/downward.h"
 #include "simulator/netfilter_probe.h"
 #include "simulator/netns_identity.h"
+#include "simulator/priority.h"
 #include "simulator/process.h"
 #include "simulator/release_check.h"
 
@@ -215,6 +216,9 @@ int FakeNode::busy() const {
 }
 
 void FakeNode::Dispatch() {
+  // The fake kubelet's own work (Downward API refreshes) runs at its nice value, not at the simulator's
+  // serving priority (priority.h); pod workers start from here.
+  ::setpriority(PRIO_PROCESS, static_cast<id_t>(::syscall(SYS_gettid)), options_.kubelet_nice);
   while (true) {
     std::deque<Event> batch;
     {
@@ -371,16 +375,23 @@ void FakeNode::RefreshVolumeLocked(Pod& pod) {
 }
 
 void FakeNode::FinishDeletion(const std::string& ns, const std::string& name, const std::string& uid) {
-  // UID precondition: never remove a newer pod that reuses the name.
-  (void)store_->Delete(Resource::kPods, ns, name, {.preconditions = {.uid = uid}, .grace_period_seconds = 0});
+  // UID precondition: never remove a newer pod that reuses the name. The API server's work, on the serving
+  // thread (priority.h).
+  RunServed([&] {
+    (void)store_->Delete(Resource::kPods, ns, name,
+                         {.preconditions = {.uid = uid}, .grace_period_seconds = 0});
+  });
 }
 
 void FakeNode::PublishStatus(const Pod& pod, const json& status) {
   // The UID precondition keeps a late status write from landing on a recreated pod with the same name.
   json patch = {{"metadata", {{"uid", pod.uid}}}, {"status", status}};
-  auto r = store_->Patch(Resource::kPods, pod.namespace_name, pod.name, PatchType::kMerge, patch,
-                         Subresource::kStatus);
-  (void)r;  // NotFound/Conflict: the pod is gone or replaced; nothing to report
+  // The API server's work, on the serving thread (priority.h). NotFound/Conflict: the pod is gone or
+  // replaced; nothing to report.
+  RunServed([&] {
+    (void)store_->Patch(Resource::kPods, pod.namespace_name, pod.name, PatchType::kMerge, patch,
+                        Subresource::kStatus);
+  });
 }
 
 std::map<std::string, absl::StatusOr<std::string>> FakeNode::LivePodTables() {
@@ -591,6 +602,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
                       .namespace_name = pod->namespace_name,
                       .attempt = static_cast<uint32_t>(generation)};
   std::string ip, netns_path, client_ip;
+  json pod_ips = json::array();  // status.podIPs: every global address the sandbox has, as CNI reports them
   const netns::NetnsHandle* pod_ns = nullptr;
   const netns::NetnsHandle* client_ns = nullptr;
   if (options_.containerd != nullptr) {
@@ -642,11 +654,13 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
       return end_of_life();
     }
     ip = netns->pod_ipv4;
+    pod_ips.push_back({{"ip", netns->pod_ipv6}});  // after the IPv4 entry added below
     netns_path = netns->netns.path();
     pod_ns = &netns->handle();
     client_ns = &sandbox_->peer();
     client_ip = netns->peer_ipv4;
   }
+  pod_ips.insert(pod_ips.begin(), json{{"ip", ip}});  // status.podIP is podIPs[0]
   SandboxRecord identity{.inode = pod_ns->inode(), .ip = ip};
   std::string identity_text = "(netns cookie unreadable)";
   if (auto cookie = NetnsCookie(*pod_ns); cookie.ok()) {
@@ -688,20 +702,21 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
         {"reason", "SandboxChanged"},
         {"message", "Pod sandbox changed, it will be killed and re-created."},
         {"source", {{"component", "kubelet"}, {"host", options_.name}}}};
-    (void)store_->Create(Resource::kEvents, pod->namespace_name, event);
+    RunServed([&] { (void)store_->Create(Resource::kEvents, pod->namespace_name, event); });
   }
   // Ready from here: the runtime (fake CRI) answers for it; status.podIP follows right after, as from
   // kubelet.
   // Runtime containerd: when RunPodSandbox returned (the locator can find it from then on), not after our own
   // PodSandboxStatus read-back.
   const absl::Time ready = cri_sandbox_id.empty() ? absl::Now() : cri_ready_at;
-  if (listener_) listener_->SandboxReady(sandbox_info);
+  // The runtime's CRI state, which its server reads: on the serving thread (priority.h).
+  if (listener_) RunServed([&] { listener_->SandboxReady(sandbox_info); });
   json waiting = {{"waiting", {{"reason", "PodInitializing"}}}};
   PublishStatus(
       *pod, {{"phase", "Pending"},
              {"hostIP", kNodeIp},
              {"podIP", ip},
-             {"podIPs", {{{"ip", ip}}}},
+             {"podIPs", pod_ips},
              {"startTime", Rfc3339(start)},
              {"conditions",
               {Condition("PodScheduled", true, start),
@@ -736,7 +751,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
       absl::MutexLock l(&pod->mu);
       pod->netns_fd = -1;
     }
-    if (listener_) listener_->SandboxRemoved(sandbox_info);
+    if (listener_) RunServed([&] { listener_->SandboxRemoved(sandbox_info); });
     if (!cri_sandbox_id.empty()) {  // as kubelet: stop (CNI DEL, pause killed), then remove
       if (auto s = cri_sandboxes_->Stop(cri_sandbox_id); !s.ok())
         std::fprintf(stderr, "node %s: StopPodSandbox %s: %s\n", options_.name.c_str(),
@@ -875,7 +890,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
               {"reason", "InitContainerFailed"},
               {"message", absl::StrCat("init container ", init_name, " exited with ", code, ": ", message)},
               {"podIP", ip},
-              {"podIPs", {{{"ip", ip}}}},
+              {"podIPs", pod_ips},
               {"conditions",
                {Condition("PodScheduled", true, start),
                 Condition("Initialized", false, init_done, "ContainersNotInitialized"),
@@ -961,7 +976,7 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
          {{"phase", "Running"},
           {"hostIP", kNodeIp},
           {"podIP", ip},
-          {"podIPs", {{{"ip", ip}}}},
+          {"podIPs", pod_ips},
           {"startTime", Rfc3339(start)},
           {"conditions",
            {Condition("PodScheduled", true, start), Condition("Initialized", true, init_done),

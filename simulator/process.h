@@ -23,6 +23,8 @@ struct SpawnOptions {
   std::string log_path;  // stdout+stderr appended here; empty: inherit
   // The child's whole environment ("K=V"); nullopt: inherit this process's.
   std::optional<std::vector<std::string>> env;
+  // The child's nice value; nullopt: the spawning thread's (simulator/priority.h).
+  std::optional<int> nice;
 };
 
 class ChildProcess {

@@ -35,6 +35,7 @@
 #include "simulator/netfilter_probe.h"
 #include "simulator/netns_identity.h"
 #include "simulator/node.h"
+#include "simulator/priority.h"
 #include "simulator/process.h"
 #include "simulator/recorder.h"
 #include "simulator/resource_sampler.h"
@@ -441,7 +442,11 @@ absl::Status Run::Setup() {
             "node ", n.name(),
             " has runtime CONTAINERD: pass --pause_binary, --waiter_image_archive and --waiter_image"));
       const absl::Time t0 = absl::Now();
-      auto ctrd = netns::cri_testing::Containerd::Start({.pause_binary = options_.pause_binary});
+      absl::StatusOr<std::unique_ptr<netns::cri_testing::Containerd>> ctrd =
+          absl::UnknownError("not started");
+      // At nice 0 like any node daemon: containerd, its shims and runc inherit it (priority.h).
+      RunAtNice(
+          0, [&] { ctrd = netns::cri_testing::Containerd::Start({.pause_binary = options_.pause_binary}); });
       if (!ctrd.ok())
         return absl::FailedPreconditionError(
             absl::StrCat("node ", n.name(), ": containerd: ", ctrd.status().ToString()));
@@ -553,9 +558,18 @@ absl::Status Run::StartController(size_t i) {
   } else if (containerd_[i]) {
     so.argv.push_back("--locator=cri");
     so.argv.push_back(absl::StrCat("--cri_endpoint=", containerd_[i]->endpoint()));
+    // Where this containerd bind-mounts sandbox network namespaces (netns_mounts_under_state_dir: the CRI
+    // plugin's state dir, not /var/run/netns), created beforehand as the chart's hostPath
+    // (DirectoryOrCreate) does, so that the controller's watch on it starts with the first sandbox.
+    std::string netns_dir = absl::StrCat(containerd_[i]->dir(), "/state/io.containerd.grpc.v1.cri/netns");
+    std::error_code ec;
+    std::filesystem::create_directories(netns_dir, ec);
+    if (ec) return absl::InternalError(absl::StrCat("create ", netns_dir, ": ", ec.message()));
+    so.argv.push_back(absl::StrCat("--netns_dir=", netns_dir));
   }
   for (const auto& a : options_.controller_extra_args) so.argv.push_back(a);
   so.log_path = absl::StrCat(options_.work_dir, "/controller-", n.name(), ".log");
+  so.nice = 0;  // the system under test runs like any process on a node (priority.h)
   auto child = ChildProcess::Spawn(so);
   if (!child.ok()) return child.status();
   controllers_[i].emplace(*std::move(child));
@@ -704,6 +718,7 @@ absl::Status Run::Helm(const proto::Helm& h) {
       std::vector<std::string>{absl::StrCat("KUBECONFIG=", kubeconfig_path_), absl::StrCat("HOME=", home),
                                absl::StrCat("PATH=", std::getenv("PATH") ? std::getenv("PATH") : "/usr/bin")};
   so.log_path = options_.work_dir + "/helm.log";
+  so.nice = 0;
   {
     std::ofstream log(so.log_path, std::ios::app);
     log << "$ " << absl::StrJoin(so.argv, " ") << "\n";
