@@ -97,7 +97,7 @@ def rbac_rules(kinds):
     return rules
 
 
-def common_checks(name, kinds, distribution, cri_path, caps=CAPS):
+def common_checks(name, kinds, distribution, cri_path, caps=CAPS, netns_dir="/var/run/netns"):
     print(f"[{name}]")
     spec = pod_spec(kinds)
     c = controller_container(kinds)
@@ -123,8 +123,9 @@ def common_checks(name, kinds, distribution, cri_path, caps=CAPS):
         check(cri_args == [f"--cri_endpoint=unix://{cri_path}"], f"CRI endpoint {cri_path}: {cri_args}")
         check(hp.get(cri_path) == "Socket", f"CRI socket {cri_path} mounted as Socket: {hp}")
         check(cri_path in mounts, f"CRI socket mounted at the same path: {sorted(mounts)}")
-        check(set(hp) == {cri_path, "/var/run/netns"}, f"hostPaths exactly CRI socket + /var/run/netns: {hp}")
-        check(mounts.get("/var/run/netns", {}).get("readOnly") is True, "/var/run/netns read-only")
+        check(set(hp) == {cri_path, netns_dir}, f"hostPaths exactly CRI socket + {netns_dir}: {hp}")
+        check(mounts.get(netns_dir, {}).get("readOnly") is True, f"{netns_dir} read-only")
+        check(f"--netns_dir={netns_dir}" in args, f"--netns_dir={netns_dir} in {args}")
     else:
         check(not cri_args, f"no --cri_endpoint without the CRI locator: {cri_args}")
         check(hp == {}, f"no hostPath at all with the cgroup locator: {hp}")
@@ -285,6 +286,11 @@ for given, path in (("unix:///run/k3s/containerd/containerd.sock", "/run/k3s/con
         t = by_kind(template({"controller.criSocket": given, "controller.locator": locator}))
         common_checks(f"criSocket={given} locator={locator}", t, "Kubernetes", path)
 
+# containerd with netns_mounts_under_state_dir: the runtime's netns directory is watched where it really is.
+state_netns = "/run/containerd/io.containerd.grpc.v1.cri/netns"
+common_checks("netnsDir under containerd's state dir", by_kind(template({"controller.netnsDir": state_netns})),
+              "Kubernetes", "/run/containerd/containerd.sock", netns_dir=state_netns)
+
 # 6. Bad values fail lint --strict and template, naming the problem.
 print("[bad values]")
 for vals, needle, what in (
@@ -298,6 +304,8 @@ for vals, needle, what in (
         ({"controller.criSocket": "run/containerd.sock"}, "criSocket", "a relative CRI socket path"),
         ({"controller.criSocket": "tcp://10.0.0.1:1234"}, "criSocket", "a TCP CRI endpoint"),
         ({"controller.criSocket": "unix:///run/../etc/shadow"}, "criSocket", "a CRI path with '..'"),
+        ({"controller.netnsDir": "run/netns"}, "netnsDir", "a relative netns directory"),
+        ({"controller.netnsDir": "/var/run/../etc"}, "netnsDir", "a netns directory with '..'"),
         ({"controller.extraArgs[0]": "rm -rf /"}, "extraArgs", "an extra arg that is not a flag"),
         ({"controller.foo": "1"}, "foo", "an unknown key"),
         ({"image.digest": "latest"}, "digest", "a digest that is not sha256"),
