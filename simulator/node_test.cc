@@ -15,7 +15,9 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "netns/netns.h"
+#include "netns/testing/run_as.h"
 #include "netns/testing/sandbox.h"
+#include "netns/testing/sockets.h"
 #include "rules/annotations.h"
 #include "simulator/netfilter_probe.h"
 #include "simulator/netns_identity.h"
@@ -262,6 +264,68 @@ TEST_F(NodeTest, ReleaseCheckFailsWhenTheProxyIsCaptured) {
   EXPECT_EQ(c.bypass.verdict, CheckVerdict::kFailed) << c.Summary();
   EXPECT_NE(c.bypass.detail.find("captured"), std::string::npos) << c.Summary();
   EXPECT_FALSE(nt::HasPendingConnection(listeners->outbound.get()));  // drained for the sidecar
+}
+
+// Only the check's own connection decides: a connection that something else in the pod made to a captured
+// destination, queued on 15001 before the check's, is named in the detail and does not fail (or pass) it.
+TEST_F(NodeTest, ReleaseCheckSkipsSomeoneElsesConnectionQueuedFirst) {
+  auto pod = sandbox_->CreatePodNetns("foreign-first");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  SpawnOptions so;
+  so.argv = {"/usr/sbin/iptables-legacy",
+             "-w",
+             "-t",
+             "nat",
+             "-A",
+             "OUTPUT",
+             "-p",
+             "tcp",
+             "--dport",
+             "1234",
+             "-m",
+             "owner",
+             "!",
+             "--uid-owner",
+             "1337",
+             "-j",
+             "REDIRECT",
+             "--to-ports",
+             "15001"};
+  so.netns_fd = pod->handle().fd();
+  auto child = ChildProcess::Spawn(so);
+  ASSERT_TRUE(child.ok()) << child.status();
+  ASSERT_EQ(child->Wait(), 0);
+  auto listeners = OpenCaptureListeners(pod->handle(), 1337, 1337);
+  ASSERT_TRUE(listeners.ok()) << listeners.status();
+  nt::UniqueFd foreign;
+  ASSERT_TRUE(nt::RunAs(2000, 2000, &pod->handle(), [&]() -> absl::Status {
+                auto c = nt::TcpConnect("192.0.2.1", 1234, absl::Seconds(1));
+                if (!c.ok()) return c.status();
+                foreign = std::move(*c);
+                return absl::OkStatus();
+              }).ok());
+  ReleaseCheckOptions o{.pod = &pod->handle(),
+                        .client = &sandbox_->peer(),
+                        .pod_ip = pod->pod_ipv4,
+                        .client_ip = pod->peer_ipv4,
+                        .test_net_port = 1234};
+  ReleaseCheck c = CheckInterceptionAtRelease(o, *listeners);
+  EXPECT_EQ(c.outbound.verdict, CheckVerdict::kPassed) << c.Summary();
+  EXPECT_NE(c.outbound.detail.find("not ours; original destination 192.0.2.1:1234"), std::string::npos)
+      << c.Summary();
+  // A queued foreign connection alone is not our connection arriving: without a redirect for the check's
+  // destination the outbound check still fails.
+  nt::UniqueFd foreign2;
+  ASSERT_TRUE(nt::RunAs(2000, 2000, &pod->handle(), [&]() -> absl::Status {
+                auto c = nt::TcpConnect("192.0.2.1", 1234, absl::Seconds(1));
+                if (!c.ok()) return c.status();
+                foreign2 = std::move(*c);
+                return absl::OkStatus();
+              }).ok());
+  o.test_net_port = 80;
+  o.timeout = absl::Milliseconds(300);
+  c = CheckInterceptionAtRelease(o, *listeners);
+  EXPECT_EQ(c.outbound.verdict, CheckVerdict::kFailed) << c.Summary();
 }
 
 // recreate_sandbox: same UID, new netns (the inode may come back, the cookie never), the old mark still on

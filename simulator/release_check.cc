@@ -1,5 +1,6 @@
 #include "simulator/release_check.h"
 
+#include <algorithm>
 #include <optional>
 #include <utility>
 
@@ -33,17 +34,31 @@ absl::StatusOr<nt::UniqueFd> ConnectFrom(const netns::NetnsHandle& ns,
   return out;
 }
 
-// Accepts the connection `client` made on `listener` and returns its SO_ORIGINAL_DST.
-absl::StatusOr<nt::Endpoint> AcceptOriginalDst(int listener, int client, absl::Duration timeout) {
-  auto accepted = nt::Accept(listener, timeout);
-  if (!accepted.ok()) return accepted.status();
-  auto peer = nt::PeerEndpoint(accepted->get());
+// Accepts the connection `client` made on `listener` and returns its SO_ORIGINAL_DST. Connections from
+// other sockets that are queued on the listener first (anything else in the pod that connected to a captured
+// destination: its traffic was redirected too, so they say nothing against the check) are accepted, closed
+// and described in `foreign`; only ours decides.
+absl::StatusOr<nt::Endpoint> AcceptOriginalDst(int listener, int client, absl::Duration timeout,
+                                               std::string& foreign) {
   auto local = nt::LocalEndpoint(client);
-  if (peer.ok() && local.ok() && !(*peer == *local)) {
-    return absl::InternalError(absl::StrCat("accepted a connection from ", peer->ToString(), ", not from ",
-                                            local->ToString(), " (someone else's)"));
+  if (!local.ok()) return local.status();
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    auto accepted = nt::Accept(listener, std::max(deadline - absl::Now(), absl::ZeroDuration()));
+    if (!accepted.ok()) return accepted.status();
+    auto peer = nt::PeerEndpoint(accepted->get());
+    if (!peer.ok()) return peer.status();
+    if (*peer == *local) return nt::OriginalDst(accepted->get());
+    auto dst = nt::OriginalDst(accepted->get());
+    absl::StrAppend(&foreign, foreign.empty() ? "" : ", ", "a connection from ", peer->ToString(),
+                    " (not ours; original destination ",
+                    dst.ok() ? dst->ToString() : std::string(dst.status().message()), ") arrived first");
   }
-  return nt::OriginalDst(accepted->get());
+}
+
+std::string WithForeign(std::string detail, const std::string& foreign) {
+  if (foreign.empty()) return detail;
+  return absl::StrCat(detail, "; ", foreign);
 }
 
 std::string NotRedirected(const absl::Status& s) {
@@ -57,14 +72,18 @@ CheckResult Outbound(const ReleaseCheckOptions& o, int capture15001) {
                           want.port, o.timeout);
   if (!conn.ok())
     return Fail(absl::StrCat("uid ", o.app_uid, " -> ", want.ToString(), ": ", NotRedirected(conn.status())));
-  auto dst = AcceptOriginalDst(capture15001, conn->get(), o.timeout);
+  std::string foreign;
+  auto dst = AcceptOriginalDst(capture15001, conn->get(), o.timeout, foreign);
   if (!dst.ok())
-    return Fail(
-        absl::StrCat("connected to ", want.ToString(), " but not via 15001: ", dst.status().message()));
+    return Fail(WithForeign(
+        absl::StrCat("connected to ", want.ToString(), " but not via 15001: ", dst.status().message()),
+        foreign));
   if (!(*dst == want))
-    return Fail(absl::StrCat("landed on 15001 with original destination ", dst->ToString()));
-  return Pass(absl::StrCat("uid ", o.app_uid, " -> ", want.ToString(), " landed on 15001, SO_ORIGINAL_DST ",
-                           dst->ToString()));
+    return Fail(
+        WithForeign(absl::StrCat("landed on 15001 with original destination ", dst->ToString()), foreign));
+  return Pass(WithForeign(absl::StrCat("uid ", o.app_uid, " -> ", want.ToString(),
+                                       " landed on 15001, SO_ORIGINAL_DST ", dst->ToString()),
+                          foreign));
 }
 
 CheckResult Inbound(const ReleaseCheckOptions& o, int capture15006) {
@@ -72,14 +91,18 @@ CheckResult Inbound(const ReleaseCheckOptions& o, int capture15006) {
   auto conn = ConnectFrom(*o.client, std::nullopt, want.ip, want.port, o.timeout);
   if (!conn.ok())
     return Fail(absl::StrCat("client -> ", want.ToString(), ": ", NotRedirected(conn.status())));
-  auto dst = AcceptOriginalDst(capture15006, conn->get(), o.timeout);
+  std::string foreign;
+  auto dst = AcceptOriginalDst(capture15006, conn->get(), o.timeout, foreign);
   if (!dst.ok())
-    return Fail(absl::StrCat("client connected to ", want.ToString(),
-                             " but not via 15006: ", dst.status().message()));
+    return Fail(WithForeign(
+        absl::StrCat("client connected to ", want.ToString(), " but not via 15006: ", dst.status().message()),
+        foreign));
   if (!(*dst == want))
-    return Fail(absl::StrCat("landed on 15006 with original destination ", dst->ToString()));
-  return Pass(
-      absl::StrCat("client -> ", want.ToString(), " landed on 15006, SO_ORIGINAL_DST ", dst->ToString()));
+    return Fail(
+        WithForeign(absl::StrCat("landed on 15006 with original destination ", dst->ToString()), foreign));
+  return Pass(WithForeign(
+      absl::StrCat("client -> ", want.ToString(), " landed on 15006, SO_ORIGINAL_DST ", dst->ToString()),
+      foreign));
 }
 
 CheckResult Bypass(const ReleaseCheckOptions& o, int capture15001) {
