@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <string>
 #include <utility>
@@ -154,6 +155,22 @@ Outputs RunCapturingBoth(std::vector<std::string> args) {
   close(outp[0]);
   close(errp[0]);
   return o;
+}
+
+// What the controller maps into every node's memory: the CRI calls go over libcurl (netns/cri/grpc_unary.h),
+// not the gRPC runtime; CRI messages are protobuf-lite; Abseil is linked into the binary. The dynamic
+// loader lists what the binary loads (LD_TRACE_LOADED_OBJECTS, what ldd uses) without running it.
+TEST(ControllerBinary, LoadsNeitherTheGrpcRuntimeNorFullProtobufNorSharedAbseil) {
+  ASSERT_EQ(setenv("LD_TRACE_LOADED_OBJECTS", "1", 1), 0);
+  Outputs o = RunCapturingBoth({});
+  unsetenv("LD_TRACE_LOADED_OBJECTS");
+  ASSERT_EQ(o.code, 0) << o.err;
+  EXPECT_THAT(o.out, HasSubstr("libcurl.so"));  // the list is the real one
+  EXPECT_THAT(o.out, HasSubstr("libprotobuf-lite.so"));
+  EXPECT_THAT(o.out, Not(HasSubstr("libgrpc")));
+  EXPECT_THAT(o.out, Not(HasSubstr("libgpr")));
+  EXPECT_THAT(o.out, Not(HasSubstr("libprotobuf.so")));
+  EXPECT_THAT(o.out, Not(HasSubstr("libabsl_")));
 }
 
 // --help must succeed (exit 0, usage on stdout) without a node name or an API server; absl's own --help
