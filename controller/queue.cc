@@ -84,11 +84,11 @@ bool WorkQueue::ParkForOutage(const std::string& key) {
   return true;
 }
 
-size_t WorkQueue::ReleaseLocked(std::set<std::string>& keys) {
+size_t WorkQueue::ReleaseLocked(std::set<std::string>& keys, Priority priority) {
   size_t n = 0;
   for (const std::string& key : keys) {
     waiting_.erase(key);  // its by_time_ entry is now stale and skipped
-    if (AddLocked(key)) ++n;
+    if (AddLocked(key, priority)) ++n;
   }
   keys.clear();
   return n;
@@ -96,7 +96,7 @@ size_t WorkQueue::ReleaseLocked(std::set<std::string>& keys) {
 
 size_t WorkQueue::ReleaseParked() {
   absl::MutexLock lock(&mu_);
-  return ReleaseLocked(parked_);
+  return ReleaseLocked(parked_, Priority::kFirst);
 }
 
 absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap) {
@@ -111,7 +111,7 @@ absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap)
 
 size_t WorkQueue::ReleaseWaiting() {
   absl::MutexLock lock(&mu_);
-  return ReleaseLocked(awaiting_);
+  return ReleaseLocked(awaiting_, Priority::kRecheck);
 }
 
 size_t WorkQueue::Waiting() const {
@@ -143,12 +143,15 @@ void WorkQueue::PromoteDueLocked() {
     auto it = waiting_.find(key);
     if (it == waiting_.end() || it->second != t) continue;  // stale
     waiting_.erase(it);
-    if (dirty_.count(key)) {  // a due retry is kFirst: a queued kRecheck entry moves up
-      if (low_.erase(key) > 0 && !processing_.count(key)) queue_.push_back(key);
+    // A poll for a sandbox that did not exist yet (AddWaiting) is kRecheck; any other due retry is kFirst.
+    const bool poll = awaiting_.count(key) > 0;
+    if (dirty_.count(key)) {  // queued already: a due retry moves a queued kRecheck entry up
+      if (!poll && low_.erase(key) > 0 && !processing_.count(key)) queue_.push_back(key);
       continue;
     }
     dirty_.insert(key);  // room was reserved while it waited
-    if (!processing_.count(key)) queue_.push_back(key);
+    if (poll) low_.insert(key);
+    if (!processing_.count(key)) PushLocked(key);
   }
 }
 

@@ -16,7 +16,9 @@
 //  - Two priorities: a key added as kRecheck (a pod that is done already: an echo of its own mark, a later
 //    status update, a resync) is handed out only when no kFirst key (a pod still to be set up, whose init
 //    container waits for it) is ready. Adding a queued kRecheck key as kFirst moves it up; a key queued as
-//    kFirst stays kFirst. Delayed, parked and waiting keys come back as kFirst.
+//    kFirst stays kFirst. Delayed and parked keys come back as kFirst; waiting keys (AddWaiting: polls for
+//    something that may still not be there) come back as kRecheck, by their timer or ReleaseWaiting, so that
+//    polls never hold up a pod with fresh news.
 #ifndef PNC_CONTROLLER_QUEUE_H_
 #define PNC_CONTROLLER_QUEUE_H_
 
@@ -85,7 +87,7 @@ class WorkQueue {
   bool PopLocked(std::string* key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes every key of `keys` ready now (dropping its timer) and empties `keys`.
-  size_t ReleaseLocked(std::set<std::string>& keys) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  size_t ReleaseLocked(std::set<std::string>& keys, Priority priority) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;

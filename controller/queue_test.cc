@@ -118,6 +118,34 @@ TEST(WorkQueue, DueRetryOfAQueuedRecheckMovesItUp) {
   EXPECT_EQ(order, (std::vector<std::string>{"a", "b"}));
 }
 
+TEST(WorkQueue, SandboxPollsGoAfterFreshKeysUnlessTheirPodHasNews) {
+  using P = WorkQueue::Priority;
+  FakeClock clock;
+  WorkQueue::Options o;
+  o.now = clock.fn();
+  WorkQueue q(o);
+  q.AddWaiting("poll-timer", absl::Seconds(1));
+  q.AddWaiting("poll-news", absl::Seconds(1));
+  clock.t += absl::Milliseconds(30);
+  q.AddWaiting("poll-hint", absl::Seconds(1));
+  clock.t += absl::Milliseconds(20);  // the timers of the first two are due, poll-hint's is not
+  q.Add("fresh");
+  q.Add("poll-news");  // its pod changed (e.g. status.podIP published): kFirst again
+  std::vector<std::string> order;
+  std::string k;
+  ASSERT_TRUE(q.TryGet(&k));
+  order.push_back(k);
+  q.Done(k);
+  // A new file in the runtime's netns directory: poll-hint now (the other two are queued already).
+  EXPECT_EQ(q.ReleaseWaiting(), 3u);
+  q.Add("fresh-2", P::kFirst);
+  while (q.TryGet(&k)) {
+    order.push_back(k);
+    q.Done(k);
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"fresh", "poll-news", "fresh-2", "poll-timer", "poll-hint"}));
+}
+
 TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {
   FakeClock clock;
   WorkQueue::Options o;
