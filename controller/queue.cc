@@ -84,11 +84,11 @@ bool WorkQueue::ParkForOutage(const std::string& key) {
   return true;
 }
 
-size_t WorkQueue::ReleaseLocked(std::set<std::string>& keys, Priority priority) {
+size_t WorkQueue::ReleaseLocked(std::set<std::string>& keys) {
   size_t n = 0;
   for (const std::string& key : keys) {
     waiting_.erase(key);  // its by_time_ entry is now stale and skipped
-    if (AddLocked(key, priority)) ++n;
+    if (AddLocked(key)) ++n;
   }
   keys.clear();
   return n;
@@ -96,7 +96,7 @@ size_t WorkQueue::ReleaseLocked(std::set<std::string>& keys, Priority priority) 
 
 size_t WorkQueue::ReleaseParked() {
   absl::MutexLock lock(&mu_);
-  return ReleaseLocked(parked_, Priority::kFirst);
+  return ReleaseLocked(parked_);
 }
 
 absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap) {
@@ -105,13 +105,24 @@ absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap)
   absl::Duration d = options_.base_delay * (1LL << std::min(n, 30));
   if (d > cap || d < absl::ZeroDuration()) d = cap;
   if (!AddAfterLocked(key, d)) return -absl::Nanoseconds(1);
-  awaiting_.insert(key);
+  auto [it, added] = awaiting_.emplace(key, awaiting_seq_);
+  if (added) awaiting_order_.emplace(awaiting_seq_++, key);
   return d;
 }
 
-size_t WorkQueue::ReleaseWaiting() {
+size_t WorkQueue::ReleaseWaiting(size_t n) {
   absl::MutexLock lock(&mu_);
-  return ReleaseLocked(awaiting_, Priority::kRecheck);
+  size_t released = 0;
+  while (released < n && !awaiting_order_.empty()) {
+    auto [seq, key] = *awaiting_order_.begin();
+    awaiting_order_.erase(awaiting_order_.begin());
+    auto it = awaiting_.find(key);
+    if (it == awaiting_.end() || it->second != seq) continue;  // stale
+    awaiting_.erase(it);
+    waiting_.erase(key);  // its by_time_ entry is now stale and skipped
+    if (AddLocked(key, Priority::kRecheck)) ++released;
+  }
+  return released;
 }
 
 size_t WorkQueue::Waiting() const {
@@ -166,7 +177,10 @@ bool WorkQueue::PopLocked(std::string* key) {
   low_.erase(*key);
   dirty_.erase(*key);
   parked_.erase(*key);
-  awaiting_.erase(*key);
+  if (auto it = awaiting_.find(*key); it != awaiting_.end()) {
+    awaiting_order_.erase(it->second);
+    awaiting_.erase(it);
+  }
   processing_.insert(*key);
   return true;
 }

@@ -22,6 +22,7 @@
 #ifndef PNC_CONTROLLER_QUEUE_H_
 #define PNC_CONTROLLER_QUEUE_H_
 
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
@@ -57,11 +58,11 @@ class WorkQueue {
   size_t ReleaseParked();  // how many keys were made ready
   size_t Parked() const;
   // A key waiting for something outside the process to appear (its pod's sandbox): backed off like
-  // AddRateLimited but never longer than `cap`, and ReleaseWaiting() makes every such key ready at once (call
-  // it when a sign of a new sandbox appears, e.g. a new file in the runtime's netns directory). Returns the
-  // delay chosen; negative when dropped.
+  // AddRateLimited but never longer than `cap`, and ReleaseWaiting(n) makes the n keys that have waited
+  // longest ready at once (call it when a sign of a new sandbox appears, e.g. a new file in the runtime's
+  // netns directory). Returns the delay chosen; negative when dropped.
   absl::Duration AddWaiting(const std::string& key, absl::Duration cap);
-  size_t ReleaseWaiting();  // how many keys were made ready
+  size_t ReleaseWaiting(size_t n = SIZE_MAX);  // how many keys were made ready
   size_t Waiting() const;
   int NumRequeues(const std::string& key) const;
 
@@ -86,8 +87,8 @@ class WorkQueue {
   void PromoteDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool PopLocked(std::string* key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Makes every key of `keys` ready now (dropping its timer) and empties `keys`.
-  size_t ReleaseLocked(std::set<std::string>& keys, Priority priority) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Makes every key of `keys` ready now as kFirst (dropping its timer) and empties `keys`.
+  size_t ReleaseLocked(std::set<std::string>& keys) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   mutable absl::Mutex mu_;
@@ -99,7 +100,11 @@ class WorkQueue {
   std::map<std::string, absl::Time> waiting_ ABSL_GUARDED_BY(mu_);       // key -> ready time (earliest wins)
   std::multimap<absl::Time, std::string> by_time_ ABSL_GUARDED_BY(mu_);  // may hold stale entries
   std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
-  std::set<std::string> awaiting_ ABSL_GUARDED_BY(mu_);  // AddWaiting keys not handed out since
+  // AddWaiting keys not handed out since, with the sequence number of their AddWaiting; and by that number
+  // (may hold stale entries), for ReleaseWaiting's longest-waiting-first order.
+  std::map<std::string, uint64_t> awaiting_ ABSL_GUARDED_BY(mu_);
+  std::map<uint64_t, std::string> awaiting_order_ ABSL_GUARDED_BY(mu_);
+  uint64_t awaiting_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<std::string> parked_ ABSL_GUARDED_BY(mu_);
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;

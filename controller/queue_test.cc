@@ -260,6 +260,31 @@ TEST(WorkQueue, WaitingKeysAreCappedAndReleasedBySignal) {
   EXPECT_FALSE(q.TryGet(&k));  // their timers are gone
 }
 
+TEST(WorkQueue, ReleaseWaitingTakesTheLongestWaitingFirst) {
+  FakeClock clock;
+  WorkQueue::Options o;
+  o.now = clock.fn();
+  WorkQueue q(o);
+  q.AddWaiting("a", absl::Seconds(1));
+  q.AddWaiting("b", absl::Seconds(1));
+  q.AddWaiting("c", absl::Seconds(1));
+  std::string k;
+  EXPECT_FALSE(q.TryGet(&k));
+  EXPECT_EQ(q.ReleaseWaiting(1), 1u);
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_EQ(k, "a");
+  q.Done(k);
+  q.AddWaiting("a", absl::Seconds(1));  // failed again: now it has waited least
+  EXPECT_EQ(q.ReleaseWaiting(2), 2u);
+  std::vector<std::string> got;
+  while (q.TryGet(&k)) {
+    got.push_back(k);
+    q.Done(k);
+  }
+  EXPECT_EQ(got, (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(q.Waiting(), 1u);
+}
+
 TEST(WorkQueue, BoundDropsBeyondMaxItems) {
   WorkQueue::Options o;
   o.max_items = 2;
