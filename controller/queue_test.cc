@@ -17,6 +17,17 @@ struct FakeClock {
   }
 };
 
+// Hands out every ready key (each marked done at once), in order.
+std::vector<std::string> Drain(WorkQueue& q) {
+  std::vector<std::string> out;
+  std::string k;
+  while (q.TryGet(&k)) {
+    out.push_back(k);
+    q.Done(k);
+  }
+  return out;
+}
+
 TEST(WorkQueue, DeduplicatesQueuedKeys) {
   WorkQueue q;
   EXPECT_TRUE(q.Add("a"));
@@ -55,13 +66,7 @@ TEST(WorkQueue, FirstKeysGoBeforeRechecks) {
   q.Add("new-2", P::kFirst);
   q.Add("new-1", P::kRecheck);  // queued as kFirst: stays kFirst
   EXPECT_EQ(q.Len(), 4u);
-  std::vector<std::string> order;
-  std::string k;
-  while (q.TryGet(&k)) {
-    order.push_back(k);
-    q.Done(k);
-  }
-  EXPECT_EQ(order, (std::vector<std::string>{"new-1", "new-2", "done-1", "done-2"}));
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"new-1", "new-2", "done-1", "done-2"}));
 }
 
 TEST(WorkQueue, RecheckMovesUpWhenAddedAsFirstAndIsHandedOutOnce) {
@@ -70,14 +75,8 @@ TEST(WorkQueue, RecheckMovesUpWhenAddedAsFirstAndIsHandedOutOnce) {
   q.Add("a", P::kRecheck);
   q.Add("b", P::kRecheck);
   q.Add("c");
-  q.Add("b", P::kFirst);  // e.g. its sandbox was recreated
-  std::vector<std::string> order;
-  std::string k;
-  while (q.TryGet(&k)) {
-    order.push_back(k);
-    q.Done(k);
-  }
-  EXPECT_EQ(order, (std::vector<std::string>{"c", "b", "a"}));  // b once: its recheck entry was stale
+  q.Add("b", P::kFirst);                                           // e.g. its sandbox was recreated
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"c", "b", "a"}));  // b once: its recheck entry was stale
   EXPECT_EQ(q.Len(), 0u);
 }
 
@@ -90,13 +89,7 @@ TEST(WorkQueue, RecheckAddedWhileProcessingIsRequeuedAsRecheckOnDone) {
   q.Add("a", P::kRecheck);  // the echo of its own mark, while the worker still holds it
   q.Add("b");
   q.Done("a");
-  ASSERT_TRUE(q.TryGet(&k));
-  EXPECT_EQ(k, "b");
-  q.Done("b");
-  ASSERT_TRUE(q.TryGet(&k));
-  EXPECT_EQ(k, "a");
-  q.Done("a");
-  EXPECT_FALSE(q.TryGet(&k));
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"b", "a"}));
 }
 
 TEST(WorkQueue, DueRetryOfAQueuedRecheckMovesItUp) {
@@ -109,13 +102,7 @@ TEST(WorkQueue, DueRetryOfAQueuedRecheckMovesItUp) {
   q.AddAfter("a", absl::Milliseconds(50));
   q.Add("a", P::kRecheck);
   clock.t += absl::Milliseconds(50);
-  std::vector<std::string> order;
-  std::string k;
-  while (q.TryGet(&k)) {
-    order.push_back(k);
-    q.Done(k);
-  }
-  EXPECT_EQ(order, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"a", "b"}));
 }
 
 TEST(WorkQueue, SandboxPollsGoAfterFreshKeysUnlessTheirPodHasNews) {
@@ -131,19 +118,14 @@ TEST(WorkQueue, SandboxPollsGoAfterFreshKeysUnlessTheirPodHasNews) {
   clock.t += absl::Milliseconds(20);  // the timers of the first two are due, poll-hint's is not
   q.Add("fresh");
   q.Add("poll-news");  // its pod changed (e.g. status.podIP published): kFirst again
-  std::vector<std::string> order;
   std::string k;
   ASSERT_TRUE(q.TryGet(&k));
-  order.push_back(k);
+  EXPECT_EQ(k, "fresh");
   q.Done(k);
   // A new file in the runtime's netns directory: poll-hint now (the other two are queued already).
   EXPECT_EQ(q.ReleaseWaiting(), 3u);
   q.Add("fresh-2", P::kFirst);
-  while (q.TryGet(&k)) {
-    order.push_back(k);
-    q.Done(k);
-  }
-  EXPECT_EQ(order, (std::vector<std::string>{"fresh", "poll-news", "fresh-2", "poll-timer", "poll-hint"}));
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"poll-news", "fresh-2", "poll-timer", "poll-hint"}));
 }
 
 TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {
@@ -276,12 +258,7 @@ TEST(WorkQueue, ReleaseWaitingTakesTheLongestWaitingFirst) {
   q.Done(k);
   q.AddWaiting("a", absl::Seconds(1));  // failed again: now it has waited least
   EXPECT_EQ(q.ReleaseWaiting(2), 2u);
-  std::vector<std::string> got;
-  while (q.TryGet(&k)) {
-    got.push_back(k);
-    q.Done(k);
-  }
-  EXPECT_EQ(got, (std::vector<std::string>{"b", "c"}));
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"b", "c"}));
   EXPECT_EQ(q.Waiting(), 1u);
 }
 
