@@ -23,7 +23,7 @@ struct SpawnOptions {
   std::string log_path;  // stdout+stderr appended here; empty: inherit
   // The child's whole environment ("K=V"); nullopt: inherit this process's.
   std::optional<std::vector<std::string>> env;
-  // The child's nice value; nullopt: the spawning thread's (simulator/priority.h).
+  // The child's nice value, best effort (simulator/priority.h); nullopt: the spawning thread's.
   std::optional<int> nice;
 };
 
