@@ -256,21 +256,21 @@ std::optional<Family> FamilyOf(uint32_t nfproto) {
 // that is 10-18 ms, and it hits the next read-back's socket too. So every socket of this backend (the
 // rtnetlink one too, whose close() is only microseconds, but on the pod's path) is closed by the background
 // closer (started by NewNftBackend).
-class NfSocket {
+class BackgroundClosedSocket {
  public:
-  static absl::StatusOr<NfSocket> Open(int bus = NETLINK_NETFILTER) {
+  static absl::StatusOr<BackgroundClosedSocket> Open(int bus = NETLINK_NETFILTER) {
     absl::StatusOr<MnlSocket> nl = MnlSocket::Open(bus);
     if (!nl.ok()) return nl.status();
-    return NfSocket(std::move(*nl));
+    return BackgroundClosedSocket(std::move(*nl));
   }
-  NfSocket(NfSocket&&) = default;
-  ~NfSocket() {
+  BackgroundClosedSocket(BackgroundClosedSocket&&) = default;
+  ~BackgroundClosedSocket() {
     if (nl_) MnlSocket::CloseInBackground(std::move(*nl_));
   }
   MnlSocket& operator*() { return *nl_; }
 
  private:
-  explicit NfSocket(MnlSocket nl) : nl_(std::move(nl)) {}
+  explicit BackgroundClosedSocket(MnlSocket nl) : nl_(std::move(nl)) {}
   std::optional<MnlSocket> nl_;
 };
 
@@ -574,7 +574,7 @@ class Sockets {
  public:
   absl::StatusOr<MnlSocket*> Nf() {
     if (!nf_) {
-      absl::StatusOr<NfSocket> nl = NfSocket::Open();
+      absl::StatusOr<BackgroundClosedSocket> nl = BackgroundClosedSocket::Open();
       if (!nl.ok()) return nl.status();
       nf_.emplace(std::move(*nl));
     }
@@ -582,7 +582,7 @@ class Sockets {
   }
   absl::StatusOr<MnlSocket*> Route() {
     if (!route_) {
-      absl::StatusOr<NfSocket> nl = NfSocket::Open(NETLINK_ROUTE);
+      absl::StatusOr<BackgroundClosedSocket> nl = BackgroundClosedSocket::Open(NETLINK_ROUTE);
       if (!nl.ok()) return nl.status();
       route_.emplace(std::move(*nl));
     }
@@ -590,8 +590,8 @@ class Sockets {
   }
 
  private:
-  std::optional<NfSocket> nf_;
-  std::optional<NfSocket> route_;  // closed in the background too: close() is microseconds on the pod's path
+  std::optional<BackgroundClosedSocket> nf_;
+  std::optional<BackgroundClosedSocket> route_;
 };
 
 // `routing`: the routing state Apply's sync read in this same namespace entry and did not change since
@@ -772,7 +772,7 @@ absl::Status SendApplyBatch(MnlSocket& nl, MnlSocket& rtnl, const EncodedRuleset
 }
 
 absl::Status RemoveHere() {
-  absl::StatusOr<NfSocket> nl = NfSocket::Open();
+  absl::StatusOr<BackgroundClosedSocket> nl = BackgroundClosedSocket::Open();
   if (!nl.ok()) return nl.status();
   absl::StatusOr<std::set<Family>> families = OurTables(**nl);
   if (!families.ok()) return families.status();
@@ -849,7 +849,7 @@ std::unique_ptr<Backend> NewNftBackend() {
 }
 
 absl::StatusOr<std::vector<std::string>> ListNftTablesInCurrentNetns() {
-  absl::StatusOr<NfSocket> nl = NfSocket::Open();
+  absl::StatusOr<BackgroundClosedSocket> nl = BackgroundClosedSocket::Open();
   if (!nl.ok()) return nl.status();
   absl::StatusOr<std::vector<std::pair<uint32_t, std::string>>> tables = DumpTables(**nl);
   if (!tables.ok()) return tables.status();
