@@ -2,7 +2,6 @@
 
 #include <curl/curl.h>
 #include <google/protobuf/message_lite.h>
-#include <poll.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -24,8 +23,6 @@ constexpr size_t kMaxUnixPath = 107;
 constexpr size_t kFrameHeader = 5;
 constexpr size_t kMaxIdleHandles = 8;
 constexpr size_t kMaxHeaderBytes = 64 << 10;
-// A pooled connection idle for longer is not reused (a new one costs a unix socket connect).
-constexpr absl::Duration kMaxIdle = absl::Seconds(30);
 
 struct EasyDeleter {
   void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
@@ -174,30 +171,10 @@ absl::Status TransportError(CURLcode rc, const char* errbuf, const Exchange& x, 
   return absl::UnavailableError(msg);  // could not connect, connection broke, HTTP/2 error
 }
 
-// A pooled easy handle; libcurl keeps the handle's last connection open in the handle.
+// A pooled easy handle (its allocations are reused; its connections are not, see Perform).
 struct Handle {
   Easy easy;
-  absl::Time idle_since = absl::InfinitePast();  // when its last call ended
 };
-
-// Whether the handle's connection from its previous call is still cached, has been idle for less than
-// kMaxIdle, and has nothing waiting on it: no EOF, no error, no frame (a GOAWAY, a PING) that libcurl's own
-// check before reusing it would have to act on.
-bool QuietConnection(const Handle& h) {
-  if (absl::Now() - h.idle_since > kMaxIdle) return false;
-  curl_socket_t fd = CURL_SOCKET_BAD;
-  if (curl_easy_getinfo(h.easy.get(), CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
-    return false;
-  pollfd p{fd, POLLIN, 0};
-  return poll(&p, 1, 0) == 0;
-}
-
-// Transport failures after which a call on a reused connection is made again on a new one: the connection
-// broke before the answer (the server closed it while it sat in the pool). The CRI calls are reads.
-bool ConnectionBroke(CURLcode rc) {
-  return rc == CURLE_SEND_ERROR || rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_HTTP2 ||
-         rc == CURLE_HTTP2_STREAM || rc == CURLE_COULDNT_CONNECT;
-}
 
 class CurlGrpcUnaryClient : public GrpcUnaryClient {
  public:
@@ -218,15 +195,7 @@ class CurlGrpcUnaryClient : public GrpcUnaryClient {
     if (h.easy == nullptr) return absl::ResourceExhaustedError("curl_easy_init failed");
     Exchange x;
     char errbuf[CURL_ERROR_SIZE] = {0};
-    bool reuse = QuietConnection(h);
-    CURLcode rc = Perform(h, reuse, url, body, deadline, x, errbuf);
-    if (rc != CURLE_OK && reuse && !x.too_large && ConnectionBroke(rc) && absl::Now() < deadline) {
-      x = Exchange();
-      errbuf[0] = '\0';
-      rc = Perform(h, /*reuse=*/false, url, body, deadline, x, errbuf);
-    }
-    h.idle_since = absl::Now();
-    // Back to the pool after a failure too: a broken connection is noticed there (QuietConnection).
+    CURLcode rc = Perform(h, url, body, deadline, x, errbuf);
     Release(std::move(h));
     if (rc != CURLE_OK) return TransportError(rc, errbuf, x, method);
 
@@ -242,9 +211,9 @@ class CurlGrpcUnaryClient : public GrpcUnaryClient {
   }
 
  private:
-  // One HTTP/2 POST. reuse: on the handle's cached connection, else on a new one.
-  CURLcode Perform(Handle& h, bool reuse, const std::string& url, const std::string& body,
-                   absl::Time deadline, Exchange& x, char* errbuf) const {
+  // One HTTP/2 POST on a connection of its own.
+  CURLcode Perform(Handle& h, const std::string& url, const std::string& body, absl::Time deadline,
+                   Exchange& x, char* errbuf) const {
     CURL* e = h.easy.get();
     // Options are set anew for every call; the connection cache survives the reset.
     curl_easy_reset(e);
@@ -265,18 +234,15 @@ class CurlGrpcUnaryClient : public GrpcUnaryClient {
                      endpoint_.path.c_str());
     curl_easy_setopt(e, CURLOPT_URL, url.c_str());
     curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
-    // HTTP/2 without TLS: prior knowledge on a new connection. On a reused one, libcurl before 8.0 must not
-    // be asked for prior knowledge: it would stack a second HTTP/2 layer on the connection and fail the
-    // request
-    // ("Error in the HTTP2 framing layer", curl#10634, fixed in 8.0.0; Debian 12 ships 7.88.1). Asking for
-    // HTTP/2 there is the same request on the same connection, and with FRESH_CONNECT for a new one libcurl
-    // never picks a cached connection for prior knowledge. The one connection per handle never outlives
-    // kMaxIdle in libcurl's cache, so "reuse" is not turned into an HTTP/1.1 upgrade on a new connection.
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION,
-                     static_cast<long>(reuse ? CURL_HTTP_VERSION_2_0 : CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
-    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, reuse ? 0L : 1L);
-    curl_easy_setopt(e, CURLOPT_MAXCONNECTS, 1L);
-    curl_easy_setopt(e, CURLOPT_MAXAGE_CONN, static_cast<long>(absl::ToInt64Seconds(kMaxIdle) * 2));
+    // HTTP/2 without TLS, by prior knowledge, on a new connection that is closed after the call. Reusing
+    // an h2c prior-knowledge connection fails in libcurl before 8.0 ("Error in the HTTP2 framing layer",
+    // curl#10634; Debian 12 ships 7.88.1), and working around it (asking for plain HTTP/2 on the cached
+    // connection) left a burst with every call failing that way for 45 s once. A unix socket connect and
+    // the HTTP/2 preface cost little next to the runtime's answer, and a restarted runtime is reached by
+    // the next call with nothing stale in between.
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, static_cast<long>(CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE));
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, 1L);
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, 1L);
     curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(e, CURLOPT_USERAGENT, "pnc-cri-client");
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, headers.get());

@@ -36,10 +36,8 @@ class GrpcUnaryClient {
   // max_response_bytes), an HTTP status other than 200 mapped as gRPC clients map it (404 Unimplemented,
   // 429/502/503/504 Unavailable, 401 Unauthenticated, 403 PermissionDenied, 400 Internal, others Unknown),
   // Internal (not a gRPC answer: no grpc-status, a compressed or malformed message frame, a message that
-  // does not parse). Thread-safe; concurrent calls use separate connections. An idle connection is reused
-  // only while nothing is pending on it (the old connection of a restarted server is not), and a call that
-  // finds a reused connection broken is made once more on a new one: a restarted server is reached by the
-  // next call, with no reconnect backoff. For idempotent calls only: one may reach the server twice.
+  // does not parse). Thread-safe; every call has a connection of its own, closed when it ends, so a
+  // restarted server is reached by the next call, with no reconnect backoff and nothing stale in between.
   virtual absl::Status Call(absl::string_view method, const google::protobuf::MessageLite& request,
                             google::protobuf::MessageLite& response, absl::Duration timeout) = 0;
 };

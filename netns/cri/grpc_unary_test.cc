@@ -169,7 +169,7 @@ TEST_F(GrpcUnaryTest, ServerGoneIsUnavailableAtOnceAndBackIsReachedAtOnce) {
   Stop();
 }
 
-// The server restarts between two calls: the pooled connection to the old one is not reused, the first call
+// The server restarts between two calls: no connection outlives a call, so the first call
 // after the restart succeeds.
 TEST_F(GrpcUnaryTest, ServerRestartBetweenCallsIsTransparent) {
   for (int i = 0; i < 3; ++i) {
