@@ -570,6 +570,12 @@ absl::Status Run::StartController(size_t i) {
   for (const auto& a : options_.controller_extra_args) so.argv.push_back(a);
   so.log_path = absl::StrCat(options_.work_dir, "/controller-", n.name(), ".log");
   so.nice = 0;  // the system under test runs like any process on a node (priority.h)
+  // This process's environment plus what the chart's DaemonSet sets for the controller.
+  so.env.emplace();
+  for (char** e = environ; *e != nullptr; ++e) {
+    if (!absl::StartsWith(*e, "GNUTLS_NO_IMPLICIT_INIT=")) so.env->push_back(*e);
+  }
+  so.env->push_back("GNUTLS_NO_IMPLICIT_INIT=1");
   auto child = ChildProcess::Spawn(so);
   if (!child.ok()) return child.status();
   controllers_[i].emplace(*std::move(child));
