@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
 #include "netns/netns.h"
 #include "netns/testing/run_as.h"
@@ -137,6 +138,31 @@ class NodeTest : public WaiterSandboxTest {
   }
 };
 
+// Appends one rule (`match`, then its target) to the nat table's OUTPUT chain of `ns` with iptables-legacy.
+void AppendNatOutput(const netns::NetnsHandle& ns, const std::vector<std::string>& rule) {
+  SpawnOptions so;
+  so.argv = {"/usr/sbin/iptables-legacy", "-w", "-t", "nat", "-A", "OUTPUT"};
+  so.argv.insert(so.argv.end(), rule.begin(), rule.end());
+  so.netns_fd = ns.fd();
+  auto child = ChildProcess::Spawn(so);
+  ASSERT_TRUE(child.ok()) << child.status();
+  ASSERT_EQ(child->Wait(), 0) << absl::StrJoin(so.argv, " ");
+}
+
+// A connection from `ns` as uid/gid 2000: neither the app's nor the proxy's.
+absl::StatusOr<nt::UniqueFd> ConnectAsOtherUid(const netns::NetnsHandle& ns, const std::string& ip,
+                                               uint16_t port) {
+  nt::UniqueFd out;
+  absl::Status s = nt::RunAs(2000, 2000, &ns, [&]() -> absl::Status {
+    auto c = nt::TcpConnect(ip, port, absl::Seconds(1));
+    if (!c.ok()) return c.status();
+    out = std::move(*c);
+    return absl::OkStatus();
+  });
+  if (!s.ok()) return s;
+  return out;
+}
+
 TEST_F(NodeTest, MeshPodIsInterceptedAfterTheWaiterSucceeds) {
   Store store;
   Recorder rec;
@@ -235,23 +261,8 @@ TEST_F(NodeTest, ReleaseCheckFailsWhenTheWaiterExitsBeforeTheRules) {
 TEST_F(NodeTest, ReleaseCheckFailsWhenTheProxyIsCaptured) {
   auto pod = sandbox_->CreatePodNetns("capture-all");
   ASSERT_TRUE(pod.ok()) << pod.status();
-  SpawnOptions so;
-  so.argv = {"/usr/sbin/iptables-legacy",
-             "-w",
-             "-t",
-             "nat",
-             "-A",
-             "OUTPUT",
-             "-p",
-             "tcp",
-             "-j",
-             "REDIRECT",
-             "--to-ports",
-             "15001"};
-  so.netns_fd = pod->handle().fd();
-  auto child = ChildProcess::Spawn(so);
-  ASSERT_TRUE(child.ok()) << child.status();
-  ASSERT_EQ(child->Wait(), 0);
+  ASSERT_NO_FATAL_FAILURE(
+      AppendNatOutput(pod->handle(), {"-p", "tcp", "-j", "REDIRECT", "--to-ports", "15001"}));
   auto listeners = OpenCaptureListeners(pod->handle(), 1337, 1337);
   ASSERT_TRUE(listeners.ok()) << listeners.status();
   ReleaseCheck c = CheckInterceptionAtRelease({.pod = &pod->handle(),
@@ -271,39 +282,13 @@ TEST_F(NodeTest, ReleaseCheckFailsWhenTheProxyIsCaptured) {
 TEST_F(NodeTest, ReleaseCheckSkipsSomeoneElsesConnectionQueuedFirst) {
   auto pod = sandbox_->CreatePodNetns("foreign-first");
   ASSERT_TRUE(pod.ok()) << pod.status();
-  SpawnOptions so;
-  so.argv = {"/usr/sbin/iptables-legacy",
-             "-w",
-             "-t",
-             "nat",
-             "-A",
-             "OUTPUT",
-             "-p",
-             "tcp",
-             "--dport",
-             "1234",
-             "-m",
-             "owner",
-             "!",
-             "--uid-owner",
-             "1337",
-             "-j",
-             "REDIRECT",
-             "--to-ports",
-             "15001"};
-  so.netns_fd = pod->handle().fd();
-  auto child = ChildProcess::Spawn(so);
-  ASSERT_TRUE(child.ok()) << child.status();
-  ASSERT_EQ(child->Wait(), 0);
+  ASSERT_NO_FATAL_FAILURE(
+      AppendNatOutput(pod->handle(), {"-p", "tcp", "--dport", "1234", "-m", "owner", "!", "--uid-owner",
+                                      "1337", "-j", "REDIRECT", "--to-ports", "15001"}));
   auto listeners = OpenCaptureListeners(pod->handle(), 1337, 1337);
   ASSERT_TRUE(listeners.ok()) << listeners.status();
-  nt::UniqueFd foreign;
-  ASSERT_TRUE(nt::RunAs(2000, 2000, &pod->handle(), [&]() -> absl::Status {
-                auto c = nt::TcpConnect("192.0.2.1", 1234, absl::Seconds(1));
-                if (!c.ok()) return c.status();
-                foreign = std::move(*c);
-                return absl::OkStatus();
-              }).ok());
+  absl::StatusOr<nt::UniqueFd> foreign = ConnectAsOtherUid(pod->handle(), "192.0.2.1", 1234);
+  ASSERT_TRUE(foreign.ok()) << foreign.status();
   ReleaseCheckOptions o{.pod = &pod->handle(),
                         .client = &sandbox_->peer(),
                         .pod_ip = pod->pod_ipv4,
@@ -315,13 +300,8 @@ TEST_F(NodeTest, ReleaseCheckSkipsSomeoneElsesConnectionQueuedFirst) {
       << c.Summary();
   // A queued foreign connection alone is not our connection arriving: without a redirect for the check's
   // destination the outbound check still fails.
-  nt::UniqueFd foreign2;
-  ASSERT_TRUE(nt::RunAs(2000, 2000, &pod->handle(), [&]() -> absl::Status {
-                auto c = nt::TcpConnect("192.0.2.1", 1234, absl::Seconds(1));
-                if (!c.ok()) return c.status();
-                foreign2 = std::move(*c);
-                return absl::OkStatus();
-              }).ok());
+  absl::StatusOr<nt::UniqueFd> foreign2 = ConnectAsOtherUid(pod->handle(), "192.0.2.1", 1234);
+  ASSERT_TRUE(foreign2.ok()) << foreign2.status();
   o.test_net_port = 80;
   o.timeout = absl::Milliseconds(300);
   c = CheckInterceptionAtRelease(o, *listeners);
