@@ -100,6 +100,13 @@ absl::Status PutAddress(MnlSocket& nl, uint16_t type, uint16_t flags, const Cidr
   mnl_attr_put(nlh, IFA_LOCAL, len, raw);
   mnl_attr_put(nlh, IFA_ADDRESS, len, raw);
   if (with_protocol) mnl_attr_put_u8(nlh, IFA_PROTO, kAddressProtocol);
+  if (type == RTM_NEWADDR && c.family == Family::kIPv6) {
+    // Usable at once: without NODAD the kernel adds the address as tentative and clears that only when its
+    // (asynchronous) DAD work runs, which on a loopback device does no detection at all; until then bind()
+    // to it fails with EADDRNOTAVAIL. `ip addr add ... nodad` does the same.
+    ifa->ifa_flags = IFA_F_NODAD;
+    mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
+  }
   return nl.Request(nlh, what);
 }
 

@@ -8,6 +8,8 @@
 // replaced or deleted. A wanted address that already exists without our protocol (e.g. Istio's own init ran
 // here) is taken over in place with NLM_F_REPLACE (never deleted and re-added, so sockets bound to it keep
 // working); from then on it is ours, so Remove deletes it.
+// IPv6 addresses are added without duplicate address detection (IFA_F_NODAD, as `ip addr add ... nodad`), so
+// they are usable (bind) when the call returns, not only once the kernel's asynchronous DAD work has run.
 #ifndef PNC_NETNS_ROUTING_LOOPBACK_H_
 #define PNC_NETNS_ROUTING_LOOPBACK_H_
 

@@ -63,6 +63,8 @@ TEST(LoopbackTest, AddsReadsAndRemovesOurAddressOnly) {
     ASSERT_TRUE(got.ok()) << got.status();
     EXPECT_THAT(*got, ElementsAre(kSix));
     EXPECT_THAT(Ip({"-6", "addr", "show", "dev", "lo"}), HasSubstr("inet6 ::6/128 scope global"));
+    // Not tentative (no DAD pending): usable at once, even when the kernel's addrconf work runs late.
+    EXPECT_THAT(Ip({"-6", "addr", "show", "dev", "lo"}), HasSubstr("inet6 ::6/128 scope global nodad"));
     EXPECT_TRUE(CanBind6("::6"));                          // what Envoy's inbound passthrough cluster does
     ASSERT_TRUE(SyncLoopbackAddresses(*nl, {kSix}).ok());  // idempotent
     EXPECT_THAT(*ReadLoopbackAddresses(*nl), ElementsAre(kSix));
