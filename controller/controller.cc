@@ -188,8 +188,12 @@ void Controller::ResyncLoop() {
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.resync)) return;
     }
     for (const std::string& uid : informer_.PodUids()) {
+      // A pod not set up yet (its event was dropped or it still waits) keeps the first priority: its init
+      // container waits for it. Decided before RequestReverify, which makes a done pod look not done.
+      const WorkQueue::Priority p =
+          reconciler_.IsDone(uid) ? WorkQueue::Priority::kRecheck : WorkQueue::Priority::kFirst;
       reconciler_.RequestReverify(uid);
-      queue_.Add(uid, WorkQueue::Priority::kRecheck);
+      queue_.Add(uid, p);
     }
   }
 }

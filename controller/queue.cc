@@ -113,11 +113,20 @@ absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap)
 size_t WorkQueue::ReleaseWaiting(size_t n) {
   absl::MutexLock lock(&mu_);
   size_t released = 0;
-  while (released < n && !awaiting_order_.empty()) {
-    auto [seq, key] = *awaiting_order_.begin();
-    awaiting_order_.erase(awaiting_order_.begin());
+  for (auto o = awaiting_order_.begin(); released < n && o != awaiting_order_.end();) {
+    const std::string key = o->second;
     auto it = awaiting_.find(key);
-    if (it == awaiting_.end() || it->second != seq) continue;  // stale
+    if (it == awaiting_.end() || it->second != o->first) {  // stale
+      o = awaiting_order_.erase(o);
+      continue;
+    }
+    // Only a key whose timer is still pending is released: one that is queued or being processed already
+    // (its timer fired, or news about its pod came) gains nothing and must not use up the release.
+    if (!waiting_.count(key) || dirty_.count(key) || processing_.count(key)) {
+      ++o;
+      continue;
+    }
+    o = awaiting_order_.erase(o);
     awaiting_.erase(it);
     waiting_.erase(key);  // its by_time_ entry is now stale and skipped
     if (AddLocked(key, Priority::kRecheck)) ++released;

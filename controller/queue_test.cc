@@ -122,10 +122,32 @@ TEST(WorkQueue, SandboxPollsGoAfterFreshKeysUnlessTheirPodHasNews) {
   ASSERT_TRUE(q.TryGet(&k));
   EXPECT_EQ(k, "fresh");
   q.Done(k);
-  // A new file in the runtime's netns directory: poll-hint now (the other two are queued already).
-  EXPECT_EQ(q.ReleaseWaiting(), 3u);
+  // A new file in the runtime's netns directory: poll-hint now (the other two are queued already: nothing to
+  // release there).
+  EXPECT_EQ(q.ReleaseWaiting(), 1u);
   q.Add("fresh-2", P::kFirst);
   EXPECT_EQ(Drain(q), (std::vector<std::string>{"poll-news", "fresh-2", "poll-timer", "poll-hint"}));
+}
+
+// A release goes to a key whose timer is still pending, not to one whose timer fired and that waits in the
+// queue already (it would gain nothing, and the key that can use the hint would keep waiting for its timer).
+TEST(WorkQueue, ReleaseWaitingSkipsKeysQueuedAlready) {
+  FakeClock clock;
+  WorkQueue::Options o;
+  o.now = clock.fn();
+  WorkQueue q(o);
+  q.AddWaiting("old-due", absl::Seconds(1));
+  clock.t += absl::Milliseconds(60);
+  q.AddWaiting("hint-target", absl::Seconds(1));
+  q.Add("busy");
+  std::string k;
+  ASSERT_TRUE(q.TryGet(&k));  // promotes old-due (queued as a poll) and hands out busy
+  EXPECT_EQ(k, "busy");
+  EXPECT_EQ(q.ReleaseWaiting(1), 1u);
+  EXPECT_EQ(q.Waiting(), 1u);  // old-due: queued, leaves the waiting set when handed out
+  q.Done(k);
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"old-due", "hint-target"}));
+  EXPECT_EQ(q.Waiting(), 0u);
 }
 
 TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {

@@ -34,10 +34,19 @@ absl::StatusOr<nt::UniqueFd> ConnectFrom(const netns::NetnsHandle& ns,
   return out;
 }
 
-// Accepts the connection `client` made on `listener` and returns its SO_ORIGINAL_DST. Connections from
-// other sockets that are queued on the listener first (anything else in the pod that connected to a captured
-// destination: its traffic was redirected too, so they say nothing against the check) are accepted, closed
-// and described in `foreign`; only ours decides.
+// Notes, in `foreign`, an accepted connection that is not the check's own (anything else in the pod that
+// connected to a captured destination: its traffic was redirected too, so it says nothing against the check).
+void NoteForeign(int accepted, std::string& foreign) {
+  auto peer = nt::PeerEndpoint(accepted);
+  auto dst = nt::OriginalDst(accepted);
+  absl::StrAppend(&foreign, foreign.empty() ? "" : ", ", "a connection from ",
+                  peer.ok() ? peer->ToString() : absl::StrCat("? (", peer.status().message(), ")"),
+                  " (not ours; original destination ",
+                  dst.ok() ? dst->ToString() : std::string(dst.status().message()), ")");
+}
+
+// Accepts the connection `client` made on `listener` and returns its SO_ORIGINAL_DST. Other connections
+// queued on the listener first are accepted, closed and noted in `foreign`; only ours decides.
 absl::StatusOr<nt::Endpoint> AcceptOriginalDst(int listener, int client, absl::Duration timeout,
                                                std::string& foreign) {
   auto local = nt::LocalEndpoint(client);
@@ -47,13 +56,26 @@ absl::StatusOr<nt::Endpoint> AcceptOriginalDst(int listener, int client, absl::D
     auto accepted = nt::Accept(listener, std::max(deadline - absl::Now(), absl::ZeroDuration()));
     if (!accepted.ok()) return accepted.status();
     auto peer = nt::PeerEndpoint(accepted->get());
-    if (!peer.ok()) return peer.status();
-    if (*peer == *local) return nt::OriginalDst(accepted->get());
-    auto dst = nt::OriginalDst(accepted->get());
-    absl::StrAppend(&foreign, foreign.empty() ? "" : ", ", "a connection from ", peer->ToString(),
-                    " (not ours; original destination ",
-                    dst.ok() ? dst->ToString() : std::string(dst.status().message()), ") arrived first");
+    if (peer.ok() && *peer == *local) return nt::OriginalDst(accepted->get());
+    NoteForeign(accepted->get(), foreign);  // another socket's, or one reset before we got to it
   }
+}
+
+// Accepts every connection queued on `listener` now. True when one came from `ours` (a socket's local
+// endpoint); the others are noted in `foreign`.
+bool TakeQueued(int listener, const nt::Endpoint* ours, std::string& foreign) {
+  bool found = false;
+  while (nt::HasPendingConnection(listener)) {
+    auto accepted = nt::Accept(listener, absl::ZeroDuration());
+    if (!accepted.ok()) break;
+    auto peer = nt::PeerEndpoint(accepted->get());
+    if (ours != nullptr && peer.ok() && *peer == *ours) {
+      found = true;
+    } else {
+      NoteForeign(accepted->get(), foreign);
+    }
+  }
+  return found;
 }
 
 std::string WithForeign(std::string detail, const std::string& foreign) {
@@ -115,21 +137,28 @@ CheckResult Bypass(const ReleaseCheckOptions& o, int capture15001) {
   });
   if (!s.ok()) return Fail(absl::StrCat("bypass target listener: ", s.ToString()));
   const nt::Endpoint dest{o.client_ip, o.bypass_port};
-  std::string ok;
+  std::string ok, foreign;
   for (auto [uid, gid] : {std::pair<uid_t, gid_t>{o.proxy_uid, o.proxy_gid}, {o.app_uid, o.proxy_gid}}) {
     std::string who = absl::StrCat("uid ", uid, " gid ", gid);
+    TakeQueued(capture15001, nullptr, foreign);  // whatever else is queued there, before ours
     auto conn = ConnectFrom(*o.pod, std::make_pair(uid, gid), dest.ip, dest.port, o.timeout);
-    if (!conn.ok()) return Fail(absl::StrCat(who, " -> ", dest.ToString(), ": ", conn.status().message()));
-    if (nt::HasPendingConnection(capture15001)) {
-      return Fail(absl::StrCat(who, " -> ", dest.ToString(), " was captured (landed on 15001)"));
+    if (!conn.ok())
+      return Fail(
+          WithForeign(absl::StrCat(who, " -> ", dest.ToString(), ": ", conn.status().message()), foreign));
+    auto local = nt::LocalEndpoint(conn->get());
+    if (!local.ok()) return Fail(absl::StrCat(who, ": ", local.status().message()));
+    if (TakeQueued(capture15001, &*local, foreign)) {
+      return Fail(WithForeign(absl::StrCat(who, " -> ", dest.ToString(), " was captured (landed on 15001)"),
+                              foreign));
     }
     auto accepted = nt::Accept(target.get(), o.timeout);
     if (!accepted.ok())
-      return Fail(
-          absl::StrCat(who, " -> ", dest.ToString(), " never arrived: ", accepted.status().message()));
+      return Fail(WithForeign(
+          absl::StrCat(who, " -> ", dest.ToString(), " never arrived: ", accepted.status().message()),
+          foreign));
     absl::StrAppend(&ok, ok.empty() ? "" : ", ", who);
   }
-  return Pass(absl::StrCat(ok, " reached ", dest.ToString(), " directly"));
+  return Pass(WithForeign(absl::StrCat(ok, " reached ", dest.ToString(), " directly"), foreign));
 }
 
 }  // namespace
