@@ -120,6 +120,7 @@ struct Exchange {
   size_t max_body = 0;
   size_t header_bytes = 0;
   bool too_large = false;
+  bool connected = false;  // the connection to the server was established
 };
 
 size_t OnBody(char* data, size_t size, size_t nmemb, void* userp) {
@@ -165,6 +166,9 @@ absl::Status TransportError(CURLcode rc, const char* errbuf, const Exchange& x, 
     return absl::ResourceExhaustedError(
         absl::StrCat("gRPC ", method, ": response larger than ", x.max_body - kFrameHeader, " bytes"));
   }
+  // A connect that did not complete in time is the server's unavailability (down, restarting, its listen
+  // backlog full), not a slow answer to this call.
+  if (rc == CURLE_OPERATION_TIMEDOUT && !x.connected) return absl::UnavailableError(msg);
   if (rc == CURLE_OPERATION_TIMEDOUT) return absl::DeadlineExceededError(msg);
   if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_NOT_BUILT_IN || rc == CURLE_OUT_OF_MEMORY)
     return absl::InternalError(msg);
@@ -257,6 +261,9 @@ class CurlGrpcUnaryClient : public GrpcUnaryClient {
     curl_easy_setopt(e, CURLOPT_HEADERDATA, &x);
     CURLcode rc = curl_easy_perform(e);
     curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &x.answer.http_status);
+    curl_off_t connected_us = 0;
+    x.connected =
+        curl_easy_getinfo(e, CURLINFO_CONNECT_TIME_T, &connected_us) == CURLE_OK && connected_us > 0;
     curl_easy_setopt(e, CURLOPT_ERRORBUFFER, nullptr);
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, nullptr);
     return rc;

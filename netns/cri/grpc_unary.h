@@ -31,8 +31,9 @@ class GrpcUnaryClient {
   // Calls `method` ("/package.Service/Method") with `request` and parses the answer into `response`.
   // Returns the call's gRPC status as an absl::Status of the same code, with grpc-message (percent-decoded)
   // as the message. Failures of the transport: Unavailable (nothing listens on the socket, the connection
-  // broke, an HTTP/2 error: the server is down or restarting), DeadlineExceeded (no complete answer within
-  // `timeout`; the server is told the deadline in grpc-timeout), ResourceExhausted (the response exceeds
+  // broke, an HTTP/2 error, no connection within the connect bound: the server is down or restarting),
+  // DeadlineExceeded (connected, but no complete answer within `timeout`; the server is told the deadline in
+  // grpc-timeout), ResourceExhausted (the response exceeds
   // max_response_bytes), an HTTP status other than 200 mapped as gRPC clients map it (404 Unimplemented,
   // 429/502/503/504 Unavailable, 401 Unauthenticated, 403 PermissionDenied, 400 Internal, others Unknown),
   // Internal (not a gRPC answer: no grpc-status, a compressed or malformed message frame, a message that
