@@ -34,7 +34,8 @@ class NullClient : public kube::Client {
     return absl::OkStatus();
   }
   absl::Status PatchPodStatusAnnotations(const std::string&, const std::string& name, const std::string&,
-                                         const std::map<std::string, std::string>& ann) override {
+                                         const std::map<std::string, std::string>& ann,
+                                         std::string* = nullptr) override {
     marks[name] = ann;
     return absl::OkStatus();
   }

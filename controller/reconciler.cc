@@ -275,17 +275,23 @@ std::optional<ReconcileResult> Reconciler::FastPath(const std::string& uid, cons
         {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}});
     return std::nullopt;
   }
-  absl::StatusOr<Located> now = LocateAndInspect(pod, {});
-  if (!now.ok())
-    return Finish({Outcome::kRetry, now.status(), "re-locate a done pod", OutageCause(now.status())}, uid);
-  if (!(now->identity == st->netns)) {
-    Log(LogLevel::kInfo, "pod network namespace changed since it was initialized; verifying again",
-        {{"pod_uid", uid},
-         {"namespace", pod.namespace_name},
-         {"pod", pod.name},
-         {"was", rules::FormatNetnsIdentity(st->netns)},
-         {"now", rules::FormatNetnsIdentity(now->identity)}});
-    return std::nullopt;
+  // The watch's echo of our own mark (the object our patch produced, moments after we verified this pod's
+  // netns) says nothing about the sandbox: it is not re-located. The other checks still run on it; a sandbox
+  // recreated meanwhile shows in the kubelet's next status update (and the waiter proves from inside anyway).
+  const bool echo = !st->marked_rv.empty() && pod.resource_version == st->marked_rv;
+  if (!echo) {
+    absl::StatusOr<Located> now = LocateAndInspect(pod, {});
+    if (!now.ok())
+      return Finish({Outcome::kRetry, now.status(), "re-locate a done pod", OutageCause(now.status())}, uid);
+    if (!(now->identity == st->netns)) {
+      Log(LogLevel::kInfo, "pod network namespace changed since it was initialized; verifying again",
+          {{"pod_uid", uid},
+           {"namespace", pod.namespace_name},
+           {"pod", pod.name},
+           {"was", rules::FormatNetnsIdentity(st->netns)},
+           {"now", rules::FormatNetnsIdentity(now->identity)}});
+      return std::nullopt;
+    }
   }
   for (const auto& [k, v] : st->mark) {
     if (Get(pod.annotations, k.c_str()) != v) {
@@ -294,7 +300,8 @@ std::optional<ReconcileResult> Reconciler::FastPath(const std::string& uid, cons
       return std::nullopt;
     }
   }
-  return ReconcileResult{Outcome::kSkipped, absl::OkStatus(), "done", Cause::kDone};
+  return ReconcileResult{Outcome::kSkipped, absl::OkStatus(), echo ? "done (echo of our mark)" : "done",
+                         Cause::kDone};
 }
 
 // The pod's annotations do not plan. A running pod whose rules we verified for its current netns keeps them
@@ -462,7 +469,8 @@ ReconcileResult Reconciler::Mark(const CachedPod& cached, const rules::PodFacts&
   }
   if (deps_.metrics != nullptr && v.mark.state == MarkState::kNone)
     deps_.metrics->event_to_applied.Observe(Seconds(verified_at - cached.first_seen));
-  absl::Status patched = deps_.client->PatchPodStatusAnnotations(pod.namespace_name, pod.name, uid, want);
+  absl::Status patched =
+      deps_.client->PatchPodStatusAnnotations(pod.namespace_name, pod.name, uid, want, &done.marked_rv);
   if (patched.code() == absl::StatusCode::kNotFound || patched.code() == absl::StatusCode::kAborted)
     return Finish({Outcome::kGone, patched, "pod deleted or replaced before marking"}, uid);
   if (!patched.ok()) {

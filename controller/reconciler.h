@@ -145,6 +145,7 @@ class Reconciler {
     uint8_t ip_families = 0;     // of the pod IPs the rules were planned for (bit 1 IPv4, bit 2 IPv6)
     std::optional<rules::Ruleset> applied;    // what is verified in `netns` (re-applied on drift)
     std::map<std::string, std::string> mark;  // the annotations we wrote (a changed mark is re-checked)
+    std::string marked_rv;  // the pod's resourceVersion our mark's patch produced (its watch echo), or ""
   };
   // One located pod netns and what it holds, for the verify/apply/mark steps.
   struct Located;

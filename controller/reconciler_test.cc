@@ -81,7 +81,16 @@ class ReconcilerTest : public ::testing::Test {
   }
   void Add(const kube::Pod& p) {
     client_.UpsertPod(p);
-    informer_.ApplyPodEvent(kube::EventType::kAdded, kube::Pod(p));
+    std::optional<kube::Pod> stored = client_.GetPod(p.namespace_name, p.name);  // with its resourceVersion
+    ASSERT_TRUE(stored.has_value());
+    informer_.ApplyPodEvent(kube::EventType::kAdded, *std::move(stored));
+  }
+  // Another writer (the kubelet's status update) changed the pod: a new resourceVersion comes over the watch.
+  void KubeletUpdate(const kube::Pod& p) {
+    std::optional<kube::Pod> now = client_.GetPod(p.namespace_name, p.name);
+    ASSERT_TRUE(now.has_value());
+    client_.UpsertPod(*now);
+    SyncFromServer(p);
   }
   // What the watch would deliver after our patch.
   void SyncFromServer(const kube::Pod& p) {
@@ -133,9 +142,19 @@ TEST_F(ReconcilerTest, MemberIsAppliedVerifiedAndMarkedOnce) {
   EXPECT_EQ(metrics_.apply_duration.Count("fake"), 1u);
 
   SyncFromServer(p);  // our own patch comes back as MODIFIED
-  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  const int locates = locator_.locate_calls();
+  ReconcileResult echo = reconciler_->Reconcile("u1");
+  EXPECT_EQ(echo.outcome, Outcome::kSkipped);
+  EXPECT_EQ(echo.detail, "done (echo of our mark)");
+  EXPECT_EQ(locator_.locate_calls(), locates);  // the echo says nothing about the sandbox
   EXPECT_EQ(backend_.apply_calls(), 1);
   EXPECT_EQ(client_.patches().size(), 1u);
+  KubeletUpdate(p);  // any other change to the pod: the sandbox is located and its identity checked again
+  ReconcileResult later = reconciler_->Reconcile("u1");
+  EXPECT_EQ(later.outcome, Outcome::kSkipped);
+  EXPECT_EQ(later.detail, "done");
+  EXPECT_EQ(locator_.locate_calls(), locates + 1);
+  EXPECT_EQ(backend_.apply_calls(), 1);
 }
 
 TEST_F(ReconcilerTest, NonMemberIsSkipped) {
@@ -380,8 +399,12 @@ TEST_F(ReconcilerTest, RecreatedSandboxOfADonePodIsReappliedOnTheNextEvent) {
   // keeps waiting until the mark is rebound.
   const std::string old_id = IdOf("u1");
   netns::FakeLocator::Sandbox again = locator_.RecreateSandbox("u1");
-  ASSERT_EQ(again.inode, 101u);                      // reused
-  ReconcileResult r = reconciler_->Reconcile("u1");  // the next pod event, not a resync
+  ASSERT_EQ(again.inode, 101u);  // reused
+  // The echo of our own mark says nothing about the sandbox (not re-located); the kubelet's status update
+  // for the new sandbox is the next pod event (not a resync).
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  KubeletUpdate(p);
+  ReconcileResult r = reconciler_->Reconcile("u1");
   EXPECT_EQ(r.outcome, Outcome::kInitialized) << r.detail;
   EXPECT_EQ(backend_.apply_calls(), 2);
   ASSERT_EQ(client_.patches().size(), 2u);

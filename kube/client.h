@@ -70,9 +70,12 @@ class Client {
 
   // JSON merge patch of metadata.annotations on pods/<name>/status, with metadata.uid as a precondition:
   // NotFound if the pod is gone, Aborted if a pod of that name now has another UID (see PatchStatusError).
+  // On success, `resource_version` (when given) receives the pod's metadata.resourceVersion after the patch
+  // as the server answered it (empty when the answer does not say).
   virtual absl::Status PatchPodStatusAnnotations(const std::string& namespace_name, const std::string& name,
                                                  const std::string& uid,
-                                                 const std::map<std::string, std::string>& annotations) = 0;
+                                                 const std::map<std::string, std::string>& annotations,
+                                                 std::string* resource_version = nullptr) = 0;
   virtual absl::Status CreateEvent(const EventRecord& event) = 0;
 };
 

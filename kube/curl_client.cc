@@ -353,7 +353,8 @@ absl::Status CurlClient::WatchNamespaces(const WatchOptions& opts, const WatchHa
 
 absl::Status CurlClient::PatchPodStatusAnnotations(const std::string& ns, const std::string& name,
                                                    const std::string& uid,
-                                                   const std::map<std::string, std::string>& annotations) {
+                                                   const std::map<std::string, std::string>& annotations,
+                                                   std::string* resource_version) {
   if (!IsDns1123Label(ns)) return absl::InvalidArgumentError("patch: invalid namespace name");
   if (!IsDns1123Subdomain(name)) return absl::InvalidArgumentError("patch: invalid pod name");
   if (uid.empty()) return absl::InvalidArgumentError("patch: empty uid precondition");
@@ -372,6 +373,17 @@ absl::Status CurlClient::PatchPodStatusAnnotations(const std::string& ns, const 
   if (!resp.ok()) return resp.status();
   if (resp->code / 100 != 2)
     return PatchStatusError(resp->code, absl::StrCat("patch ", ns, "/", name), resp->body);
+  if (resource_version != nullptr) {
+    resource_version->clear();
+    nlohmann::json pod = nlohmann::json::parse(resp->body, nullptr, /*allow_exceptions=*/false);
+    if (pod.is_object()) {
+      auto meta = pod.find("metadata");
+      if (meta != pod.end() && meta->is_object()) {
+        auto rv = meta->find("resourceVersion");
+        if (rv != meta->end() && rv->is_string()) *resource_version = rv->get<std::string>();
+      }
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -239,11 +239,14 @@ TEST(CurlClient, PatchStatusCarriesUidPreconditionAndMapsConflicts) {
                         R"("metadata.uid"}]}})");
       return;
     }
-    conn.Respond(200, "{}");
+    conn.Respond(200,
+                 R"({"kind":"Pod","apiVersion":"v1","metadata":{"name":"web-1","resourceVersion":"4242"}})");
   });
   std::unique_ptr<CurlClient> c = NewClient(server);
   std::map<std::string, std::string> ann = {{"pod-network-controller.istio.io/status", "initialized"}};
-  EXPECT_TRUE(c->PatchPodStatusAnnotations("shop", "web-1", "u1", ann).ok());
+  std::string rv = "stale";
+  EXPECT_TRUE(c->PatchPodStatusAnnotations("shop", "web-1", "u1", ann, &rv).ok());
+  EXPECT_EQ(rv, "4242");  // the pod's version after the patch, as the server answered
   EXPECT_EQ(c->PatchPodStatusAnnotations("shop", "web-1", "u2", ann).code(), absl::StatusCode::kAborted);
   EXPECT_EQ(c->PatchPodStatusAnnotations("shop", "old-server", "u2", ann).code(), absl::StatusCode::kAborted);
   EXPECT_EQ(c->PatchPodStatusAnnotations("shop", "bad-value", "u1", ann).code(),

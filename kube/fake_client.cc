@@ -145,7 +145,8 @@ absl::Status FakeClient::WatchNamespaces(const WatchOptions&, const WatchHandler
 
 absl::Status FakeClient::PatchPodStatusAnnotations(const std::string& ns, const std::string& name,
                                                    const std::string& uid,
-                                                   const std::map<std::string, std::string>& annotations) {
+                                                   const std::map<std::string, std::string>& annotations,
+                                                   std::string* resource_version) {
   std::function<void()> hook;
   {
     absl::MutexLock lock(&mu_);
@@ -172,6 +173,7 @@ absl::Status FakeClient::PatchPodStatusAnnotations(const std::string& ns, const 
   }
   for (const auto& [k, v] : annotations) it->second.annotations[k] = v;
   it->second.resource_version = absl::StrCat(++rv_);
+  if (resource_version != nullptr) *resource_version = it->second.resource_version;
   patches_.push_back({ns, name, uid, annotations});
   return absl::OkStatus();
 }

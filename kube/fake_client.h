@@ -52,7 +52,8 @@ class FakeClient : public Client {
                                const std::atomic<bool>& cancel) override;
   absl::Status PatchPodStatusAnnotations(const std::string& namespace_name, const std::string& name,
                                          const std::string& uid,
-                                         const std::map<std::string, std::string>& annotations) override;
+                                         const std::map<std::string, std::string>& annotations,
+                                         std::string* resource_version = nullptr) override;
   absl::Status CreateEvent(const EventRecord& event) override;
 
  private:
