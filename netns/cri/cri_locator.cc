@@ -2,12 +2,15 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "netns/cri/cri_api.pb.h"
 #include "netns/cri/grpc_unary.h"
@@ -72,6 +75,9 @@ absl::StatusOr<std::vector<std::string>> NetnsCandidatesFromInfo(const std::stri
 
 constexpr char kService[] = "/runtime.v1.RuntimeService/";
 
+// Pods whose sandbox was found, by pod UID -> sandbox id; bounded (cleared when full: only a cost).
+constexpr size_t kMaxKnownSandboxes = 4096;
+
 class CriLocator : public Locator {
  public:
   CriLocator(std::string endpoint, std::unique_ptr<GrpcUnaryClient> client, absl::Duration timeout)
@@ -81,6 +87,14 @@ class CriLocator : public Locator {
 
   absl::StatusOr<NetnsHandle> Locate(const PodRef& pod) override {
     if (pod.uid.empty()) return absl::InvalidArgumentError("pod uid is empty");
+    // The sandbox this pod was found in before, while the runtime still reports it READY for this pod: one
+    // call instead of two. The kubelet stops a pod's sandbox before it creates another one, so a sandbox
+    // still READY is the pod's current one; any other answer takes the full lookup below.
+    if (std::optional<std::string> id = Known(pod.uid)) {
+      absl::StatusOr<NetnsHandle> h = FromStatus(pod, *id, /*require_ready=*/true);
+      if (h.ok() || absl::IsUnavailable(h.status()) || absl::IsDeadlineExceeded(h.status())) return h;
+      Forget(pod.uid);
+    }
     runtime::v1::ListPodSandboxRequest list_req;
     (*list_req.mutable_filter()->mutable_label_selector())[kUidLabel] = pod.uid;
     list_req.mutable_filter()->mutable_state()->set_state(runtime::v1::SANDBOX_READY);
@@ -100,30 +114,51 @@ class CriLocator : public Locator {
     if (best == nullptr) {
       return absl::NotFoundError(absl::StrCat("CRI: no ready sandbox for pod uid ", pod.uid, " yet"));
     }
-    if ((!pod.name.empty() && best->metadata().name() != pod.name) ||
-        (!pod.namespace_name.empty() && best->metadata().namespace_() != pod.namespace_name)) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "CRI: sandbox ", best->id(), " of uid ", pod.uid, " is ", best->metadata().namespace_(), "/",
-          best->metadata().name(), ", expected ", pod.namespace_name, "/", pod.name));
-    }
+    if (absl::Status s = SameName(pod, best->id(), best->metadata()); !s.ok()) return s;
+    absl::StatusOr<NetnsHandle> h = FromStatus(pod, best->id(), /*require_ready=*/false);
+    if (h.ok()) Remember(pod.uid, best->id());
+    return h;
+  }
 
+ private:
+  static absl::Status SameName(const PodRef& pod, const std::string& id,
+                               const runtime::v1::PodSandboxMetadata& m) {
+    if ((!pod.name.empty() && m.name() != pod.name) ||
+        (!pod.namespace_name.empty() && m.namespace_() != pod.namespace_name)) {
+      return absl::FailedPreconditionError(absl::StrCat("CRI: sandbox ", id, " of uid ", pod.uid, " is ",
+                                                        m.namespace_(), "/", m.name(), ", expected ",
+                                                        pod.namespace_name, "/", pod.name));
+    }
+    return absl::OkStatus();
+  }
+
+  // PodSandboxStatus(verbose) of sandbox `id` -> its network namespace, after the cross-checks.
+  // require_ready: the sandbox must still be READY and belong to `pod` (NotFound otherwise).
+  absl::StatusOr<NetnsHandle> FromStatus(const PodRef& pod, const std::string& id, bool require_ready) {
     runtime::v1::PodSandboxStatusRequest st_req;
-    st_req.set_pod_sandbox_id(best->id());
+    st_req.set_pod_sandbox_id(id);
     st_req.set_verbose(true);
     runtime::v1::PodSandboxStatusResponse st_resp;
     if (absl::Status s = client_->Call(absl::StrCat(kService, "PodSandboxStatus"), st_req, st_resp, timeout_);
         !s.ok()) {
-      return FromCri(s, absl::StrCat("PodSandboxStatus ", best->id()));
+      return FromCri(s, absl::StrCat("PodSandboxStatus ", id));
+    }
+    if (require_ready) {
+      const runtime::v1::PodSandboxStatus& st = st_resp.status();
+      if (st.state() != runtime::v1::SANDBOX_READY || st.metadata().uid() != pod.uid)
+        return absl::NotFoundError(
+            absl::StrCat("CRI: sandbox ", id, " is no longer the pod's ready sandbox"));
+      if (absl::Status s = SameName(pod, id, st.metadata()); !s.ok()) return s;
     }
     const std::string& runtime_ip = st_resp.status().network().ip();
     if (!runtime_ip.empty() && !pod.ips.empty() &&
         std::find(pod.ips.begin(), pod.ips.end(), runtime_ip) == pod.ips.end()) {
-      return absl::FailedPreconditionError(absl::StrCat("CRI: sandbox ", best->id(), " has IP ", runtime_ip,
+      return absl::FailedPreconditionError(absl::StrCat("CRI: sandbox ", id, " has IP ", runtime_ip,
                                                         " but the pod has ", absl::StrJoin(pod.ips, ",")));
     }
     auto info = st_resp.info().find("info");
     if (info == st_resp.info().end()) {
-      return absl::InternalError(absl::StrCat("CRI: PodSandboxStatus(verbose) of ", best->id(),
+      return absl::InternalError(absl::StrCat("CRI: PodSandboxStatus(verbose) of ", id,
                                               " has no info[\"info\"]; runtime not supported"));
     }
     absl::StatusOr<std::vector<std::string>> candidates = NetnsCandidatesFromInfo(info->second);
@@ -134,16 +169,33 @@ class CriLocator : public Locator {
       absl::StatusOr<NetnsHandle> handle = NetnsHandle::Open(path);
       if (handle.ok()) return handle;
       last = absl::Status(handle.status().code(),
-                          absl::StrCat("CRI: sandbox ", best->id(), ": ", handle.status().message()));
+                          absl::StrCat("CRI: sandbox ", id, ": ", handle.status().message()));
       if (!absl::IsNotFound(handle.status())) return last;
     }
     return last;
   }
 
- private:
+  std::optional<std::string> Known(const std::string& uid) {
+    absl::MutexLock lock(&mu_);
+    auto it = known_.find(uid);
+    if (it == known_.end()) return std::nullopt;
+    return it->second;
+  }
+  void Remember(const std::string& uid, const std::string& id) {
+    absl::MutexLock lock(&mu_);
+    if (known_.size() >= kMaxKnownSandboxes) known_.clear();
+    known_[uid] = id;
+  }
+  void Forget(const std::string& uid) {
+    absl::MutexLock lock(&mu_);
+    known_.erase(uid);
+  }
+
   const std::string endpoint_;
   const std::unique_ptr<GrpcUnaryClient> client_;
   const absl::Duration timeout_;
+  absl::Mutex mu_;
+  absl::flat_hash_map<std::string, std::string> known_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -17,7 +17,10 @@ namespace pnc::netns {
 // runtimeSpec.linux.namespaces[type=network].path, or /proc/<info.pid>/ns/net when that path is absent or not
 // visible here (no /var/run/netns mount) -> NetnsHandle::Open (refuses the host netns). Cross-checks:
 // metadata uid (and name/namespace when PodRef has them) must match; when both the runtime and PodRef know
-// IPs, status.network.ip must be one of PodRef.ips, else FailedPrecondition. Errors: NotFound (no ready
+// IPs, status.network.ip must be one of PodRef.ips, else FailedPrecondition. A pod located before goes
+// straight to PodSandboxStatus of the sandbox it was found in while the runtime reports that sandbox READY
+// for the same uid (the kubelet stops a pod's sandbox before it creates another); anything else takes the
+// full lookup. Errors: NotFound (no ready
 // sandbox yet, or it vanished: the pod's state, retry), Unavailable (the runtime is down or restarting: the
 // runtime's state, not the pod's; also containerd's "server is not initialized yet" while it restores its
 // state), DeadlineExceeded (a call took longer than `call_timeout`), FailedPrecondition (must not be

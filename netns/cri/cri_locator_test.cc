@@ -112,6 +112,37 @@ TEST_F(CriLocatorTest, PicksTheNewestReadySandbox) {
   EXPECT_EQ(h->inode(), Inode(ns_->path()));
 }
 
+// A pod located before costs one call (PodSandboxStatus of its known sandbox) while that sandbox is READY;
+// a recreated sandbox (the old one stopped first, as the kubelet does) is found by the full lookup again.
+TEST_F(CriLocatorTest, KnownSandboxTakesOneCallUntilItIsReplaced) {
+  REQUIRE_NETNS();
+  FakeSandbox first = Sandbox();
+  server_->Upsert(first);
+  ASSERT_TRUE(locator_->Locate(Pod()).ok());
+  int64_t calls = server_->calls();
+  absl::StatusOr<NetnsHandle> again = locator_->Locate(Pod());
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->inode(), Inode(ns_->path()));
+  EXPECT_EQ(server_->calls(), calls + 1);
+
+  NetnsThread next_ns;
+  first.ready = false;  // stopped
+  server_->Upsert(first);
+  FakeSandbox second = Sandbox();
+  second.attempt = 1;
+  second.netns_path = next_ns.path();
+  server_->Upsert(second);
+  calls = server_->calls();
+  absl::StatusOr<NetnsHandle> moved = locator_->Locate(Pod());
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->inode(), Inode(next_ns.path()));
+  EXPECT_EQ(server_->calls(), calls + 3);  // the stale status, then list + status
+
+  server_->RemovePod(kUid);  // gone: NotFound, and no stale answer afterwards
+  EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+  EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+}
+
 TEST_F(CriLocatorTest, IpMismatchIsFailedPrecondition) {
   REQUIRE_NETNS();
   FakeSandbox s = Sandbox();
