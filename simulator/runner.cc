@@ -942,6 +942,7 @@ Report Run::BuildReport() {
   }
   json pods = json::array();
   std::ostringstream table;
+  std::ostringstream failed_detail;  // the whole reason of every failed pod (the table cuts it)
   table << absl::StrFormat("%-22s %-8s %-7s %-11s %8s %9s %8s %9s  %-6s %s\n", "POD", "TEMPLATE", "NODE",
                            "EXPECT", "SANDBOX", "ANNOTATED", "WAITER", "INTERCEPT", "RESULT", "DETAIL");
   for (const auto& c : created_) {
@@ -1040,6 +1041,7 @@ Report Run::BuildReport() {
                              ? (r.status_annotation.empty() ? r.interception_detail
                                                             : absl::StrCat("status=", r.status_annotation))
                              : why;
+    if (!why.empty()) failed_detail << "  " << c.ns << "/" << c.name << ": " << why << "\n";
     if (detail.size() > 90) detail = detail.substr(0, 87) + "...";
     table << absl::StrFormat("%-22s %-8s %-7s %-11s %8s %9s %8s %9s  %-6s %s\n", c.ns + "/" + c.name,
                              c.template_name, r.node, expect, FmtMs(Ms(r.created, r.sandbox_ready)),
@@ -1140,6 +1142,7 @@ Report Run::BuildReport() {
          "the init "
          "container exited; INTERCEPT: the app's connect to 192.0.2.10:80 landed on 15001):\n"
       << table.str() << "\n";
+  if (!failed_detail.str().empty()) out << "failed pods, whole reasons:\n" << failed_detail.str() << "\n";
   out << recreations.str() << forgeries.str();
   out << absl::StrFormat(
       "sandbox -> annotated:   p50 %.1f ms  p99 %.1f ms  (n=%d; the controller's share: "
