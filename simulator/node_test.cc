@@ -4,9 +4,14 @@
 // left alone, and deletion tears the sandbox down.
 #include "simulator/node.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -15,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "gtest/gtest.h"
+#include "netns/executor.h"
 #include "netns/netns.h"
 #include "netns/testing/run_as.h"
 #include "netns/testing/sandbox.h"
@@ -306,6 +312,52 @@ TEST_F(NodeTest, ReleaseCheckSkipsSomeoneElsesConnectionQueuedFirst) {
   o.timeout = absl::Milliseconds(300);
   c = CheckInterceptionAtRelease(o, *listeners);
   EXPECT_EQ(c.outbound.verdict, CheckVerdict::kFailed) << c.Summary();
+}
+
+// Why the release check recognizes its connections by a nonce and not by source port: when a redirected
+// connection's reply tuple clashes with one conntrack still holds (an earlier connection from the same source
+// port to another captured destination, now in TIME_WAIT), NAT moves the source port. The listener then sees
+// a peer port the client never had.
+TEST_F(NodeTest, RedirectMovesTheSourcePortOnAConntrackClash) {
+  auto pod = sandbox_->CreatePodNetns("nat-clash");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ASSERT_NO_FATAL_FAILURE(AppendNatOutput(
+      pod->handle(), {"-p", "tcp", "-d", "192.0.2.0/24", "-j", "REDIRECT", "--to-ports", "15001"}));
+  auto listeners = OpenCaptureListeners(pod->handle(), 1337, 1337);
+  ASSERT_TRUE(listeners.ok()) << listeners.status();
+  std::vector<uint16_t> client_ports, seen_ports;
+  for (const char* dst : {"192.0.2.1", "192.0.2.10"}) {  // two destinations, one source port
+    ASSERT_TRUE(netns::RunInNetns(pod->handle(), [&]() -> absl::Status {
+                  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                  int one = 1;
+                  ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+                  sockaddr_in local{};
+                  local.sin_family = AF_INET;
+                  local.sin_port = htons(40123);
+                  ::inet_pton(AF_INET, pod->pod_ipv4.c_str(), &local.sin_addr);
+                  sockaddr_in remote{};
+                  remote.sin_family = AF_INET;
+                  remote.sin_port = htons(80);
+                  ::inet_pton(AF_INET, dst, &remote.sin_addr);
+                  absl::Status st = absl::OkStatus();
+                  if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0 ||
+                      ::connect(fd, reinterpret_cast<sockaddr*>(&remote), sizeof remote) != 0) {
+                    st = absl::InternalError(absl::StrCat("bind/connect: ", std::strerror(errno)));
+                  }
+                  auto me = nt::LocalEndpoint(fd);
+                  if (st.ok() && me.ok()) client_ports.push_back(me->port);
+                  ::close(fd);  // active close: this side's TIME_WAIT keeps the conntrack entry
+                  return st;
+                }).ok());
+    auto accepted = nt::Accept(listeners->outbound.get(), absl::Seconds(1));
+    ASSERT_TRUE(accepted.ok()) << accepted.status();
+    auto peer = nt::PeerEndpoint(accepted->get());
+    ASSERT_TRUE(peer.ok()) << peer.status();
+    seen_ports.push_back(peer->port);
+  }
+  ASSERT_EQ(client_ports, (std::vector<uint16_t>{40123, 40123}));
+  EXPECT_EQ(seen_ports[0], 40123);
+  EXPECT_NE(seen_ports[1], 40123);  // moved by NAT: the same reply tuple is still in conntrack
 }
 
 // recreate_sandbox: same UID, new netns (the inode may come back, the cookie never), the old mark still on

@@ -1,9 +1,14 @@
 #include "simulator/release_check.h"
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "netns/executor.h"
@@ -18,20 +23,52 @@ namespace nt = pnc::netns::testing;
 CheckResult Pass(std::string detail) { return {CheckVerdict::kPassed, std::move(detail)}; }
 CheckResult Fail(std::string detail) { return {CheckVerdict::kFailed, std::move(detail)}; }
 
-// Connects from `ns` as uid/gid (nullopt: the calling credentials, used for the client namespace).
-absl::StatusOr<nt::UniqueFd> ConnectFrom(const netns::NetnsHandle& ns,
-                                         std::optional<std::pair<uid_t, gid_t>> as, const std::string& ip,
-                                         uint16_t port, absl::Duration timeout) {
-  nt::UniqueFd out;
+// A connection made by the check, and the bytes it sent first: how the check recognizes it when accepted.
+// Not by its source address: when a redirect's reply tuple clashes with a connection conntrack still holds
+// (e.g. the waiter's probe from the same source port, now in TIME_WAIT), NAT moves the source port, so the
+// listener sees another port than the client's getsockname.
+struct OwnConnection {
+  nt::UniqueFd fd;
+  std::string nonce;
+};
+
+// Connects from `ns` as uid/gid (nullopt: the calling credentials, used for the client namespace) and sends
+// a fresh nonce.
+absl::StatusOr<OwnConnection> ConnectFrom(const netns::NetnsHandle& ns,
+                                          std::optional<std::pair<uid_t, gid_t>> as, const std::string& ip,
+                                          uint16_t port, absl::Duration timeout) {
+  OwnConnection out;
+  absl::BitGen gen;
+  out.nonce = absl::StrCat("pnc-release-check-", absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16),
+                           absl::Hex(absl::Uniform<uint64_t>(gen), absl::kZeroPad16), "\n");
   auto fn = [&]() -> absl::Status {
     auto c = nt::TcpConnect(ip, port, timeout);
     if (!c.ok()) return c.status();
-    out = std::move(*c);
+    out.fd = std::move(*c);
     return absl::OkStatus();
   };
   absl::Status s = as ? nt::RunAs(as->first, as->second, &ns, fn) : netns::RunInNetns(ns, fn);
   if (!s.ok()) return s;
+  if (::send(out.fd.get(), out.nonce.data(), out.nonce.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(out.nonce.size()))
+    return absl::InternalError("could not send the check's nonce");
   return out;
+}
+
+// Whether the accepted connection carries `nonce` first (what the client sent right after connecting).
+bool CarriesNonce(int accepted, const std::string& nonce, absl::Duration wait) {
+  std::string got;
+  const absl::Time deadline = absl::Now() + wait;
+  char buf[64];
+  while (got.size() < nonce.size()) {
+    pollfd p{accepted, POLLIN, 0};
+    const int ms = static_cast<int>(std::max<int64_t>(0, absl::ToInt64Milliseconds(deadline - absl::Now())));
+    if (::poll(&p, 1, ms) <= 0) return false;
+    const ssize_t n = ::recv(accepted, buf, std::min(sizeof buf, nonce.size() - got.size()), 0);
+    if (n <= 0) return false;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got == nonce;
 }
 
 // Notes, in `foreign`, an accepted connection that is not the check's own (anything else in the pod that
@@ -45,31 +82,28 @@ void NoteForeign(int accepted, std::string& foreign) {
                   dst.ok() ? dst->ToString() : std::string(dst.status().message()), ")");
 }
 
-// Accepts the connection `client` made on `listener` and returns its SO_ORIGINAL_DST. Other connections
-// queued on the listener first are accepted, closed and noted in `foreign`; only ours decides.
-absl::StatusOr<nt::Endpoint> AcceptOriginalDst(int listener, int client, absl::Duration timeout,
+// Accepts the connection `own` made on `listener` and returns its SO_ORIGINAL_DST. Other connections queued
+// on the listener first are accepted, closed and noted in `foreign`; only ours decides.
+absl::StatusOr<nt::Endpoint> AcceptOriginalDst(int listener, const OwnConnection& own, absl::Duration timeout,
                                                std::string& foreign) {
-  auto local = nt::LocalEndpoint(client);
-  if (!local.ok()) return local.status();
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {
     auto accepted = nt::Accept(listener, std::max(deadline - absl::Now(), absl::ZeroDuration()));
     if (!accepted.ok()) return accepted.status();
-    auto peer = nt::PeerEndpoint(accepted->get());
-    if (peer.ok() && *peer == *local) return nt::OriginalDst(accepted->get());
+    if (CarriesNonce(accepted->get(), own.nonce, absl::Milliseconds(200)))
+      return nt::OriginalDst(accepted->get());
     NoteForeign(accepted->get(), foreign);  // another socket's, or one reset before we got to it
   }
 }
 
-// Accepts every connection queued on `listener` now. True when one came from `ours` (a socket's local
-// endpoint); the others are noted in `foreign`.
-bool TakeQueued(int listener, const nt::Endpoint* ours, std::string& foreign) {
+// Accepts every connection queued on `listener` now. True when one of them is `own` (nullptr: none is);
+// the others are noted in `foreign`.
+bool TakeQueued(int listener, const OwnConnection* own, std::string& foreign) {
   bool found = false;
   while (nt::HasPendingConnection(listener)) {
     auto accepted = nt::Accept(listener, absl::ZeroDuration());
     if (!accepted.ok()) break;
-    auto peer = nt::PeerEndpoint(accepted->get());
-    if (ours != nullptr && peer.ok() && *peer == *ours) {
+    if (own != nullptr && CarriesNonce(accepted->get(), own->nonce, absl::Milliseconds(200))) {
       found = true;
     } else {
       NoteForeign(accepted->get(), foreign);
@@ -95,7 +129,7 @@ CheckResult Outbound(const ReleaseCheckOptions& o, int capture15001) {
   if (!conn.ok())
     return Fail(absl::StrCat("uid ", o.app_uid, " -> ", want.ToString(), ": ", NotRedirected(conn.status())));
   std::string foreign;
-  auto dst = AcceptOriginalDst(capture15001, conn->get(), o.timeout, foreign);
+  auto dst = AcceptOriginalDst(capture15001, *conn, o.timeout, foreign);
   if (!dst.ok())
     return Fail(WithForeign(
         absl::StrCat("connected to ", want.ToString(), " but not via 15001: ", dst.status().message()),
@@ -114,7 +148,7 @@ CheckResult Inbound(const ReleaseCheckOptions& o, int capture15006) {
   if (!conn.ok())
     return Fail(absl::StrCat("client -> ", want.ToString(), ": ", NotRedirected(conn.status())));
   std::string foreign;
-  auto dst = AcceptOriginalDst(capture15006, conn->get(), o.timeout, foreign);
+  auto dst = AcceptOriginalDst(capture15006, *conn, o.timeout, foreign);
   if (!dst.ok())
     return Fail(WithForeign(
         absl::StrCat("client connected to ", want.ToString(), " but not via 15006: ", dst.status().message()),
@@ -145,9 +179,7 @@ CheckResult Bypass(const ReleaseCheckOptions& o, int capture15001) {
     if (!conn.ok())
       return Fail(
           WithForeign(absl::StrCat(who, " -> ", dest.ToString(), ": ", conn.status().message()), foreign));
-    auto local = nt::LocalEndpoint(conn->get());
-    if (!local.ok()) return Fail(absl::StrCat(who, ": ", local.status().message()));
-    if (TakeQueued(capture15001, &*local, foreign)) {
+    if (TakeQueued(capture15001, &*conn, foreign)) {
       return Fail(WithForeign(absl::StrCat(who, " -> ", dest.ToString(), " was captured (landed on 15001)"),
                               foreign));
     }

@@ -12,8 +12,10 @@
 // The capture listeners are the sidecar stand-in's, opened by the caller right after the waiter exited and
 // kept afterwards (closing and re-binding them would race with fork()s elsewhere in the process that briefly
 // hold a copy of the fd): the check accepts its own connections and drains anything else it left queued.
-// A connection that is not the check's own (something else in the pod reached a captured destination) is
-// accepted, closed and named in the detail; only the check's own connection decides the verdict.
+// The check recognizes its own connections by a nonce it sends first, not by source port (NAT moves a source
+// port when a redirect's reply tuple clashes with one conntrack still holds). A connection that is not the
+// check's own (something else in the pod reached a captured destination) is accepted, closed and named in
+// the detail; only the check's own connections decide the verdict.
 #ifndef PNC_SIMULATOR_RELEASE_CHECK_H_
 #define PNC_SIMULATOR_RELEASE_CHECK_H_
 
