@@ -8,8 +8,10 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
@@ -167,7 +169,7 @@ absl::StatusOr<MnlSocket> MnlSocket::Open(int bus) {
 }
 
 absl::Status MnlSocket::Receive(uint32_t seq, absl::string_view what,
-                                absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
+                                absl::FunctionRef<absl::Status(const nlmsghdr*)> cb, bool* interrupted) {
   CallbackData data{&cb, absl::OkStatus()};
   RecvBuffer buf;
   for (;;) {
@@ -179,6 +181,11 @@ absl::Status MnlSocket::Receive(uint32_t seq, absl::string_view what,
     int ret = mnl_cb_run(buf.data(), n, seq, portid_, DataCallback, &data);
     if (ret == MNL_CB_ERROR) {
       if (!data.status.ok()) return data.status;
+      if (errno == EINTR && interrupted != nullptr) {  // libmnl's word for NLM_F_DUMP_INTR
+        Drain(buf.data(), buf.size());  // reading on lets the kernel finish the dump; all of it is discarded
+        *interrupted = true;
+        return absl::OkStatus();
+      }
       return StatusFromErrno(errno, what);
     }
     if (ret == MNL_CB_STOP) return absl::OkStatus();
@@ -243,9 +250,33 @@ void MnlSocket::Drain(char* scratch, size_t size) {
 
 absl::Status MnlSocket::Dump(const nlmsghdr* nlh, absl::string_view what,
                              absl::FunctionRef<absl::Status(const nlmsghdr*)> cb) {
-  if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0)
-    return StatusFromErrno(errno, absl::StrCat(what, " (send)"));
-  return Receive(nlh->nlmsg_seq, what, cb);
+  constexpr int kAttempts = 8;
+  std::string request(reinterpret_cast<const char*>(nlh), nlh->nlmsg_len);
+  std::vector<std::string> messages;  // of the current attempt; handed to `cb` once the dump is complete
+  for (int attempt = 1;; ++attempt) {
+    auto* req = reinterpret_cast<nlmsghdr*>(request.data());
+    if (attempt > 1) req->nlmsg_seq = NextSeq();  // late replies of the interrupted dump cannot match
+    if (mnl_socket_sendto(nl_, req, req->nlmsg_len) < 0)
+      return StatusFromErrno(errno, absl::StrCat(what, " (send)"));
+    messages.clear();
+    bool interrupted = false;
+    absl::Status s = Receive(
+        req->nlmsg_seq, what,
+        [&](const nlmsghdr* m) {
+          messages.emplace_back(reinterpret_cast<const char*>(m), m->nlmsg_len);
+          return absl::OkStatus();
+        },
+        &interrupted);
+    if (!s.ok()) return s;
+    if (!interrupted) break;
+    if (attempt == kAttempts)
+      return absl::AbortedError(
+          absl::StrCat(what, ": the dump was interrupted ", kAttempts, " times (the objects kept changing)"));
+  }
+  for (const std::string& m : messages) {
+    if (absl::Status s = cb(reinterpret_cast<const nlmsghdr*>(m.data())); !s.ok()) return s;
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace pnc::netns

@@ -66,15 +66,19 @@ class MnlSocket {
   // unfiltered, so callers still check every message they receive.
   void EnableDumpFilters();
 
-  // Sends a dump request (NLM_F_DUMP set by the caller) and calls `cb` for every reply message.
+  // Sends a dump request (NLM_F_DUMP set by the caller) and calls `cb` for every reply message of one
+  // complete dump. A dump the kernel marks interrupted (NLM_F_DUMP_INTR: the objects changed while they were
+  // dumped, e.g. another nf_tables commit landed) is read to its end and requested again; `cb` never sees a
+  // message of an interrupted dump. Aborted when the dump is interrupted every time it is tried.
   absl::Status Dump(const nlmsghdr* nlh, absl::string_view what,
                     absl::FunctionRef<absl::Status(const nlmsghdr*)> cb);
 
  private:
   MnlSocket(mnl_socket* nl, uint32_t portid);
   void Drain(char* scratch, size_t size);  // discards every queued reply
+  // `interrupted` (dumps only): set when the kernel marked the dump interrupted; the rest of it is discarded.
   absl::Status Receive(uint32_t seq, absl::string_view what,
-                       absl::FunctionRef<absl::Status(const nlmsghdr*)> cb);
+                       absl::FunctionRef<absl::Status(const nlmsghdr*)> cb, bool* interrupted = nullptr);
 
   mnl_socket* nl_ = nullptr;
   uint32_t portid_ = 0;
