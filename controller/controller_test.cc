@@ -102,6 +102,21 @@ TEST(Controller, RuntimeOutageParksPodsAndReleasesThemWhenItAnswers) {
   EXPECT_TRUE(c.Stop(absl::Seconds(5)));
 }
 
+// A runtime too busy to answer in time (a CRI call past its deadline) is the runtime's state too: parked, not
+// backed off as if the pod were at fault, and released by the next locate that succeeds.
+TEST(Controller, RuntimeTimeoutsParkPodsLikeAnOutage) {
+  FakeNode n;
+  n.client.UpsertPod(MemberPod("u1", "a"));
+  n.locator.AddSandbox("u1", 1);
+  n.locator.SetError("u1", absl::DeadlineExceededError("PodSandboxStatus: timed out after 2000 ms"));
+  Controller c(n.options, &n.client, &n.locator, &n.backend, rules::PlanConfig{}, &n.metrics);
+  c.Start();
+  ASSERT_TRUE(Eventually([&] { return n.metrics.parked_pods && n.metrics.parked_pods() >= 1; }));
+  n.locator.SetError("u1", absl::OkStatus());
+  ASSERT_TRUE(Eventually([&] { return Status(n.client, "a") == "initialized"; }));
+  EXPECT_TRUE(c.Stop(absl::Seconds(5)));
+}
+
 // A pod whose sandbox does not exist yet waits on a long timer here (30 s, beyond the test's 20 s bound):
 // only a new file in the runtime's netns directory can have brought it back early.
 TEST(Controller, NewSandboxInTheNetnsDirectoryReleasesWaitingPods) {

@@ -101,7 +101,7 @@ size_t WorkQueue::ReleaseParked() {
 
 absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap) {
   absl::MutexLock lock(&mu_);
-  int n = failures_[key]++;
+  int n = waits_[key]++;  // its own count: polls for a sandbox do not grow the backoff of real failures
   absl::Duration d = options_.base_delay * (1LL << std::min(n, 30));
   if (d > cap || d < absl::ZeroDuration()) d = cap;
   if (!AddAfterLocked(key, d)) return -absl::Nanoseconds(1);
@@ -147,12 +147,14 @@ size_t WorkQueue::Parked() const {
 void WorkQueue::Forget(const std::string& key) {
   absl::MutexLock lock(&mu_);
   failures_.erase(key);
+  waits_.erase(key);
 }
 
 int WorkQueue::NumRequeues(const std::string& key) const {
   absl::MutexLock lock(&mu_);
-  auto it = failures_.find(key);
-  return it == failures_.end() ? 0 : it->second;
+  auto f = failures_.find(key);
+  auto w = waits_.find(key);
+  return (f == failures_.end() ? 0 : f->second) + (w == waits_.end() ? 0 : w->second);
 }
 
 void WorkQueue::PromoteDueLocked() {

@@ -58,13 +58,14 @@ class WorkQueue {
   size_t ReleaseParked();  // how many keys were made ready
   size_t Parked() const;
   // A key waiting for something outside the process to appear (its pod's sandbox): backed off like
-  // AddRateLimited but never longer than `cap`, and ReleaseWaiting(n) makes the n keys that have waited
+  // AddRateLimited (with a count of its own: waiting does not grow AddRateLimited's delay for the key's later
+  // failures) but never longer than `cap`, and ReleaseWaiting(n) makes the n keys that have waited
   // longest ready at once (call it when a sign of a new sandbox appears, e.g. a new file in the runtime's
   // netns directory). Returns the delay chosen; negative when dropped.
   absl::Duration AddWaiting(const std::string& key, absl::Duration cap);
   size_t ReleaseWaiting(size_t n = SIZE_MAX);  // how many keys were made ready
   size_t Waiting() const;
-  int NumRequeues(const std::string& key) const;
+  int NumRequeues(const std::string& key) const;  // AddRateLimited + AddWaiting calls since the last Forget
 
   // Blocks until a key is ready (true) or the queue shuts down (false).
   bool Get(std::string* key);
@@ -99,7 +100,8 @@ class WorkQueue {
   std::set<std::string> processing_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, absl::Time> waiting_ ABSL_GUARDED_BY(mu_);       // key -> ready time (earliest wins)
   std::multimap<absl::Time, std::string> by_time_ ABSL_GUARDED_BY(mu_);  // may hold stale entries
-  std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, int> failures_ ABSL_GUARDED_BY(mu_);             // AddRateLimited's count per key
+  std::map<std::string, int> waits_ ABSL_GUARDED_BY(mu_);                // AddWaiting's count per key
   // AddWaiting keys not handed out since, with the sequence number of their AddWaiting; and by that number
   // (may hold stale entries), for ReleaseWaiting's longest-waiting-first order.
   std::map<std::string, uint64_t> awaiting_ ABSL_GUARDED_BY(mu_);

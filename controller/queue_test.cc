@@ -150,6 +150,28 @@ TEST(WorkQueue, ReleaseWaitingSkipsKeysQueuedAlready) {
   EXPECT_EQ(q.Waiting(), 0u);
 }
 
+// Waiting for a sandbox is not failing: a key that polled several times gets the base delay for its first
+// real failure.
+TEST(WorkQueue, WaitingDoesNotGrowTheFailureBackoff) {
+  FakeClock clock;
+  WorkQueue::Options o;
+  o.base_delay = absl::Milliseconds(10);
+  o.max_delay = absl::Seconds(10);
+  o.now = clock.fn();
+  WorkQueue q(o);
+  std::string k;
+  for (int i = 0; i < 6; ++i) {
+    q.AddWaiting("a", absl::Seconds(1));
+    clock.t += absl::Seconds(1);
+    ASSERT_TRUE(q.TryGet(&k));
+    q.Done(k);
+  }
+  EXPECT_EQ(q.AddRateLimited("a"), absl::Milliseconds(10));
+  EXPECT_EQ(q.NumRequeues("a"), 7);
+  q.Forget("a");
+  EXPECT_EQ(q.NumRequeues("a"), 0);
+}
+
 TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {
   FakeClock clock;
   WorkQueue::Options o;

@@ -42,6 +42,8 @@ std::vector<std::string> OnePerFamily(const std::vector<std::string>& addrs) {
 Cause OutageCause(const absl::Status& st) {
   switch (st.code()) {
     case absl::StatusCode::kUnavailable:
+    case absl::StatusCode::kDeadlineExceeded:  // the runtime did not answer in time: busy or stalled, not the
+                                               // pod
       return Cause::kRuntimeOutage;
     case absl::StatusCode::kNotFound:
       return Cause::kSandboxMissing;
