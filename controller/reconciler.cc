@@ -281,6 +281,7 @@ std::optional<ReconcileResult> Reconciler::FastPath(const std::string& uid, cons
   // netns) says nothing about the sandbox: it is not re-located. The other checks still run on it; a sandbox
   // recreated meanwhile shows in the kubelet's next status update (and the waiter proves from inside anyway).
   const bool echo = !st->marked_rv.empty() && pod.resource_version == st->marked_rv;
+  if (echo && st->before_mark) EchoSeen(uid, pod.resource_version);
   if (!echo) {
     absl::StatusOr<Located> now = LocateAndInspect(pod, {});
     if (!now.ok())
@@ -295,7 +296,14 @@ std::optional<ReconcileResult> Reconciler::FastPath(const std::string& uid, cons
       return std::nullopt;
     }
   }
+  // An event older than our own write (delivered before its echo) still shows the mark as it was before:
+  // the cache is behind, nobody changed our mark.
+  const bool behind = st->before_mark && !echo &&
+                      std::all_of(st->before_mark->begin(), st->before_mark->end(), [&](const auto& kv) {
+                        return Get(pod.annotations, kv.first.c_str()) == kv.second;
+                      });
   for (const auto& [k, v] : st->mark) {
+    if (behind) break;
     if (Get(pod.annotations, k.c_str()) != v) {
       Log(LogLevel::kWarning, "the mark was changed by someone else; verifying and marking again",
           {{"pod_uid", uid}, {"namespace", pod.namespace_name}, {"pod", pod.name}, {"annotation", k}});
@@ -304,6 +312,12 @@ std::optional<ReconcileResult> Reconciler::FastPath(const std::string& uid, cons
   }
   return ReconcileResult{Outcome::kSkipped, absl::OkStatus(), echo ? "done (echo of our mark)" : "done",
                          Cause::kDone};
+}
+
+void Reconciler::EchoSeen(const std::string& uid, const std::string& resource_version) {
+  absl::MutexLock lock(&mu_);
+  auto it = state_.find(uid);
+  if (it != state_.end() && it->second.marked_rv == resource_version) it->second.before_mark.reset();
 }
 
 // The pod's annotations do not plan. A running pod whose rules we verified for its current netns keeps them
@@ -473,6 +487,10 @@ ReconcileResult Reconciler::Mark(const CachedPod& cached, const rules::PodFacts&
     deps_.metrics->event_to_applied.Observe(Seconds(verified_at - cached.first_seen));
   absl::Status patched =
       deps_.client->PatchPodStatusAnnotations(pod.namespace_name, pod.name, uid, want, &done.marked_rv);
+  if (patched.ok() && !done.marked_rv.empty()) {  // without the echo's version there is no "before" to end
+    done.before_mark.emplace();
+    for (const auto& [k, val] : want) (*done.before_mark)[k] = Get(pod.annotations, k.c_str());
+  }
   if (patched.code() == absl::StatusCode::kNotFound || patched.code() == absl::StatusCode::kAborted)
     return Finish({Outcome::kGone, patched, "pod deleted or replaced before marking"}, uid);
   if (!patched.ok()) {

@@ -146,11 +146,16 @@ class Reconciler {
     std::optional<rules::Ruleset> applied;    // what is verified in `netns` (re-applied on drift)
     std::map<std::string, std::string> mark;  // the annotations we wrote (a changed mark is re-checked)
     std::string marked_rv;  // the pod's resourceVersion our mark's patch produced (its watch echo), or ""
+    // The mark's keys as the pod had them before our patch, while the watch has not delivered our write yet:
+    // events older than it still show these (the cache is behind, nobody changed our mark).
+    std::optional<std::map<std::string, std::string>> before_mark;
   };
   // One located pod netns and what it holds, for the verify/apply/mark steps.
   struct Located;
 
   std::optional<ReconcileResult> FastPath(const std::string& uid, const kube::Pod& pod);
+  // Our mark's write (`resource_version`) came back over the watch: later events are newer than it.
+  void EchoSeen(const std::string& uid, const std::string& resource_version);
   ReconcileResult InvalidPlan(const kube::Pod& pod, const absl::Status& invalid);
   absl::StatusOr<Located> LocateAndInspect(const kube::Pod& pod, const std::vector<std::string>& routes);
   // What the netns should hold (`desired`: the plan, or what was applied at start), what it holds, and

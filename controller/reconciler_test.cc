@@ -157,6 +157,34 @@ TEST_F(ReconcilerTest, MemberIsAppliedVerifiedAndMarkedOnce) {
   EXPECT_EQ(backend_.apply_calls(), 1);
 }
 
+// Events delivered after our patch but older than it (the kubelet wrote before us; its event comes before our
+// echo) still show the pod without our mark: the cache is behind, nobody changed the mark, nothing is patched
+// again. After the echo, a real change of the mark is re-marked.
+TEST_F(ReconcilerTest, AnEventOlderThanOurMarkIsNotTakenForATamperedMark) {
+  kube::Pod p = MemberPod("u1");
+  Add(p);
+  locator_.AddSandbox("u1", 101);
+  const kube::Pod before = *client_.GetPod("shop", "web-1");
+  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  kube::Pod older = before;  // the kubelet's update, committed before our patch
+  older.resource_version = "older";
+  informer_.ApplyPodEvent(kube::EventType::kModified, std::move(older));
+  ReconcileResult r = reconciler_->Reconcile("u1");
+  EXPECT_EQ(r.outcome, Outcome::kSkipped) << r.detail;
+  EXPECT_EQ(client_.patches().size(), 1u);
+  SyncFromServer(p);  // the echo
+  EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);
+  // Now somebody really removes the mark: verified and marked again.
+  kube::Pod tampered = *client_.GetPod("shop", "web-1");
+  tampered.annotations.erase(rules::kStatusAnnotation);
+  client_.UpsertPod(tampered);
+  SyncFromServer(p);
+  r = reconciler_->Reconcile("u1");
+  EXPECT_NE(r.outcome, Outcome::kSkipped) << r.detail;
+  EXPECT_EQ(client_.patches().size(), 2u);
+  EXPECT_EQ(StatusOf(p), "initialized");
+}
+
 TEST_F(ReconcilerTest, NonMemberIsSkipped) {
   kube::Pod p = MemberPod("u1");
   p.containers.pop_back();  // no istio-proxy
