@@ -86,35 +86,25 @@ struct FakeNode {
   ControllerOptions options;
 };
 
-// A runtime outage is not the pod's fault: its pods are parked (retried on a short fixed interval, backoff
-// not grown) and all go again as soon as any locate succeeds.
+// The runtime down (Unavailable) or too busy to answer in time (a CRI call past its deadline) is the
+// runtime's state, not the pod's: the pod is parked, not backed off, and released by the next locate that
+// succeeds.
 TEST(Controller, RuntimeOutageParksPodsAndReleasesThemWhenItAnswers) {
-  FakeNode n;
-  n.client.UpsertPod(MemberPod("u1", "a"));
-  n.locator.AddSandbox("u1", 1);
-  n.locator.SetError("u1", absl::UnavailableError("connection refused (runtime restarting)"));
-  Controller c(n.options, &n.client, &n.locator, &n.backend, rules::PlanConfig{}, &n.metrics);
-  c.Start();
-  ASSERT_TRUE(Eventually([&] { return n.metrics.parked_pods && n.metrics.parked_pods() >= 1; }));
-  n.locator.SetError("u1", absl::OkStatus());  // the runtime is back
-  ASSERT_TRUE(Eventually([&] { return Status(n.client, "a") == "initialized"; }));
-  EXPECT_EQ(n.metrics.parked_pods(), 0);
-  EXPECT_TRUE(c.Stop(absl::Seconds(5)));
-}
-
-// A runtime too busy to answer in time (a CRI call past its deadline) is the runtime's state too: parked, not
-// backed off as if the pod were at fault, and released by the next locate that succeeds.
-TEST(Controller, RuntimeTimeoutsParkPodsLikeAnOutage) {
-  FakeNode n;
-  n.client.UpsertPod(MemberPod("u1", "a"));
-  n.locator.AddSandbox("u1", 1);
-  n.locator.SetError("u1", absl::DeadlineExceededError("PodSandboxStatus: timed out after 2000 ms"));
-  Controller c(n.options, &n.client, &n.locator, &n.backend, rules::PlanConfig{}, &n.metrics);
-  c.Start();
-  ASSERT_TRUE(Eventually([&] { return n.metrics.parked_pods && n.metrics.parked_pods() >= 1; }));
-  n.locator.SetError("u1", absl::OkStatus());
-  ASSERT_TRUE(Eventually([&] { return Status(n.client, "a") == "initialized"; }));
-  EXPECT_TRUE(c.Stop(absl::Seconds(5)));
+  for (const absl::Status& outage :
+       {absl::UnavailableError("connection refused (runtime restarting)"),
+        absl::DeadlineExceededError("PodSandboxStatus: timed out after 2000 ms")}) {
+    FakeNode n;
+    n.client.UpsertPod(MemberPod("u1", "a"));
+    n.locator.AddSandbox("u1", 1);
+    n.locator.SetError("u1", outage);
+    Controller c(n.options, &n.client, &n.locator, &n.backend, rules::PlanConfig{}, &n.metrics);
+    c.Start();
+    ASSERT_TRUE(Eventually([&] { return n.metrics.parked_pods && n.metrics.parked_pods() >= 1; })) << outage;
+    n.locator.SetError("u1", absl::OkStatus());  // the runtime is back
+    ASSERT_TRUE(Eventually([&] { return Status(n.client, "a") == "initialized"; })) << outage;
+    EXPECT_EQ(n.metrics.parked_pods(), 0);
+    EXPECT_TRUE(c.Stop(absl::Seconds(5)));
+  }
 }
 
 // A pod whose sandbox does not exist yet waits on a long timer here (30 s, beyond the test's 20 s bound):
