@@ -15,6 +15,11 @@ struct FakeClock {
   std::function<absl::Time()> fn() {
     return [this] { return t; };
   }
+  WorkQueue::Options Options() {  // the defaults, on this clock
+    WorkQueue::Options o;
+    o.now = fn();
+    return o;
+  }
 };
 
 // Hands out every ready key (each marked done at once), in order.
@@ -95,9 +100,7 @@ TEST(WorkQueue, RecheckAddedWhileProcessingIsRequeuedAsRecheckOnDone) {
 TEST(WorkQueue, DueRetryOfAQueuedRecheckMovesItUp) {
   using P = WorkQueue::Priority;
   FakeClock clock;
-  WorkQueue::Options o;
-  o.now = clock.fn();
-  WorkQueue q(o);
+  WorkQueue q(clock.Options());
   q.Add("b", P::kRecheck);
   q.AddAfter("a", absl::Milliseconds(50));
   q.Add("a", P::kRecheck);
@@ -108,9 +111,7 @@ TEST(WorkQueue, DueRetryOfAQueuedRecheckMovesItUp) {
 TEST(WorkQueue, SandboxPollsGoAfterFreshKeysUnlessTheirPodHasNews) {
   using P = WorkQueue::Priority;
   FakeClock clock;
-  WorkQueue::Options o;
-  o.now = clock.fn();
-  WorkQueue q(o);
+  WorkQueue q(clock.Options());
   q.AddWaiting("poll-timer", absl::Seconds(1));
   q.AddWaiting("poll-news", absl::Seconds(1));
   clock.t += absl::Milliseconds(30);
@@ -133,9 +134,7 @@ TEST(WorkQueue, SandboxPollsGoAfterFreshKeysUnlessTheirPodHasNews) {
 // queue already (it would gain nothing, and the key that can use the hint would keep waiting for its timer).
 TEST(WorkQueue, ReleaseWaitingSkipsKeysQueuedAlready) {
   FakeClock clock;
-  WorkQueue::Options o;
-  o.now = clock.fn();
-  WorkQueue q(o);
+  WorkQueue q(clock.Options());
   q.AddWaiting("old-due", absl::Seconds(1));
   clock.t += absl::Milliseconds(60);
   q.AddWaiting("hint-target", absl::Seconds(1));
@@ -256,9 +255,7 @@ TEST(WorkQueue, OutageParkingKeepsTheBackoffAndReleasesAllAtOnce) {
 // sandbox shows up on the node.
 TEST(WorkQueue, WaitingKeysAreCappedAndReleasedBySignal) {
   FakeClock clock;
-  WorkQueue::Options o;
-  o.now = clock.fn();
-  WorkQueue q(o);
+  WorkQueue q(clock.Options());
   std::string k;
   std::vector<absl::Duration> delays;
   for (int i = 0; i < 6; ++i) {
@@ -288,9 +285,7 @@ TEST(WorkQueue, WaitingKeysAreCappedAndReleasedBySignal) {
 
 TEST(WorkQueue, ReleaseWaitingTakesTheLongestWaitingFirst) {
   FakeClock clock;
-  WorkQueue::Options o;
-  o.now = clock.fn();
-  WorkQueue q(o);
+  WorkQueue q(clock.Options());
   q.AddWaiting("a", absl::Seconds(1));
   q.AddWaiting("b", absl::Seconds(1));
   q.AddWaiting("c", absl::Seconds(1));

@@ -85,6 +85,12 @@ class ReconcilerTest : public ::testing::Test {
     ASSERT_TRUE(stored.has_value());
     informer_.ApplyPodEvent(kube::EventType::kAdded, *std::move(stored));
   }
+  // Adds `p`, gives it sandbox 101 and has the reconciler initialize it (one patch).
+  void Initialize(const kube::Pod& p) {
+    Add(p);
+    locator_.AddSandbox(p.uid, 101);
+    ASSERT_EQ(reconciler_->Reconcile(p.uid).outcome, Outcome::kInitialized);
+  }
   // Another writer (the kubelet's status update) changed the pod: a new resourceVersion comes over the watch.
   void KubeletUpdate(const kube::Pod& p) {
     std::optional<kube::Pod> now = client_.GetPod(p.namespace_name, p.name);
@@ -281,9 +287,7 @@ TEST_F(ReconcilerTest, BadAnnotationPatchFailureRetriesWithoutRepeatingTheEvent)
 
 TEST_F(ReconcilerTest, AnnotationBrokenAfterInitializationIsNotFlippedToError) {
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   kube::Pod edited = *client_.GetPod("shop", "web-1");
   edited.annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = "http";
   Add(edited);
@@ -347,9 +351,7 @@ TEST_F(ReconcilerTest, VerifyFailureNeverMarks) {
 
 TEST_F(ReconcilerTest, AlreadyInitializedIsVerifiedAndNotRemarked) {
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   SyncFromServer(p);
   reconciler_ = NewReconciler();  // controller restart
   ReconcileResult r = reconciler_->Reconcile("u1");
@@ -360,9 +362,7 @@ TEST_F(ReconcilerTest, AlreadyInitializedIsVerifiedAndNotRemarked) {
 
 TEST_F(ReconcilerTest, WipedRulesAreReappliedButNotRemarked) {
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   SyncFromServer(p);
   backend_.Wipe(101);
   reconciler_ = NewReconciler();
@@ -415,9 +415,7 @@ TEST_F(ReconcilerTest, StuckReportForAVanishedPodCreatesNoState) {
 
 TEST_F(ReconcilerTest, RecreatedSandboxOfADonePodIsReappliedOnTheNextEvent) {
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   SyncFromServer(p);
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);  // same netns: nothing to do
   EXPECT_EQ(backend_.apply_calls(), 1);
@@ -494,9 +492,7 @@ TEST_F(ReconcilerTest, ForgedBindingToAnotherNetnsIsNotTrusted) {
 TEST_F(ReconcilerTest, UnboundMarkWithRulesPresentIsBoundWithoutReapplying) {
   // Upgrade from a controller that did not write the binding: rules are there, only the binding is added.
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   kube::Pod old = *client_.GetPod("shop", "web-1");
   old.annotations.erase(rules::kNetnsAnnotation);
   Add(old);
@@ -520,9 +516,7 @@ TEST_F(ReconcilerTest, ForgedInitializedWithBadAnnotationGetsTheError) {
 
 TEST_F(ReconcilerTest, RecreatedSandboxWithAnnotationBrokenSinceGetsTheError) {
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   kube::Pod edited = *client_.GetPod("shop", "web-1");
   edited.annotations["traffic.sidecar.istio.io/excludeInboundPorts"] = "http";
   Add(edited);
@@ -566,9 +560,7 @@ TEST_F(ReconcilerTest, ForgedMarkWithPredictedIdentityIsReplacedByAVerifiedOne) 
 // drift is repaired with the plan that was applied, also after a controller restart.
 TEST_F(ReconcilerTest, AnnotationEditedOnARunningPodDoesNotRewriteItsLiveRules) {
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   const rules::Ruleset at_start = Installed(101);
   kube::Pod edited = *client_.GetPod("shop", "web-1");
   edited.annotations["traffic.sidecar.istio.io/excludeOutboundPorts"] = "5432";
@@ -592,9 +584,7 @@ TEST_F(ReconcilerTest, AnnotationEditedOnARunningPodDoesNotRewriteItsLiveRules) 
 
 TEST_F(ReconcilerTest, AMarkChangedBySomeoneElseIsRewritten) {
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   kube::Pod tampered = *client_.GetPod("shop", "web-1");
   tampered.annotations[rules::kProbeAnnotation] = "none";
   Add(tampered);
@@ -621,9 +611,7 @@ TEST_F(ReconcilerTest, NoRouteForAProbeSaysNone) {
 
 TEST_F(ReconcilerTest, NoMarkerWhenAProbeExists) {
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   EXPECT_EQ(marker_.At(101, locator_.Get("u1")->cookie), 0u);
 }
 
@@ -680,9 +668,7 @@ TEST_F(ReconcilerTest, PublishedIpsWithAnotherFamilyReplanOnTheNextEvent) {
   // The netns had only its IPv4 address when it was read; status.podIPs later shows both families.
   netns_addresses_ = {"10.244.1.5"};
   kube::Pod p = MemberPod("u1");
-  Add(p);
-  locator_.AddSandbox("u1", 101);
-  ASSERT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kInitialized);
+  ASSERT_NO_FATAL_FAILURE(Initialize(p));
   EXPECT_EQ(Installed(101).Find(rules::Family::kIPv6), nullptr);
   SyncFromServer(p);
   EXPECT_EQ(reconciler_->Reconcile("u1").outcome, Outcome::kSkipped);

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <thread>
 
@@ -132,8 +133,26 @@ std::optional<PodRecord> WaitSettled(Recorder& rec, Store& store, const std::str
   return std::nullopt;
 }
 
+// A fake node with the stand-in controller, and what they share.
+struct StandInNode {
+  StandInNode(NodeOptions options, netns::testing::Sandbox* sandbox, bool fail)
+      : ctl(&store, fail), node(&store, &rec, std::move(options), sandbox, &ctl) {}
+  Store store;
+  Recorder rec;
+  StandInController ctl;
+  FakeNode node;
+};
+
 class NodeTest : public WaiterSandboxTest {
  protected:
+  // Started, with the stand-in controller applying rules (fail: writing an annotation error instead); null
+  // (and a test failure) when the node does not start.
+  std::unique_ptr<StandInNode> StartStandInNode(bool fail) {
+    auto n = std::make_unique<StandInNode>(Options(), sandbox_, fail);
+    absl::Status started = n->node.Start();
+    EXPECT_TRUE(started.ok()) << started;
+    return started.ok() ? std::move(n) : nullptr;
+  }
   NodeOptions Options() {
     NodeOptions o;
     o.name = "node-1";
@@ -170,11 +189,10 @@ absl::StatusOr<nt::UniqueFd> ConnectAsOtherUid(const netns::NetnsHandle& ns, con
 }
 
 TEST_F(NodeTest, MeshPodIsInterceptedAfterTheWaiterSucceeds) {
-  Store store;
-  Recorder rec;
-  StandInController ctl(&store, false);
-  FakeNode node(&store, &rec, Options(), sandbox_, &ctl);
-  ASSERT_TRUE(node.Start().ok());
+  std::unique_ptr<StandInNode> n = StartStandInNode(/*fail=*/false);
+  ASSERT_NE(n, nullptr);
+  Store& store = n->store;
+  Recorder& rec = n->rec;
   ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("mesh-1", true)).ok());
   ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("plain", false)).ok());
   auto mesh = WaitSettled(rec, store, "mesh-1");
@@ -198,8 +216,8 @@ TEST_F(NodeTest, MeshPodIsInterceptedAfterTheWaiterSucceeds) {
 
   std::string uid = mesh->uid;
   ASSERT_TRUE(store.Delete(Resource::kPods, "default", "mesh-1", {}).ok());
-  for (int i = 0; i < 100 && ctl.removed_ < 1; ++i) absl::SleepFor(absl::Milliseconds(50));
-  EXPECT_EQ(ctl.removed_, 1);
+  for (int i = 0; i < 100 && n->ctl.removed_ < 1; ++i) absl::SleepFor(absl::Milliseconds(50));
+  EXPECT_EQ(n->ctl.removed_, 1);
   // The volume goes after the sandbox is withdrawn (the pod worker's last step): wait for it, do not race it.
   const std::string podinfo = Options().state_dir + "/" + uid + "/podinfo";
   for (int i = 0; i < 100 && std::filesystem::exists(podinfo); ++i) absl::SleepFor(absl::Milliseconds(50));
@@ -207,11 +225,10 @@ TEST_F(NodeTest, MeshPodIsInterceptedAfterTheWaiterSucceeds) {
 }
 
 TEST_F(NodeTest, ControllerErrorFailsTheInitContainerWithItsReason) {
-  Store store;
-  Recorder rec;
-  StandInController ctl(&store, true);
-  FakeNode node(&store, &rec, Options(), sandbox_, &ctl);
-  ASSERT_TRUE(node.Start().ok());
+  std::unique_ptr<StandInNode> n = StartStandInNode(/*fail=*/true);
+  ASSERT_NE(n, nullptr);
+  Store& store = n->store;
+  Recorder& rec = n->rec;
   ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("mesh-bad", true)).ok());
   auto r = WaitSettled(rec, store, "mesh-bad");
   ASSERT_TRUE(r);
@@ -224,11 +241,10 @@ TEST_F(NodeTest, ControllerErrorFailsTheInitContainerWithItsReason) {
 }
 
 TEST_F(NodeTest, ReleaseCheckPassesWhenRulesAreInPlaceAtWaiterExit) {
-  Store store;
-  Recorder rec;
-  StandInController ctl(&store, false);
-  FakeNode node(&store, &rec, Options(), sandbox_, &ctl);
-  ASSERT_TRUE(node.Start().ok());
+  std::unique_ptr<StandInNode> n = StartStandInNode(/*fail=*/false);
+  ASSERT_NE(n, nullptr);
+  Store& store = n->store;
+  Recorder& rec = n->rec;
   ASSERT_TRUE(store.Create(Resource::kPods, "default", Pod("mesh-1", true)).ok());
   auto r = WaitSettled(rec, store, "mesh-1");
   ASSERT_TRUE(r);
@@ -438,11 +454,10 @@ std::string IdsOfProcess(const std::string& needle) {
 }
 
 TEST_F(NodeTest, IstioCniPodRunsTheWaiterFromItsSpec) {
-  Store store;
-  Recorder rec;
-  StandInController ctl(&store, false);  // acts on pods named mesh*
-  FakeNode node(&store, &rec, Options(), sandbox_, &ctl);
-  ASSERT_TRUE(node.Start().ok());
+  std::unique_ptr<StandInNode> n = StartStandInNode(/*fail=*/false);  // acts on pods named mesh*
+  ASSERT_NE(n, nullptr);
+  Store& store = n->store;
+  Recorder& rec = n->rec;
 
   // No controller for this one: the waiter waits, and can be looked at.
   auto created = store.Create(Resource::kPods, "default", CniFixturePod("cni-wait"));
