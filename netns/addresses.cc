@@ -22,11 +22,8 @@ absl::StatusOr<std::vector<InterfaceAddress>> DumpCurrentNetnsAddresses() {
   absl::StatusOr<MnlSocket> nl = MnlSocket::Open(NETLINK_ROUTE);
   if (!nl.ok()) return nl.status();
   char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETADDR;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = nl->NextSeq();
-  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifaddrmsg* ifa = nullptr;
+  nlmsghdr* nlh = PutRequest(buf, RTM_GETADDR, NLM_F_DUMP, nl->NextSeq(), &ifa);
   ifa->ifa_family = AF_UNSPEC;
   std::vector<InterfaceAddress> out;
   absl::Status s = nl->Dump(nlh, "dump addresses", [&](const nlmsghdr* m) {

@@ -29,11 +29,8 @@ absl::StatusOr<std::optional<std::string>> RouteDevice(MnlSocket& nl, const std:
   int family = addr.find(':') != std::string::npos ? AF_INET6 : AF_INET;
   if (inet_pton(family, addr.c_str(), bytes) != 1) return std::optional<std::string>();
   alignas(nlmsghdr) char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETROUTE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-  nlh->nlmsg_seq = nl.NextSeq();
-  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  rtmsg* rtm = nullptr;
+  nlmsghdr* nlh = PutRequest(buf, RTM_GETROUTE, NLM_F_ACK, nl.NextSeq(), &rtm);
   rtm->rtm_family = family;
   rtm->rtm_dst_len = family == AF_INET ? 32 : 128;
   mnl_attr_put(nlh, RTA_DST, family == AF_INET ? 4 : 16, bytes);

@@ -17,21 +17,13 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "simulator/loopback_port.h"
+#include "simulator/pod_shape.h"
 
 namespace pnc::sim {
 
 using nlohmann::json;
 
 namespace {
-
-std::string ImageName(const std::string& image) {
-  std::string repo = image.substr(0, image.find('@'));
-  size_t slash = repo.rfind('/');
-  size_t colon = repo.rfind(':');
-  if (colon != std::string::npos && (slash == std::string::npos || colon > slash))
-    repo = repo.substr(0, colon);
-  return slash == std::string::npos ? repo : repo.substr(repo.rfind('/') + 1);
-}
 
 // $(VAR) -> value, as kubelet expands command and args ($$ escapes, unknown references stay as written).
 std::string Expand(const std::string& in, const std::map<std::string, std::string>& env) {

@@ -10,35 +10,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "simulator/loopback_port.h"
 
 namespace pnc::sim {
 
 using nlohmann::json;
 
 namespace {
-
-bool ReadyzOk(int port) {
-  if (port <= 0) return false;
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  timeval tv{1, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  bool ok = false;
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0) {
-    const char req[] = "GET /readyz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-    if (::write(fd, req, sizeof(req) - 1) == static_cast<ssize_t>(sizeof(req) - 1)) {
-      char buf[32];
-      ssize_t n = ::read(fd, buf, sizeof(buf));
-      ok = n > 12 && absl::StartsWith(absl::string_view(buf, n), "HTTP/1.1 200");
-    }
-  }
-  ::close(fd);
-  return ok;
-}
 
 bool SelectorMatches(const json& selector, const json& labels) {
   if (!selector.is_object()) return true;
@@ -205,7 +183,7 @@ void FakeDaemonSets::Reconcile(const std::string& key, const ObjectPtr& ds) {
       it = pods_.emplace(pod_key, std::move(pod)).first;
     }
     ++updated;
-    if (it->second.process && ReadyzOk(it->second.metrics_port)) ++ready;
+    if (it->second.process && HttpGetOk(it->second.metrics_port, "/readyz")) ++ready;
   }
   json status = {{"observedGeneration", generation},
                  {"desiredNumberScheduled", desired},

@@ -9,16 +9,13 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
+#include "rules/annotations.h"
 #include "simulator/netns_identity.h"
 
 namespace pnc::sim {
 namespace {
 
 namespace nt = pnc::netns::testing;
-
-constexpr char kStatus[] = "pod-network-controller.istio.io/status";
-constexpr char kNetns[] = "pod-network-controller.istio.io/netns";
-constexpr char kProbe[] = "pod-network-controller.istio.io/probe";
 
 // Creates, observes and frees one netns; `cpu` >= 0 pins the creating thread (and the sandbox's helper
 // thread, which inherits the affinity) to that CPU.
@@ -53,7 +50,7 @@ absl::StatusOr<ForgeryRecord> PlanForgery(const proto::Forgery& forge, nt::Sandb
   ForgeryRecord out;
   std::vector<std::string> kind;
   if (forge.status_initialized()) {
-    out.annotations[kStatus] = "initialized";
+    out.annotations[rules::kStatusAnnotation] = "initialized";
     kind.push_back("status");
   }
   if (forge.netns() != proto::Forgery::NO_NETNS || forge.spray() > 0) {
@@ -81,17 +78,17 @@ absl::StatusOr<ForgeryRecord> PlanForgery(const proto::Forgery& forge, nt::Sandb
     out.throwaway_inode = seen->inode;
     out.throwaway_cookie = seen->cookie;
     if (forge.netns() == proto::Forgery::PREDICTED_INODE) {
-      out.annotations[kNetns] = absl::StrCat(seen->inode);
+      out.annotations[rules::kNetnsAnnotation] = absl::StrCat(seen->inode);
       kind.push_back("predicted inode");
     } else if (forge.netns() == proto::Forgery::PREDICTED_COOKIE) {
       int64_t guess = static_cast<int64_t>(seen->cookie) + forge.cookie_offset();
-      out.annotations[kNetns] = IdentityText(*boot, std::max<int64_t>(guess, 1));
+      out.annotations[rules::kNetnsAnnotation] = IdentityText(*boot, std::max<int64_t>(guess, 1));
       kind.push_back(absl::StrCat("predicted cookie (throwaway", forge.cookie_offset() < 0 ? "" : "+",
                                   forge.cookie_offset(), ")"));
     }
   }
   if (!forge.probe().empty()) {
-    out.annotations[kProbe] = forge.probe();
+    out.annotations[rules::kProbeAnnotation] = forge.probe();
     kind.push_back(absl::StrCat("probe=", forge.probe()));
   }
   out.kind = absl::StrJoin(kind, " + ");
@@ -102,7 +99,7 @@ std::string GuessOutcome(const ForgeryRecord& f, const PodRecord& r) {
   if (r.sandboxes.empty()) return "no sandbox";
   const SandboxRecord& sb = r.sandboxes.front();
   std::vector<std::string> out;
-  if (auto it = f.annotations.find(kNetns); it != f.annotations.end()) {
+  if (auto it = f.annotations.find(rules::kNetnsAnnotation); it != f.annotations.end()) {
     const std::string& guess = it->second;
     if (guess.find('/') == std::string::npos) {
       out.push_back(guess == absl::StrCat(sb.inode)

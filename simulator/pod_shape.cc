@@ -19,16 +19,6 @@ const json& List(const json& pod, const char* key) {
   return it == pod["spec"].end() || !it->is_array() ? kEmpty : *it;
 }
 
-// The repository's last path component, e.g. quay.io/x/waiter:0.1.0 -> waiter.
-std::string ImageName(const std::string& image) {
-  std::string repo = image.substr(0, image.find('@'));
-  size_t slash = repo.rfind('/');
-  size_t colon = repo.rfind(':');
-  if (colon != std::string::npos && (slash == std::string::npos || colon > slash))
-    repo = repo.substr(0, colon);
-  return slash == std::string::npos ? repo : repo.substr(slash + 1);
-}
-
 template <typename T>
 std::optional<T> SecurityId(const json& c, const char* key) {
   if (!c.contains("securityContext") || !c["securityContext"].is_object()) return std::nullopt;
@@ -120,6 +110,15 @@ ProxyContainer FindProxy(const json& pod) {
     if (c.value("name", "") == "istio-proxy") take(c, false);
   }
   return p;
+}
+
+std::string ImageName(const std::string& image) {
+  std::string repo = image.substr(0, image.find('@'));
+  size_t slash = repo.rfind('/');
+  size_t colon = repo.rfind(':');
+  if (colon != std::string::npos && (slash == std::string::npos || colon > slash))
+    repo = repo.substr(0, colon);
+  return slash == std::string::npos ? repo : repo.substr(slash + 1);
 }
 
 }  // namespace pnc::sim

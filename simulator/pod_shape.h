@@ -58,6 +58,10 @@ struct ProxyContainer {
 };
 ProxyContainer FindProxy(const nlohmann::json& pod);
 
+// A container image's repository name without registry path, tag or digest, e.g. quay.io/x/waiter:0.1.0 ->
+// waiter.
+std::string ImageName(const std::string& image);
+
 // Whether the init container is a native sidecar (restartPolicy Always): kubelet reports it running.
 bool IsNativeSidecar(const nlohmann::json& container);
 

@@ -27,6 +27,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "netns/testing/sandbox.h"
+#include "rules/annotations.h"
 #include "simulator/downward.h"
 #include "simulator/netns_identity.h"
 #include "simulator/process.h"
@@ -37,9 +38,6 @@ namespace {
 
 namespace nt = pnc::netns::testing;
 
-constexpr char kStatus[] = "pod-network-controller.istio.io/status";
-constexpr char kNetns[] = "pod-network-controller.istio.io/netns";
-constexpr char kProbe[] = "pod-network-controller.istio.io/probe";
 constexpr char kIstioStatus[] = "sidecar.istio.io/status";
 constexpr uid_t kInjectionUid = 65532;           // the chart's waiter.runAsUser / runAsGroup
 constexpr int kTimeoutMs = 2000;                 // --timeout
@@ -72,125 +70,144 @@ std::vector<Case> Cases() {
   };
   const std::string invalid = "10.0.0.0/33";
   // What a forging tenant writes at creation (docs: shared/notes/identity-and-proof.md).
-  add("status-only", [](const Facts&) { return Mark({{kStatus, "initialized"}}); });
+  add("status-only", [](const Facts&) { return Mark({{rules::kStatusAnnotation, "initialized"}}); });
   add("a-predicted-inode", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"}, {kNetns, absl::StrCat(f.throwaway_inode)}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, absl::StrCat(f.throwaway_inode)}});
   });
   add("a-predicted-inode-invalid-annotation", [&](const Facts& f) {
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, absl::StrCat(f.throwaway_inode)},
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, absl::StrCat(f.throwaway_inode)},
                  {"traffic.sidecar.istio.io/includeOutboundIPRanges", invalid},
-                 {kProbe, "none"}});
+                 {rules::kProbeAnnotation, "none"}});
   });
   add("a-own-inode", [](const Facts& f) {  // the old format with this netns's real inode
-    return Mark({{kStatus, "initialized"}, {kNetns, absl::StrCat(f.inode)}});
+    return Mark(
+        {{rules::kStatusAnnotation, "initialized"}, {rules::kNetnsAnnotation, absl::StrCat(f.inode)}});
   });
   for (int off : {1, 2, 3}) {
     add(absl::StrCat("b-predicted-cookie+", off), [off](const Facts& f) {
-      return Mark({{kStatus, "initialized"}, {kNetns, IdentityText(f.boot_id, f.throwaway_cookie + off)}});
+      return Mark({{rules::kStatusAnnotation, "initialized"},
+                   {rules::kNetnsAnnotation, IdentityText(f.boot_id, f.throwaway_cookie + off)}});
     });
     add(absl::StrCat("b-predicted-cookie+", off, "-probe-none"), [off](const Facts& f) {
-      return Mark({{kStatus, "initialized"},
-                   {kNetns, IdentityText(f.boot_id, f.throwaway_cookie + off)},
-                   {kProbe, "none"}});
+      return Mark({{rules::kStatusAnnotation, "initialized"},
+                   {rules::kNetnsAnnotation, IdentityText(f.boot_id, f.throwaway_cookie + off)},
+                   {rules::kProbeAnnotation, "none"}});
     });
   }
   add("c-predicted-cookie-invalid-annotation-probe-none", [&](const Facts& f) {
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, IdentityText(f.boot_id, f.throwaway_cookie + 1)},
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, IdentityText(f.boot_id, f.throwaway_cookie + 1)},
                  {"traffic.sidecar.istio.io/includeOutboundIPRanges", invalid},
-                 {kProbe, "none"}});
+                 {rules::kProbeAnnotation, "none"}});
   });
   add("d-predicted-cookie-valid-annotation-probe-none", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, IdentityText(f.boot_id, f.throwaway_cookie + 1)},
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, IdentityText(f.boot_id, f.throwaway_cookie + 1)},
                  {"traffic.sidecar.istio.io/excludeOutboundPorts", "9999"},
-                 {kProbe, "none"}});
+                 {rules::kProbeAnnotation, "none"}});
   });
   // The RIGHT identity of the waiter's own netns (a tenant can read its own cookie, or guess it).
   add("own-identity-no-probe-key", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"}, {kNetns, Identity(f)}});
+    return Mark({{rules::kStatusAnnotation, "initialized"}, {rules::kNetnsAnnotation, Identity(f)}});
   });
   add("own-identity-probe-test-net", [](const Facts& f) {
-    return Mark(
-        {{kStatus, "initialized"}, {kNetns, Identity(f)}, {kProbe, "target=192.0.2.1:15002,capture=15001"}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, "target=192.0.2.1:15002,capture=15001"}});
   });
   add("own-identity-probe-ipv6", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, Identity(f)},
-                 {kProbe, "target=[2001:db8::1]:15002,capture=15001"}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, "target=[2001:db8::1]:15002,capture=15001"}});
   });
   add("own-identity-probe-own-ip", [](const Facts& f) {  // aimed at the waiter's own listener, no NAT
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, Identity(f)},
-                 {kProbe, absl::StrCat("target=", f.pod_ip, ":15001,capture=15002")}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, absl::StrCat("target=", f.pod_ip, ":15001,capture=15002")}});
   });
   add("own-identity-probe-own-ip-capture-port", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, Identity(f)},
-                 {kProbe, absl::StrCat("target=", f.pod_ip, ":15002,capture=15001")}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, absl::StrCat("target=", f.pod_ip, ":15002,capture=15001")}});
   });
   add("own-identity-probe-peer", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, Identity(f)},
-                 {kProbe, absl::StrCat("target=", f.peer_ip, ":80,capture=15001")}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, absl::StrCat("target=", f.peer_ip, ":80,capture=15001")}});
   });
   add("own-identity-probe-loopback", [](const Facts& f) {
-    return Mark(
-        {{kStatus, "initialized"}, {kNetns, Identity(f)}, {kProbe, "target=127.0.0.1:15001,capture=15002"}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, "target=127.0.0.1:15001,capture=15002"}});
   });
   add("own-identity-probe-none", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"}, {kNetns, Identity(f)}, {kProbe, "none"}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, "none"}});
   });
   add("own-identity-probe-none-istio-injected", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, Identity(f)},
-                 {kProbe, "none"},
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, "none"},
                  {kIstioStatus, R"({"initContainers":["istio-validation"],"containers":["istio-proxy"]})"}});
   });
   add(
       "own-identity-probe-test-net-loopback-only-netns",
       [](const Facts& f) {
-        return Mark({{kStatus, "initialized"},
-                     {kNetns, Identity(f)},
-                     {kProbe, "target=192.0.2.1:15002,capture=15001"}});
+        return Mark({{rules::kStatusAnnotation, "initialized"},
+                     {rules::kNetnsAnnotation, Identity(f)},
+                     {rules::kProbeAnnotation, "target=192.0.2.1:15002,capture=15001"}});
       },
       /*bare=*/true);
   add(
       "own-identity-probe-none-loopback-only-netns",
       [](const Facts& f) {
-        return Mark({{kStatus, "initialized"}, {kNetns, Identity(f)}, {kProbe, "none"}});
+        return Mark({{rules::kStatusAnnotation, "initialized"},
+                     {rules::kNetnsAnnotation, Identity(f)},
+                     {rules::kProbeAnnotation, "none"}});
       },
       /*bare=*/true);
   // Near misses of the right identity.
   add("own-cookie-other-boot-id", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"},
-                 {kNetns, IdentityText("00000000-0000-4000-8000-000000000000", f.cookie)},
-                 {kProbe, "none"}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, IdentityText("00000000-0000-4000-8000-000000000000", f.cookie)},
+                 {rules::kProbeAnnotation, "none"}});
   });
   add("own-identity-uppercase-boot-id", [](const Facts& f) {
     std::string up = f.boot_id;
     for (char& c : up) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    return Mark({{kStatus, "initialized"}, {kNetns, IdentityText(up, f.cookie)}, {kProbe, "none"}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, IdentityText(up, f.cookie)},
+                 {rules::kProbeAnnotation, "none"}});
   });
   add("own-identity-leading-zero-cookie", [](const Facts& f) {
-    return Mark(
-        {{kStatus, "initialized"}, {kNetns, absl::StrCat(f.boot_id, "/0", f.cookie)}, {kProbe, "none"}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, absl::StrCat(f.boot_id, "/0", f.cookie)},
+                 {rules::kProbeAnnotation, "none"}});
   });
   add("own-identity-trailing-space", [](const Facts& f) {
-    return Mark({{kStatus, "initialized"}, {kNetns, Identity(f) + " "}, {kProbe, "none"}});
+    return Mark({{rules::kStatusAnnotation, "initialized"},
+                 {rules::kNetnsAnnotation, Identity(f) + " "},
+                 {rules::kProbeAnnotation, "none"}});
   });
   add("status-initialized-with-newline", [](const Facts& f) {
-    return Mark({{kStatus, "initialized\n"}, {kNetns, Identity(f)}, {kProbe, "none"}});
+    return Mark({{rules::kStatusAnnotation, "initialized\n"},
+                 {rules::kNetnsAnnotation, Identity(f)},
+                 {rules::kProbeAnnotation, "none"}});
   });
   // Raw lines a kubelet would never write but a file could hold: duplicated keys, unquoted values, no
   // newline.
   add("duplicate-keys", [](const Facts& f) {
-    return absl::StrCat(kStatus, "=\"error: x\"\n", kStatus, "=\"initialized\"\n", kNetns, "=\"", Identity(f),
-                        "\"\n", kNetns, "=\"", f.inode, "\"\n", kProbe, "=\"none\"\n", kProbe, "=\"none\"\n");
+    return absl::StrCat(rules::kStatusAnnotation, "=\"error: x\"\n", rules::kStatusAnnotation,
+                        "=\"initialized\"\n", rules::kNetnsAnnotation, "=\"", Identity(f), "\"\n",
+                        rules::kNetnsAnnotation, "=\"", f.inode, "\"\n", rules::kProbeAnnotation,
+                        "=\"none\"\n", rules::kProbeAnnotation, "=\"none\"\n");
   });
   add("unquoted-values", [](const Facts& f) {
-    return absl::StrCat(kStatus, "=initialized\n", kNetns, "=", Identity(f), "\n", kProbe, "=none");
+    return absl::StrCat(rules::kStatusAnnotation, "=initialized\n", rules::kNetnsAnnotation, "=", Identity(f),
+                        "\n", rules::kProbeAnnotation, "=none");
   });
   add("empty-file", [](const Facts&) { return std::string(); });
   add("old-2018-key", [](const Facts&) {
@@ -207,7 +224,9 @@ std::vector<Case> Cases() {
     });
     add(absl::StrCat("mutated-own-mark-", seed), [seed](const Facts& f) {
       std::mt19937 rng(100 + seed);
-      std::string s = Mark({{kStatus, "initialized"}, {kNetns, Identity(f)}, {kProbe, "none"}});
+      std::string s = Mark({{rules::kStatusAnnotation, "initialized"},
+                            {rules::kNetnsAnnotation, Identity(f)},
+                            {rules::kProbeAnnotation, "none"}});
       for (int i = 0; i < 3; ++i) s[rng() % s.size()] = "=\"\\/\n 0aZ"[rng() % 10];
       return s;
     });
@@ -355,9 +374,10 @@ TEST_F(WaiterNoRulesTest, PositiveControlReleasesWithRulesAndTheRealMark) {
   ::mkdir((work_ + "/control").c_str(), 0755);
   run.volume = std::make_unique<DownwardVolume>(work_ + "/control/podinfo");
   ASSERT_TRUE(run.volume
-                  ->Update({{"annotations", Mark({{kStatus, "initialized"},
-                                                  {kNetns, IdentityText(*boot, fp->cookie)},
-                                                  {kProbe, "target=192.0.2.1:15002,capture=15001"}})}})
+                  ->Update({{"annotations",
+                             Mark({{rules::kStatusAnnotation, "initialized"},
+                                   {rules::kNetnsAnnotation, IdentityText(*boot, fp->cookie)},
+                                   {rules::kProbeAnnotation, "target=192.0.2.1:15002,capture=15001"}})}})
                   .ok());
   run.log = work_ + "/control/waiter.log";
   ASSERT_TRUE(StartWaiter(work_ + "/waiter", run).ok());

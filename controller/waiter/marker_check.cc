@@ -9,17 +9,11 @@
 #include <cerrno>
 #include <cstring>
 
+#include "controller/waiter/fd.h"
 #include "rules/mark.h"
 
 namespace pnc::waiter {
 namespace {
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 // True when `m` is one of the controller's marker rules with `value`.
 bool IsMarker(const nlmsghdr* m, uint32_t value) {

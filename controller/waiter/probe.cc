@@ -10,6 +10,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "controller/waiter/fd.h"
+
 #ifndef SO_ORIGINAL_DST
 #define SO_ORIGINAL_DST 80  // linux/netfilter_ipv4.h
 #endif
@@ -19,13 +21,6 @@
 
 namespace pnc::waiter {
 namespace {
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 int64_t NowMs() {
   timespec ts;

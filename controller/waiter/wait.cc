@@ -14,6 +14,7 @@
 #include <optional>
 
 #include "controller/waiter/downward_api.h"
+#include "controller/waiter/fd.h"
 #include "controller/waiter/marker_check.h"
 #include "controller/waiter/probe.h"
 
@@ -33,13 +34,6 @@ int64_t NowMs() {
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
 }
-
-struct Fd {
-  int fd = -1;
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-};
 
 // nullopt: file missing or unreadable right now (it may appear later).
 std::optional<std::string> ReadFile(const std::string& path) {

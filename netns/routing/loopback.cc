@@ -34,11 +34,8 @@ std::string CidrText(const Cidr& c) { return absl::StrCat(c.address, "/", c.pref
 // Every address on lo (both families), with its protocol.
 absl::StatusOr<std::vector<AddressEntry>> DumpLoopback(MnlSocket& nl) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETADDR;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = nl.NextSeq();
-  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifaddrmsg* ifa = nullptr;
+  nlmsghdr* nlh = PutRequest(buf, RTM_GETADDR, NLM_F_DUMP, nl.NextSeq(), &ifa);
   ifa->ifa_family = AF_UNSPEC;
   nl.EnableDumpFilters();
   ifa->ifa_index = kLoopbackIfindex;  // lo only (the kernel skips the other devices)
@@ -88,11 +85,8 @@ absl::Status PutAddress(MnlSocket& nl, uint16_t type, uint16_t flags, const Cidr
     return absl::InvalidArgumentError(absl::StrCat("loopback address ", CidrText(c), ": not an address"));
   const size_t len = c.family == Family::kIPv4 ? sizeof(in_addr) : sizeof(in6_addr);
   char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = type;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-  nlh->nlmsg_seq = nl.NextSeq();
-  auto* ifa = static_cast<ifaddrmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(ifaddrmsg)));
+  ifaddrmsg* ifa = nullptr;
+  nlmsghdr* nlh = PutRequest(buf, type, NLM_F_ACK | flags, nl.NextSeq(), &ifa);
   ifa->ifa_family = af;
   ifa->ifa_prefixlen = c.prefix_len;
   ifa->ifa_index = kLoopbackIfindex;

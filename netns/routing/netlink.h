@@ -7,6 +7,7 @@
 #ifndef PNC_NETNS_ROUTING_NETLINK_H_
 #define PNC_NETNS_ROUTING_NETLINK_H_
 
+#include <libmnl/libmnl.h>
 #include <linux/netlink.h>
 
 #include <cstdint>
@@ -21,6 +22,19 @@
 struct mnl_socket;
 
 namespace pnc::netns {
+
+// Starts a request in `buf` (MNL_SOCKET_BUFFER_SIZE bytes): a header of `type` with NLM_F_REQUEST | `flags`
+// and sequence number `seq`, followed by the zeroed family header T (ifaddrmsg, rtmsg, fib_rule_hdr, ...),
+// which *extra then points to.
+template <typename T>
+nlmsghdr* PutRequest(char* buf, uint16_t type, uint16_t flags, uint32_t seq, T** extra) {
+  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
+  nlh->nlmsg_type = type;
+  nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+  nlh->nlmsg_seq = seq;
+  *extra = static_cast<T*>(mnl_nlmsg_put_extra_header(nlh, sizeof(T)));
+  return nlh;
+}
 
 class MnlSocket {
  public:

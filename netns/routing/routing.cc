@@ -72,11 +72,8 @@ std::optional<Family> FamilyOf(int af) {
 // One AF_UNSPEC dump covers both families (and works where IPv6 is disabled).
 absl::StatusOr<std::vector<RuleEntry>> DumpOurRules(MnlSocket& nl) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETRULE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = nl.NextSeq();
-  auto* frh = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
+  fib_rule_hdr* frh = nullptr;
+  nlmsghdr* nlh = PutRequest(buf, RTM_GETRULE, NLM_F_DUMP, nl.NextSeq(), &frh);
   frh->family = AF_UNSPEC;
   std::vector<RuleEntry> out;
   absl::Status s = nl.Dump(nlh, "dump ip rules", [&](const nlmsghdr* m) {
@@ -129,11 +126,8 @@ absl::StatusOr<std::vector<RuleEntry>> DumpOurRules(MnlSocket& nl) {
 
 absl::StatusOr<std::vector<RouteEntry>> DumpOurRoutes(MnlSocket& nl) {
   char buf[MNL_SOCKET_BUFFER_SIZE];
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = RTM_GETROUTE;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  nlh->nlmsg_seq = nl.NextSeq();
-  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  rtmsg* rtm = nullptr;
+  nlmsghdr* nlh = PutRequest(buf, RTM_GETROUTE, NLM_F_DUMP, nl.NextSeq(), &rtm);
   rtm->rtm_family = AF_UNSPEC;
   // Only routes of our protocol: the kernel skips the others (the pod's own routes are most of the dump).
   nl.EnableDumpFilters();
@@ -185,11 +179,8 @@ absl::StatusOr<std::vector<RouteEntry>> DumpOurRoutes(MnlSocket& nl) {
 nlmsghdr* PutRule(char* buf, uint16_t type, uint16_t flags, uint32_t seq, Family family, uint8_t action,
                   uint32_t priority, std::optional<uint32_t> fwmark, std::optional<uint32_t> fwmask,
                   uint32_t table) {
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = type;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-  nlh->nlmsg_seq = seq;
-  auto* frh = static_cast<fib_rule_hdr*>(mnl_nlmsg_put_extra_header(nlh, sizeof(fib_rule_hdr)));
+  fib_rule_hdr* frh = nullptr;
+  nlmsghdr* nlh = PutRequest(buf, type, NLM_F_ACK | flags, seq, &frh);
   frh->family = AddressFamily(family);
   frh->action = action;
   frh->table = table < 256 ? table : RT_TABLE_UNSPEC;
@@ -221,11 +212,8 @@ absl::Status DeleteRule(MnlSocket& nl, const RuleEntry& r) {
 nlmsghdr* PutRoute(char* buf, uint16_t type, uint16_t flags, uint32_t seq, Family family, uint8_t route_type,
                    uint8_t dst_len, const std::vector<uint8_t>& dst, uint32_t table,
                    std::optional<uint32_t> oif, std::optional<uint32_t> priority) {
-  nlmsghdr* nlh = mnl_nlmsg_put_header(buf);
-  nlh->nlmsg_type = type;
-  nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | flags;
-  nlh->nlmsg_seq = seq;
-  auto* rtm = static_cast<rtmsg*>(mnl_nlmsg_put_extra_header(nlh, sizeof(rtmsg)));
+  rtmsg* rtm = nullptr;
+  nlmsghdr* nlh = PutRequest(buf, type, NLM_F_ACK | flags, seq, &rtm);
   rtm->rtm_family = AddressFamily(family);
   rtm->rtm_dst_len = dst_len;
   rtm->rtm_table = table < 256 ? table : RT_TABLE_UNSPEC;

@@ -183,31 +183,40 @@ Reply PrepareWatch(const ApiRequest& req, const Target& t, bool table, std::opti
   return Reply{};
 }
 
+// A create's or update's object and options, after the checks both make: body type, JSON, write options and
+// unknown fields (whose warnings go into the reply).
+struct WriteRequest {
+  json body;
+  WriteOptions options;
+  std::vector<std::string> warnings;
+};
+
+absl::StatusOr<WriteRequest> ParseWrite(const ApiRequest& req, const Target& t) {
+  if (auto s = CheckBodyType(req.content_type); !s.ok()) return s;
+  auto body = ParseBody(req);
+  if (!body.ok()) return body.status();
+  auto w = WriteOptionsOf(req);
+  if (!w.ok()) return w.status();
+  Reply checked;
+  if (auto s = CheckUnknownFields(req, t.resource, *body, &checked); !s.ok()) return s;
+  return WriteRequest{*std::move(body), *w, std::move(checked.warnings)};
+}
+
 Reply ServeCreate(Store* store, const ApiRequest& req, const Target& t) {
   if (!t.name.empty() || t.sub != Subresource::kNone) return StatusReply(MethodNotAllowed());
-  if (auto s = CheckBodyType(req.content_type); !s.ok()) return StatusReply(s);
-  auto body = ParseBody(req);
-  if (!body.ok()) return StatusReply(body.status());
-  auto w = WriteOptionsOf(req);
+  absl::StatusOr<WriteRequest> w = ParseWrite(req, t);
   if (!w.ok()) return StatusReply(w.status());
-  Reply checked;
-  if (auto s = CheckUnknownFields(req, t.resource, *body, &checked); !s.ok()) return StatusReply(s);
-  Reply r = ObjectReply(store->Create(t.resource, t.ns, *std::move(body), *w), 201);
-  r.warnings = checked.warnings;
+  Reply r = ObjectReply(store->Create(t.resource, t.ns, std::move(w->body), w->options), 201);
+  r.warnings = std::move(w->warnings);
   return r;
 }
 
 Reply ServeUpdate(Store* store, const ApiRequest& req, const Target& t) {
   if (t.name.empty()) return StatusReply(MethodNotAllowed());
-  if (auto s = CheckBodyType(req.content_type); !s.ok()) return StatusReply(s);
-  auto body = ParseBody(req);
-  if (!body.ok()) return StatusReply(body.status());
-  auto w = WriteOptionsOf(req);
+  absl::StatusOr<WriteRequest> w = ParseWrite(req, t);
   if (!w.ok()) return StatusReply(w.status());
-  Reply checked;
-  if (auto s = CheckUnknownFields(req, t.resource, *body, &checked); !s.ok()) return StatusReply(s);
-  Reply r = ObjectReply(store->Update(t.resource, t.ns, t.name, *std::move(body), t.sub, *w));
-  r.warnings = checked.warnings;
+  Reply r = ObjectReply(store->Update(t.resource, t.ns, t.name, std::move(w->body), t.sub, w->options));
+  r.warnings = std::move(w->warnings);
   return r;
 }
 
