@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "netns/addresses.h"
 #include "netns/executor.h"
+#include "netns/proc_file.h"
 #include "re2/re2.h"
 
 namespace pnc::netns {
@@ -48,23 +49,6 @@ std::string NormalizeUid(absl::string_view uid) {
   std::string out;
   for (char c : uid)
     if (c != '-' && c != '_') out.push_back(absl::ascii_tolower(c));
-  return out;
-}
-
-// Reads a small /proc file in one go (cgroup and stat files fit easily).
-std::optional<std::string> ReadSmallFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, n);
-    if (out.size() > (1 << 20)) break;  // no legitimate cgroup file is this large
-  }
-  ::close(fd);
   return out;
 }
 

@@ -16,29 +16,15 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "netns/proc_file.h"
 #include "netns/routing/test_util.h"
 
 namespace pnc::netns::cri_testing {
 namespace {
 
-std::optional<std::string> ReadFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return std::nullopt;
-  std::string out;
-  char buf[4096];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    out.append(buf, n);
-  }
-  ::close(fd);
-  return out;
-}
-
 // 'Z' for a zombie, 0 when the process is gone.
 char ProcessState(pid_t pid) {
-  std::optional<std::string> stat = ReadFile(absl::StrCat("/proc/", pid, "/stat"));
+  std::optional<std::string> stat = ReadSmallFile(absl::StrCat("/proc/", pid, "/stat"));
   if (!stat) return 0;
   size_t paren = stat->rfind(')');
   if (paren == std::string::npos || paren + 2 >= stat->size()) return 0;
@@ -129,7 +115,7 @@ std::vector<pid_t> FindProcesses(const std::string& needle, const std::string& c
     if (!absl::SimpleAtoi(e->d_name, &pid) || pid <= 1 || pid == self) continue;
     bool match = false;
     if (!needle.empty()) {
-      std::optional<std::string> cmdline = ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
+      std::optional<std::string> cmdline = ReadSmallFile(absl::StrCat("/proc/", pid, "/cmdline"));
       if (cmdline) {
         for (absl::string_view arg : absl::StrSplit(*cmdline, '\0')) {
           if (arg.find(needle) != absl::string_view::npos) {
@@ -140,7 +126,7 @@ std::vector<pid_t> FindProcesses(const std::string& needle, const std::string& c
       }
     }
     if (!match && !cgroup_component.empty()) {
-      std::optional<std::string> cgroup = ReadFile(absl::StrCat("/proc/", pid, "/cgroup"));
+      std::optional<std::string> cgroup = ReadSmallFile(absl::StrCat("/proc/", pid, "/cgroup"));
       match = cgroup && absl::StrCat(*cgroup, "\n").find(cgroup_needle) != std::string::npos;
     }
     if (match && ProcessState(pid) != 'Z') out.push_back(pid);
