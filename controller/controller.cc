@@ -10,6 +10,7 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
                        netns::Backend* backend, rules::PlanConfig plan_config, Metrics* metrics)
     : options_(std::move(options)),
       client_(client),
+      locator_(locator),
       metrics_(metrics),
       queue_(options_.queue),
       informer_(Informer::Callbacks{
@@ -94,13 +95,24 @@ void Controller::Start() {
     live_workers_ = options_.workers;
   }
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Worker(); });
+  if (options_.sandbox_poll.interval > absl::ZeroDuration()) {
+    sandbox_poller_ = std::make_unique<SandboxPoller>(options_.sandbox_poll, locator_, &queue_);
+    sandbox_poller_->Start();
+  }
   if (!options_.netns_dir.empty()) {
     // A new file there is a new sandbox on this node, created before the sandbox is ready (CNI and the pause
-    // container follow): the pod that has waited longest goes now, not at its timer. One per file: releasing
-    // every waiting pod on every file made ~30 futile locates per pod in a 110-pod burst. The others keep
-    // their capped timers and go at once on their own pod events (status.podIP follows readiness).
-    absl::StatusOr<std::unique_ptr<netns::DirWatcher>> w = netns::DirWatcher::Start(
-        options_.netns_dir, [this](const std::string&) { queue_.ReleaseWaiting(1); });
+    // container follow). With a poller that can list, it polls fast until that sandbox is ready. Without:
+    // the pod that has waited longest goes now, not at its timer. One per file: releasing every waiting pod
+    // on every file made ~30 futile locates per pod in a 110-pod burst. The others keep their capped timers
+    // and go at once on their own pod events (status.podIP follows readiness).
+    absl::StatusOr<std::unique_ptr<netns::DirWatcher>> w =
+        netns::DirWatcher::Start(options_.netns_dir, [this](const std::string&) {
+          if (sandbox_poller_ != nullptr && !sandbox_poller_->gave_up()) {
+            sandbox_poller_->Hint();
+          } else {
+            queue_.ReleaseWaiting(1);
+          }
+        });
     if (w.ok()) {
       sandbox_watcher_ = *std::move(w);
     } else {
@@ -208,6 +220,7 @@ bool Controller::Stop(absl::Duration deadline) {
   pod_reflector_->Stop();
   ns_reflector_->Stop();
   sandbox_watcher_.reset();  // joins its thread
+  sandbox_poller_.reset();   // joins its thread
   queue_.ShutDown();
   bool drained;
   {

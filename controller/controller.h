@@ -16,6 +16,7 @@
 #include "controller/metrics.h"
 #include "controller/queue.h"
 #include "controller/reconciler.h"
+#include "controller/sandbox_poller.h"
 #include "kube/client.h"
 #include "kube/reflector.h"
 #include "netns/dir_watcher.h"
@@ -40,6 +41,9 @@ struct ControllerOptions {
   std::string netns_dir;
   // A pod whose sandbox does not exist yet is retried with backoff, but never later than this.
   absl::Duration sandbox_wait_cap = absl::Seconds(1);
+  // Meanwhile one runtime call lists the ready sandboxes for all waiting pods (controller/sandbox_poller.h);
+  // a new file in netns_dir makes it poll at fast_interval for a while. interval 0: no poller.
+  SandboxPoller::Options sandbox_poll;
   netns::ProofMarker* marker =
       nullptr;  // null: a netns::KernelProofMarker (tests with fake handles inject one)
 };
@@ -68,6 +72,7 @@ class Controller {
 
   ControllerOptions options_;
   kube::Client* client_;
+  netns::Locator* locator_;
   Metrics* metrics_;
   WorkQueue queue_;
   Informer informer_;
@@ -76,6 +81,7 @@ class Controller {
   std::unique_ptr<kube::Reflector<kube::Namespace>> ns_reflector_;
   std::vector<std::thread> threads_;  // reflectors + resync
   std::vector<std::thread> workers_;
+  std::unique_ptr<SandboxPoller> sandbox_poller_;
   std::unique_ptr<netns::DirWatcher> sandbox_watcher_;
   absl::Mutex mu_;
   int busy_workers_ ABSL_GUARDED_BY(mu_) = 0;

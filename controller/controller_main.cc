@@ -95,6 +95,12 @@ ABSL_FLAG(
     "sandbox retry at once (containerd and CRI-O create sandbox netns there). Empty: no watch.");
 ABSL_FLAG(absl::Duration, sandbox_wait_cap, absl::Seconds(1),
           "Longest retry interval for a pod whose sandbox does not exist yet.");
+ABSL_FLAG(
+    absl::Duration, sandbox_poll_interval, absl::Milliseconds(100),
+    "While pods wait for their sandbox, list the runtime's ready sandboxes this often (one call for all "
+    "of them; never more often than a call takes). 0 disables: pods wait for their own timers.");
+ABSL_FLAG(absl::Duration, sandbox_poll_fast_interval, absl::Milliseconds(5),
+          "The same, for 2 s after a new file in --netns_dir (a sandbox being created).");
 ABSL_FLAG(std::string, metrics_address, ":15014",
           "host:port for /metrics (Prometheus), /healthz and /readyz. Empty disables the server.");
 ABSL_FLAG(absl::Duration, resync, absl::Minutes(5),
@@ -129,6 +135,10 @@ int Main() {
   if (node.empty()) return Fail("no node name", absl::InvalidArgumentError("set --node_name or $NODE_NAME"));
   if (absl::GetFlag(FLAGS_workers) < 1 || absl::GetFlag(FLAGS_workers) > 256)
     return Fail("bad --workers", absl::InvalidArgumentError("must be between 1 and 256"));
+  if (absl::GetFlag(FLAGS_sandbox_poll_interval) < absl::ZeroDuration() ||
+      absl::GetFlag(FLAGS_sandbox_poll_fast_interval) <= absl::ZeroDuration())
+    return Fail("bad --sandbox_poll_interval / --sandbox_poll_fast_interval",
+                absl::InvalidArgumentError("the interval must be >= 0 (0 disables), the fast one > 0"));
   // Kubernetes runAsUser/runAsGroup range; a negative value would silently wrap to a huge uint32.
   for (auto [name, v] : {std::pair<const char*, int>{"--proxy_uid", absl::GetFlag(FLAGS_proxy_uid)},
                          {"--proxy_gid", absl::GetFlag(FLAGS_proxy_gid)}}) {
@@ -206,6 +216,8 @@ int Main() {
   opts.boot_id = *boot_id;
   opts.netns_dir = absl::GetFlag(FLAGS_netns_dir);
   opts.sandbox_wait_cap = absl::GetFlag(FLAGS_sandbox_wait_cap);
+  opts.sandbox_poll.interval = absl::GetFlag(FLAGS_sandbox_poll_interval);
+  opts.sandbox_poll.fast_interval = absl::GetFlag(FLAGS_sandbox_poll_fast_interval);
   opts.mesh_defaults = std::move(mesh);
   opts.workers = absl::GetFlag(FLAGS_workers);
   opts.resync = absl::GetFlag(FLAGS_resync);

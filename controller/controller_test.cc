@@ -107,26 +107,54 @@ TEST(Controller, RuntimeOutageParksPodsAndReleasesThemWhenItAnswers) {
   }
 }
 
-// A pod whose sandbox does not exist yet waits on a long timer here (30 s, beyond the test's 20 s bound):
-// only a new file in the runtime's netns directory can have brought it back early.
+// A pod whose sandbox does not exist yet waits on a long timer here (30 s, beyond the test's 20 s bound) and
+// the sandbox poller's own interval is an hour: only a new file in the runtime's netns directory can have
+// brought it back early, by a release (no poller) or by making the poller poll fast.
 TEST(Controller, NewSandboxInTheNetnsDirectoryReleasesWaitingPods) {
-  const char* tmp = std::getenv("TEST_TMPDIR");
-  std::string dir = std::string(tmp ? tmp : "/tmp") + "/netnsXXXXXX";
-  ASSERT_NE(mkdtemp(dir.data()), nullptr);
+  for (bool poller : {false, true}) {
+    const char* tmp = std::getenv("TEST_TMPDIR");
+    std::string dir = std::string(tmp ? tmp : "/tmp") + "/netnsXXXXXX";
+    ASSERT_NE(mkdtemp(dir.data()), nullptr);
+    FakeNode n;
+    n.client.UpsertPod(MemberPod("u1", "a"));
+    n.options.queue.base_delay = absl::Seconds(30);
+    n.options.sandbox_wait_cap = absl::Seconds(60);
+    n.options.netns_dir = dir;
+    n.options.sandbox_poll.interval = poller ? absl::Hours(1) : absl::ZeroDuration();
+    n.options.sandbox_poll.fast_interval = absl::Milliseconds(1);
+    Controller c(n.options, &n.client, &n.locator, &n.backend, rules::PlanConfig{}, &n.metrics);
+    c.Start();
+    ASSERT_TRUE(Eventually([&] { return n.metrics.errors.Value("locate_not_found") >= 1; }));
+    n.locator.AddSandbox("u1", 1);
+    std::ofstream(dir + "/cni-0a1b") << "";  // what the runtime's bind mount looks like to inotify
+    ASSERT_TRUE(Eventually([&] { return Status(n.client, "a") == "initialized"; })) << poller;
+    EXPECT_EQ(n.locator.list_calls() > 0, poller);
+    EXPECT_TRUE(c.Stop(absl::Seconds(5)));
+    unlink((dir + "/cni-0a1b").c_str());
+    rmdir(dir.c_str());
+  }
+}
+
+// Without any sign from the runtime's directory, the poller finds the sandbox of a pod that waits on a long
+// timer, with one list call for all waiting pods instead of a locate per pod.
+TEST(Controller, TheSandboxPollerReleasesWaitingPodsWhoseSandboxIsReady) {
   FakeNode n;
-  n.client.UpsertPod(MemberPod("u1", "a"));
+  for (const char* name : {"a", "b", "c"}) n.client.UpsertPod(MemberPod(std::string("u-") + name, name));
   n.options.queue.base_delay = absl::Seconds(30);
   n.options.sandbox_wait_cap = absl::Seconds(60);
-  n.options.netns_dir = dir;
+  n.options.sandbox_poll.interval = absl::Milliseconds(10);
   Controller c(n.options, &n.client, &n.locator, &n.backend, rules::PlanConfig{}, &n.metrics);
   c.Start();
-  ASSERT_TRUE(Eventually([&] { return n.metrics.errors.Value("locate_not_found") >= 1; }));
-  n.locator.AddSandbox("u1", 1);
-  std::ofstream(dir + "/cni-0a1b") << "";  // what the runtime's bind mount looks like to inotify
+  ASSERT_TRUE(Eventually([&] { return n.metrics.errors.Value("locate_not_found") >= 3; }));
+  const int locates = n.locator.locate_calls();
+  n.locator.AddSandbox("u-a", 1);
+  n.locator.AddSandbox("u-c", 3);
   ASSERT_TRUE(Eventually([&] { return Status(n.client, "a") == "initialized"; }));
+  ASSERT_TRUE(Eventually([&] { return Status(n.client, "c") == "initialized"; }));
+  EXPECT_EQ(Status(n.client, "b"), "<none>");        // still waiting for its sandbox
+  EXPECT_EQ(n.locator.locate_calls(), locates + 2);  // only the two pods found ready were located again
+  EXPECT_GE(n.locator.list_calls(), 1);
   EXPECT_TRUE(c.Stop(absl::Seconds(5)));
-  unlink((dir + "/cni-0a1b").c_str());
-  rmdir(dir.c_str());
 }
 
 TEST(Controller, ListWatchRelistAndDrain) {

@@ -134,6 +134,34 @@ size_t WorkQueue::ReleaseWaiting(size_t n) {
   return released;
 }
 
+std::vector<std::string> WorkQueue::WaitingKeys() const {
+  absl::MutexLock lock(&mu_);
+  std::vector<std::string> keys;
+  for (const auto& [key, seq] : awaiting_) {
+    if (!processing_.count(key) && (waiting_.count(key) || low_.count(key))) keys.push_back(key);
+  }
+  return keys;
+}
+
+size_t WorkQueue::ReleaseWaitingKeys(const std::vector<std::string>& keys) {
+  absl::MutexLock lock(&mu_);
+  size_t released = 0;
+  for (const std::string& key : keys) {
+    auto it = awaiting_.find(key);
+    if (it == awaiting_.end() || processing_.count(key)) continue;
+    if (dirty_.count(key)) {  // its timer fired: queued as a poll (kRecheck); move it up
+      if (low_.count(key) && AddLocked(key, Priority::kFirst)) ++released;
+      continue;
+    }
+    if (!waiting_.count(key)) continue;
+    awaiting_order_.erase(it->second);
+    awaiting_.erase(it);
+    waiting_.erase(key);  // its by_time_ entry is now stale and skipped
+    if (AddLocked(key, Priority::kFirst)) ++released;
+  }
+  return released;
+}
+
 size_t WorkQueue::Waiting() const {
   absl::MutexLock lock(&mu_);
   return awaiting_.size();

@@ -28,6 +28,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
@@ -65,6 +66,12 @@ class WorkQueue {
   absl::Duration AddWaiting(const std::string& key, absl::Duration cap);
   size_t ReleaseWaiting(size_t n = SIZE_MAX);  // how many keys were made ready
   size_t Waiting() const;
+  // The keys ReleaseWaitingKeys can act on: waiting (AddWaiting) and not being processed, in key order.
+  std::vector<std::string> WaitingKeys() const;
+  // Makes those of `keys` that wait (AddWaiting; timer pending, or fired and queued as kRecheck) ready now
+  // as kFirst: what they waited for is there, so their pod goes before re-checks. Keys being processed and
+  // keys not waiting are left alone. Returns how many were made ready or moved up.
+  size_t ReleaseWaitingKeys(const std::vector<std::string>& keys);
   int NumRequeues(const std::string& key) const;  // AddRateLimited + AddWaiting calls since the last Forget
 
   // Blocks until a key is ready (true) or the queue shuts down (false).

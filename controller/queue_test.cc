@@ -149,6 +149,55 @@ TEST(WorkQueue, ReleaseWaitingSkipsKeysQueuedAlready) {
   EXPECT_EQ(q.Waiting(), 0u);
 }
 
+// The sandbox poller found these pods' sandboxes ready: each goes now, before re-checks; pods still without a
+// sandbox keep their timers; keys that do not wait are ignored.
+TEST(WorkQueue, ReleaseWaitingKeysReleasesExactlyThoseKeysAsFirst) {
+  FakeClock clock;
+  WorkQueue q(clock.Options());
+  q.AddWaiting("a", absl::Seconds(1));
+  q.AddWaiting("b", absl::Seconds(1));
+  q.AddWaiting("c", absl::Seconds(1));
+  q.Add("recheck", WorkQueue::Priority::kRecheck);
+  EXPECT_EQ(q.WaitingKeys(), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_EQ(q.ReleaseWaitingKeys({"c", "a", "stranger", "recheck"}), 2u);
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"c", "a", "recheck"}));
+  EXPECT_EQ(q.WaitingKeys(), std::vector<std::string>{"b"});
+  clock.t += absl::Seconds(1);
+  EXPECT_EQ(Drain(q), std::vector<std::string>{"b"});  // its timer was kept
+}
+
+// A key whose timer fired waits in the queue as a poll (kRecheck); the poller's news moves it up.
+TEST(WorkQueue, ReleaseWaitingKeysMovesUpAQueuedPoll) {
+  FakeClock clock;
+  WorkQueue q(clock.Options());
+  q.AddWaiting("p", absl::Seconds(1));
+  q.Add("r", WorkQueue::Priority::kRecheck);
+  q.Add("x");
+  clock.t += absl::Milliseconds(60);
+  std::string k;
+  ASSERT_TRUE(q.TryGet(&k));  // promotes p as a poll behind r; hands out x
+  EXPECT_EQ(k, "x");
+  EXPECT_EQ(q.WaitingKeys(), std::vector<std::string>{"p"});
+  EXPECT_EQ(q.ReleaseWaitingKeys({"p"}), 1u);
+  q.Done(k);
+  EXPECT_EQ(Drain(q), (std::vector<std::string>{"p", "r"}));
+}
+
+// A key a worker has is not waiting any more: nothing to release.
+TEST(WorkQueue, ReleaseWaitingKeysLeavesAKeyBeingProcessedAlone) {
+  FakeClock clock;
+  WorkQueue q(clock.Options());
+  q.AddWaiting("b", absl::Seconds(1));
+  clock.t += absl::Milliseconds(60);
+  std::string k;
+  ASSERT_TRUE(q.TryGet(&k));
+  EXPECT_EQ(k, "b");
+  EXPECT_TRUE(q.WaitingKeys().empty());
+  EXPECT_EQ(q.ReleaseWaitingKeys({"b"}), 0u);
+  q.Done(k);
+  EXPECT_TRUE(Drain(q).empty());
+}
+
 // Waiting for a sandbox is not failing: a key that polled several times gets the base delay for its first
 // real failure.
 TEST(WorkQueue, WaitingDoesNotGrowTheFailureBackoff) {

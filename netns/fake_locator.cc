@@ -17,6 +17,25 @@ absl::StatusOr<NetnsHandle> FakeLocator::Locate(const PodRef& pod) {
                                  it->second.cookie);
 }
 
+absl::StatusOr<std::vector<std::string>> FakeLocator::ReadyPodUids() {
+  absl::MutexLock lock(&mu_);
+  ++list_calls_;
+  if (!list_error_.ok()) return list_error_;
+  std::vector<std::string> uids;
+  for (const auto& [uid, sb] : sandboxes_) uids.push_back(uid);
+  return uids;
+}
+
+void FakeLocator::SetListError(absl::Status status) {
+  absl::MutexLock lock(&mu_);
+  list_error_ = std::move(status);
+}
+
+int FakeLocator::list_calls() const {
+  absl::MutexLock lock(&mu_);
+  return list_calls_;
+}
+
 FakeLocator::Sandbox FakeLocator::CreateSandbox(const std::string& pod_uid) {
   absl::MutexLock lock(&mu_);
   if (auto it = sandboxes_.find(pod_uid); it != sandboxes_.end()) {

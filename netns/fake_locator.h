@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "netns/locator.h"
@@ -20,6 +21,10 @@ class FakeLocator : public Locator {
  public:
   absl::StatusOr<NetnsHandle> Locate(const PodRef& pod) override;
   std::string Name() const override { return "fake"; }
+  // The UIDs with a sandbox (in UID order), or the error set by SetListError.
+  absl::StatusOr<std::vector<std::string>> ReadyPodUids() override;
+  void SetListError(absl::Status status);
+  int list_calls() const;
 
   struct Sandbox {
     uint64_t inode = 0;
@@ -46,6 +51,8 @@ class FakeLocator : public Locator {
   uint64_t next_cookie_ ABSL_GUARDED_BY(mu_) = 4097;
   std::map<std::string, absl::Status> errors_ ABSL_GUARDED_BY(mu_);
   int locate_calls_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Status list_error_ ABSL_GUARDED_BY(mu_);
+  int list_calls_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace pnc::netns

@@ -29,6 +29,15 @@ class Locator {
   // retry blindly.
   virtual absl::StatusOr<NetnsHandle> Locate(const PodRef& pod) = 0;
   virtual std::string Name() const = 0;  // "cri", "cgroup", "chain(cri,cgroup)", "fake"
+
+  // The UIDs of the pods whose sandbox the runtime reports ready now, in one runtime call: a hint for which
+  // waiting pods to Locate now, never a substitute for Locate's cross-checks (a UID listed here may still
+  // fail to locate; a pod not listed may have been created since). The locator may remember what it saw so
+  // that the next Locate of a listed pod takes fewer calls. Unimplemented: this locator cannot tell without
+  // a lookup per pod (the default); Unavailable / DeadlineExceeded: as for Locate.
+  virtual absl::StatusOr<std::vector<std::string>> ReadyPodUids() {
+    return absl::UnimplementedError(Name() + " cannot list ready sandboxes");
+  }
 };
 
 }  // namespace pnc::netns

@@ -23,6 +23,18 @@ class ChainLocator : public Locator {
   }
   std::string Name() const override { return name_; }
 
+  // The first locator that can list answers; if none can, the first real error (else Unimplemented).
+  absl::StatusOr<std::vector<std::string>> ReadyPodUids() override {
+    absl::Status first_error = absl::UnimplementedError(absl::StrCat(name_, " cannot list ready sandboxes"));
+    for (const auto& l : locators_) {
+      absl::StatusOr<std::vector<std::string>> uids = l->ReadyPodUids();
+      if (uids.ok()) return uids;
+      if (absl::IsUnimplemented(first_error) && !absl::IsUnimplemented(uids.status()))
+        first_error = uids.status();
+    }
+    return first_error;
+  }
+
   absl::StatusOr<NetnsHandle> Locate(const PodRef& pod) override {
     if (locators_.empty()) return absl::FailedPreconditionError("no locator configured");
     std::vector<std::string> messages;

@@ -45,6 +45,22 @@ TEST(ChainLocatorTest, FallsThroughToTheNextLocator) {
   EXPECT_EQ(h->inode(), 22u);
 }
 
+TEST(ChainLocatorTest, ReadyPodUidsFromTheFirstLocatorThatCanList) {
+  Chain c = Make();
+  c.first->AddSandbox("uid-1", 11);
+  c.second->AddSandbox("uid-2", 22);
+  absl::StatusOr<std::vector<std::string>> uids = c.chain->ReadyPodUids();
+  ASSERT_TRUE(uids.ok()) << uids.status();
+  EXPECT_EQ(*uids, std::vector<std::string>{"uid-1"});
+  EXPECT_EQ(c.second->list_calls(), 0);
+  c.first->SetListError(absl::UnavailableError("runtime socket missing"));
+  uids = c.chain->ReadyPodUids();
+  ASSERT_TRUE(uids.ok()) << uids.status();
+  EXPECT_EQ(*uids, std::vector<std::string>{"uid-2"});
+  c.second->SetListError(absl::DeadlineExceededError("slow"));
+  EXPECT_TRUE(absl::IsUnavailable(c.chain->ReadyPodUids().status()));  // the first real error
+}
+
 TEST(ChainLocatorTest, NotFoundOnlyWhenAllSayNotFound) {
   Chain c = Make();
   absl::Status st = c.chain->Locate(kPod).status();

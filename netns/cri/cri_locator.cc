@@ -85,6 +85,32 @@ class CriLocator : public Locator {
 
   std::string Name() const override { return "cri"; }
 
+  // ListPodSandbox(state READY) without a label filter: every ready sandbox on the node in one call. The
+  // newest ready sandbox of each pod becomes that pod's known sandbox, so its next Locate is one
+  // PodSandboxStatus, which re-checks state, uid and name itself.
+  absl::StatusOr<std::vector<std::string>> ReadyPodUids() override {
+    runtime::v1::ListPodSandboxRequest req;
+    req.mutable_filter()->mutable_state()->set_state(runtime::v1::SANDBOX_READY);
+    runtime::v1::ListPodSandboxResponse resp;
+    if (absl::Status s = client_->Call(absl::StrCat(kService, "ListPodSandbox"), req, resp, timeout_);
+        !s.ok()) {
+      return FromCri(s, absl::StrCat("ListPodSandbox at ", endpoint_));
+    }
+    absl::flat_hash_map<std::string, const runtime::v1::PodSandbox*> newest;
+    for (const auto& item : resp.items()) {
+      if (item.metadata().uid().empty() || item.state() != runtime::v1::SANDBOX_READY) continue;
+      const runtime::v1::PodSandbox*& best = newest[item.metadata().uid()];
+      if (best == nullptr || item.created_at() > best->created_at()) best = &item;
+    }
+    std::vector<std::string> uids;
+    uids.reserve(newest.size());
+    for (const auto& [uid, item] : newest) {
+      Remember(uid, item->id());
+      uids.push_back(uid);
+    }
+    return uids;
+  }
+
   absl::StatusOr<NetnsHandle> Locate(const PodRef& pod) override {
     if (pod.uid.empty()) return absl::InvalidArgumentError("pod uid is empty");
     // The sandbox this pod was found in before, while the runtime still reports it READY for this pod: one

@@ -2,6 +2,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "netns/cri/fake_cri_server.h"
@@ -141,6 +143,44 @@ TEST_F(CriLocatorTest, KnownSandboxTakesOneCallUntilItIsReplaced) {
   server_->RemovePod(kUid);  // gone: NotFound, and no stale answer afterwards
   EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
   EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+}
+
+// One call lists every pod with a ready sandbox (no other pod, no sandbox that is not ready); a pod listed
+// then takes one call to locate, with the same cross-checks as the full lookup.
+TEST_F(CriLocatorTest, ReadyPodUidsListsReadySandboxesInOneCall) {
+  REQUIRE_NETNS();
+  FakeSandbox mine = Sandbox();
+  server_->Upsert(mine);
+  FakeSandbox starting = Sandbox();
+  starting.pod_uid = "22222222-2222-3333-4444-555555555555";
+  starting.ready = false;
+  server_->Upsert(starting);
+  FakeSandbox other = Sandbox();
+  other.pod_uid = "11111111-2222-3333-4444-555555555555";
+  other.pod_name = "other-0";
+  server_->Upsert(other);
+  int64_t calls = server_->calls();
+  absl::StatusOr<std::vector<std::string>> uids = locator_->ReadyPodUids();
+  ASSERT_TRUE(uids.ok()) << uids.status();
+  std::sort(uids->begin(), uids->end());
+  EXPECT_EQ(*uids, (std::vector<std::string>{kUid, "11111111-2222-3333-4444-555555555555"}));
+  EXPECT_EQ(server_->calls(), calls + 1);
+
+  calls = server_->calls();
+  absl::StatusOr<NetnsHandle> h = locator_->Locate(Pod());
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_EQ(h->inode(), Inode(ns_->path()));
+  EXPECT_EQ(server_->calls(), calls + 1);
+  // The listed sandbox is still checked against the pod: another name is refused.
+  PodRef renamed = Pod();
+  renamed.uid = "11111111-2222-3333-4444-555555555555";
+  renamed.name = "impostor";
+  EXPECT_TRUE(absl::IsFailedPrecondition(locator_->Locate(renamed).status()));
+}
+
+TEST_F(CriLocatorTest, ReadyPodUidsReportsTheRuntimeUnavailable) {
+  server_->FailNext(1);
+  EXPECT_TRUE(absl::IsUnavailable(locator_->ReadyPodUids().status()));
 }
 
 TEST_F(CriLocatorTest, IpMismatchIsFailedPrecondition) {

@@ -1,0 +1,111 @@
+#include "controller/sandbox_poller.h"
+
+#include <algorithm>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "controller/log.h"
+
+namespace pnc::controller {
+
+SandboxPoller::SandboxPoller(Options options, netns::Locator* locator, WorkQueue* queue)
+    : options_(options), locator_(locator), queue_(queue) {}
+
+SandboxPoller::~SandboxPoller() { Stop(); }
+
+void SandboxPoller::Start() {
+  absl::MutexLock lock(&mu_);
+  if (thread_.joinable() || stop_) return;
+  thread_ = std::thread([this] { Run(); });
+}
+
+void SandboxPoller::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+void SandboxPoller::Hint() {
+  absl::MutexLock lock(&mu_);
+  hot_until_ = absl::Now() + options_.hot_window;
+  hinted_ = true;  // wakes Run to shorten its current wait
+}
+
+uint64_t SandboxPoller::calls() const {
+  absl::MutexLock lock(&mu_);
+  return calls_;
+}
+
+uint64_t SandboxPoller::released() const {
+  absl::MutexLock lock(&mu_);
+  return released_;
+}
+
+bool SandboxPoller::gave_up() const {
+  absl::MutexLock lock(&mu_);
+  return gave_up_;
+}
+
+absl::Time SandboxPoller::NextPoll() const {
+  const absl::Duration base = absl::Now() < hot_until_ ? options_.fast_interval : options_.interval;
+  return last_end_ + std::max(base, last_call_);
+}
+
+absl::StatusOr<size_t> SandboxPoller::PollOnce() {
+  if (queue_->WaitingKeys().empty()) {  // nothing to look for: look again in an interval
+    absl::MutexLock lock(&mu_);
+    last_end_ = absl::Now();
+    return 0;
+  }
+  const absl::Time start = absl::Now();
+  absl::StatusOr<std::vector<std::string>> ready = locator_->ReadyPodUids();
+  const absl::Duration took = absl::Now() - start;
+  size_t released = 0;
+  if (ready.ok()) released = queue_->ReleaseWaitingKeys(*ready);
+  {
+    absl::MutexLock lock(&mu_);
+    ++calls_;
+    last_call_ = took;
+    last_end_ = start + took;
+    released_ += released;
+    if (absl::IsUnimplemented(ready.status())) gave_up_ = true;
+  }
+  if (!ready.ok()) return ready.status();
+  return released;
+}
+
+void SandboxPoller::Run() {
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || hinted_; };
+      const bool was_woken = mu_.AwaitWithDeadline(absl::Condition(&woken), NextPoll());
+      if (stop_) return;
+      if (was_woken) {  // a hint: the next poll may be due sooner now
+        hinted_ = false;
+        if (absl::Now() < NextPoll()) continue;
+      }
+    }
+    absl::StatusOr<size_t> r = PollOnce();
+    absl::MutexLock lock(&mu_);
+    if (gave_up_) {
+      Log(LogLevel::kInfo,
+          "the locator cannot list ready sandboxes; pods waiting for a sandbox retry on their timers",
+          {{"error", std::string(r.status().message())}});
+      return;
+    }
+    // One line per change of kind of failure, not one per poll.
+    const std::string kind = r.ok() ? "" : absl::StatusCodeToString(r.status().code());
+    if (kind != last_error_) {
+      if (!kind.empty())
+        Log(LogLevel::kWarning, "listing ready sandboxes failed; pods keep their timers meanwhile",
+            {{"error", std::string(r.status().message())}});
+      last_error_ = kind;
+    }
+  }
+}
+
+}  // namespace pnc::controller

@@ -1,0 +1,81 @@
+// SandboxPoller: notices the ready sandbox of a pod that waits for one (WorkQueue::AddWaiting) without a
+// locate per pod and timer: one runtime call lists the pods with a ready sandbox (Locator::ReadyPodUids) and
+// every waiting pod among them goes to the front of the work queue at once. Its locate then still does every
+// cross-check; the list is only a hint.
+//
+// Contract:
+//  - Calls the runtime only while some pod waits; never two calls at once; the next call starts no sooner
+//    than `interval` after the previous one ended, nor sooner than that call took (the runtime spends at most
+//    about half its time answering the poller however slow it gets).
+//  - For `hot_window` after Hint() (a sign that the runtime is creating a sandbox: a new file in its netns
+//    directory, written before the sandbox is ready) the interval is `fast_interval`.
+//  - A locator that cannot list (Unimplemented) stops the poller for good: the per-pod timers remain. Other
+//    errors (runtime down, too slow) are logged once per kind of failure and polling goes on.
+//  - The per-pod timers are untouched: a pod missed by a poll still goes at its (capped) timer.
+#ifndef PNC_CONTROLLER_SANDBOX_POLLER_H_
+#define PNC_CONTROLLER_SANDBOX_POLLER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "controller/queue.h"
+#include "netns/locator.h"
+
+namespace pnc::controller {
+
+class SandboxPoller {
+ public:
+  struct Options {
+    absl::Duration interval = absl::Milliseconds(100);
+    absl::Duration fast_interval = absl::Milliseconds(5);
+    absl::Duration hot_window = absl::Seconds(2);
+  };
+  // `locator` and `queue` must outlive the poller.
+  SandboxPoller(Options options, netns::Locator* locator, WorkQueue* queue);
+  ~SandboxPoller();  // Stop()
+  SandboxPoller(const SandboxPoller&) = delete;
+  SandboxPoller& operator=(const SandboxPoller&) = delete;
+
+  void Start();  // the polling thread
+  void Stop();   // wakes and joins it; idempotent
+  // A sandbox is being created: poll at fast_interval for hot_window from now.
+  void Hint();
+
+  // One poll now, on the caller's thread: lists ready sandboxes if some pod waits and releases the waiting
+  // pods among them. Returns how many pods were released (0 without a call when nobody waits).
+  absl::StatusOr<size_t> PollOnce();
+
+  uint64_t calls() const;     // runtime calls made
+  uint64_t released() const;  // pods released by polls
+  bool gave_up() const;       // the locator cannot list
+
+ private:
+  void Run();
+  absl::Time NextPoll() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  const Options options_;
+  netns::Locator* const locator_;
+  WorkQueue* const queue_;
+  mutable absl::Mutex mu_;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  bool gave_up_ ABSL_GUARDED_BY(mu_) = false;
+  bool hinted_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time hot_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
+  absl::Duration last_call_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();  // how long the last call took
+  absl::Time last_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();       // when it ended
+  uint64_t calls_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t released_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string last_error_ ABSL_GUARDED_BY(mu_);  // the kind of failure logged last ("" after a success)
+  std::thread thread_;
+};
+
+}  // namespace pnc::controller
+
+#endif  // PNC_CONTROLLER_SANDBOX_POLLER_H_
