@@ -96,7 +96,7 @@ void Controller::Start() {
   }
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Worker(); });
   if (options_.sandbox_poll.interval > absl::ZeroDuration()) {
-    sandbox_poller_ = std::make_unique<SandboxPoller>(options_.sandbox_poll, locator_, &queue_);
+    sandbox_poller_ = std::make_unique<SandboxPoller>(options_.sandbox_poll, locator_, &queue_, metrics_);
     sandbox_poller_->Start();
   }
   if (!options_.netns_dir.empty()) {
@@ -117,8 +117,8 @@ void Controller::Start() {
       sandbox_watcher_ = *std::move(w);
     } else {
       Log(LogLevel::kWarning,
-          "not watching the runtime's netns directory; pods waiting for a sandbox retry on "
-          "their (capped) timers only",
+          "not watching the runtime's netns directory; pods waiting for a sandbox are found by the "
+          "sandbox poller's regular polls, their own events and timers",
           {{"dir", options_.netns_dir}, {"error", std::string(w.status().message())}});
     }
   }
@@ -138,7 +138,9 @@ void Controller::Worker() {
       absl::MutexLock lock(&mu_);
       ++busy_workers_;
     }
+    const absl::Time start = absl::Now();
     ReconcileResult r = reconciler_.Reconcile(uid);
+    const std::string took_ms = absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - start));
     switch (r.outcome) {
       case Outcome::kRetry: {
         if (r.cause == Cause::kRuntimeOutage) {
@@ -149,9 +151,14 @@ void Controller::Worker() {
               {{"pod_uid", uid}, {"error", std::string(r.status.message())}});
           break;
         }
-        absl::Duration d = r.cause == Cause::kSandboxMissing
-                               ? queue_.AddWaiting(uid, options_.sandbox_wait_cap)
-                               : queue_.AddRateLimited(uid);
+        // The poller lists ready sandboxes for every waiting pod; while it works, a waiting pod's own
+        // timer is only a backstop.
+        const bool polled = sandbox_poller_ != nullptr && sandbox_poller_->healthy();
+        absl::Duration d =
+            r.cause != Cause::kSandboxMissing
+                ? queue_.AddRateLimited(uid)
+                : queue_.AddWaiting(uid, options_.sandbox_wait_cap,
+                                    polled ? options_.sandbox_poll.backstop : absl::ZeroDuration());
         if (options_.stuck_event_after > 0 && queue_.NumRequeues(uid) == options_.stuck_event_after) {
           reconciler_.ReportStuck(uid, r.status, queue_.NumRequeues(uid));
         }
@@ -160,6 +167,7 @@ void Controller::Worker() {
              {"step", r.detail},
              {"error", std::string(r.status.message())},
              {"attempt", std::to_string(queue_.NumRequeues(uid))},
+             {"took_ms", took_ms},
              {"retry_in", absl::FormatDuration(d)}});
         break;
       }
@@ -176,7 +184,10 @@ void Controller::Worker() {
       default:
         queue_.Forget(uid);
         Log(LogLevel::kInfo, absl::StrCat("pod ", OutcomeName(r.outcome)),
-            {{"pod_uid", uid}, {"detail", r.detail}});
+            {{"pod_uid", uid},
+             {"detail", r.detail},
+             {"took_ms", took_ms},
+             {"locate_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.locate_took))}});
         break;
     }
     if ((r.cause == Cause::kLocated || r.cause == Cause::kDone) && queue_.Parked() > 0) {

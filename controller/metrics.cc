@@ -92,6 +92,9 @@ Metrics::Metrics()
                         Histogram::LatencyBuckets()),
       apply_duration("pnc_apply_duration_seconds", "Duration of apply + read-back verification, per backend.",
                      Histogram::LatencyBuckets(), "backend"),
+      locate_duration("pnc_locate_duration_seconds",
+                      "Duration of one locate of a pod's sandbox netns (the container runtime's answers).",
+                      Histogram::LatencyBuckets(), "result"),
       errors("pnc_errors_total", "Errors by reason.", "reason"),
       reconciles("pnc_reconciles_total", "Reconcile outcomes.", "outcome"),
       foreign_marks(
@@ -99,17 +102,24 @@ Metrics::Metrics()
           "Initialized marks found that this controller did not write for the pod's current network "
           "namespace (forged, or from a previous sandbox); each was replaced by a verified one.",
           "kind"),
-      watch_restarts("pnc_watch_restarts_total", "List/watch failures and restarts.", "reason") {}
+      watch_restarts("pnc_watch_restarts_total", "List/watch failures and restarts.", "reason"),
+      sandbox_polls("pnc_sandbox_polls_total",
+                    "Runtime calls listing the ready sandboxes for the pods waiting for one.", "result"),
+      sandbox_poll_releases("pnc_sandbox_poll_releases_total",
+                            "Pods waiting for their sandbox that a poll found ready (located at once).") {}
 
 std::string Metrics::Render() const {
   std::string out;
   event_to_applied.Render(&out);
   applied_to_marked.Render(&out);
   apply_duration.Render(&out);
+  locate_duration.Render(&out);
   errors.Render(&out);
   reconciles.Render(&out);
   foreign_marks.Render(&out);
   watch_restarts.Render(&out);
+  sandbox_polls.Render(&out);
+  sandbox_poll_releases.Render(&out);
   if (queue_depth) {
     absl::StrAppend(&out,
                     "# HELP pnc_queue_depth Pods waiting in the work queue.\n# TYPE pnc_queue_depth gauge\n",

@@ -57,11 +57,14 @@ struct Metrics {
   Histogram event_to_applied;   // pnc_event_to_applied_seconds: pod first seen -> rules applied+verified
   Histogram applied_to_marked;  // pnc_applied_to_marked_seconds: rules verified -> status annotation patched
   Histogram apply_duration;     // pnc_apply_duration_seconds{backend}: ApplyAndVerify
-  Counter errors;               // pnc_errors_total{reason}
-  Counter reconciles;           // pnc_reconciles_total{outcome}
-  Counter foreign_marks;        // pnc_foreign_marks_total{kind}: `initialized` marks this controller did not
-                                // write for the pod's current netns (kind: unverified, other_netns)
-  Counter watch_restarts;       // pnc_watch_restarts_total{reason}
+  Histogram locate_duration;  // pnc_locate_duration_seconds{result}: Locator::Locate (the runtime's answers)
+  Counter errors;             // pnc_errors_total{reason}
+  Counter reconciles;         // pnc_reconciles_total{outcome}
+  Counter foreign_marks;      // pnc_foreign_marks_total{kind}: `initialized` marks this controller did not
+                              // write for the pod's current netns (kind: unverified, other_netns)
+  Counter watch_restarts;     // pnc_watch_restarts_total{reason}
+  Counter sandbox_polls;      // pnc_sandbox_polls_total{result}: one list of ready sandboxes (ok, error)
+  Counter sandbox_poll_releases;  // pnc_sandbox_poll_releases_total: waiting pods a poll found ready
   // Gauges read at render time.
   std::function<double()> queue_depth;
   std::function<double()> cached_pods;

@@ -99,11 +99,12 @@ size_t WorkQueue::ReleaseParked() {
   return ReleaseLocked(parked_);
 }
 
-absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap) {
+absl::Duration WorkQueue::AddWaiting(const std::string& key, absl::Duration cap, absl::Duration floor) {
   absl::MutexLock lock(&mu_);
   int n = waits_[key]++;  // its own count: polls for a sandbox do not grow the backoff of real failures
   absl::Duration d = options_.base_delay * (1LL << std::min(n, 30));
   if (d > cap || d < absl::ZeroDuration()) d = cap;
+  d = std::max(d, floor);
   if (!AddAfterLocked(key, d)) return -absl::Nanoseconds(1);
   auto [it, added] = awaiting_.emplace(key, awaiting_seq_);
   if (added) awaiting_order_.emplace(awaiting_seq_++, key);

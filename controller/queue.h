@@ -62,8 +62,10 @@ class WorkQueue {
   // AddRateLimited (with a count of its own: waiting does not grow AddRateLimited's delay for the key's later
   // failures) but never longer than `cap`, and ReleaseWaiting(n) makes the n keys that have waited
   // longest ready at once (call it when a sign of a new sandbox appears, e.g. a new file in the runtime's
-  // netns directory). Returns the delay chosen; negative when dropped.
-  absl::Duration AddWaiting(const std::string& key, absl::Duration cap);
+  // netns directory). `floor`: never sooner than this (a backstop timer while something else watches for
+  // the key's news: the sandbox poller). Returns the delay chosen; negative when dropped.
+  absl::Duration AddWaiting(const std::string& key, absl::Duration cap,
+                            absl::Duration floor = absl::ZeroDuration());
   size_t ReleaseWaiting(size_t n = SIZE_MAX);  // how many keys were made ready
   size_t Waiting() const;
   // The keys ReleaseWaitingKeys can act on: waiting (AddWaiting) and not being processed, in key order.

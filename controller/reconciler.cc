@@ -247,11 +247,16 @@ struct Reconciler::Located {
   netns::NetnsHandle handle;
   rules::NetnsIdentity identity;
   std::map<std::string, std::string> route_device;
+  absl::Duration locate_took;  // inside Locator::Locate
 };
 
 absl::StatusOr<Reconciler::Located> Reconciler::LocateAndInspect(const kube::Pod& pod,
                                                                  const std::vector<std::string>& routes) {
+  const absl::Time start = absl::Now();
   absl::StatusOr<netns::NetnsHandle> handle = deps_.locator->Locate(RefOf(pod));
+  const absl::Duration took = absl::Now() - start;
+  if (deps_.metrics != nullptr)
+    deps_.metrics->locate_duration.Observe(Seconds(took), handle.ok() ? "found" : "not_found_or_error");
   if (!handle.ok()) {
     Error(handle.status().code() == absl::StatusCode::kNotFound ? "locate_not_found" : "locate_failed");
     return handle.status();
@@ -262,7 +267,7 @@ absl::StatusOr<Reconciler::Located> Reconciler::LocateAndInspect(const kube::Pod
     return view.status();
   }
   return Located{*std::move(handle), rules::NetnsIdentity{deps_.boot_id, view->cookie},
-                 std::move(view->route_device)};
+                 std::move(view->route_device), took};
 }
 
 // Done in this process, nothing changed: the same netns identity (re-inspected: a recreated sandbox usually
@@ -568,6 +573,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
     return Finish({Outcome::kRetry, applied, "apply", Cause::kLocated}, uid);
   ReconcileResult r = Mark(*cached, facts, *plan, *at, v, absl::Now());
   if (r.cause == Cause::kUnspecified) r.cause = Cause::kLocated;
+  if (r.outcome == Outcome::kInitialized || r.outcome == Outcome::kReapplied) r.locate_took = at->locate_took;
   return r;
 }
 

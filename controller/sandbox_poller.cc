@@ -5,18 +5,20 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "controller/log.h"
 
 namespace pnc::controller {
 
-SandboxPoller::SandboxPoller(Options options, netns::Locator* locator, WorkQueue* queue)
-    : options_(options), locator_(locator), queue_(queue) {}
+SandboxPoller::SandboxPoller(Options options, netns::Locator* locator, WorkQueue* queue, Metrics* metrics)
+    : options_(options), locator_(locator), queue_(queue), metrics_(metrics) {}
 
 SandboxPoller::~SandboxPoller() { Stop(); }
 
 void SandboxPoller::Start() {
   absl::MutexLock lock(&mu_);
   if (thread_.joinable() || stop_) return;
+  started_ = true;
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -44,6 +46,11 @@ uint64_t SandboxPoller::released() const {
   return released_;
 }
 
+bool SandboxPoller::healthy() const {
+  absl::MutexLock lock(&mu_);
+  return started_ && !stop_ && !gave_up_ && last_ok_;
+}
+
 bool SandboxPoller::gave_up() const {
   absl::MutexLock lock(&mu_);
   return gave_up_;
@@ -65,14 +72,28 @@ absl::StatusOr<size_t> SandboxPoller::PollOnce() {
   const absl::Duration took = absl::Now() - start;
   size_t released = 0;
   if (ready.ok()) released = queue_->ReleaseWaitingKeys(*ready);
+  bool lost = false;
   {
     absl::MutexLock lock(&mu_);
+    lost = last_ok_ && !ready.ok();
+    last_ok_ = ready.ok();
     ++calls_;
     last_call_ = took;
     last_end_ = start + took;
     released_ += released;
     if (absl::IsUnimplemented(ready.status())) gave_up_ = true;
   }
+  if (metrics_ != nullptr && !absl::IsUnimplemented(ready.status())) {
+    metrics_->sandbox_polls.Inc(ready.ok() ? "ok" : "error");
+    if (released > 0) metrics_->sandbox_poll_releases.Inc("", static_cast<double>(released));
+  }
+  if (released > 0 || !ready.ok())
+    Log(LogLevel::kDebug, "sandbox poll",
+        {{"took_ms", absl::StrCat(absl::ToDoubleMilliseconds(took))},
+         {"ready", ready.ok() ? absl::StrCat(ready->size()) : std::string(ready.status().message())},
+         {"released", absl::StrCat(released)}});
+  // Pods waiting on backstop timers since the poller worked: back to their own short timers now.
+  if (lost) queue_->ReleaseWaiting();
   if (!ready.ok()) return ready.status();
   return released;
 }

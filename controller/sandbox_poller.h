@@ -11,7 +11,7 @@
 //    directory, written before the sandbox is ready) the interval is `fast_interval`.
 //  - A locator that cannot list (Unimplemented) stops the poller for good: the per-pod timers remain. Other
 //    errors (runtime down, too slow) are logged once per kind of failure and polling goes on.
-//  - The per-pod timers are untouched: a pod missed by a poll still goes at its (capped) timer.
+//  - A pod missed by a poll still goes at its own timer (the caller makes it a `backstop` while healthy()).
 #ifndef PNC_CONTROLLER_SANDBOX_POLLER_H_
 #define PNC_CONTROLLER_SANDBOX_POLLER_H_
 
@@ -25,6 +25,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "controller/metrics.h"
 #include "controller/queue.h"
 #include "netns/locator.h"
 
@@ -36,9 +37,11 @@ class SandboxPoller {
     absl::Duration interval = absl::Milliseconds(100);
     absl::Duration fast_interval = absl::Milliseconds(5);
     absl::Duration hot_window = absl::Seconds(2);
+    // While the poller is healthy, a waiting pod's own timer is only a backstop: this long.
+    absl::Duration backstop = absl::Seconds(5);
   };
-  // `locator` and `queue` must outlive the poller.
-  SandboxPoller(Options options, netns::Locator* locator, WorkQueue* queue);
+  // `locator`, `queue` and `metrics` (may be null) must outlive the poller.
+  SandboxPoller(Options options, netns::Locator* locator, WorkQueue* queue, Metrics* metrics = nullptr);
   ~SandboxPoller();  // Stop()
   SandboxPoller(const SandboxPoller&) = delete;
   SandboxPoller& operator=(const SandboxPoller&) = delete;
@@ -52,6 +55,10 @@ class SandboxPoller {
   // pods among them. Returns how many pods were released (0 without a call when nobody waits).
   absl::StatusOr<size_t> PollOnce();
 
+  // Started, able to list, and its last call succeeded: a waiting pod can rely on it (its timer may be the
+  // backstop). When a call fails after one that succeeded, every waiting pod is released once so that it
+  // goes back to its own short timers.
+  bool healthy() const;
   uint64_t calls() const;     // runtime calls made
   uint64_t released() const;  // pods released by polls
   bool gave_up() const;       // the locator cannot list
@@ -63,10 +70,13 @@ class SandboxPoller {
   const Options options_;
   netns::Locator* const locator_;
   WorkQueue* const queue_;
+  Metrics* const metrics_;
   mutable absl::Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   bool gave_up_ ABSL_GUARDED_BY(mu_) = false;
   bool hinted_ ABSL_GUARDED_BY(mu_) = false;
+  bool started_ ABSL_GUARDED_BY(mu_) = false;
+  bool last_ok_ ABSL_GUARDED_BY(mu_) = false;
   absl::Time hot_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Duration last_call_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();  // how long the last call took
   absl::Time last_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();       // when it ended

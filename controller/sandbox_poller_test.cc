@@ -97,6 +97,25 @@ TEST_F(SandboxPollerTest, ARuntimeErrorReleasesNobodyAndPollingGoesOn) {
   EXPECT_EQ(*r, 1u);
 }
 
+// Pods on backstop timers while the poller worked go back to their own short timers when it stops working.
+TEST_F(SandboxPollerTest, LosingTheRuntimeReleasesWaitingPodsOnce) {
+  SandboxPoller poller({}, &locator_, &queue_);
+  Wait("a");
+  Wait("b");
+  ASSERT_TRUE(poller.PollOnce().ok());  // neither has a sandbox yet
+  EXPECT_EQ(queue_.Len(), 0u);
+  locator_.SetListError(absl::UnavailableError("runtime restarting"));
+  EXPECT_FALSE(poller.PollOnce().ok());
+  EXPECT_EQ(queue_.Len(), 2u);  // both ready now, to be located (and parked) the usual way
+  std::string k;
+  while (queue_.TryGet(&k)) {
+    queue_.AddWaiting(k, absl::Hours(1));
+    queue_.Done(k);
+  }
+  EXPECT_FALSE(poller.PollOnce().ok());  // still failing: nothing released again
+  EXPECT_EQ(queue_.Len(), 0u);
+}
+
 // A locator without a cheap list (the /proc cgroup scan): the poller stops, the timers remain.
 class NoListLocator : public netns::Locator {
  public:

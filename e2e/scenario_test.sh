@@ -10,7 +10,7 @@ trap 'rm -rf "$work"' EXIT
 status=0
 "$(dirname "$0")/run_scenario.sh" "$scenario" --work_dir="$work" --report_json="$out/report.json" "$@" || status=$?
 # Keep the logs next to the report (controller JSON logs, waiter output) for CI artifacts.
-cp "$work"/controller-*.log "$out/" 2>/dev/null || true
+cp "$work"/controller-*.log "$work"/controller-*.metrics "$out/" 2>/dev/null || true
 if [[ $status -ne 0 ]]; then
   echo "FAIL: simulator exited with $status; controller log tail:" >&2
   tail -n 30 "$work"/controller-*.log >&2 || true
