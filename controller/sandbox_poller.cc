@@ -61,8 +61,11 @@ absl::Time SandboxPoller::NextPoll() const {
   return last_end_ + std::max(base, last_call_);
 }
 
-absl::StatusOr<size_t> SandboxPoller::PollOnce() {
-  if (queue_->WaitingKeys().empty()) {  // nothing to look for: look again in an interval
+absl::StatusOr<size_t> SandboxPoller::PollOnce() { return Poll(/*even_if_nobody_waits=*/false); }
+
+absl::StatusOr<size_t> SandboxPoller::Poll(bool even_if_nobody_waits) {
+  if (!even_if_nobody_waits &&
+      queue_->WaitingKeys().empty()) {  // nothing to look for: look again in an interval
     absl::MutexLock lock(&mu_);
     last_end_ = absl::Now();
     return 0;
@@ -99,9 +102,26 @@ absl::StatusOr<size_t> SandboxPoller::PollOnce() {
 }
 
 void SandboxPoller::Run() {
+  // The first call is made at once, whether or not a pod waits yet: it tells whether the locator can list
+  // (and makes the poller healthy before the first pods of a burst wait on their short timers).
+  absl::StatusOr<size_t> r = Poll(/*even_if_nobody_waits=*/true);
   while (true) {
     {
       absl::MutexLock lock(&mu_);
+      if (gave_up_) {
+        Log(LogLevel::kInfo,
+            "the locator cannot list ready sandboxes; pods waiting for a sandbox retry on their timers",
+            {{"error", std::string(r.status().message())}});
+        return;
+      }
+      // One line per change of kind of failure, not one per poll.
+      const std::string kind = r.ok() ? "" : absl::StatusCodeToString(r.status().code());
+      if (kind != last_error_) {
+        if (!kind.empty())
+          Log(LogLevel::kWarning, "listing ready sandboxes failed; pods keep their timers meanwhile",
+              {{"error", std::string(r.status().message())}});
+        last_error_ = kind;
+      }
       auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || hinted_; };
       const bool was_woken = mu_.AwaitWithDeadline(absl::Condition(&woken), NextPoll());
       if (stop_) return;
@@ -110,22 +130,7 @@ void SandboxPoller::Run() {
         if (absl::Now() < NextPoll()) continue;
       }
     }
-    absl::StatusOr<size_t> r = PollOnce();
-    absl::MutexLock lock(&mu_);
-    if (gave_up_) {
-      Log(LogLevel::kInfo,
-          "the locator cannot list ready sandboxes; pods waiting for a sandbox retry on their timers",
-          {{"error", std::string(r.status().message())}});
-      return;
-    }
-    // One line per change of kind of failure, not one per poll.
-    const std::string kind = r.ok() ? "" : absl::StatusCodeToString(r.status().code());
-    if (kind != last_error_) {
-      if (!kind.empty())
-        Log(LogLevel::kWarning, "listing ready sandboxes failed; pods keep their timers meanwhile",
-            {{"error", std::string(r.status().message())}});
-      last_error_ = kind;
-    }
+    r = PollOnce();
   }
 }
 

@@ -4,7 +4,8 @@
 // cross-check; the list is only a hint.
 //
 // Contract:
-//  - Calls the runtime only while some pod waits; never two calls at once; the next call starts no sooner
+//  - Calls the runtime once at Start (whether it can list; healthy() from then on), then only while some pod
+//    waits; never two calls at once; the next call starts no sooner
 //    than `interval` after the previous one ended, nor sooner than that call took (the runtime spends at most
 //    about half its time answering the poller however slow it gets).
 //  - For `hot_window` after Hint() (a sign that the runtime is creating a sandbox: a new file in its netns
@@ -65,6 +66,7 @@ class SandboxPoller {
 
  private:
   void Run();
+  absl::StatusOr<size_t> Poll(bool even_if_nobody_waits);
   absl::Time NextPoll() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;

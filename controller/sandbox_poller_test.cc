@@ -51,6 +51,22 @@ TEST_F(SandboxPollerTest, NoWaitingPodMeansNoRuntimeCall) {
   EXPECT_EQ(poller.calls(), 0u);
 }
 
+// At Start, one call whether or not a pod waits: the poller is healthy (waiting pods may use the backstop)
+// before the first pod waits.
+TEST_F(SandboxPollerTest, StartCallsOnceAndBecomesHealthy) {
+  SandboxPoller::Options o;
+  o.interval = absl::Hours(1);
+  SandboxPoller poller(o, &locator_, &queue_);
+  EXPECT_FALSE(poller.healthy());
+  poller.Start();
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!poller.healthy() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  EXPECT_TRUE(poller.healthy());
+  EXPECT_EQ(locator_.list_calls(), 1);
+  poller.Stop();
+  EXPECT_FALSE(poller.healthy());
+}
+
 TEST_F(SandboxPollerTest, ReleasesExactlyTheWaitingPodsWhoseSandboxIsReady) {
   SandboxPoller poller({}, &locator_, &queue_);
   Wait("a");

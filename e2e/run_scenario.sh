@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs the simulator with the real controller and waiter from this target's runfiles.
-#   run_scenario.sh [smoke|burst|races|multinode|path/to/scenario.textproto] [extra simulator flags...]
+#   run_scenario.sh [smoke|burst|burst_paced|races|multinode|path/to/scenario.textproto] [extra simulator flags...]
 # Used by `bazel run //e2e:demo` (prints the readable report) and by the e2e tests (which also check the JSON report).
 set -euo pipefail
 
@@ -23,7 +23,7 @@ if [[ $# -gt 0 && "$1" != -* ]]; then
   shift
 fi
 case "$scenario" in
-  smoke|burst|races|multinode|latency|scale330|churn1000|helm) scenario_file="$(runfile "simulator/scenarios/$scenario.textproto")" ;;
+  smoke|burst|burst_paced|races|multinode|latency|scale330|churn1000|helm) scenario_file="$(runfile "simulator/scenarios/$scenario.textproto")" ;;
   *) scenario_file="$scenario" ;;
 esac
 

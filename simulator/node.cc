@@ -646,6 +646,15 @@ FakeNode::SandboxEnd FakeNode::RunSandbox(const std::shared_ptr<Pod>& pod, int g
     client_ns = &options_.containerd->node_netns();
     client_ip = options_.cri_gateway_ip;
   } else {
+    if (options_.sandboxes_per_second > 0) {  // a runtime's throughput: one sandbox after the other
+      absl::Time slot;
+      {
+        absl::MutexLock l(&pace_mu_);
+        slot = std::max(absl::Now(), next_sandbox_);
+        next_sandbox_ = slot + absl::Seconds(1.0 / options_.sandboxes_per_second);
+      }
+      absl::SleepFor(slot - absl::Now());
+    }
     netns =
         pool_ ? pool_->Take() : sandbox_->CreatePodNetns(absl::StrCat("pod", g_netns_counter.fetch_add(1)));
     if (!netns.ok()) {

@@ -103,6 +103,9 @@ struct NodeOptions {
   size_t sandbox_pool = 0;
   // setpriority() of every pod worker thread (inherited by the waiters it starts); 0: unchanged.
   int kubelet_nice = 0;
+  // Runtime NETNS: at most this many sandboxes become ready per second, in arrival order (a real runtime's
+  // throughput); 0: no limit.
+  double sandboxes_per_second = 0;
   // Runtime containerd (scenario Node.runtime; not owned, must outlive the node): sandboxes through its CRI
   // (RunPodSandbox with attempt = sandbox generation, the pod IP and netns path from PodSandboxStatus,
   // StopPodSandbox + RemovePodSandbox at the end), the waiter as a container of `waiter_image` (imported into
@@ -163,6 +166,9 @@ class FakeNode {
   netns::testing::Sandbox* sandbox_;
   SandboxListener* listener_;
   std::unique_ptr<SandboxPool> pool_;
+  // The next moment the fake runtime may make a sandbox ready (NodeOptions::sandboxes_per_second).
+  absl::Mutex pace_mu_;
+  absl::Time next_sandbox_ ABSL_GUARDED_BY(pace_mu_) = absl::InfinitePast();
   std::unique_ptr<netns::cri_testing::SandboxClient> cri_sandboxes_;     // runtime containerd
   std::unique_ptr<netns::cri_testing::ContainerClient> cri_containers_;  // runtime containerd
   absl::Mutex release_check_mu_;  // runtime containerd: one release check at a time (shared bridge address)

@@ -449,6 +449,7 @@ absl::Status Run::Setup() {
     no.waiter_binary = options_.waiter_binary;
     no.downward_api_delay = absl::Milliseconds(n.downward_api_delay_ms());
     no.sandbox_pool = n.sandbox_pool();
+    no.sandboxes_per_second = n.sandboxes_per_second();
     no.kubelet_nice = static_cast<int>(std::min<uint32_t>(n.kubelet_nice(), 19));
     no.waiter_timeout = absl::Milliseconds(std::max<uint32_t>(scenario_.expect().settle_timeout_ms(), 10000));
     no.containerd = containerd_.back().get();
