@@ -6,6 +6,10 @@
 
 namespace pnc::controller {
 
+WorkQueue::Priority EventPriority(bool set_up, bool pod_ips_published) {
+  return !set_up && pod_ips_published ? WorkQueue::Priority::kFirst : WorkQueue::Priority::kRecheck;
+}
+
 Controller::Controller(ControllerOptions options, kube::Client* client, netns::Locator* locator,
                        netns::Backend* backend, rules::PlanConfig plan_config, Metrics* metrics)
     : options_(std::move(options)),
@@ -15,10 +19,7 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
       queue_(options_.queue),
       informer_(Informer::Callbacks{
           [this](const std::string& uid) {
-            // A pod set up already (the echo of its mark, a later status update) is re-checked after the
-            // pods whose init containers still wait.
-            WorkQueue::Priority p =
-                reconciler_.IsDone(uid) ? WorkQueue::Priority::kRecheck : WorkQueue::Priority::kFirst;
+            const WorkQueue::Priority p = EventPriority(reconciler_.IsDone(uid), informer_.PodHasIps(uid));
             if (!queue_.Add(uid, p) && !queue_.shutting_down()) {
               if (metrics_ != nullptr) metrics_->errors.Inc("queue_full");
               Log(LogLevel::kWarning, "work queue full; pod dropped until resync", {{"pod_uid", uid}});

@@ -23,6 +23,13 @@
 
 namespace pnc::controller {
 
+// The work queue priority of a pod event. kFirst: a pod not set up yet whose status.podIPs is published (the
+// kubelet has its sandbox: an init container is about to wait for us). kRecheck: a pod set up already (the
+// echo of its mark, a later status update), and a pod whose podIPs are not published yet: as far as the
+// kubelet has said it has no sandbox, so its locate is a poll (the sandbox poller and its podIP event move it
+// up).
+WorkQueue::Priority EventPriority(bool set_up, bool pod_ips_published);
+
 struct ControllerOptions {
   std::string node_name;
   int workers = 4;

@@ -86,6 +86,15 @@ struct FakeNode {
   ControllerOptions options;
 };
 
+// Pods whose init containers wait on a sandbox the kubelet has reported go first; pods set up already and
+// pods without a published IP (no sandbox yet, as far as the kubelet said) are re-checks / polls.
+TEST(Controller, EventPriorityPutsPodsWithAPublishedSandboxFirst) {
+  EXPECT_EQ(EventPriority(/*set_up=*/false, /*pod_ips_published=*/true), WorkQueue::Priority::kFirst);
+  EXPECT_EQ(EventPriority(false, false), WorkQueue::Priority::kRecheck);
+  EXPECT_EQ(EventPriority(true, true), WorkQueue::Priority::kRecheck);
+  EXPECT_EQ(EventPriority(true, false), WorkQueue::Priority::kRecheck);
+}
+
 // The runtime down (Unavailable) or too busy to answer in time (a CRI call past its deadline) is the
 // runtime's state, not the pod's: the pod is parked, not backed off, and released by the next locate that
 // succeeds.

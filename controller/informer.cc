@@ -116,6 +116,12 @@ void Informer::ApplyNamespaceEvent(kube::EventType type, kube::Namespace&& ns) {
     if (cb_.enqueue) cb_.enqueue(uid);
 }
 
+bool Informer::PodHasIps(const std::string& uid) const {
+  absl::MutexLock lock(&mu_);
+  auto it = pods_.find(uid);
+  return it != pods_.end() && !it->second.pod.pod_ips.empty();
+}
+
 std::optional<CachedPod> Informer::GetPod(const std::string& uid) const {
   absl::MutexLock lock(&mu_);
   auto it = pods_.find(uid);

@@ -45,6 +45,8 @@ class Informer : public Store {
   void ApplyNamespaceEvent(kube::EventType type, kube::Namespace&& ns);
 
   std::optional<CachedPod> GetPod(const std::string& uid) const override;
+  // Whether the cached pod has status.podIPs (false for an unknown UID); cheaper than GetPod.
+  bool PodHasIps(const std::string& uid) const;
   std::optional<kube::Namespace> GetNamespace(const std::string& name) const override;
   bool NamespacesSynced() const override;
   // Blocks until the namespace cache has been filled once or `timeout` passes; returns NamespacesSynced().
