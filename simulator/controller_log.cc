@@ -7,19 +7,25 @@
 
 namespace pnc::sim {
 
-std::map<std::string, double> LocateMsByPod(const std::string& log_path) {
-  std::map<std::string, double> out;
+std::map<std::string, MarkingReconcile> MarkingReconcilesByPod(const std::string& log_path) {
+  std::map<std::string, MarkingReconcile> out;
   std::ifstream in(log_path);
   std::string line;
+  auto number = [](const nlohmann::json& j, const char* key, double* v) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_string() && absl::SimpleAtod(it->get<std::string>(), v) && *v >= 0;
+  };
   while (std::getline(in, line)) {
     nlohmann::json j = nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded() || !j.is_object()) continue;
-    auto msg = j.find("msg"), uid = j.find("pod_uid"), ms = j.find("locate_ms");
-    if (msg == j.end() || uid == j.end() || ms == j.end() || !msg->is_string() || !uid->is_string() ||
-        !ms->is_string() || *msg != "pod initialized")
+    auto msg = j.find("msg"), uid = j.find("pod_uid");
+    if (msg == j.end() || uid == j.end() || !msg->is_string() || !uid->is_string() ||
+        *msg != "pod initialized")
       continue;
-    double v = 0;
-    if (absl::SimpleAtod(ms->get<std::string>(), &v) && v >= 0) out[uid->get<std::string>()] = v;
+    MarkingReconcile m;
+    if (!number(j, "took_ms", &m.took_ms) || !number(j, "locate_ms", &m.locate_ms) || m.locate_ms > m.took_ms)
+      continue;
+    out[uid->get<std::string>()] = m;
   }
   return out;
 }
