@@ -3,10 +3,12 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -65,15 +67,40 @@ Endpoint Make(const rules::ProbeSpec& s, bool any, uint16_t port) {
   return e;
 }
 
+// How long an accepted connection may take to show the nonce: ours sends it right after connecting.
+constexpr int64_t kNonceWaitMs = 100;
+
+// Whether the connection `fd` (non-blocking) delivers exactly `nonce` first, waiting until `deadline` at
+// most.
+bool ReadNonce(int fd, const unsigned char (&nonce)[16], int64_t deadline) {
+  unsigned char got[16];
+  size_t have = 0;
+  while (have < sizeof got) {
+    const int64_t left = deadline - NowMs();
+    if (left <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+    const ssize_t n = ::recv(fd, got + have, sizeof got - have, 0);
+    if (n == 0) return false;  // closed before sending it
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      return false;
+    }
+    have += static_cast<size_t>(n);
+  }
+  return std::memcmp(got, nonce, sizeof got) == 0;
+}
+
 }  // namespace
 
-ProbeResult RunProbe(const rules::ProbeSpec& spec, int timeout_ms) {
+ProbeResult RunProbe(const rules::ProbeSpec& spec, const ProbeOptions& options) {
   ProbeResult r;
   const std::string target = rules::FormatProbeSpec(spec);
   if (spec.none) {
     r.message = "probe: no target";
     return r;
   }
+  const std::string where = rules::ProbeAddressString(spec) + ":" + std::to_string(spec.port);
   const int family = spec.ipv6 ? AF_INET6 : AF_INET;
   Fd lis;
   lis.fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -90,11 +117,26 @@ ProbeResult RunProbe(const rules::ProbeSpec& spec, int timeout_ms) {
                     " (is the proxy already running? the waiter must be the first init container)");
     return r;
   }
+  // What only this attempt's client knows: it sends these bytes first, and the accepted connection that
+  // carries them is ours whatever source port NAT gave it.
+  unsigned char nonce[16];
+  if (::getrandom(nonce, sizeof nonce, 0) != static_cast<ssize_t>(sizeof nonce)) {
+    r.message = Err("probe: getrandom");
+    return r;
+  }
   Fd cli;
   cli.fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (cli.fd < 0) {
     r.message = Err("probe: socket");
     return r;
+  }
+  if (options.client_port != 0) {
+    setsockopt(cli.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    Endpoint local = Make(spec, true, options.client_port);
+    if (::bind(cli.fd, reinterpret_cast<sockaddr*>(&local.ss), local.len) != 0) {
+      r.message = Err("probe: bind the client to port " + std::to_string(options.client_port));
+      return r;
+    }
   }
   Endpoint dst = Make(spec, false, spec.port);
   if (::connect(cli.fd, reinterpret_cast<sockaddr*>(&dst.ss), dst.len) != 0 && errno != EINPROGRESS) {
@@ -102,30 +144,41 @@ ProbeResult RunProbe(const rules::ProbeSpec& spec, int timeout_ms) {
                     "), so this connection cannot be redirected");
     return r;
   }
-  Endpoint client;
-  client.len = sizeof client.ss;
-  if (getsockname(cli.fd, reinterpret_cast<sockaddr*>(&client.ss), &client.len) != 0) {
-    r.message = Err("probe: getsockname");
-    return r;
-  }
-  const int64_t deadline = NowMs() + timeout_ms;
+  const int64_t deadline = NowMs() + options.timeout_ms;
+  bool sent = false;
   while (true) {
     int64_t left = deadline - NowMs();
     if (left <= 0) {
-      r.message = "probe: the connection to " + rules::ProbeAddressString(spec) + ":" +
-                  std::to_string(spec.port) + " did not arrive on the capture port " +
-                  std::to_string(spec.capture_port) + " within " + std::to_string(timeout_ms) +
+      r.message = "probe: the connection to " + where + " did not arrive on the capture port " +
+                  std::to_string(spec.capture_port) + " within " + std::to_string(options.timeout_ms) +
                   " ms: outbound traffic is not redirected (yet)";
       return r;
     }
+    if (!sent) {  // first our client's connect: to the capture port when redirected, else nowhere
+      pollfd p{cli.fd, POLLOUT, 0};
+      if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
+      int err = 0;
+      socklen_t len = sizeof err;
+      if (getsockopt(cli.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) {
+        errno = err;
+        r.message = Err("probe: the connection to " + where + " failed, so it was not redirected");
+        return r;
+      }
+      if (::send(cli.fd, nonce, sizeof nonce, MSG_NOSIGNAL | MSG_DONTWAIT) !=
+          static_cast<ssize_t>(sizeof nonce)) {
+        r.message = Err("probe: send on the connection to " + where);
+        return r;
+      }
+      sent = true;
+      continue;
+    }
+    // Then the connection that shows our nonce; any other gets a short while to show it and is dropped.
     pollfd p{lis.fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
     Fd acc;
-    Endpoint peer;
-    peer.len = sizeof peer.ss;
-    acc.fd = ::accept4(lis.fd, reinterpret_cast<sockaddr*>(&peer.ss), &peer.len, SOCK_CLOEXEC);
+    acc.fd = ::accept4(lis.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (acc.fd < 0) continue;
-    if (!(peer == client)) continue;  // not our connection
+    if (!ReadNonce(acc.fd, nonce, std::min(deadline, NowMs() + kNonceWaitMs))) continue;  // not ours
     Endpoint orig, local;
     orig.len = sizeof orig.ss;
     local.len = sizeof local.ss;
@@ -136,13 +189,12 @@ ProbeResult RunProbe(const rules::ProbeSpec& spec, int timeout_ms) {
       return r;
     }
     if (orig == local || !(orig == dst)) {
-      r.message = "probe: our connection arrived on the capture port but was not redirected from " +
-                  rules::ProbeAddressString(spec) + ":" + std::to_string(spec.port);
+      r.message = "probe: our connection arrived on the capture port but was not redirected from " + where;
       return r;
     }
     r.ok = true;
-    r.message = "probe: connection to " + rules::ProbeAddressString(spec) + ":" + std::to_string(spec.port) +
-                " was redirected to port " + std::to_string(spec.capture_port);
+    r.message =
+        "probe: connection to " + where + " was redirected to port " + std::to_string(spec.capture_port);
     return r;
   }
 }

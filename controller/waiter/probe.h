@@ -3,8 +3,9 @@
 // controller named and require that THIS connection arrives on a listener the waiter opened on the capture
 // port, with SO_ORIGINAL_DST equal to the target. That only happens when the pod's nat rules redirect it:
 //  - the listener binds the capture port before Envoy runs (the waiter is the first init container);
-//  - the accepted connection must come from the probe's own client socket (peer == client's local address),
-//    so nothing else that connects to the port counts;
+//  - the accepted connection must carry the 16 random bytes the probe's own client socket sent first, so
+//    nothing else that connects to the port counts (not the client's source port: NAT moves it when the
+//    redirected reply tuple clashes with a conntrack entry of an earlier connection from the same port);
 //  - the original destination must differ from the address the connection was accepted on, so a direct
 //    connection to the capture port (no NAT) never counts, whatever target a forged mark names.
 // A failed attempt (no route, no redirect within the attempt's timeout, port in use) is reported with the
@@ -12,6 +13,7 @@
 #ifndef PNC_CONTROLLER_WAITER_PROBE_H_
 #define PNC_CONTROLLER_WAITER_PROBE_H_
 
+#include <cstdint>
 #include <string>
 
 #include "rules/mark.h"
@@ -23,8 +25,16 @@ struct ProbeResult {
   std::string message;
 };
 
-// One attempt; `spec` must not be `none`. Blocks at most timeout_ms.
-ProbeResult RunProbe(const rules::ProbeSpec& spec, int timeout_ms);
+struct ProbeOptions {
+  int timeout_ms = 1000;     // one attempt blocks at most this long
+  uint16_t client_port = 0;  // 0: an ephemeral port (production); tests pin it to make NAT move it
+};
+
+// One attempt; `spec` must not be `none`. A connect the network refuses ends the attempt at once.
+ProbeResult RunProbe(const rules::ProbeSpec& spec, const ProbeOptions& options);
+inline ProbeResult RunProbe(const rules::ProbeSpec& spec, int timeout_ms) {
+  return RunProbe(spec, ProbeOptions{timeout_ms, 0});
+}
 
 }  // namespace pnc::waiter
 

@@ -4,6 +4,7 @@
 // the sandbox.
 #include "controller/waiter/probe.h"
 
+#include <arpa/inet.h>
 #include <linux/fib_rules.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -141,6 +142,61 @@ TEST(Probe, PassesOnlyWhenOutboundIsRedirected) {
     EXPECT_FALSE(none.ok) << none.message;
     EXPECT_THAT(none.message, HasSubstr("not redirected"));
   }
+}
+
+// NAT moves the probe's source port when the redirected reply tuple clashes with a conntrack entry of an
+// earlier connection from the same port (here: one to another captured destination, left in TIME_WAIT). The
+// probe recognizes its connection by the nonce it sends, not by its source port, so it still passes.
+TEST(Probe, PassesWhenNatMovesTheSourcePort) {
+  netns::testing::Sandbox* sb = nullptr;
+  PNC_SANDBOX_OR_SKIP(sb);
+  absl::StatusOr<netns::testing::PodNetns> pod = sb->CreatePodNetns("probe-nat-clash");
+  ASSERT_TRUE(pod.ok()) << pod.status();
+  ApplyDefaultPlan("iptc", *pod, {pod->pod_ipv4, pod->pod_ipv6});
+  constexpr uint16_t kPort = 40123;
+  ProbeResult probe;
+  absl::Status st = netns::testing::RunAs(1000, 1000, &pod->handle(), [&]() -> absl::Status {
+    // The earlier connection: kPort -> 192.0.2.10:80, redirected to a listener on 15001, closed by the
+    // client.
+    int lis = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int cli = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    ::setsockopt(lis, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    ::setsockopt(cli, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in any{};
+    any.sin_family = AF_INET;
+    any.sin_port = htons(15001);
+    sockaddr_in from{};
+    from.sin_family = AF_INET;
+    from.sin_port = htons(kPort);
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(80);
+    ::inet_pton(AF_INET, "192.0.2.10", &to.sin_addr);
+    absl::Status s = absl::OkStatus();
+    if (::bind(lis, reinterpret_cast<sockaddr*>(&any), sizeof any) != 0 || ::listen(lis, 4) != 0 ||
+        ::bind(cli, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0 ||
+        ::connect(cli, reinterpret_cast<sockaddr*>(&to), sizeof to) != 0) {
+      s = absl::InternalError(std::string("earlier connection: ") + std::strerror(errno));
+    } else {
+      sockaddr_in peer{};
+      socklen_t len = sizeof peer;
+      int acc = ::accept4(lis, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC);
+      if (acc >= 0) ::close(acc);
+      ::close(cli);  // active close first: the client's TIME_WAIT keeps the conntrack entry
+      cli = -1;
+    }
+    if (cli >= 0) ::close(cli);
+    ::close(lis);
+    if (!s.ok()) return s;
+    // Now the probe from the same port, to the target the mark names.
+    std::optional<rules::ProbeSpec> spec = rules::ParseProbeSpec(kV4);
+    if (!spec) return absl::InternalError("bad spec");
+    probe = RunProbe(*spec, ProbeOptions{1000, kPort});
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(st.ok()) << st;
+  EXPECT_TRUE(probe.ok) << probe.message;
 }
 
 // `probe: none`: only the controller's marker in the pod's own netns releases the pod, and nothing running in
