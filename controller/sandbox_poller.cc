@@ -64,9 +64,8 @@ absl::Time SandboxPoller::NextPoll() const {
 absl::StatusOr<size_t> SandboxPoller::PollOnce() { return Poll(/*even_if_nobody_waits=*/false); }
 
 absl::StatusOr<size_t> SandboxPoller::Poll(bool even_if_nobody_waits) {
-  if (!even_if_nobody_waits &&
-      queue_->WaitingKeys().empty()) {  // nothing to look for: look again in an interval
-    absl::MutexLock lock(&mu_);
+  if (!even_if_nobody_waits && queue_->WaitingKeys().empty()) {
+    absl::MutexLock lock(&mu_);  // nothing to look for: look again in an interval
     last_end_ = absl::Now();
     return 0;
   }

@@ -5,9 +5,9 @@
 //
 // Contract:
 //  - Calls the runtime once at Start (whether it can list; healthy() from then on), then only while some pod
-//    waits; never two calls at once; the next call starts no sooner
-//    than `interval` after the previous one ended, nor sooner than that call took (the runtime spends at most
-//    about half its time answering the poller however slow it gets).
+//    waits; never two calls at once; the next call starts no sooner than `interval` after the previous one
+//    ended, nor sooner than that call took (the runtime spends at most about half its time answering the
+//    poller however slow it gets).
 //  - For `hot_window` after Hint() (a sign that the runtime is creating a sandbox: a new file in its netns
 //    directory, written before the sandbox is ready) the interval is `fast_interval`.
 //  - A locator that cannot list (Unimplemented) stops the poller for good: the per-pod timers remain. Other
