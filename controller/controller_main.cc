@@ -94,7 +94,8 @@ ABSL_FLAG(
     "The container runtime's network-namespace directory: a new file there makes pods waiting for their "
     "sandbox retry at once (containerd and CRI-O create sandbox netns there). Empty: no watch.");
 ABSL_FLAG(absl::Duration, sandbox_wait_cap, absl::Seconds(1),
-          "Longest retry interval for a pod whose sandbox does not exist yet.");
+          "Longest retry interval for a pod whose sandbox does not exist yet, while the sandbox poller "
+          "cannot list the runtime's sandboxes (while it can, the pod's own timer is a 5 s backstop).");
 ABSL_FLAG(
     absl::Duration, sandbox_poll_interval, absl::Milliseconds(100),
     "While pods wait for their sandbox, list the runtime's ready sandboxes this often (one call for all "
