@@ -198,11 +198,13 @@ TEST(ControllerBinary, HelpExitsZeroWithUsageOnStdout) {
 }
 
 TEST(ControllerBinary, RejectsOutOfRangeFlagsBeforeConnecting) {
-  for (const auto& [flag, says] :
-       std::vector<std::pair<std::string, std::string>>{{"--proxy_uid=-1", "bad --proxy_uid"},
-                                                        {"--proxy_gid=-5", "bad --proxy_gid"},
-                                                        {"--workers=0", "bad --workers"},
-                                                        {"--workers=100000", "bad --workers"}}) {
+  for (const auto& [flag, says] : std::vector<std::pair<std::string, std::string>>{
+           {"--proxy_uid=-1", "bad --proxy_uid"},
+           {"--proxy_gid=-5", "bad --proxy_gid"},
+           {"--workers=0", "bad --workers"},
+           {"--workers=100000", "bad --workers"},
+           {"--sandbox_poll_interval=-1s", "bad --sandbox_poll"},
+           {"--sandbox_poll_fast_interval=0", "bad --sandbox_poll"}}) {
     auto [code, err] = RunToExit({"--node_name=node-a", "--kubeconfig=/nonexistent", flag});
     EXPECT_EQ(code, 2) << flag << ": " << err;
     EXPECT_THAT(err, HasSubstr(says)) << flag;
