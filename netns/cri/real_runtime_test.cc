@@ -4,6 +4,7 @@
 // netns redirect a real connection made inside the sandbox.
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <iostream>
 
 #include "absl/strings/match.h"
@@ -120,6 +121,27 @@ TEST_F(RealRuntimeTest, PodEventBeforeTheSandboxExistsIsNotFoundThenFound) {
   ASSERT_TRUE(s.ready);
   EXPECT_TRUE(cri_->Locate(Ref("")).ok());
   EXPECT_TRUE(cgroup_->Locate(Ref("")).ok());
+}
+
+// The sandbox poller's call against the real runtime: the unfiltered ListPodSandbox(state=READY) lists the
+// pod once its sandbox is READY and no longer once it is stopped; the cgroup locator cannot list.
+TEST_F(RealRuntimeTest, ReadyPodUidsFollowsTheSandboxState) {
+  absl::StatusOr<std::vector<std::string>> before = cri_->ReadyPodUids();
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(std::count(before->begin(), before->end(), kUid), 0);
+  SandboxFacts s = RunSandbox();
+  ASSERT_TRUE(s.ready);
+  absl::StatusOr<std::vector<std::string>> ready = cri_->ReadyPodUids();
+  ASSERT_TRUE(ready.ok()) << ready.status();
+  EXPECT_EQ(std::count(ready->begin(), ready->end(), kUid), 1);
+  EXPECT_TRUE(TimedLocate(*cri_, Ref(s.ip)).ok());  // one PodSandboxStatus of the listed sandbox
+  ASSERT_TRUE(client_->Stop(s.id).ok());
+  absl::StatusOr<std::vector<std::string>> stopped = cri_->ReadyPodUids();
+  ASSERT_TRUE(stopped.ok()) << stopped.status();
+  EXPECT_EQ(std::count(stopped->begin(), stopped->end(), kUid), 0);
+  EXPECT_TRUE(absl::IsNotFound(cri_->Locate(Ref(s.ip)).status()));
+  EXPECT_TRUE(absl::IsUnimplemented(cgroup_->ReadyPodUids().status()));
+  ASSERT_TRUE(client_->Remove(s.id).ok());
 }
 
 TEST_F(RealRuntimeTest, StoppedSandboxIsNotFoundAndItsNetnsIsGone) {
