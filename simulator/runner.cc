@@ -1020,10 +1020,12 @@ Report Run::BuildReport() {
       to_annotated.push_back(Ms(r.created, r.annotated));
     // The controller's own share: from the moment the fake kubelet published the sandbox (CRI + status.podIP)
     // to the commit of the controller's mark in the store.
-    // Runtime containerd: the runtime reports a sandbox READY (the controller may find it) a little before
-    // the fake kubelet has read RunPodSandbox's answer; a mark committed in between counts as 0 ms. With a
-    // recreated sandbox a mark older than the current sandbox is the old sandbox's and does not count.
-    if (r.annotated != absl::InfinitePast() && r.sandbox_ready != absl::InfinitePast()) {
+    // Pods marked `initialized` only (an `error:` status is written at plan time, without a sandbox). Runtime
+    // containerd: the runtime reports a sandbox READY (the controller may find it) a little before the fake
+    // kubelet has read RunPodSandbox's answer; a mark committed in between counts as 0 ms. With a recreated
+    // sandbox a mark older than the current sandbox is the old sandbox's and does not count.
+    if (r.annotated != absl::InfinitePast() && r.sandbox_ready != absl::InfinitePast() &&
+        r.status_annotation == "initialized") {
       std::optional<double> total;
       if (r.annotated >= r.sandbox_ready) {
         total = Ms(r.sandbox_ready, r.annotated);
