@@ -86,8 +86,8 @@ class CriLocator : public Locator {
   std::string Name() const override { return "cri"; }
 
   // ListPodSandbox(state READY) without a label filter: every ready sandbox on the node in one call. The
-  // newest ready sandbox of each pod becomes that pod's known sandbox, so its next Locate is one
-  // PodSandboxStatus, which re-checks state, uid and name itself.
+  // newest ready sandbox of each pod becomes that pod's known sandbox (replacing all that was known), so its
+  // next Locate is one PodSandboxStatus, which re-checks state, uid and name itself.
   absl::StatusOr<std::vector<std::string>> ReadyPodUids() override {
     runtime::v1::ListPodSandboxRequest req;
     req.mutable_filter()->mutable_state()->set_state(runtime::v1::SANDBOX_READY);
@@ -102,12 +102,17 @@ class CriLocator : public Locator {
       const runtime::v1::PodSandbox*& best = newest[item.metadata().uid()];
       if (best == nullptr || item.created_at() > best->created_at()) best = &item;
     }
+    // The answer is every ready sandbox: it replaces what was known (a pod not in it has no ready sandbox, so
+    // its entry would only cost a futile call; and the map stays as small as the node's ready sandboxes).
     std::vector<std::string> uids;
     uids.reserve(newest.size());
+    absl::flat_hash_map<std::string, std::string> known;
     for (const auto& [uid, item] : newest) {
-      Remember(uid, item->id());
+      if (known.size() < kMaxKnownSandboxes) known.emplace(uid, item->id());
       uids.push_back(uid);
     }
+    absl::MutexLock lock(&mu_);
+    known_ = std::move(known);
     return uids;
   }
 

@@ -24,7 +24,9 @@ namespace pnc::netns {
 // sandbox yet, or it vanished: the pod's state, retry), Unavailable (the runtime is down or restarting: the
 // runtime's state, not the pod's; also containerd's "server is not initialized yet" while it restores its
 // state), DeadlineExceeded (a call took longer than `call_timeout`), FailedPrecondition (must not be
-// touched); other codes of the runtime's answer as they came. endpoint: "/run/containerd/containerd.sock",
+// touched); other codes of the runtime's answer as they came. ReadyPodUids: one ListPodSandbox(state READY)
+// without a label filter; its answer replaces the known sandboxes (the newest ready one per pod), so a listed
+// pod's next Locate is one PodSandboxStatus with the checks above. endpoint: "/run/containerd/containerd.sock",
 // "unix:///run/...", "unix:/run/..." or "unix-abstract:name". Creating the locator does no I/O. Thread-safe.
 //
 // Runtime restarts: the calls go through GrpcUnaryClient (netns/cri/grpc_unary.h), which keeps no state about

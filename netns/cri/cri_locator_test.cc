@@ -178,6 +178,21 @@ TEST_F(CriLocatorTest, ReadyPodUidsListsReadySandboxesInOneCall) {
   EXPECT_TRUE(absl::IsFailedPrecondition(locator_->Locate(renamed).status()));
 }
 
+// A list forgets the pods it does not show: their next locate is the full lookup (list + status), not a
+// status of a sandbox that is gone first.
+TEST_F(CriLocatorTest, ReadyPodUidsForgetsSandboxesThatAreNoLongerReady) {
+  REQUIRE_NETNS();
+  server_->Upsert(Sandbox());
+  ASSERT_TRUE(locator_->Locate(Pod()).ok());  // known now
+  server_->RemovePod(kUid);
+  absl::StatusOr<std::vector<std::string>> uids = locator_->ReadyPodUids();
+  ASSERT_TRUE(uids.ok()) << uids.status();
+  EXPECT_TRUE(uids->empty());
+  int64_t calls = server_->calls();
+  EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
+  EXPECT_EQ(server_->calls(), calls + 1);  // the list only
+}
+
 TEST_F(CriLocatorTest, ReadyPodUidsReportsTheRuntimeUnavailable) {
   server_->FailNext(1);
   EXPECT_TRUE(absl::IsUnavailable(locator_->ReadyPodUids().status()));
