@@ -80,6 +80,9 @@ Controller::Controller(ControllerOptions options, kube::Client* client, netns::L
           [this](kube::EventType t, kube::Namespace&& n) { informer_.ApplyNamespaceEvent(t, std::move(n)); },
           on_error("namespaces")},
       no);
+  // Created before any thread starts (workers and the netns-directory watcher read the pointer unlocked).
+  if (options_.sandbox_poll.interval > absl::ZeroDuration())
+    sandbox_poller_ = std::make_unique<SandboxPoller>(options_.sandbox_poll, locator_, &queue_, metrics_);
 }
 
 Controller::~Controller() {
@@ -95,11 +98,8 @@ void Controller::Start() {
     absl::MutexLock lock(&mu_);
     live_workers_ = options_.workers;
   }
+  if (sandbox_poller_ != nullptr) sandbox_poller_->Start();
   for (int i = 0; i < options_.workers; ++i) workers_.emplace_back([this] { Worker(); });
-  if (options_.sandbox_poll.interval > absl::ZeroDuration()) {
-    sandbox_poller_ = std::make_unique<SandboxPoller>(options_.sandbox_poll, locator_, &queue_, metrics_);
-    sandbox_poller_->Start();
-  }
   if (!options_.netns_dir.empty()) {
     // A new file there is a new sandbox on this node, created before the sandbox is ready (CNI and the pause
     // container follow). With a poller that can list, it polls fast until that sandbox is ready. Without:
@@ -141,6 +141,7 @@ void Controller::Worker() {
     }
     const absl::Time start = absl::Now();
     ReconcileResult r = reconciler_.Reconcile(uid);
+    bool backstop = false;  // the pod waits on a backstop timer, relying on the sandbox poller
     const std::string took_ms = absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - start));
     switch (r.outcome) {
       case Outcome::kRetry: {
@@ -153,13 +154,15 @@ void Controller::Worker() {
           break;
         }
         // The poller lists ready sandboxes for every waiting pod; while it works, a waiting pod's own
-        // timer is only a backstop.
-        const bool polled = sandbox_poller_ != nullptr && sandbox_poller_->healthy();
+        // timer is only a backstop. Not for a pod the poller released already and that still was not
+        // found: the list cannot help it (e.g. its netns cannot be opened here), its own timer must.
+        backstop = r.cause == Cause::kSandboxMissing && sandbox_poller_ != nullptr &&
+                   sandbox_poller_->healthy() && !queue_.ReleasedByList(uid);
         absl::Duration d =
             r.cause != Cause::kSandboxMissing
                 ? queue_.AddRateLimited(uid)
                 : queue_.AddWaiting(uid, options_.sandbox_wait_cap,
-                                    polled ? options_.sandbox_poll.backstop : absl::ZeroDuration());
+                                    backstop ? options_.sandbox_poll.backstop : absl::ZeroDuration());
         if (options_.stuck_event_after > 0 && queue_.NumRequeues(uid) == options_.stuck_event_after) {
           reconciler_.ReportStuck(uid, r.status, queue_.NumRequeues(uid));
         }
@@ -197,6 +200,10 @@ void Controller::Worker() {
           {{"pods", std::to_string(n)}});
     }
     queue_.Done(uid);
+    // The poller may have stopped working since `backstop` was decided; if it releases its waiting pods for
+    // that before this Done, it skipped this one (being processed): release it here. Checked after Done, one
+    // of the two sees the other.
+    if (backstop && !sandbox_poller_->healthy()) queue_.ReleaseWaitingKey(uid);
     absl::MutexLock lock(&mu_);
     --busy_workers_;
   }
@@ -212,10 +219,9 @@ void Controller::ResyncLoop() {
       if (mu_.AwaitWithTimeout(absl::Condition(&stopping), options_.resync)) return;
     }
     for (const std::string& uid : informer_.PodUids()) {
-      // A pod not set up yet (its event was dropped or it still waits) keeps the first priority: its init
-      // container waits for it. Decided before RequestReverify, which makes a done pod look not done.
-      const WorkQueue::Priority p =
-          reconciler_.IsDone(uid) ? WorkQueue::Priority::kRecheck : WorkQueue::Priority::kFirst;
+      // As for its events: a pod not set up yet whose sandbox the kubelet reported goes first (its init
+      // container waits for it). Decided before RequestReverify, which makes a done pod look not done.
+      const WorkQueue::Priority p = EventPriority(reconciler_.IsDone(uid), informer_.PodHasIps(uid));
       reconciler_.RequestReverify(uid);
       queue_.Add(uid, p);
     }
@@ -232,7 +238,8 @@ bool Controller::Stop(absl::Duration deadline) {
   pod_reflector_->Stop();
   ns_reflector_->Stop();
   sandbox_watcher_.reset();  // joins its thread
-  sandbox_poller_.reset();   // joins its thread
+  // Joins its thread; the object stays for workers still finishing (healthy() is false from now on).
+  if (sandbox_poller_ != nullptr) sandbox_poller_->Stop();
   queue_.ShutDown();
   bool drained;
   {

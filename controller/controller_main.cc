@@ -91,8 +91,10 @@ ABSL_FLAG(std::optional<std::string>, mesh_interception_mode, std::nullopt,
           "sidecar.istio.io/interceptionMode.");
 ABSL_FLAG(
     std::string, netns_dir, "/var/run/netns",
-    "The container runtime's network-namespace directory: a new file there makes pods waiting for their "
-    "sandbox retry at once (containerd and CRI-O create sandbox netns there). Empty: no watch.");
+    "The container runtime's network-namespace directory (containerd and CRI-O create sandbox netns there): "
+    "a "
+    "new file there is a sandbox being created, and the sandbox poller polls fast for a while (without one: "
+    "the pod that has waited longest retries at once). Empty: no watch.");
 ABSL_FLAG(absl::Duration, sandbox_wait_cap, absl::Seconds(1),
           "Longest retry interval for a pod whose sandbox does not exist yet, while the sandbox poller "
           "cannot list the runtime's sandboxes (while it can, the pod's own timer is a 5 s backstop).");

@@ -144,23 +144,40 @@ std::vector<std::string> WorkQueue::WaitingKeys() const {
   return keys;
 }
 
+bool WorkQueue::ReleaseWaitingLocked(const std::string& key) {
+  auto it = awaiting_.find(key);
+  if (it == awaiting_.end() || processing_.count(key)) return false;
+  if (dirty_.count(key)) {  // its timer fired: queued as a poll (kRecheck); move it up
+    return low_.count(key) && AddLocked(key, Priority::kFirst);
+  }
+  if (!waiting_.count(key)) return false;
+  awaiting_order_.erase(it->second);
+  awaiting_.erase(it);
+  waiting_.erase(key);  // its by_time_ entry is now stale and skipped
+  return AddLocked(key, Priority::kFirst);
+}
+
 size_t WorkQueue::ReleaseWaitingKeys(const std::vector<std::string>& keys) {
   absl::MutexLock lock(&mu_);
   size_t released = 0;
   for (const std::string& key : keys) {
-    auto it = awaiting_.find(key);
-    if (it == awaiting_.end() || processing_.count(key)) continue;
-    if (dirty_.count(key)) {  // its timer fired: queued as a poll (kRecheck); move it up
-      if (low_.count(key) && AddLocked(key, Priority::kFirst)) ++released;
-      continue;
+    if (released_by_list_.count(key)) continue;  // once per key until Forget
+    if (ReleaseWaitingLocked(key)) {
+      released_by_list_.insert(key);
+      ++released;
     }
-    if (!waiting_.count(key)) continue;
-    awaiting_order_.erase(it->second);
-    awaiting_.erase(it);
-    waiting_.erase(key);  // its by_time_ entry is now stale and skipped
-    if (AddLocked(key, Priority::kFirst)) ++released;
   }
   return released;
+}
+
+bool WorkQueue::ReleaseWaitingKey(const std::string& key) {
+  absl::MutexLock lock(&mu_);
+  return ReleaseWaitingLocked(key);
+}
+
+bool WorkQueue::ReleasedByList(const std::string& key) const {
+  absl::MutexLock lock(&mu_);
+  return released_by_list_.count(key) > 0;
 }
 
 size_t WorkQueue::Waiting() const {
@@ -177,6 +194,7 @@ void WorkQueue::Forget(const std::string& key) {
   absl::MutexLock lock(&mu_);
   failures_.erase(key);
   waits_.erase(key);
+  released_by_list_.erase(key);
 }
 
 int WorkQueue::NumRequeues(const std::string& key) const {

@@ -18,7 +18,8 @@
 //    container waits for it) is ready. Adding a queued kRecheck key as kFirst moves it up; a key queued as
 //    kFirst stays kFirst. Delayed and parked keys come back as kFirst; waiting keys (AddWaiting: polls for
 //    something that may still not be there) come back as kRecheck, by their timer or ReleaseWaiting, so that
-//    polls never hold up a pod with fresh news.
+//    polls never hold up a pod with fresh news; ReleaseWaitingKeys (what they wait for was seen) makes them
+//    kFirst.
 #ifndef PNC_CONTROLLER_QUEUE_H_
 #define PNC_CONTROLLER_QUEUE_H_
 
@@ -72,8 +73,14 @@ class WorkQueue {
   std::vector<std::string> WaitingKeys() const;
   // Makes those of `keys` that wait (AddWaiting; timer pending, or fired and queued as kRecheck) ready now
   // as kFirst: what they waited for is there, so their pod goes before re-checks. Keys being processed and
-  // keys not waiting are left alone. Returns how many were made ready or moved up.
+  // keys not waiting are left alone. Each key at most once until Forget: a key this released that is back to
+  // waiting (what it waited for was listed but could not be used) keeps its own timer from then on, so a list
+  // that keeps naming it cannot turn its backoff into a busy loop. Returns how many were made ready or moved
+  // up.
   size_t ReleaseWaitingKeys(const std::vector<std::string>& keys);
+  bool ReleasedByList(const std::string& key) const;  // ReleaseWaitingKeys released it since the last Forget
+  // The same for one key, without the once-per-key rule (e.g. its backstop timer no longer has a watcher).
+  bool ReleaseWaitingKey(const std::string& key);
   int NumRequeues(const std::string& key) const;  // AddRateLimited + AddWaiting calls since the last Forget
 
   // Blocks until a key is ready (true) or the queue shuts down (false).
@@ -97,6 +104,7 @@ class WorkQueue {
   void PromoteDueLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool PopLocked(std::string* key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool ReleaseWaitingLocked(const std::string& key) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Makes every key of `keys` ready now as kFirst (dropping its timer) and empties `keys`.
   size_t ReleaseLocked(std::set<std::string>& keys) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
@@ -117,6 +125,7 @@ class WorkQueue {
   std::map<uint64_t, std::string> awaiting_order_ ABSL_GUARDED_BY(mu_);
   uint64_t awaiting_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<std::string> parked_ ABSL_GUARDED_BY(mu_);
+  std::set<std::string> released_by_list_ ABSL_GUARDED_BY(mu_);  // ReleaseWaitingKeys, until Forget
   bool shutting_down_ ABSL_GUARDED_BY(mu_) = false;
   uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
 };

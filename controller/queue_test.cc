@@ -183,6 +183,26 @@ TEST(WorkQueue, ReleaseWaitingKeysMovesUpAQueuedPoll) {
   EXPECT_EQ(Drain(q), (std::vector<std::string>{"p", "r"}));
 }
 
+// ReleaseWaitingKeys releases a key once until Forget; ReleaseWaitingKey has no such rule (the caller's
+// reason is another: the key's backstop timer lost its watcher).
+TEST(WorkQueue, ReleaseWaitingKeysOncePerKeyUntilForget) {
+  FakeClock clock;
+  WorkQueue q(clock.Options());
+  std::string k;
+  for (int round = 0; round < 2; ++round) {
+    q.AddWaiting("a", absl::Seconds(1));
+    EXPECT_EQ(q.ReleaseWaitingKeys({"a"}), round == 0 ? 1u : 0u);
+    EXPECT_EQ(q.ReleasedByList("a"), true);
+    if (round == 1) EXPECT_TRUE(q.ReleaseWaitingKey("a"));
+    ASSERT_TRUE(q.TryGet(&k));
+    q.Done(k);
+  }
+  q.Forget("a");
+  EXPECT_FALSE(q.ReleasedByList("a"));
+  q.AddWaiting("a", absl::Seconds(1));
+  EXPECT_EQ(q.ReleaseWaitingKeys({"a"}), 1u);
+}
+
 // A key a worker has is not waiting any more: nothing to release.
 TEST(WorkQueue, ReleaseWaitingKeysLeavesAKeyBeingProcessedAlone) {
   FakeClock clock;

@@ -32,7 +32,7 @@ void SandboxPoller::Stop() {
 
 void SandboxPoller::Hint() {
   absl::MutexLock lock(&mu_);
-  hot_until_ = absl::Now() + options_.hot_window;
+  hot_until_ = Clock::now() + absl::ToChronoNanoseconds(options_.hot_window);
   hinted_ = true;  // wakes Run to shorten its current wait
 }
 
@@ -48,7 +48,7 @@ uint64_t SandboxPoller::released() const {
 
 bool SandboxPoller::healthy() const {
   absl::MutexLock lock(&mu_);
-  return started_ && !stop_ && !gave_up_ && last_ok_;
+  return started_ && !stop_ && !gave_up_ && reliable_;
 }
 
 bool SandboxPoller::gave_up() const {
@@ -56,32 +56,39 @@ bool SandboxPoller::gave_up() const {
   return gave_up_;
 }
 
-absl::Time SandboxPoller::NextPoll() const {
-  const absl::Duration base = absl::Now() < hot_until_ ? options_.fast_interval : options_.interval;
-  return last_end_ + std::max(base, last_call_);
+SandboxPoller::Clock::time_point SandboxPoller::NextPoll() const {
+  const Clock::duration base =
+      absl::ToChronoNanoseconds(Clock::now() < hot_until_ ? options_.fast_interval : options_.interval);
+  const Clock::duration took =
+      std::min<Clock::duration>(last_call_, absl::ToChronoNanoseconds(options_.slow_call));
+  if (last_end_ == Clock::time_point::min()) return Clock::now();  // no call yet: now
+  return last_end_ + std::max(base, took);
 }
 
 absl::StatusOr<size_t> SandboxPoller::PollOnce() { return Poll(/*even_if_nobody_waits=*/false); }
 
 absl::StatusOr<size_t> SandboxPoller::Poll(bool even_if_nobody_waits) {
+  absl::MutexLock one_at_a_time(&poll_mu_);
   if (!even_if_nobody_waits && queue_->WaitingKeys().empty()) {
     absl::MutexLock lock(&mu_);  // nothing to look for: look again in an interval
-    last_end_ = absl::Now();
+    last_end_ = Clock::now();
     return 0;
   }
-  const absl::Time start = absl::Now();
+  const Clock::time_point start = Clock::now();
   absl::StatusOr<std::vector<std::string>> ready = locator_->ReadyPodUids();
-  const absl::Duration took = absl::Now() - start;
+  const Clock::time_point end = Clock::now();
+  const absl::Duration took = absl::FromChrono(end - start);
   size_t released = 0;
   if (ready.ok()) released = queue_->ReleaseWaitingKeys(*ready);
   bool lost = false;
   {
     absl::MutexLock lock(&mu_);
-    lost = last_ok_ && !ready.ok();
-    last_ok_ = ready.ok();
+    const bool reliable = ready.ok() && took <= options_.slow_call;
+    lost = reliable_ && !reliable;
+    reliable_ = reliable;
     ++calls_;
-    last_call_ = took;
-    last_end_ = start + took;
+    last_call_ = end - start;
+    last_end_ = end;
     released_ += released;
     if (absl::IsUnimplemented(ready.status())) gave_up_ = true;
   }
@@ -94,7 +101,7 @@ absl::StatusOr<size_t> SandboxPoller::Poll(bool even_if_nobody_waits) {
         {{"took_ms", absl::StrCat(absl::ToDoubleMilliseconds(took))},
          {"ready", ready.ok() ? absl::StrCat(ready->size()) : std::string(ready.status().message())},
          {"released", absl::StrCat(released)}});
-  // Pods waiting on backstop timers since the poller worked: back to their own short timers now.
+  // Pods waiting on backstop timers while the poller worked: back to their own short timers now.
   if (lost) queue_->ReleaseWaiting();
   if (!ready.ok()) return ready.status();
   return released;
@@ -122,11 +129,13 @@ void SandboxPoller::Run() {
         last_error_ = kind;
       }
       auto woken = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || hinted_; };
-      const bool was_woken = mu_.AwaitWithDeadline(absl::Condition(&woken), NextPoll());
+      const Clock::duration wait =
+          std::max<Clock::duration>(NextPoll() - Clock::now(), Clock::duration::zero());
+      const bool was_woken = mu_.AwaitWithTimeout(absl::Condition(&woken), absl::FromChrono(wait));
       if (stop_) return;
       if (was_woken) {  // a hint: the next poll may be due sooner now
         hinted_ = false;
-        if (absl::Now() < NextPoll()) continue;
+        if (Clock::now() < NextPoll()) continue;
       }
     }
     r = PollOnce();

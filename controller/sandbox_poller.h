@@ -6,8 +6,8 @@
 // Contract:
 //  - Calls the runtime once at Start (whether it can list; healthy() from then on), then only while some pod
 //    waits; never two calls at once; the next call starts no sooner than `interval` after the previous one
-//    ended, nor sooner than that call took (the runtime spends at most about half its time answering the
-//    poller however slow it gets).
+//    ended, nor sooner than that call took, up to `slow_call` (the runtime spends at most about half its time
+//    answering the poller unless single calls take longer than that). Times are monotonic.
 //  - For `hot_window` after Hint() (a sign that the runtime is creating a sandbox: a new file in its netns
 //    directory, written before the sandbox is ready) the interval is `fast_interval`.
 //  - A locator that cannot list (Unimplemented) stops the poller for good: the per-pod timers remain. Other
@@ -16,6 +16,7 @@
 #ifndef PNC_CONTROLLER_SANDBOX_POLLER_H_
 #define PNC_CONTROLLER_SANDBOX_POLLER_H_
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -40,6 +41,9 @@ class SandboxPoller {
     absl::Duration hot_window = absl::Seconds(2);
     // While the poller is healthy, a waiting pod's own timer is only a backstop: this long.
     absl::Duration backstop = absl::Seconds(5);
+    // A list that took longer than this does not count as healthy (pods keep their own short timers), and
+    // the wait after a call is at most this long however long the call took.
+    absl::Duration slow_call = absl::Seconds(1);
   };
   // `locator`, `queue` and `metrics` (may be null) must outlive the poller.
   SandboxPoller(Options options, netns::Locator* locator, WorkQueue* queue, Metrics* metrics = nullptr);
@@ -52,13 +56,14 @@ class SandboxPoller {
   // A sandbox is being created: poll at fast_interval for hot_window from now.
   void Hint();
 
-  // One poll now, on the caller's thread: lists ready sandboxes if some pod waits and releases the waiting
-  // pods among them. Returns how many pods were released (0 without a call when nobody waits).
+  // One poll now, on the caller's thread (never at the same time as the poller thread's): lists ready
+  // sandboxes if some pod waits and releases the waiting pods among them. Returns how many pods were released
+  // (0 without a call when nobody waits).
   absl::StatusOr<size_t> PollOnce();
 
-  // Started, able to list, and its last call succeeded: a waiting pod can rely on it (its timer may be the
-  // backstop). When a call fails after one that succeeded, every waiting pod is released once so that it
-  // goes back to its own short timers.
+  // Started, not stopped, able to list, and its last call succeeded within `slow_call`: a waiting pod can
+  // rely on it (its timer may be the backstop). When a call fails or is slow after one that was not, every
+  // waiting pod not being processed is released once so that it goes back to its own short timers.
   bool healthy() const;
   uint64_t calls() const;     // runtime calls made
   uint64_t released() const;  // pods released by polls
@@ -67,7 +72,8 @@ class SandboxPoller {
  private:
   void Run();
   absl::StatusOr<size_t> Poll(bool even_if_nobody_waits);
-  absl::Time NextPoll() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  using Clock = std::chrono::steady_clock;  // waits and call times: a wall-clock step must not stall polling
+  Clock::time_point NextPoll() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const Options options_;
   netns::Locator* const locator_;
@@ -78,10 +84,11 @@ class SandboxPoller {
   bool gave_up_ ABSL_GUARDED_BY(mu_) = false;
   bool hinted_ ABSL_GUARDED_BY(mu_) = false;
   bool started_ ABSL_GUARDED_BY(mu_) = false;
-  bool last_ok_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Time hot_until_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::Duration last_call_ ABSL_GUARDED_BY(mu_) = absl::ZeroDuration();  // how long the last call took
-  absl::Time last_end_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();       // when it ended
+  bool reliable_ ABSL_GUARDED_BY(mu_) = false;  // the last call succeeded within slow_call
+  absl::Mutex poll_mu_;                         // one call at a time (PollOnce and the thread)
+  Clock::time_point hot_until_ ABSL_GUARDED_BY(mu_) = Clock::time_point::min();
+  Clock::duration last_call_ ABSL_GUARDED_BY(mu_) = Clock::duration::zero();    // how long the last call took
+  Clock::time_point last_end_ ABSL_GUARDED_BY(mu_) = Clock::time_point::min();  // when it ended
   uint64_t calls_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t released_ ABSL_GUARDED_BY(mu_) = 0;
   std::string last_error_ ABSL_GUARDED_BY(mu_);  // the kind of failure logged last ("" after a success)

@@ -132,6 +132,46 @@ TEST_F(SandboxPollerTest, LosingTheRuntimeReleasesWaitingPodsOnce) {
   EXPECT_EQ(queue_.Len(), 0u);
 }
 
+// A pod the list names but whose locate still fails goes back to waiting; the list does not release it again
+// (until Forget), or a list that keeps naming it would turn its backoff into a poll-rate loop.
+TEST_F(SandboxPollerTest, ReleasesAPodOnlyOnceUntilItIsForgotten) {
+  SandboxPoller poller({}, &locator_, &queue_);
+  Wait("a");
+  locator_.CreateSandbox("a");
+  ASSERT_EQ(*poller.PollOnce(), 1u);
+  std::string k;
+  ASSERT_TRUE(queue_.TryGet(&k));
+  EXPECT_TRUE(queue_.ReleasedByList(k));
+  queue_.AddWaiting(k, absl::Hours(1));  // still not located
+  queue_.Done(k);
+  EXPECT_EQ(*poller.PollOnce(), 0u);
+  EXPECT_EQ(queue_.Len(), 0u);
+  queue_.Forget("a");  // located at last, later waits again (e.g. a new sandbox)
+  EXPECT_FALSE(queue_.ReleasedByList("a"));
+  EXPECT_EQ(*poller.PollOnce(), 1u);
+}
+
+// A list that succeeds but slowly is no watcher to rely on: not healthy, pods keep their short timers.
+TEST_F(SandboxPollerTest, ASlowListIsNotHealthy) {
+  class Slow : public netns::FakeLocator {
+   public:
+    absl::StatusOr<std::vector<std::string>> ReadyPodUids() override {
+      absl::SleepFor(absl::Milliseconds(20));
+      return FakeLocator::ReadyPodUids();
+    }
+  } slow;
+  SandboxPoller::Options o;
+  o.interval = absl::Hours(1);
+  o.slow_call = absl::Milliseconds(1);
+  SandboxPoller poller(o, &slow, &queue_);
+  poller.Start();
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (poller.calls() < 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_EQ(poller.calls(), 1u);
+  EXPECT_FALSE(poller.healthy());
+  EXPECT_FALSE(poller.gave_up());
+}
+
 // A locator without a cheap list (the /proc cgroup scan): the poller stops, the timers remain.
 class NoListLocator : public netns::Locator {
  public:
@@ -164,6 +204,10 @@ TEST_F(SandboxPollerTest, AHintMakesTheThreadPollFastInsteadOfWaitingItsInterval
   o.hot_window = absl::Hours(1);
   SandboxPoller poller(o, &locator_, &queue_);
   poller.Start();
+  // Past the start call (which would find "a" by itself): from here on only the hint can bring a call.
+  const absl::Time started = absl::Now() + absl::Seconds(20);
+  while (poller.calls() < 1 && absl::Now() < started) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_EQ(poller.calls(), 1u);
   Wait("a");
   locator_.CreateSandbox("a");
   poller.Hint();

@@ -1035,7 +1035,8 @@ Report Run::BuildReport() {
       }
       if (total) {
         sandbox_to_annotated.push_back(*total);
-        if (auto it = marking.find(r.uid); it != marking.end()) {
+        // A pod marked before the kubelet's answer has no "before" to split (counted in the total only).
+        if (auto it = marking.find(r.uid); r.annotated >= r.sandbox_ready && it != marking.end()) {
           runtime_share.push_back(it->second.locate_ms);
           own_work.push_back(it->second.took_ms - it->second.locate_ms);
           before_reconcile.push_back(std::max(0.0, *total - it->second.took_ms));

@@ -49,6 +49,21 @@ struct Endpoint {
   }
 };
 
+// The address alone (NAT may move the port, never the address of a redirected connection's source).
+bool SameAddress(const Endpoint& a, const Endpoint& b) {
+  if (a.ss.ss_family != b.ss.ss_family) return false;
+  if (a.ss.ss_family == AF_INET)
+    return reinterpret_cast<const sockaddr_in*>(&a.ss)->sin_addr.s_addr ==
+           reinterpret_cast<const sockaddr_in*>(&b.ss)->sin_addr.s_addr;
+  return std::memcmp(&reinterpret_cast<const sockaddr_in6*>(&a.ss)->sin6_addr,
+                     &reinterpret_cast<const sockaddr_in6*>(&b.ss)->sin6_addr, 16) == 0;
+}
+
+uint16_t Port(const Endpoint& e) {
+  return ntohs(e.ss.ss_family == AF_INET ? reinterpret_cast<const sockaddr_in*>(&e.ss)->sin_port
+                                         : reinterpret_cast<const sockaddr_in6*>(&e.ss)->sin6_port);
+}
+
 Endpoint Make(const rules::ProbeSpec& s, bool any, uint16_t port) {
   Endpoint e;
   if (s.ipv6) {
@@ -112,7 +127,7 @@ ProbeResult RunProbe(const rules::ProbeSpec& spec, const ProbeOptions& options) 
   setsockopt(lis.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   if (spec.ipv6) setsockopt(lis.fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
   Endpoint any = Make(spec, true, spec.capture_port);
-  if (::bind(lis.fd, reinterpret_cast<sockaddr*>(&any.ss), any.len) != 0 || ::listen(lis.fd, 8) != 0) {
+  if (::bind(lis.fd, reinterpret_cast<sockaddr*>(&any.ss), any.len) != 0 || ::listen(lis.fd, 64) != 0) {
     r.message = Err("probe: cannot listen on the capture port " + std::to_string(spec.capture_port) +
                     " (is the proxy already running? the waiter must be the first init container)");
     return r;
@@ -146,6 +161,7 @@ ProbeResult RunProbe(const rules::ProbeSpec& spec, const ProbeOptions& options) 
   }
   const int64_t deadline = NowMs() + options.timeout_ms;
   bool sent = false;
+  Endpoint client;  // the client's own address once connected
   while (true) {
     int64_t left = deadline - NowMs();
     if (left <= 0) {
@@ -169,6 +185,11 @@ ProbeResult RunProbe(const rules::ProbeSpec& spec, const ProbeOptions& options) 
         r.message = Err("probe: send on the connection to " + where);
         return r;
       }
+      client.len = sizeof client.ss;
+      if (getsockname(cli.fd, reinterpret_cast<sockaddr*>(&client.ss), &client.len) != 0) {
+        r.message = Err("probe: getsockname");
+        return r;
+      }
       sent = true;
       continue;
     }
@@ -176,9 +197,14 @@ ProbeResult RunProbe(const rules::ProbeSpec& spec, const ProbeOptions& options) 
     pollfd p{lis.fd, POLLIN, 0};
     if (::poll(&p, 1, static_cast<int>(left)) <= 0) continue;
     Fd acc;
-    acc.fd = ::accept4(lis.fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    Endpoint peer;
+    peer.len = sizeof peer.ss;
+    acc.fd =
+        ::accept4(lis.fd, reinterpret_cast<sockaddr*>(&peer.ss), &peer.len, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (acc.fd < 0) continue;
+    if (!SameAddress(peer, client)) continue;  // from elsewhere: not ours, and no wait for it
     if (!ReadNonce(acc.fd, nonce, std::min(deadline, NowMs() + kNonceWaitMs))) continue;  // not ours
+    r.arrived_from_port = Port(peer);
     Endpoint orig, local;
     orig.len = sizeof orig.ss;
     local.len = sizeof local.ss;

@@ -3,9 +3,10 @@
 // controller named and require that THIS connection arrives on a listener the waiter opened on the capture
 // port, with SO_ORIGINAL_DST equal to the target. That only happens when the pod's nat rules redirect it:
 //  - the listener binds the capture port before Envoy runs (the waiter is the first init container);
-//  - the accepted connection must carry the 16 random bytes the probe's own client socket sent first, so
-//    nothing else that connects to the port counts (not the client's source port: NAT moves it when the
-//    redirected reply tuple clashes with a conntrack entry of an earlier connection from the same port);
+//  - the accepted connection must come from the client's own address and carry the 16 random bytes the
+//    probe's own client socket sent first, so nothing else that connects to the port counts (not the client's
+//    source port: NAT moves it when the redirected reply tuple clashes with a conntrack entry of an earlier
+//    connection from the same port); a connection from another address is dropped at once;
 //  - the original destination must differ from the address the connection was accepted on, so a direct
 //    connection to the capture port (no NAT) never counts, whatever target a forged mark names.
 // A failed attempt (no route, no redirect within the attempt's timeout, port in use) is reported with the
@@ -23,6 +24,9 @@ namespace pnc::waiter {
 struct ProbeResult {
   bool ok = false;
   std::string message;
+  // The source port our connection arrived on the capture port with (0 if it did not arrive); it differs from
+  // the client's own port when NAT moved it.
+  uint16_t arrived_from_port = 0;
 };
 
 struct ProbeOptions {

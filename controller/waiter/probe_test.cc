@@ -197,6 +197,8 @@ TEST(Probe, PassesWhenNatMovesTheSourcePort) {
   });
   ASSERT_TRUE(st.ok()) << st;
   EXPECT_TRUE(probe.ok) << probe.message;
+  EXPECT_NE(probe.arrived_from_port, kPort);  // the kernel did move it: the clash this test is about
+  EXPECT_NE(probe.arrived_from_port, 0);
 }
 
 // `probe: none`: only the controller's marker in the pod's own netns releases the pod, and nothing running in
