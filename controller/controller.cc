@@ -191,7 +191,10 @@ void Controller::Worker() {
             {{"pod_uid", uid},
              {"detail", r.detail},
              {"took_ms", took_ms},
-             {"locate_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.locate_took))}});
+             {"locate_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.locate_took))},
+             {"inspect_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.inspect_took))},
+             {"apply_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.apply_took))},
+             {"mark_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.mark_took))}});
         break;
     }
     if ((r.cause == Cause::kLocated || r.cause == Cause::kDone) && queue_.Parked() > 0) {

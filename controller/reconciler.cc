@@ -247,7 +247,8 @@ struct Reconciler::Located {
   netns::NetnsHandle handle;
   rules::NetnsIdentity identity;
   std::map<std::string, std::string> route_device;
-  absl::Duration locate_took;  // inside Locator::Locate
+  absl::Duration locate_took;   // inside Locator::Locate
+  absl::Duration inspect_took;  // inside Inspector::Inspect
 };
 
 absl::StatusOr<Reconciler::Located> Reconciler::LocateAndInspect(const kube::Pod& pod,
@@ -261,13 +262,15 @@ absl::StatusOr<Reconciler::Located> Reconciler::LocateAndInspect(const kube::Pod
     Error(handle.status().code() == absl::StatusCode::kNotFound ? "locate_not_found" : "locate_failed");
     return handle.status();
   }
+  const absl::Time inspect_start = absl::Now();
   absl::StatusOr<netns::NetnsView> view = deps_.inspector->Inspect(*handle, routes);
+  const absl::Duration inspect_took = absl::Now() - inspect_start;
   if (!view.ok()) {
     Error("inspect_failed");
     return view.status();
   }
   return Located{*std::move(handle), rules::NetnsIdentity{deps_.boot_id, view->cookie},
-                 std::move(view->route_device), took};
+                 std::move(view->route_device), took, inspect_took};
 }
 
 // Done in this process, nothing changed: the same netns identity (re-inspected: a recreated sandbox usually
@@ -568,12 +571,19 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   }
 
   // verify -> apply -> mark
+  const absl::Time apply_start = absl::Now();
   Verified v = Verify(pod, facts, *plan, *at);
   if (absl::Status applied = ApplyMissing(pod, *at, v); !applied.ok())
     return Finish({Outcome::kRetry, applied, "apply", Cause::kLocated}, uid);
-  ReconcileResult r = Mark(*cached, facts, *plan, *at, v, absl::Now());
+  const absl::Time verified_at = absl::Now();
+  ReconcileResult r = Mark(*cached, facts, *plan, *at, v, verified_at);
   if (r.cause == Cause::kUnspecified) r.cause = Cause::kLocated;
-  if (r.outcome == Outcome::kInitialized || r.outcome == Outcome::kReapplied) r.locate_took = at->locate_took;
+  if (r.outcome == Outcome::kInitialized || r.outcome == Outcome::kReapplied) {
+    r.locate_took = at->locate_took;
+    r.inspect_took = at->inspect_took;
+    r.apply_took = verified_at - apply_start;
+    r.mark_took = absl::Now() - verified_at;
+  }
   return r;
 }
 

@@ -85,9 +85,10 @@ struct ReconcileResult {
   absl::Status status;  // the error for kRetry / kPermanentError
   std::string detail;   // short reason for logs
   Cause cause = Cause::kUnspecified;
-  // Time spent waiting for the locator (the container runtime's answers) in the reconcile that marked the
-  // pod (kInitialized / kReapplied; zero otherwise): the runtime's share of its latency.
-  absl::Duration locate_took;
+  // Where the reconcile that marked the pod (kInitialized / kReapplied; zero otherwise) spent its time:
+  // waiting for the locator (the container runtime's answers: the runtime's share of its latency), inspecting
+  // the netns (identity, routes), applying + reading back the rules, writing the mark (status patch).
+  absl::Duration locate_took, inspect_took, apply_took, mark_took;
 };
 
 // What a pod's status annotations say, compared with the identity of the netns located for it now.
