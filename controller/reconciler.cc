@@ -545,6 +545,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
   if (facts.pod_ips.empty()) {
     // status.podIPs not published yet: the families come from the sandbox itself, or an IPv6 pod would be
     // marked with IPv4 rules only.
+    const absl::Time addresses_start = absl::Now();
     absl::StatusOr<std::vector<std::string>> addrs = deps_.read_addresses(at->handle);
     if (!addrs.ok()) {
       Error("addresses_failed");
@@ -568,6 +569,7 @@ ReconcileResult Reconciler::Reconcile(const std::string& uid) {
         deps_.inspector->Inspect(at->handle, rules::ProbeCandidateAddresses(*plan));
     if (!view.ok()) return Finish({Outcome::kRetry, view.status(), "inspect"}, uid);
     at->route_device = std::move(view->route_device);
+    at->inspect_took += absl::Now() - addresses_start;  // part of inspecting the netns
   }
 
   // verify -> apply -> mark

@@ -87,7 +87,8 @@ struct ReconcileResult {
   Cause cause = Cause::kUnspecified;
   // Where the reconcile that marked the pod (kInitialized / kReapplied; zero otherwise) spent its time:
   // waiting for the locator (the container runtime's answers: the runtime's share of its latency), inspecting
-  // the netns (identity, routes), applying + reading back the rules, writing the mark (status patch).
+  // the netns (identity, routes; its addresses when status.podIPs is not published yet), applying + reading
+  // back the rules, writing the mark (status patch).
   absl::Duration locate_took, inspect_took, apply_took, mark_took;
 };
 
