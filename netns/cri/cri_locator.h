@@ -20,19 +20,23 @@ namespace pnc::netns {
 // IPs, status.network.ip must be one of PodRef.ips, else FailedPrecondition. A pod located before goes
 // straight to PodSandboxStatus of the sandbox it was found in while the runtime reports that sandbox READY
 // for the same uid (the kubelet stops a pod's sandbox before it creates another); anything else takes the
-// full lookup. Errors: NotFound (no ready
-// sandbox yet, or it vanished: the pod's state, retry), Unavailable (the runtime is down or restarting: the
-// runtime's state, not the pod's; also containerd's "server is not initialized yet" while it restores its
-// state), DeadlineExceeded (a call took longer than `call_timeout`), FailedPrecondition (must not be
-// touched); other codes of the runtime's answer as they came. ReadyPodUids: one ListPodSandbox(state READY)
-// without a label filter; its answer replaces the known sandboxes (the newest ready one per pod), so a listed
-// pod's next Locate is one PodSandboxStatus with the checks above. endpoint: "/run/containerd/containerd.sock",
-// "unix:///run/...", "unix:/run/..." or "unix-abstract:name". Creating the locator does no I/O. Thread-safe.
+// full lookup.
+//
+// ReadyPodUids: one ListPodSandbox(state READY) without a label filter; its answer replaces the known
+// sandboxes (the newest ready one per pod), so a listed pod's next Locate is one PodSandboxStatus with the
+// checks above.
+//
+// Errors: NotFound (no ready sandbox yet, or it vanished: the pod's state, retry), Unavailable (the runtime
+// is down or restarting: the runtime's state, not the pod's; also containerd's "server is not initialized
+// yet" while it restores its state), DeadlineExceeded (a call took longer than `call_timeout`),
+// FailedPrecondition (must not be touched); other codes of the runtime's answer as they came. endpoint:
+// "/run/containerd/containerd.sock", "unix:///run/...", "unix:/run/..." or "unix-abstract:name". Creating the
+// locator does no I/O. Thread-safe.
 //
 // Runtime restarts: the calls go through GrpcUnaryClient (netns/cri/grpc_unary.h), which keeps no state about
-// the runtime besides idle connections: while nothing listens a locate is Unavailable at once (a refused unix
-// connect), and the first locate after the runtime accepts connections again reaches it (no reconnect
-// backoff).
+// the runtime (every call opens its own connection): while nothing listens a locate is Unavailable at once (a
+// refused unix connect), and the first locate after the runtime accepts connections again reaches it (no
+// reconnect backoff).
 absl::StatusOr<std::unique_ptr<Locator>> NewCriLocator(const std::string& endpoint,
                                                        absl::Duration call_timeout = absl::Seconds(2));
 
