@@ -20,6 +20,14 @@ WorkQueue::Options NoTimers() {
   return o;
 }
 
+// Waits for `done` (not a timing assertion: the bound only keeps a broken build from hanging).
+template <typename F>
+bool Eventually(F done) {
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!done() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  return done();
+}
+
 class SandboxPollerTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -59,9 +67,7 @@ TEST_F(SandboxPollerTest, StartCallsOnceAndBecomesHealthy) {
   SandboxPoller poller(o, &locator_, &queue_);
   EXPECT_FALSE(poller.healthy());
   poller.Start();
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (!poller.healthy() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  EXPECT_TRUE(poller.healthy());
+  EXPECT_TRUE(Eventually([&] { return poller.healthy(); }));
   EXPECT_EQ(locator_.list_calls(), 1);
   poller.Stop();
   EXPECT_FALSE(poller.healthy());
@@ -165,8 +171,7 @@ TEST_F(SandboxPollerTest, ASlowListIsNotHealthy) {
   o.slow_call = absl::Milliseconds(1);
   SandboxPoller poller(o, &slow, &queue_);
   poller.Start();
-  const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (poller.calls() < 1 && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_TRUE(Eventually([&] { return poller.calls() >= 1; }));
   ASSERT_EQ(poller.calls(), 1u);
   EXPECT_FALSE(poller.healthy());
   EXPECT_FALSE(poller.gave_up());
@@ -188,9 +193,7 @@ TEST_F(SandboxPollerTest, ALocatorThatCannotListStopsThePoller) {
   SandboxPoller poller(o, &locator, &queue_);
   Wait("a");
   poller.Start();
-  const absl::Time deadline = absl::Now() + absl::Seconds(10);
-  while (!poller.gave_up() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  EXPECT_TRUE(poller.gave_up());
+  EXPECT_TRUE(Eventually([&] { return poller.gave_up(); }));
   const uint64_t calls = poller.calls();
   absl::SleepFor(absl::Milliseconds(20));
   EXPECT_EQ(poller.calls(), calls);  // no more calls
@@ -205,17 +208,13 @@ TEST_F(SandboxPollerTest, AHintMakesTheThreadPollFastInsteadOfWaitingItsInterval
   SandboxPoller poller(o, &locator_, &queue_);
   poller.Start();
   // Past the start call (which would find "a" by itself): from here on only the hint can bring a call.
-  const absl::Time started = absl::Now() + absl::Seconds(20);
-  while (poller.calls() < 1 && absl::Now() < started) absl::SleepFor(absl::Milliseconds(1));
+  ASSERT_TRUE(Eventually([&] { return poller.calls() >= 1; }));
   ASSERT_EQ(poller.calls(), 1u);
   Wait("a");
   locator_.CreateSandbox("a");
   poller.Hint();
-  const absl::Time deadline = absl::Now() + absl::Seconds(30);
   std::string key;
-  bool got = false;
-  while (!(got = queue_.TryGet(&key)) && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  ASSERT_TRUE(got);
+  ASSERT_TRUE(Eventually([&] { return queue_.TryGet(&key); }));
   EXPECT_EQ(key, "a");
   EXPECT_EQ(poller.released(), 1u);
   poller.Stop();
