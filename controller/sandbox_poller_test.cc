@@ -21,11 +21,15 @@ WorkQueue::Options NoTimers() {
 }
 
 // Waits for `done` (not a timing assertion: the bound only keeps a broken build from hanging).
+// `done` is called until it returns true (once more after that is one too many: it may take something).
 template <typename F>
 bool Eventually(F done) {
   const absl::Time deadline = absl::Now() + absl::Seconds(20);
-  while (!done() && absl::Now() < deadline) absl::SleepFor(absl::Milliseconds(1));
-  return done();
+  while (true) {
+    if (done()) return true;
+    if (absl::Now() >= deadline) return false;
+    absl::SleepFor(absl::Milliseconds(1));
+  }
 }
 
 class SandboxPollerTest : public ::testing::Test {
