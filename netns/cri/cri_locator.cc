@@ -91,15 +91,15 @@ class CriLocator : public Locator {
   absl::StatusOr<std::vector<std::string>> ReadyPodUids() override {
     runtime::v1::ListPodSandboxRequest req;
     req.mutable_filter()->mutable_state()->set_state(runtime::v1::SANDBOX_READY);
-    runtime::v1::ListPodSandboxResponse resp;
+    runtime::v1::ListPodSandboxIdentities resp;  // every sandbox of the node: no labels / annotations maps
     if (absl::Status s = client_->Call(absl::StrCat(kService, "ListPodSandbox"), req, resp, timeout_);
         !s.ok()) {
       return FromCri(s, absl::StrCat("ListPodSandbox at ", endpoint_));
     }
-    absl::flat_hash_map<std::string, const runtime::v1::PodSandbox*> newest;
+    absl::flat_hash_map<std::string, const runtime::v1::PodSandboxIdentity*> newest;
     for (const auto& item : resp.items()) {
       if (item.metadata().uid().empty() || item.state() != runtime::v1::SANDBOX_READY) continue;
-      const runtime::v1::PodSandbox*& best = newest[item.metadata().uid()];
+      const runtime::v1::PodSandboxIdentity*& best = newest[item.metadata().uid()];
       if (best == nullptr || item.created_at() > best->created_at()) best = &item;
     }
     // The answer is every ready sandbox: it replaces what was known (a pod not in it has no ready sandbox, so

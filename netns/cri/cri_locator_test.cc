@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "netns/cri/cri_api.pb.h"
 #include "netns/cri/fake_cri_server.h"
 #include "netns/routing/test_util.h"
 
@@ -191,6 +192,33 @@ TEST_F(CriLocatorTest, ReadyPodUidsForgetsSandboxesThatAreNoLongerReady) {
   int64_t calls = server_->calls();
   EXPECT_TRUE(absl::IsNotFound(locator_->Locate(Pod()).status()));
   EXPECT_EQ(server_->calls(), calls + 1);  // the list only
+}
+
+// The poller's lean view of a ListPodSandbox answer reads the same bytes as the full message, without the
+// labels and annotations.
+TEST(CriApiTest, ListPodSandboxIdentitiesReadsAFullAnswer) {
+  runtime::v1::ListPodSandboxResponse full;
+  for (int i = 0; i < 3; ++i) {
+    runtime::v1::PodSandbox* s = full.add_items();
+    s->set_id("sandbox-" + std::to_string(i));
+    s->mutable_metadata()->set_uid("uid-" + std::to_string(i));
+    s->mutable_metadata()->set_name("web-" + std::to_string(i));
+    s->set_state(i == 1 ? runtime::v1::SANDBOX_NOTREADY : runtime::v1::SANDBOX_READY);
+    s->set_created_at(1000 + i);
+    (*s->mutable_labels())["io.kubernetes.pod.uid"] = "uid-" + std::to_string(i);
+    (*s->mutable_annotations())["kubectl.kubernetes.io/last-applied-configuration"] = std::string(4096, 'x');
+    s->set_runtime_handler("runc");
+  }
+  runtime::v1::ListPodSandboxIdentities lean;
+  ASSERT_TRUE(lean.ParseFromString(full.SerializeAsString()));
+  ASSERT_EQ(lean.items_size(), 3);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(lean.items(i).id(), full.items(i).id());
+    EXPECT_EQ(lean.items(i).metadata().uid(), full.items(i).metadata().uid());
+    EXPECT_EQ(lean.items(i).metadata().name(), full.items(i).metadata().name());
+    EXPECT_EQ(lean.items(i).state(), full.items(i).state());
+    EXPECT_EQ(lean.items(i).created_at(), full.items(i).created_at());
+  }
 }
 
 TEST_F(CriLocatorTest, ReadyPodUidsReportsTheRuntimeUnavailable) {

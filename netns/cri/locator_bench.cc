@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "benchmark/benchmark.h"
 #include "netns/cri/cgroup_locator.h"
+#include "netns/cri/cri_api.pb.h"
 #include "netns/cri/cri_locator.h"
 #include "netns/cri/fake_cri_server.h"
 #include "netns/routing/test_util.h"
@@ -21,6 +22,49 @@ namespace fs = std::filesystem;
 constexpr char kUid[] = "8e4c2a6b-1f3d-4e5a-9b7c-0d2e4f6a8b1c";
 
 using testing::NetnsThread;
+
+// Parsing the sandbox poller's answer: a node's whole ListPodSandbox(READY) (330 sandboxes, each with the
+// kubelet's labels and ~2 KiB of pod annotations) into the full message vs the identities the poller reads.
+std::string NodeSandboxList() {
+  runtime::v1::ListPodSandboxResponse full;
+  for (int i = 0; i < 330; ++i) {
+    runtime::v1::PodSandbox* s = full.add_items();
+    s->set_id(std::string(64, 'a' + i % 26));
+    s->mutable_metadata()->set_uid(absl::StrCat("8e4c2a6b-1f3d-4e5a-9b7c-", 100000000000 + i));
+    s->mutable_metadata()->set_name(absl::StrCat("reviews-v2-5b667bcbf8-", i));
+    s->mutable_metadata()->set_namespace_("bookinfo");
+    s->set_state(runtime::v1::SANDBOX_READY);
+    s->set_created_at(1700000000000000000 + i);
+    auto& labels = *s->mutable_labels();
+    for (const char* k :
+         {"app", "version", "pod-template-hash", "io.kubernetes.pod.name", "io.kubernetes.pod.namespace",
+          "io.kubernetes.pod.uid", "security.istio.io/tlsMode"})
+      labels[k] = "value-of-some-length";
+    auto& annotations = *s->mutable_annotations();
+    annotations["sidecar.istio.io/status"] = std::string(600, 's');
+    annotations["kubernetes.io/config.seen"] = "2024-05-01T10:00:00.000000000Z";
+    annotations["prometheus.io/path"] = "/stats/prometheus";
+    annotations["kubectl.kubernetes.io/default-container"] = "reviews";
+    annotations["example.com/big"] = std::string(1400, 'b');
+    s->set_runtime_handler("runc");
+  }
+  return full.SerializeAsString();
+}
+
+template <typename Message>
+void BM_ParseNodeSandboxList(benchmark::State& state) {
+  const std::string bytes = NodeSandboxList();
+  for (auto _ : state) {
+    Message m;
+    if (!m.ParseFromString(bytes)) return state.SkipWithError("parse failed");
+    benchmark::DoNotOptimize(m.items_size());
+  }
+  state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * static_cast<int64_t>(bytes.size()));
+}
+BENCHMARK_TEMPLATE(BM_ParseNodeSandboxList, runtime::v1::ListPodSandboxResponse)
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_TEMPLATE(BM_ParseNodeSandboxList, runtime::v1::ListPodSandboxIdentities)
+    ->Unit(benchmark::kMicrosecond);
 
 void BM_CriLocate(benchmark::State& state) {
   NetnsThread ns;
