@@ -6,6 +6,10 @@
 
 namespace pnc::controller {
 
+namespace {
+std::string Ms(absl::Duration d) { return absl::StrCat(absl::ToDoubleMilliseconds(d)); }
+}  // namespace
+
 WorkQueue::Priority EventPriority(bool set_up, bool pod_ips_published) {
   return !set_up && pod_ips_published ? WorkQueue::Priority::kFirst : WorkQueue::Priority::kRecheck;
 }
@@ -141,69 +145,14 @@ void Controller::Worker() {
     }
     const absl::Time start = absl::Now();
     ReconcileResult r = reconciler_.Reconcile(uid);
-    bool backstop = false;  // the pod waits on a backstop timer, relying on the sandbox poller
-    const std::string took_ms = absl::StrCat(absl::ToDoubleMilliseconds(absl::Now() - start));
-    switch (r.outcome) {
-      case Outcome::kRetry: {
-        if (r.cause == Cause::kRuntimeOutage) {
-          // The runtime is down or restarting: retry soon without growing this pod's backoff; every parked
-          // pod goes again as soon as any locate succeeds.
-          queue_.ParkForOutage(uid);
-          Log(LogLevel::kWarning, "container runtime unavailable; pod parked until it answers",
-              {{"pod_uid", uid}, {"error", std::string(r.status.message())}});
-          break;
-        }
-        // The poller lists ready sandboxes for every waiting pod; while it works, a waiting pod's own
-        // timer is only a backstop. Not for a pod the poller released already and that still was not
-        // found: the list cannot help it (e.g. its netns cannot be opened here), its own timer must.
-        backstop = r.cause == Cause::kSandboxMissing && sandbox_poller_ != nullptr &&
-                   sandbox_poller_->healthy() && !queue_.ReleasedByList(uid);
-        absl::Duration d =
-            r.cause != Cause::kSandboxMissing
-                ? queue_.AddRateLimited(uid)
-                : queue_.AddWaiting(uid, options_.sandbox_wait_cap,
-                                    backstop ? options_.sandbox_poll.backstop : absl::ZeroDuration());
-        if (options_.stuck_event_after > 0 && queue_.NumRequeues(uid) == options_.stuck_event_after) {
-          reconciler_.ReportStuck(uid, r.status, queue_.NumRequeues(uid));
-        }
-        Log(LogLevel::kWarning, "reconcile failed; will retry",
-            {{"pod_uid", uid},
-             {"step", r.detail},
-             {"error", std::string(r.status.message())},
-             {"attempt", std::to_string(queue_.NumRequeues(uid))},
-             {"took_ms", took_ms},
-             {"retry_in", absl::FormatDuration(d)}});
-        break;
-      }
-      case Outcome::kSkipped:
-        queue_.Forget(uid);
-        if (r.cause != Cause::kDone)
-          Log(LogLevel::kDebug, "pod skipped", {{"pod_uid", uid}, {"reason", r.detail}});
-        break;
-      case Outcome::kPermanentError:
-        queue_.Forget(uid);
-        Log(LogLevel::kWarning, "pod has an invalid redirection annotation; not retrying",
-            {{"pod_uid", uid}, {"error", std::string(r.status.message())}, {"detail", r.detail}});
-        break;
-      default:
-        queue_.Forget(uid);
-        Log(LogLevel::kInfo, absl::StrCat("pod ", OutcomeName(r.outcome)),
-            {{"pod_uid", uid},
-             {"detail", r.detail},
-             {"took_ms", took_ms},
-             {"locate_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.locate_took))},
-             {"inspect_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.inspect_took))},
-             {"apply_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.apply_took))},
-             {"mark_ms", absl::StrCat(absl::ToDoubleMilliseconds(r.mark_took))}});
-        break;
-    }
+    const bool backstop = Requeue(uid, r, absl::Now() - start);
     if ((r.cause == Cause::kLocated || r.cause == Cause::kDone) && queue_.Parked() > 0) {
       size_t n = queue_.ReleaseParked();
       Log(LogLevel::kInfo, "container runtime answers again; parked pods released",
-          {{"pods", std::to_string(n)}});
+          {{"pod_uid", uid}, {"pods", std::to_string(n)}});
     }
     queue_.Done(uid);
-    // The poller may have stopped working since `backstop` was decided; if it releases its waiting pods for
+    // The poller may have stopped working since the backstop was chosen; if it released its waiting pods for
     // that before this Done, it skipped this one (being processed): release it here. Checked after Done, one
     // of the two sees the other.
     if (backstop && !sandbox_poller_->healthy()) queue_.ReleaseWaitingKey(uid);
@@ -212,6 +161,66 @@ void Controller::Worker() {
   }
   absl::MutexLock lock(&mu_);
   --live_workers_;
+}
+
+bool Controller::Requeue(const std::string& uid, const ReconcileResult& r, absl::Duration took) {
+  switch (r.outcome) {
+    case Outcome::kRetry:
+      return RetryLater(uid, r, took);
+    case Outcome::kSkipped:
+      queue_.Forget(uid);
+      if (r.cause != Cause::kDone)
+        Log(LogLevel::kDebug, "pod skipped", {{"pod_uid", uid}, {"reason", r.detail}});
+      return false;
+    case Outcome::kPermanentError:
+      queue_.Forget(uid);
+      Log(LogLevel::kWarning, "pod has an invalid redirection annotation; not retrying",
+          {{"pod_uid", uid}, {"error", std::string(r.status.message())}, {"detail", r.detail}});
+      return false;
+    default:
+      queue_.Forget(uid);
+      Log(LogLevel::kInfo, absl::StrCat("pod ", OutcomeName(r.outcome)),
+          {{"pod_uid", uid},
+           {"detail", r.detail},
+           {"took_ms", Ms(took)},
+           {"locate_ms", Ms(r.locate_took)},
+           {"inspect_ms", Ms(r.inspect_took)},
+           {"apply_ms", Ms(r.apply_took)},
+           {"mark_ms", Ms(r.mark_took)}});
+      return false;
+  }
+}
+
+bool Controller::RetryLater(const std::string& uid, const ReconcileResult& r, absl::Duration took) {
+  if (r.cause == Cause::kRuntimeOutage) {
+    // The runtime is down or restarting: retry soon without growing this pod's backoff; every parked pod goes
+    // again as soon as any locate succeeds.
+    queue_.ParkForOutage(uid);
+    Log(LogLevel::kWarning, "container runtime unavailable; pod parked until it answers",
+        {{"pod_uid", uid}, {"error", std::string(r.status.message())}});
+    return false;
+  }
+  // The poller lists ready sandboxes for every waiting pod; while it works, a waiting pod's own timer is only
+  // a backstop. Not for a pod the poller released already and that still was not found: the list cannot help
+  // it (e.g. its netns cannot be opened here), its own timer must.
+  const bool missing = r.cause == Cause::kSandboxMissing;
+  const bool backstop =
+      missing && sandbox_poller_ != nullptr && sandbox_poller_->healthy() && !queue_.ReleasedByList(uid);
+  const absl::Duration d =
+      !missing ? queue_.AddRateLimited(uid)
+               : queue_.AddWaiting(uid, options_.sandbox_wait_cap,
+                                   backstop ? options_.sandbox_poll.backstop : absl::ZeroDuration());
+  if (options_.stuck_event_after > 0 && queue_.NumRequeues(uid) == options_.stuck_event_after) {
+    reconciler_.ReportStuck(uid, r.status, queue_.NumRequeues(uid));
+  }
+  Log(LogLevel::kWarning, "reconcile failed; will retry",
+      {{"pod_uid", uid},
+       {"step", r.detail},
+       {"error", std::string(r.status.message())},
+       {"attempt", std::to_string(queue_.NumRequeues(uid))},
+       {"took_ms", Ms(took)},
+       {"retry_in", absl::FormatDuration(d)}});
+  return backstop;
 }
 
 void Controller::ResyncLoop() {

@@ -75,6 +75,10 @@ class Controller {
 
  private:
   void Worker();
+  // After a reconcile: forget, retry later or park the pod, and log the outcome. True when the pod now waits
+  // on the backstop timer (it relies on the sandbox poller).
+  bool Requeue(const std::string& uid, const ReconcileResult& r, absl::Duration took);
+  bool RetryLater(const std::string& uid, const ReconcileResult& r, absl::Duration took);
   void ResyncLoop();
 
   ControllerOptions options_;
