@@ -20,7 +20,22 @@ struct FakeClock {
     o.now = fn();
     return o;
   }
+  WorkQueue::Options Options(absl::Duration base_delay, absl::Duration max_delay = absl::Seconds(60)) {
+    WorkQueue::Options o = Options();
+    o.base_delay = base_delay;
+    o.max_delay = max_delay;
+    return o;
+  }
 };
+
+// Lets `d` pass, then hands out the key that is due and marks it done ("" when none is).
+std::string PassAndTake(WorkQueue& q, FakeClock& clock, absl::Duration d) {
+  clock.t += d;
+  std::string k;
+  if (!q.TryGet(&k)) return "";
+  q.Done(k);
+  return k;
+}
 
 // Hands out every ready key (each marked done at once), in order.
 std::vector<std::string> Drain(WorkQueue& q) {
@@ -222,17 +237,10 @@ TEST(WorkQueue, ReleaseWaitingKeysLeavesAKeyBeingProcessedAlone) {
 // real failure.
 TEST(WorkQueue, WaitingDoesNotGrowTheFailureBackoff) {
   FakeClock clock;
-  WorkQueue::Options o;
-  o.base_delay = absl::Milliseconds(10);
-  o.max_delay = absl::Seconds(10);
-  o.now = clock.fn();
-  WorkQueue q(o);
-  std::string k;
+  WorkQueue q(clock.Options(absl::Milliseconds(10), absl::Seconds(10)));
   for (int i = 0; i < 6; ++i) {
     q.AddWaiting("a", absl::Seconds(1));
-    clock.t += absl::Seconds(1);
-    ASSERT_TRUE(q.TryGet(&k));
-    q.Done(k);
+    ASSERT_EQ(PassAndTake(q, clock, absl::Seconds(1)), "a");
   }
   EXPECT_EQ(q.AddRateLimited("a"), absl::Milliseconds(10));
   EXPECT_EQ(q.NumRequeues("a"), 7);
@@ -242,11 +250,7 @@ TEST(WorkQueue, WaitingDoesNotGrowTheFailureBackoff) {
 
 TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {
   FakeClock clock;
-  WorkQueue::Options o;
-  o.base_delay = absl::Milliseconds(10);
-  o.max_delay = absl::Milliseconds(100);
-  o.now = clock.fn();
-  WorkQueue q(o);
+  WorkQueue q(clock.Options(absl::Milliseconds(10), absl::Milliseconds(100)));
   std::vector<absl::Duration> delays;
   for (int i = 0; i < 6; ++i) delays.push_back(q.AddRateLimited("a"));
   EXPECT_EQ(delays, (std::vector<absl::Duration>{absl::Milliseconds(10), absl::Milliseconds(20),
@@ -273,21 +277,15 @@ TEST(WorkQueue, PerItemExponentialBackoffWithCapAndForget) {
 
 TEST(WorkQueue, OutageParkingKeepsTheBackoffAndReleasesAllAtOnce) {
   FakeClock clock;
-  WorkQueue::Options o;
-  o.base_delay = absl::Milliseconds(50);
+  WorkQueue::Options o = clock.Options(absl::Milliseconds(50));
   o.outage_retry = absl::Milliseconds(200);
-  o.now = clock.fn();
   WorkQueue q(o);
   std::string k;
   // "a" failed twice on its own (backoff 50, 100 ms), then the runtime went down.
   q.AddRateLimited("a");
-  clock.t += absl::Milliseconds(50);
-  ASSERT_TRUE(q.TryGet(&k));
-  q.Done(k);
+  ASSERT_EQ(PassAndTake(q, clock, absl::Milliseconds(50)), "a");
   q.AddRateLimited("a");
-  clock.t += absl::Milliseconds(100);
-  ASSERT_TRUE(q.TryGet(&k));
-  q.Done(k);
+  ASSERT_EQ(PassAndTake(q, clock, absl::Milliseconds(100)), "a");
   for (int i = 0; i < 5; ++i) {  // five outage retries: the failure count does not grow
     ASSERT_TRUE(q.ParkForOutage("a"));
     EXPECT_EQ(q.Parked(), 1u);
@@ -300,9 +298,7 @@ TEST(WorkQueue, OutageParkingKeepsTheBackoffAndReleasesAllAtOnce) {
   }
   EXPECT_EQ(q.NumRequeues("a"), 2);
   EXPECT_EQ(q.AddRateLimited("a"), absl::Milliseconds(200));  // resumes: 50 * 2^2
-  clock.t += absl::Milliseconds(200);
-  ASSERT_TRUE(q.TryGet(&k));
-  q.Done(k);
+  ASSERT_EQ(PassAndTake(q, clock, absl::Milliseconds(200)), "a");
 
   // The runtime answers again: every parked key is ready now, not at its timer.
   for (std::string key : {"p1", "p2", "p3"}) ASSERT_TRUE(q.ParkForOutage(key));
@@ -329,18 +325,15 @@ TEST(WorkQueue, WaitingKeysAreCappedAndReleasedBySignal) {
   std::vector<absl::Duration> delays;
   for (int i = 0; i < 6; ++i) {
     delays.push_back(q.AddWaiting("a", absl::Milliseconds(500)));
-    clock.t += delays.back();
-    ASSERT_TRUE(q.TryGet(&k));
-    q.Done(k);
+    ASSERT_EQ(PassAndTake(q, clock, delays.back()), "a");
   }
   EXPECT_EQ(delays, (std::vector<absl::Duration>{absl::Milliseconds(50), absl::Milliseconds(100),
                                                  absl::Milliseconds(200), absl::Milliseconds(400),
                                                  absl::Milliseconds(500), absl::Milliseconds(500)}));
   // A floor (the backstop while the sandbox poller watches): never sooner, whatever the count.
   EXPECT_EQ(q.AddWaiting("a", absl::Milliseconds(500), absl::Seconds(5)), absl::Seconds(5));
-  clock.t += absl::Seconds(5);
-  ASSERT_TRUE(q.TryGet(&k));
-  q.Done(k);
+  EXPECT_EQ(PassAndTake(q, clock, absl::Seconds(5) - absl::Milliseconds(1)), "");
+  ASSERT_EQ(PassAndTake(q, clock, absl::Milliseconds(1)), "a");
   for (std::string key : {"w1", "w2"})
     ASSERT_TRUE(q.AddWaiting(key, absl::Seconds(1)) > absl::ZeroDuration());
   EXPECT_EQ(q.Waiting(), 2u);

@@ -9,17 +9,14 @@ set -euo pipefail
 scenario="$1"
 shift
 
-runfile() {
-  local rel="istio_pod_network_controller/$1"
-  local base
-  for base in "${RUNFILES_DIR:-}" "$0.runfiles" "${TEST_SRCDIR:-}"; do
-    if [[ -n "$base" && -e "$base/$rel" ]]; then
-      echo "$base/$rel"
-      return
-    fi
-  done
-  echo "containerd_test.sh: runfile $1 not found" >&2
-  exit 2
+# Bazel runs tests in the runfiles root of this workspace (the manual run in docs/benchmarks.md cds there too):
+# every file this script needs is at its workspace path from here.
+at_root() {
+  if [[ ! -e "$PWD/$1" ]]; then
+    echo "containerd_test.sh: $1 not found under $PWD (run it from the runfiles root)" >&2
+    exit 2
+  fi
+  echo "$PWD/$1"
 }
 
 if [[ "$(id -u)" != 0 && "${CI:-}" != true ]]; then
@@ -31,8 +28,8 @@ out="${TEST_TMPDIR:-/tmp}/images"
 build_log="${TEST_UNDECLARED_OUTPUTS_DIR:-${TEST_TMPDIR:-/tmp}}/build-waiter-image.log"
 # Bazel's test PATH lacks /usr/sbin (umoci, runc are found by absolute path or here).
 lines=$(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-  /bin/bash "$(runfile tools/images/build.sh)" --only waiter --out "$out" --no-check \
-  --waiter-bin "$(runfile controller/waiter/waiter)" 2>"$build_log") || {
+  /bin/bash "$(at_root tools/images/build.sh)" --only waiter --out "$out" --no-check \
+  --waiter-bin "$(at_root controller/waiter/waiter)" 2>"$build_log") || {
   echo "FAIL: building the waiter image failed:" >&2
   tail -n 30 "$build_log" >&2
   exit 1
@@ -47,10 +44,10 @@ echo "waiter image: $ref ($archive)"
 
 case "$scenario" in
   */*) ;;
-  *) scenario="$(runfile "simulator/scenarios/$scenario.textproto")" ;;
+  *) scenario="$(at_root "simulator/scenarios/$scenario.textproto")" ;;
 esac
 exec "$(dirname "$0")/scenario_test.sh" "$scenario" \
-  --pause_binary="$(runfile netns/cri/testing/pause)" \
+  --pause_binary="$(at_root netns/cri/testing/pause)" \
   --waiter_image_archive="$archive" \
   --waiter_image="$ref" \
   "$@"
