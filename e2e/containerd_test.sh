@@ -24,6 +24,10 @@ if [[ "$(id -u)" != 0 && "${CI:-}" != true ]]; then
   exit 0
 fi
 
+for f in tools/images/build.sh controller/waiter/waiter netns/cri/testing/pause; do
+  at_root "$f" >/dev/null  # not in a $(...): a missing file ends the script here
+done
+
 out="${TEST_TMPDIR:-/tmp}/images"
 build_log="${TEST_UNDECLARED_OUTPUTS_DIR:-${TEST_TMPDIR:-/tmp}}/build-waiter-image.log"
 # Bazel's test PATH lacks /usr/sbin (umoci, runc are found by absolute path or here).
