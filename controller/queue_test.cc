@@ -1,6 +1,7 @@
 #include "controller/queue.h"
 
 #include <atomic>
+#include <initializer_list>
 #include <set>
 #include <thread>
 #include <vector>
@@ -27,6 +28,11 @@ struct FakeClock {
     return o;
   }
 };
+
+// Each key waits (AddWaiting, cap 1 s), in this order.
+void AddWaitingAll(WorkQueue& q, std::initializer_list<const char*> keys) {
+  for (const char* key : keys) q.AddWaiting(key, absl::Seconds(1));
+}
 
 // Lets `d` pass, then hands out the key that is due and marks it done ("" when none is).
 std::string PassAndTake(WorkQueue& q, FakeClock& clock, absl::Duration d) {
@@ -169,9 +175,7 @@ TEST(WorkQueue, ReleaseWaitingSkipsKeysQueuedAlready) {
 TEST(WorkQueue, ReleaseWaitingKeysReleasesExactlyThoseKeysAsFirst) {
   FakeClock clock;
   WorkQueue q(clock.Options());
-  q.AddWaiting("a", absl::Seconds(1));
-  q.AddWaiting("b", absl::Seconds(1));
-  q.AddWaiting("c", absl::Seconds(1));
+  AddWaitingAll(q, {"a", "b", "c"});
   q.Add("recheck", WorkQueue::Priority::kRecheck);
   EXPECT_EQ(q.WaitingKeys(), (std::vector<std::string>{"a", "b", "c"}));
   EXPECT_EQ(q.ReleaseWaitingKeys({"c", "a", "stranger", "recheck"}), 2u);
@@ -353,9 +357,7 @@ TEST(WorkQueue, WaitingKeysAreCappedAndReleasedBySignal) {
 TEST(WorkQueue, ReleaseWaitingTakesTheLongestWaitingFirst) {
   FakeClock clock;
   WorkQueue q(clock.Options());
-  q.AddWaiting("a", absl::Seconds(1));
-  q.AddWaiting("b", absl::Seconds(1));
-  q.AddWaiting("c", absl::Seconds(1));
+  AddWaitingAll(q, {"a", "b", "c"});
   std::string k;
   EXPECT_FALSE(q.TryGet(&k));
   EXPECT_EQ(q.ReleaseWaiting(1), 1u);
